@@ -1,0 +1,29 @@
+"""energymc: energy-based models on JAX.
+
+Sample ``exp(-E(x))`` with BlackJAX kernels, estimate ``log Z``, learn ``E``
+from data, and diagnose chains with ArviZ.
+"""
+
+__version__ = "0.1.0"
+
+from energymc.diagnostics import Diagnosis, diagnose, plot_rank, plot_trace, summary
+from energymc.energy import Energy
+from energymc.errors import EnergyError, EnergymcError, EnergymcWarning, OptionError
+from energymc.results import Run
+from energymc.sampling import sample
+
+__all__ = [
+    "Diagnosis",
+    "Energy",
+    "EnergyError",
+    "EnergymcError",
+    "EnergymcWarning",
+    "OptionError",
+    "Run",
+    "__version__",
+    "diagnose",
+    "plot_rank",
+    "plot_trace",
+    "sample",
+    "summary",
+]

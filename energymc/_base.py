@@ -1,0 +1,142 @@
+"""The contracts every part of energymc is written against.
+
+One short file of protocols, in the manner of ``blackjax/base.py``: a target
+(:class:`Target`), a Markov kernel (:class:`Kernel`), a progress meter
+(:class:`ProgressMeter`) and a learner (:class:`Learner`). Pure JAX code
+implements the first two; host code implements the meter.
+
+Every kernel works on a *flat* position: a 1-D array of shape ``(dim,)``.
+:class:`energymc.Energy` ravels a user's pytree on the way in and unravels the
+draws on the way out, so kernels, mass matrices and preconditioners never see
+pytrees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import jax
+
+__all__ = [
+    "Array",
+    "PRNGKey",
+    "LogDensityFn",
+    "Kernel",
+    "KernelState",
+    "Learner",
+    "ProgressMeter",
+    "Target",
+    "WarmupResult",
+]
+
+Array = jax.Array
+PRNGKey = jax.Array
+#: ``z (dim,) -> scalar``: the log-density ``-E`` of a flat position.
+LogDensityFn = Callable[[Array], Array]
+
+#: The supports a target can declare. ``"real"`` is R^dim; ``"binary"`` is
+#: {0, 1}^dim; ``"spin"`` is {-1, +1}^dim (stored as floats).
+SUPPORTS = ("real", "binary", "spin")
+
+
+class KernelState(Protocol):
+    """Anything a kernel carries between steps; it must expose the flat position."""
+
+    position: Array  # (dim,)
+
+
+class WarmupResult(NamedTuple):
+    """What one chain's warmup hands to the sampling phase.
+
+    Attributes
+    ----------
+    state
+        The kernel state after warmup (a pytree whose ``position`` is ``(dim,)``).
+    params
+        Tuned parameters as a dict of arrays (``step_size`` ``()``,
+        ``inverse_mass_matrix`` ``(dim,)`` or ``(dim, dim)``, ...). These are
+        traced, so a different value never recompiles.
+    info
+        Per-warmup-step diagnostics, a dict of ``(num_steps,)`` arrays
+        (may be empty).
+    """
+
+    state: Any
+    params: dict
+    info: dict
+
+
+class Kernel(Protocol):
+    """A Markov kernel as energymc drives it: pure, single-chain, vmappable.
+
+    ``options`` is a hashable ``tuple`` of ``(name, value)`` pairs: static
+    choices (``dense_mass``, ``num_integration_steps``, ...) that select code.
+    ``params`` is a dict of arrays: tunable numbers that do not.
+
+    Attributes
+    ----------
+    name
+        The method name users pass to :func:`energymc.sample`.
+    supports
+        Which target supports this kernel can sample (subset of ``SUPPORTS``).
+    defaults
+        Every valid option with its default value.
+    """
+
+    name: str
+    supports: tuple[str, ...]
+    defaults: Mapping[str, Any]
+
+    def init(self, key: PRNGKey, position: Array, logdensity_fn: LogDensityFn,
+             params: dict, options: tuple) -> Any:
+        """Return the kernel state at ``position`` ``(dim,)``."""
+
+    def step(self, key: PRNGKey, state: Any, logdensity_fn: LogDensityFn,
+             params: dict, options: tuple) -> tuple[Any, dict]:
+        """One transition. Returns ``(new_state, stats)``.
+
+        ``stats`` is a dict of scalars named as ArviZ names sample stats
+        (``lp``, ``acceptance_rate``, ``diverging``, ``energy``, ``step_size``,
+        ``n_steps``, ``tree_depth``); it always holds ``lp``,
+        ``acceptance_rate`` and ``diverging``. A non-finite log-density is a
+        rejected proposal counted in ``diverging``, never a NaN position.
+        """
+
+    def warmup(self, key: PRNGKey, position: Array, logdensity_fn: LogDensityFn,
+               num_steps: int, options: tuple) -> WarmupResult:
+        """Tune ``params`` for one chain over ``num_steps`` steps."""
+
+    def default_params(self, dim: int, options: tuple) -> dict:
+        """Parameters used when ``adapt=False`` (user values fill them in)."""
+
+
+@runtime_checkable
+class Target(Protocol):
+    """What samplers and estimators need of a target (:class:`energymc.Energy`)."""
+
+    dim: int
+    support: str
+
+    def flat_logdensity(self, z: Array) -> Array:
+        """``-E`` at a flat position ``z`` ``(dim,)``; a scalar."""
+
+
+class ProgressMeter(Protocol):
+    """Host-side progress, updated between compiled chunks (never under jit)."""
+
+    def start(self, total: int, description: str) -> None: ...
+
+    def update(self, n: int, postfix: Mapping[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Learner(Protocol):
+    """A learner of energy parameters, driven like ``numpyro.infer.SVI``."""
+
+    def init(self, key: PRNGKey, data: Array, init_params: Any) -> Any: ...
+
+    def update(self, state: Any, batch: Array) -> tuple[Any, Array]: ...
+
+    def run(self, key: PRNGKey, num_steps: int, data: Array, **kwargs) -> Any: ...

@@ -1,0 +1,251 @@
+"""`Energy`: the one place a user's function becomes a sampling target.
+
+The sign flip between an energy ``E`` and a log-density ``-E`` happens here
+(and in the ArviZ export) and nowhere else. Everything downstream sees a flat
+log-density ``z (dim,) -> scalar``; the user's pytree shape is restored only
+when draws are handed back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from energymc._base import SUPPORTS
+from energymc.errors import EnergyError
+
+__all__ = ["Energy"]
+
+
+def _describe(tree) -> str:
+    return str(jax.tree.map(lambda a: tuple(np.shape(a)), tree))
+
+
+class Energy:
+    """An unnormalised density ``exp(-E(x))`` ready to be sampled.
+
+    Parameters
+    ----------
+    fn
+        ``fn(x) -> scalar`` energy. ``x`` has the structure of ``init``: an
+        array, or a dict/pytree of arrays.
+    init
+        An example point: fixes the structure, shapes and dtypes of ``x`` and
+        is where chains start (jittered) unless :func:`energymc.sample` is
+        given ``init=``.
+    support
+        ``"real"`` (default), ``"binary"`` (values in {0, 1}) or ``"spin"``
+        (values in {-1, +1}).
+    name
+        Shown in reprs and stored in ArviZ attributes.
+    check
+        Check ``fn`` at ``init`` now (scalar, real, finite value and
+        gradient). Leave on: it turns a confusing trace-time error into a
+        message that says what to fix.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import energymc as emc
+    >>> target = emc.Energy(lambda x: 0.5 * jnp.sum(x**2), init=jnp.zeros(3))
+    >>> target.dim
+    3
+    """
+
+    def __init__(self, fn: Callable, init: Any, *, support: str = "real",
+                 name: str | None = None, check: bool = True,
+                 _postprocess: Callable | None = None, _sign: float = 1.0):
+        if not callable(fn):
+            raise EnergyError(
+                f"Energy needs a callable fn(x) -> scalar energy; got {type(fn).__name__}."
+            )
+        if support not in SUPPORTS:
+            raise EnergyError(
+                f"support={support!r} is not one of {SUPPORTS}. Use 'real' for "
+                "continuous x, 'binary' for 0/1 states, 'spin' for -1/+1 states."
+            )
+        if init is None:
+            raise EnergyError(
+                "Energy needs init=, an example point x0 (array or dict of arrays): "
+                "it fixes the shape of x and where chains start."
+            )
+        leaves = jax.tree.leaves(init)
+        if not leaves:
+            raise EnergyError("init= has no arrays in it; give an array or a dict of arrays.")
+        dtype = jnp.result_type(float)
+        init = jax.tree.map(lambda a: jnp.asarray(a, dtype=dtype), init)
+        self.fn = fn
+        self.init = init
+        self.support = support
+        self.name = name or getattr(fn, "__name__", "energy")
+        self._postprocess = _postprocess
+        # +1: fn is an energy; -1: fn is a log-density (from_logdensity), flipped here.
+        self._sign = float(_sign)
+        flat, self._unravel = ravel_pytree(init)
+        self.flat_init = flat
+        self.dim = int(flat.shape[0])
+        if support != "real":
+            allowed = (0.0, 1.0) if support == "binary" else (-1.0, 1.0)
+            bad = ~np.isin(np.asarray(flat), allowed)
+            if bad.any():
+                raise EnergyError(
+                    f"support={support!r} needs init values in {allowed}; "
+                    f"found {np.asarray(flat)[bad][:3].tolist()}."
+                )
+        if check:
+            self._check()
+
+    # ------------------------------------------------------------------ builders
+    @classmethod
+    def from_logdensity(cls, logdensity_fn: Callable, init: Any, **kwargs) -> Energy:
+        """Build from a log-density ``logp(x)``: the energy is ``-logp(x)``."""
+        if not callable(logdensity_fn):
+            raise EnergyError("from_logdensity needs a callable logp(x) -> scalar.")
+        kwargs.setdefault("name", getattr(logdensity_fn, "__name__", "logdensity"))
+        return cls(logdensity_fn, init, _sign=-1.0, **kwargs)
+
+    @classmethod
+    def from_params(cls, energy_fn: Callable, params: Any, init: Any, **kwargs) -> Energy:
+        """Fix the parameters of a learner-style ``energy_fn(params, x)``."""
+        kwargs.setdefault("name", getattr(energy_fn, "__name__", "energy"))
+        return cls(_BoundEnergy(energy_fn, params), init, **kwargs)
+
+    @classmethod
+    def from_numpyro(cls, model: Callable, *args, seed: int = 0, **kwargs) -> Energy:
+        """Target the posterior of a NumPyro model.
+
+        Sampling happens in numpyro's unconstrained space, Jacobian included
+        (``numpyro.infer.util.initialize_model``); draws come back in the
+        constrained space under the model's site names, deterministic sites
+        included.
+
+        Parameters
+        ----------
+        model
+            A NumPyro model function.
+        *args, **kwargs
+            Passed to ``model``.
+        seed
+            Seeds numpyro's initial point (``init_to_uniform``).
+        """
+        from energymc._numpyro import energy_parts
+
+        potential_fn, z0, postprocess, name = energy_parts(model, args, kwargs, seed)
+        return cls(potential_fn, z0, name=name, _postprocess=postprocess)
+
+    # --------------------------------------------------------------- evaluation
+    def energy(self, x: Any) -> jax.Array:
+        """``E(x)`` for ``x`` shaped like ``init``; a scalar."""
+        return self._sign * self.fn(x)
+
+    def logdensity(self, x: Any) -> jax.Array:
+        """``-E(x)``; a scalar."""
+        return -self.energy(x)
+
+    def flat_logdensity(self, z: jax.Array) -> jax.Array:
+        """``-E`` at a flat position ``z`` ``(dim,)``.
+
+        A NaN energy reads as ``-inf`` so every kernel rejects it.
+        """
+        lp = -self._sign * self.fn(self._unravel(z))
+        lp = jnp.asarray(lp, dtype=z.dtype).reshape(())
+        return jnp.where(jnp.isnan(lp), -jnp.inf, lp)
+
+    def flat_energy(self, z: jax.Array) -> jax.Array:
+        """``E`` at a flat position ``z`` ``(dim,)``."""
+        return -self.flat_logdensity(z)
+
+    def unravel(self, z: jax.Array) -> Any:
+        """Flat ``(..., dim)`` positions back to the pytree of ``init``."""
+        z = jnp.asarray(z)
+        fn = self._unravel
+        for _ in range(z.ndim - 1):
+            fn = jax.vmap(fn)
+        return fn(z)
+
+    def ravel(self, x: Any) -> jax.Array:
+        """A pytree shaped like ``init`` to a flat ``(dim,)`` array."""
+        return ravel_pytree(x)[0]
+
+    def postprocess(self, z: jax.Array) -> Any:
+        """Flat ``(..., dim)`` draws to what users see (constrained sites for NumPyro)."""
+        if self._postprocess is None:
+            return self.unravel(z)
+        fn = lambda v: self._postprocess(self._unravel(v))
+        z = jnp.asarray(z)
+        for _ in range(z.ndim - 1):
+            fn = jax.vmap(fn)
+        return jax.jit(fn)(z)
+
+    @cached_property
+    def is_numpyro(self) -> bool:
+        return self._postprocess is not None
+
+    # ------------------------------------------------------------------ checks
+    def _check(self) -> None:
+        try:
+            out = jax.eval_shape(self.fn, self.init)
+        except Exception as exc:  # the user's code failed: say where
+            raise EnergyError(
+                f"calling the energy at init raised {type(exc).__name__}: {exc}. "
+                f"init has shapes {_describe(self.init)}; does fn accept x of that structure?"
+            ) from exc
+        if not hasattr(out, "shape") or jax.tree.structure(out).num_leaves != 1:
+            raise EnergyError(
+                f"the energy must return one scalar; it returned {type(out).__name__}."
+            )
+        if out.shape != ():
+            hint = " Did you forget to sum?" if len(out.shape) >= 1 else ""
+            raise EnergyError(
+                f"the energy returned shape {tuple(out.shape)}; it must return a scalar.{hint}"
+            )
+        if jnp.issubdtype(out.dtype, jnp.complexfloating):
+            raise EnergyError("the energy returned a complex number; it must be real.")
+        value = float(self._sign * self.fn(self.init))
+        if not np.isfinite(value):
+            raise EnergyError(
+                f"the energy at init is {value}; start from a point where it is finite "
+                "(pass another init=)."
+            )
+        if self.support == "real":
+            grad = jax.grad(lambda z: self.flat_logdensity(z))(self.flat_init)
+            if not bool(jnp.all(jnp.isfinite(grad))):
+                raise EnergyError(
+                    "the gradient of the energy at init is not finite; gradient-based "
+                    "methods cannot start there. Pass another init= or use method='rwm'."
+                )
+
+    # -------------------------------------------------------- identity, display
+    def _key(self):
+        leaves = jax.tree.leaves(self.init)
+        return (self.fn, self._sign, self.support, jax.tree.structure(self.init),
+                tuple((a.shape, str(a.dtype)) for a in leaves), self._postprocess)
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __eq__(self, other) -> bool:
+        # Two Energy objects over the same function and shapes share compiled code.
+        return isinstance(other, Energy) and self._key() == other._key()
+
+    def __repr__(self) -> str:
+        return (f"Energy({self.name!r}, dim={self.dim}, support={self.support!r}, "
+                f"init shapes={_describe(self.init)})")
+
+
+class _BoundEnergy:
+    """``x -> energy_fn(params, x)``, hashable by the function and params' identity."""
+
+    def __init__(self, energy_fn: Callable, params: Any):
+        self.energy_fn = energy_fn
+        self.params = params
+        self.__name__ = getattr(energy_fn, "__name__", "energy")
+
+    def __call__(self, x):
+        return self.energy_fn(self.params, x)

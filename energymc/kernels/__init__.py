@@ -1,0 +1,95 @@
+"""Kernels by name: ``get("nuts")`` returns an object that follows
+:class:`energymc._base.Kernel`.
+
+Continuous kernels wrap BlackJAX (``_blackjax.py``); discrete kernels for
+binary and spin states are written to the same contract and registered here,
+so :func:`energymc.sample`, ``Run`` and the ArviZ export treat both alike.
+"""
+
+from __future__ import annotations
+
+from energymc._base import Kernel
+from energymc.errors import OptionError
+from energymc.kernels._blackjax import CONTINUOUS_KERNELS
+
+__all__ = ["get", "names", "register", "resolve_options"]
+
+_REGISTRY: dict[str, Kernel] = dict(CONTINUOUS_KERNELS)
+
+
+def register(kernel: Kernel) -> Kernel:
+    """Make ``kernel`` available to :func:`energymc.sample` under ``kernel.name``."""
+    _REGISTRY[kernel.name] = kernel
+    return kernel
+
+
+def names(support: str | None = None) -> list[str]:
+    """Method names, optionally only those that can sample ``support``."""
+    _load_discrete()
+    return sorted(n for n, k in _REGISTRY.items() if support is None or support in k.supports)
+
+
+def _load_discrete() -> None:
+    try:  # discrete kernels register themselves on import
+        import energymc.kernels.discrete  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name != "energymc.kernels.discrete":
+            raise
+
+
+def get(name: str) -> Kernel:
+    """The kernel called ``name``; an :class:`OptionError` listing valid names otherwise."""
+    _load_discrete()
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise OptionError(
+            f"unknown method {name!r}; valid methods are {', '.join(sorted(_REGISTRY))}."
+        )
+    return _REGISTRY[name]
+
+
+def resolve_options(kernel: Kernel, options: dict, *, context: str = "sample") -> tuple:
+    """Merge user ``options`` over the kernel's defaults into a hashable tuple.
+
+    Raises
+    ------
+    OptionError
+        For an option the kernel does not take, naming the ones it does.
+    """
+    unknown = sorted(set(options) - set(kernel.defaults))
+    if unknown:
+        valid = ", ".join(sorted(kernel.defaults)) or "none"
+        raise OptionError(
+            f"{context}(method={kernel.name!r}) got unknown option(s) {unknown}; "
+            f"valid options for {kernel.name!r} are: {valid}."
+        )
+    merged = {**kernel.defaults, **options}
+    return tuple(sorted((k, _hashable(v)) for k, v in merged.items()))
+
+
+def _hashable(value):
+    try:
+        hash(value)
+        return value
+    except TypeError:
+        import numpy as np
+
+        arr = np.asarray(value)
+        return _FrozenArray(arr)
+
+
+class _FrozenArray:
+    """An array option (e.g. a user's inverse mass matrix) made hashable by value."""
+
+    def __init__(self, arr):
+        self.arr = arr
+        self._hash = hash((arr.shape, arr.tobytes()))
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        return isinstance(other, _FrozenArray) and self.arr.shape == other.arr.shape and bool(
+            (self.arr == other.arr).all())
+
+    def __array__(self, dtype=None, copy=None):
+        return self.arr if dtype is None else self.arr.astype(dtype)

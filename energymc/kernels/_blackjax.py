@@ -1,0 +1,339 @@
+"""Continuous kernels: BlackJAX's MCMC kernels and adaptation, wrapped.
+
+This is the only module where ``blackjax.mcmc`` and ``blackjax.adaptation``
+enter energymc. Nothing here re-implements a kernel: each method binds a
+BlackJAX kernel to energymc's :class:`energymc._base.Kernel` contract, adds a
+preconditioner where BlackJAX has none, and maps BlackJAX's ``Info`` to ArviZ
+sample-stat names.
+
+Warmup is BlackJAX's Stan-style ``window_adaptation`` (step size by dual
+averaging, then a diagonal or dense inverse mass matrix over doubling
+windows) for every Metropolis-adjusted method, each with its own acceptance
+target; ``mclmc`` uses ``blackjax.mclmc_find_L_and_step_size``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+from blackjax.adaptation.base import get_filter_adapt_info_fn
+from blackjax.mcmc.diffusions import overdamped_langevin
+from blackjax.mcmc.mala import MALAState
+
+from energymc._base import WarmupResult
+
+__all__ = ["CONTINUOUS_KERNELS"]
+
+
+def _finite_or_zero(x):
+    return jnp.where(jnp.isfinite(x), x, 0.0)
+
+
+# --------------------------------------------------------------------------
+# Preconditioning by a linear change of variables x = L y, L L^T = M^{-1}.
+# BlackJAX's MALA and ULA take no mass matrix; rather than rewrite them we run
+# them on y, where the target is whitened, and map the state back. The
+# log-density of y differs from that of x by the constant log|L|, which no
+# Metropolis ratio sees, so it is dropped.
+# --------------------------------------------------------------------------
+class _Linear(NamedTuple):
+    to_x: Callable
+    to_y: Callable
+    grad_to_y: Callable
+    grad_to_x: Callable
+
+
+def _linear_map(inverse_mass_matrix) -> _Linear:
+    imm = jnp.asarray(inverse_mass_matrix)
+    if imm.ndim <= 1:
+        scale = jnp.sqrt(imm)
+        return _Linear(lambda y: scale * y, lambda x: x / scale,
+                       lambda g: scale * g, lambda g: g / scale)
+    chol = jnp.linalg.cholesky(imm)
+    return _Linear(
+        lambda y: chol @ y,
+        lambda x: jsl.solve_triangular(chol, x, lower=True),
+        lambda g: chol.T @ g,
+        lambda g: jsl.solve_triangular(chol.T, g, lower=False),
+    )
+
+
+def _to_y(lin: _Linear, state: MALAState) -> MALAState:
+    return MALAState(lin.to_y(state.position), state.logdensity, lin.grad_to_y(state.logdensity_grad))
+
+
+def _to_x(lin: _Linear, state: MALAState) -> MALAState:
+    return MALAState(lin.to_x(state.position), state.logdensity, lin.grad_to_x(state.logdensity_grad))
+
+
+def _gradient_state_init(position, logdensity_fn):
+    logdensity, grad = jax.value_and_grad(logdensity_fn)(position)
+    return MALAState(position, logdensity, grad)
+
+
+# --------------------------------------------------------------------------
+# Algorithms shaped for blackjax.window_adaptation: an object with
+# init(position, logdensity_fn) and build_kernel() -> kernel(key, state,
+# logdensity_fn, step_size, inverse_mass_matrix, **extra) whose state has
+# position and logdensity_grad and whose info has acceptance_rate.
+# --------------------------------------------------------------------------
+class _Adaptable(NamedTuple):
+    init: Callable
+    build_kernel: Callable
+
+
+def _sanitised(kernel):
+    """A NaN acceptance (e.g. a NaN gradient at the proposal) would poison dual averaging."""
+
+    def wrapped(key, state, logdensity_fn, step_size, inverse_mass_matrix, **extra):
+        new_state, info = kernel(key, state, logdensity_fn, step_size, inverse_mass_matrix, **extra)
+        return new_state, info._replace(acceptance_rate=_finite_or_zero(info.acceptance_rate))
+
+    return wrapped
+
+
+def _preconditioned_mala_kernel():
+    mala_kernel = blackjax.mala.build_kernel()
+
+    def kernel(key, state, logdensity_fn, step_size, inverse_mass_matrix):
+        lin = _linear_map(inverse_mass_matrix)
+        logdensity_y = lambda y: logdensity_fn(lin.to_x(y))
+        new_y, info = mala_kernel(key, _to_y(lin, state), logdensity_y, step_size)
+        return _to_x(lin, new_y), info
+
+    return kernel
+
+
+class _RWInfo(NamedTuple):
+    acceptance_rate: Any
+    is_accepted: Any
+    proposal: Any
+
+
+def _rwm_kernel():
+    rw_kernel = blackjax.additive_step_random_walk.build_kernel()
+
+    def kernel(key, state, logdensity_fn, step_size, inverse_mass_matrix):
+        imm = jnp.asarray(inverse_mass_matrix)
+        sigma = step_size * (jnp.sqrt(imm) if imm.ndim <= 1 else jnp.linalg.cholesky(imm))
+        rw_state = blackjax.mcmc.random_walk.RWState(state.position, state.logdensity)
+        new, info = rw_kernel(key, rw_state, logdensity_fn,
+                              blackjax.mcmc.random_walk.normal(sigma))
+        # RWM uses no gradient; a zero placeholder keeps one state type for adaptation.
+        new_state = MALAState(new.position, new.logdensity, jnp.zeros_like(new.position))
+        proposal = MALAState(info.proposal.position, info.proposal.logdensity,
+                             jnp.zeros_like(new.position))
+        return new_state, _RWInfo(info.acceptance_rate, info.is_accepted, proposal)
+
+    return kernel
+
+
+def _rwm_init(position, logdensity_fn):
+    return MALAState(position, logdensity_fn(position), jnp.zeros_like(position))
+
+
+_ALGORITHMS = {
+    "nuts": _Adaptable(blackjax.nuts.init, lambda: _sanitised(blackjax.nuts.build_kernel())),
+    "hmc": _Adaptable(blackjax.hmc.init, lambda: _sanitised(blackjax.hmc.build_kernel())),
+    "mala": _Adaptable(_gradient_state_init, lambda: _sanitised(_preconditioned_mala_kernel())),
+    "barker": _Adaptable(blackjax.barker.init, lambda: _sanitised(blackjax.barker.build_kernel())),
+    "rwm": _Adaptable(_rwm_init, lambda: _sanitised(_rwm_kernel())),
+}
+
+
+# --------------------------------------------------------------------------
+# The Kernel implementations.
+# --------------------------------------------------------------------------
+def _initial_imm(dim, dense):
+    return jnp.eye(dim) if dense else jnp.ones((dim,))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class AdjustedKernel:
+    """A Metropolis-adjusted BlackJAX kernel tuned by ``window_adaptation``.
+
+    Options common to all: ``dense_mass`` (bool), ``target_accept`` (float),
+    ``step_size`` and ``inverse_mass_matrix`` (used with ``adapt=False``).
+    """
+
+    name: str
+    target_accept: float
+    extra_defaults: Mapping = dataclasses.field(default_factory=dict)
+    supports: tuple = ("real",)
+
+    @property
+    def defaults(self) -> Mapping:
+        return MappingProxyType({"dense_mass": False, "target_accept": self.target_accept,
+                                 "step_size": None, "inverse_mass_matrix": None,
+                                 **self.extra_defaults})
+
+    def _extra(self, options) -> dict:
+        opts = dict(options)
+        return {k: opts[k] for k in self.extra_defaults}
+
+    def init(self, key, position, logdensity_fn, params, options):
+        return _ALGORITHMS[self.name].init(position, logdensity_fn)
+
+    def _raw_step(self, key, state, logdensity_fn, params, options):
+        kernel = _ALGORITHMS[self.name].build_kernel()
+        return kernel(key, state, logdensity_fn, params["step_size"],
+                      params["inverse_mass_matrix"], **self._extra(options))
+
+    def step(self, key, state, logdensity_fn, params, options):
+        new_state, info = self._raw_step(key, state, logdensity_fn, params, options)
+        acc = info.acceptance_rate
+        stats = {"lp": new_state.logdensity, "acceptance_rate": acc,
+                 "step_size": params["step_size"]}
+        if hasattr(info, "is_divergent"):
+            stats["diverging"] = info.is_divergent
+            stats["energy"] = info.energy
+            stats["n_steps"] = info.num_integration_steps
+            if hasattr(info, "num_trajectory_expansions"):
+                stats["tree_depth"] = info.num_trajectory_expansions
+        elif hasattr(info, "proposal"):
+            # No trajectory to diverge: count proposals with a non-finite energy
+            # or gradient as numerical trouble.
+            prop = info.proposal
+            stats["diverging"] = ~(jnp.isfinite(prop.logdensity)
+                                   & jnp.all(jnp.isfinite(prop.logdensity_grad)))
+        else:
+            # BlackJAX's MALA does not return its proposal: a proposal whose
+            # acceptance underflowed to exactly zero (non-finite energy or
+            # gradient, or an energy jump beyond ~100 nats) is counted instead.
+            stats["diverging"] = acc <= 0.0
+        return new_state, stats
+
+    def warmup(self, key, position, logdensity_fn, num_steps, options):
+        opts = dict(options)
+        adapt = blackjax.window_adaptation(
+            _ALGORITHMS[self.name], logdensity_fn,
+            is_mass_matrix_diagonal=not opts["dense_mass"],
+            target_acceptance_rate=opts["target_accept"],
+            adaptation_info_fn=get_filter_adapt_info_fn(
+                info_keys={"acceptance_rate"}, adapt_state_keys={"step_size"}),
+            **self._extra(options),
+        )
+        (state, params), info = adapt.run(key, position, num_steps)
+        params = {"step_size": params["step_size"],
+                  "inverse_mass_matrix": params["inverse_mass_matrix"]}
+        trace = {"acceptance_rate": info.info.acceptance_rate,
+                 "step_size": info.adaptation_state.step_size}
+        return WarmupResult(state, params, trace)
+
+    def default_params(self, dim, options):
+        opts = dict(options)
+        imm = opts["inverse_mass_matrix"]
+        imm = _initial_imm(dim, opts["dense_mass"]) if imm is None else jnp.asarray(imm)
+        return {"step_size": jnp.asarray(opts["step_size"], dtype=imm.dtype),
+                "inverse_mass_matrix": imm}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LangevinKernel:
+    """Unadjusted Langevin (ULA): BlackJAX's overdamped Langevin Euler step, no
+    Metropolis correction. Biased: its stationary law differs from exp(-E) by
+    an amount that grows with the step size. Warmup tunes the step size and a
+    preconditioner as for MALA but for 90% acceptance (``target_accept``), a
+    smaller step than MALA's optimum that keeps the bias small; on a standard
+    Gaussian the variance comes out about 1 / (1 - h / 2) for whitened step h.
+    """
+
+    name: str = "langevin"
+    supports: tuple = ("real",)
+    defaults: Mapping = dataclasses.field(default_factory=lambda: MappingProxyType(
+        {"dense_mass": False, "target_accept": 0.9, "step_size": None,
+         "inverse_mass_matrix": None}))
+
+    def init(self, key, position, logdensity_fn, params, options):
+        return _gradient_state_init(position, logdensity_fn)
+
+    def step(self, key, state, logdensity_fn, params, options):
+        lin = _linear_map(params["inverse_mass_matrix"])
+        logdensity_y = lambda y: logdensity_fn(lin.to_x(y))
+        one_step = overdamped_langevin(jax.value_and_grad(logdensity_y))
+        new = _to_x(lin, MALAState(*one_step(key, _to_y(lin, state), params["step_size"])))
+        ok = jnp.isfinite(new.logdensity) & jnp.all(jnp.isfinite(new.logdensity_grad))
+        # No accept step to absorb numerical trouble: refuse the move and count it.
+        new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
+        return new, {"lp": new.logdensity, "acceptance_rate": ok.astype(new.logdensity.dtype),
+                     "diverging": ~ok, "step_size": params["step_size"]}
+
+    def warmup(self, key, position, logdensity_fn, num_steps, options):
+        return _MALA.warmup(key, position, logdensity_fn, num_steps,
+                            options)
+
+    def default_params(self, dim, options):
+        return _MALA.default_params(dim, options)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MCLMCKernel:
+    """Microcanonical Langevin Monte Carlo, tuned by ``blackjax.mclmc_find_L_and_step_size``.
+
+    Unadjusted like ULA (no Metropolis step); its energy-variance tuning keeps
+    the bias small. Options: ``L``, ``step_size`` (for ``adapt=False``),
+    ``diagonal_preconditioning``.
+    """
+
+    name: str = "mclmc"
+    supports: tuple = ("real",)
+    defaults: Mapping = dataclasses.field(default_factory=lambda: MappingProxyType(
+        {"L": None, "step_size": None, "diagonal_preconditioning": True}))
+
+    def init(self, key, position, logdensity_fn, params, options):
+        return blackjax.mclmc.init(position, logdensity_fn, key)
+
+    def step(self, key, state, logdensity_fn, params, options):
+        kernel = blackjax.mclmc.build_kernel()
+        new, info = kernel(key, state, logdensity_fn, params["inverse_mass_matrix"],
+                           params["L"], params["step_size"])
+        finite = jnp.isfinite(info.energy_change)
+        return new, {"lp": new.logdensity, "acceptance_rate": jnp.ones_like(new.logdensity),
+                     "diverging": ~finite, "energy": _finite_or_zero(info.energy_change),
+                     "step_size": params["step_size"]}
+
+    def warmup(self, key, position, logdensity_fn, num_steps, options):
+        opts = dict(options)
+        init_key, tune_key = jax.random.split(key)
+        state = blackjax.mclmc.init(position, logdensity_fn, init_key)
+        # The three tuning phases take 10% each of the nominal run length, so a
+        # nominal length of num_steps / 0.3 spends exactly num_steps in warmup.
+        nominal = max(int(round(num_steps / 0.3)), 10)
+        state, tuned, _ = blackjax.mclmc_find_L_and_step_size(
+            mclmc_kernel=blackjax.mclmc.build_kernel(), num_steps=nominal, state=state,
+            rng_key=tune_key, logdensity_fn=logdensity_fn,
+            diagonal_preconditioning=opts["diagonal_preconditioning"])
+        imm = jnp.broadcast_to(jnp.asarray(tuned.inverse_mass_matrix, position.dtype),
+                               position.shape)
+        params = {"L": jnp.asarray(tuned.L, position.dtype),
+                  "step_size": jnp.asarray(tuned.step_size, position.dtype),
+                  "inverse_mass_matrix": imm}
+        return WarmupResult(state, params, {})
+
+    def default_params(self, dim, options):
+        opts = dict(options)
+        return {"L": jnp.asarray(opts["L"], jnp.result_type(float)),
+                "step_size": jnp.asarray(opts["step_size"], jnp.result_type(float)),
+                "inverse_mass_matrix": jnp.ones((dim,))}
+
+
+_MALA = AdjustedKernel("mala", 0.574)
+
+CONTINUOUS_KERNELS = {
+    "nuts": AdjustedKernel("nuts", 0.8, MappingProxyType({"max_num_doublings": 10})),
+    "hmc": AdjustedKernel("hmc", 0.65, MappingProxyType({"num_integration_steps": 16})),
+    "mala": _MALA,
+    # Barker's proposal is tuned best near 40% acceptance (Vogrinc, Livingstone
+    # and Zanella, 2023), RWM near 23.4% (Roberts, Gelman and Gilks, 1997).
+    "barker": AdjustedKernel("barker", 0.4),
+    "rwm": AdjustedKernel("rwm", 0.234),
+    "langevin": LangevinKernel(),
+    "mclmc": MCLMCKernel(),
+}

@@ -1,0 +1,314 @@
+"""The sampling loop: the only place chains are started, warmed up and run.
+
+Chains are vectorised with ``jax.vmap``. Sampling runs as compiled chunks of
+``lax.scan``; between chunks, on the host, a progress meter is updated. With
+the meter off the whole run is one compiled call. Compiled functions live at
+module level with the target, kernel and options as static arguments, so a
+second call with the same target and shapes reuses them.
+
+Randomness: the key of step ``i`` of chain ``c`` is
+``fold_in(fold_in(key, c), i)``, so the draws of a chain depend neither on how
+the run is cut into chunks nor on how many other chains run beside it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from energymc import kernels as _kernels
+from energymc.energy import Energy
+from energymc.errors import EnergyError, EnergymcWarning, OptionError
+from energymc.progress import make_meter
+from energymc.results import Run
+
+__all__ = ["sample", "as_key"]
+
+_WARMUP_KEY, _SAMPLE_KEY, _INIT_KEY = 0, 1, 2
+
+
+def as_key(seed) -> jax.Array:
+    """A typed PRNG key from an int seed or an existing key."""
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return jax.random.key(int(seed))
+    if isinstance(seed, jax.Array):
+        if jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
+            return seed
+        if seed.shape == (2,) and seed.dtype == jnp.uint32:
+            return jax.random.wrap_key_data(seed)
+    raise OptionError(
+        f"seed must be an int or a jax.random.key; got {type(seed).__name__}. "
+        "Pass e.g. seed=0 or seed=jax.random.key(0)."
+    )
+
+
+def _check_count(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise OptionError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    return int(value)
+
+
+def _check_target(target) -> Energy:
+    if isinstance(target, Energy):
+        return target
+    if callable(target):
+        raise EnergyError(
+            "sample() needs an emc.Energy, not a bare function: wrap it as "
+            "emc.Energy(fn, init=x0) so energymc knows the shape of x."
+        )
+    raise EnergyError(f"sample() needs an emc.Energy; got {type(target).__name__}.")
+
+
+def _initial_positions(target: Energy, chains: int, init, key) -> jax.Array:
+    """Flat starting points ``(chains, dim)``.
+
+    ``init`` may be one point shaped like ``target.init`` (every chain starts
+    there) or ``(chains, *shape)`` per leaf. With ``init=None``, real targets
+    start at ``target.init`` jittered by U(-1, 1) per coordinate (falling back
+    to ``target.init`` where the jittered point has no finite energy), and
+    binary or spin targets at uniformly random states.
+    """
+    if init is not None:
+        try:
+            leaves_init = jax.tree.leaves(init)
+            tdef = jax.tree.structure(init)
+        except Exception as exc:  # pragma: no cover - jax accepts any pytree
+            raise EnergyError(f"init= could not be read as a pytree: {exc}") from exc
+        if tdef != jax.tree.structure(target.init):
+            raise EnergyError(
+                f"init= has structure {tdef}, the target has {jax.tree.structure(target.init)}."
+            )
+        ref = jax.tree.leaves(target.init)
+        shapes = [np.shape(a) for a in leaves_init]
+        if all(s == r.shape for s, r in zip(shapes, ref)):
+            flat = target.ravel(init)
+            return jnp.broadcast_to(flat, (chains, target.dim))
+        if all(s == (chains, *r.shape) for s, r in zip(shapes, ref)):
+            return jax.vmap(target.ravel)(init)
+        raise EnergyError(
+            f"init= has leaf shapes {shapes}; with chains={chains} they must be either "
+            f"{[r.shape for r in ref]} (one start for all chains) or "
+            f"{[(chains, *r.shape) for r in ref]} (one start per chain)."
+        )
+    keys = jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(chains))
+    x0 = target.flat_init
+    if target.support == "binary":
+        return jax.vmap(lambda k: jax.random.bernoulli(k, 0.5, x0.shape).astype(x0.dtype))(keys)
+    if target.support == "spin":
+        return jax.vmap(lambda k: jax.random.rademacher(k, x0.shape, dtype=x0.dtype))(keys)
+    if target.is_numpyro:
+        # numpyro's own init (init_to_uniform in the unconstrained space) is x0;
+        # jitter as numpyro does, within (-2, 2) around it.
+        jitter = 2.0
+    else:
+        jitter = 1.0
+    starts = x0 + jax.vmap(lambda k: jax.random.uniform(k, x0.shape, x0.dtype, -1.0, 1.0))(keys) * jitter
+    ok = jax.vmap(lambda z: jnp.isfinite(target.flat_logdensity(z)))(starts)
+    return jnp.where(ok[:, None], starts, x0)
+
+
+def _chain_keys(key, chains):
+    return jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(chains))
+
+
+@partial(jax.jit, static_argnames=("target", "kernel", "options", "num_steps"))
+def _warmup(keys, positions, *, target, kernel, options, num_steps):
+    return jax.vmap(lambda k, x: kernel.warmup(k, x, target.flat_logdensity, num_steps, options))(
+        keys, positions)
+
+
+@partial(jax.jit, static_argnames=("target", "kernel", "options"))
+def _init_states(keys, positions, params, *, target, kernel, options):
+    return jax.vmap(lambda k, x, p: kernel.init(k, x, target.flat_logdensity, p, options))(
+        keys, positions, params)
+
+
+@partial(jax.jit, static_argnames=("target", "kernel", "options", "num_draws", "thin"))
+def _sample_chunk(states, params, chain_keys, start, *, target, kernel, options, num_draws, thin):
+    """Advance every chain by ``num_draws * thin`` steps, keeping every ``thin``-th.
+
+    Returns the new states, positions ``(chains, num_draws, dim)`` and stats
+    ``(chains, num_draws)``.
+    """
+
+    def one_chain(state, p, chain_key):
+        def draw(state, i):
+            def step(s, j):
+                k = jax.random.fold_in(chain_key, (start + i) * thin + j)
+                return kernel.step(k, s, target.flat_logdensity, p, options)
+
+            state, stats = jax.lax.scan(step, state, jnp.arange(thin))
+            kept = {k: v[-1] for k, v in stats.items()}
+            # Trouble anywhere in the thinned stretch is still trouble.
+            kept["diverging"] = jnp.any(stats["diverging"])
+            kept["acceptance_rate"] = jnp.mean(stats["acceptance_rate"])
+            return state, (state.position, kept)
+
+        state, (positions, stats) = jax.lax.scan(draw, state, jnp.arange(num_draws))
+        return state, positions, stats
+
+    return jax.vmap(one_chain)(states, params, chain_keys)
+
+
+def _chunking(draws: int, chunked: bool) -> list[int]:
+    """Chunk lengths summing to ``draws``; as few distinct lengths as possible.
+
+    Every distinct length compiles once, so prefer a divisor of ``draws``
+    giving 10 to 40 chunks.
+    """
+    if not chunked or draws < 20:
+        return [draws]
+    for n_chunks in range(20, 41):
+        if draws % n_chunks == 0:
+            return [draws // n_chunks] * n_chunks
+    for n_chunks in range(19, 9, -1):
+        if draws % n_chunks == 0:
+            return [draws // n_chunks] * n_chunks
+    size = math.ceil(draws / 20)
+    full, rest = divmod(draws, size)
+    return [size] * full + ([rest] if rest else [])
+
+
+def _validate_support(target: Energy, kernel) -> None:
+    if target.support not in kernel.supports:
+        kinds = "continuous" if target.support == "real" else f"{target.support} (discrete)"
+        raise OptionError(
+            f"method {kernel.name!r} cannot sample a {kinds} target; methods for "
+            f"support={target.support!r} are: {', '.join(_kernels.names(target.support))}."
+        )
+
+
+def _fixed_params(kernel, dim, options, chains):
+    opts = dict(options)
+    missing = [k for k in ("step_size", "L") if k in opts and opts[k] is None]
+    if missing:
+        raise OptionError(
+            f"adapt=False needs {', '.join(missing)}= for method {kernel.name!r} "
+            "(the values warmup would otherwise tune)."
+        )
+    params = kernel.default_params(dim, options)
+    imm = params.get("inverse_mass_matrix")
+    if imm is not None:
+        want = (dim, dim) if imm.ndim == 2 else (dim,)
+        if imm.shape != want:
+            raise OptionError(
+                f"inverse_mass_matrix has shape {imm.shape}; for this target it must be {want}."
+            )
+    return jax.tree.map(lambda a: jnp.broadcast_to(a, (chains, *jnp.shape(a))), params)
+
+
+def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int = 1000,
+           warmup: int = 1000, seed: Any = 0, init: Any = None, thin: int = 1,
+           progress: Any = None, adapt: bool = True,
+           callback: Callable[[Run], None] | None = None, **options) -> Run:
+    """Draw from ``exp(-E(x))`` with a BlackJAX (or discrete) kernel.
+
+    Parameters
+    ----------
+    target
+        An :class:`energymc.Energy`.
+    method
+        ``"nuts"``, ``"hmc"``, ``"mala"``, ``"langevin"`` (unadjusted, biased),
+        ``"barker"``, ``"rwm"``, ``"mclmc"``; discrete targets take the discrete
+        methods (see :func:`energymc.kernels.names`).
+    chains, draws, warmup
+        Number of chains (run vectorised), kept draws per chain and warmup
+        steps per chain.
+    seed
+        An int or a ``jax.random.key``. Same seed, same draws.
+    init
+        Starting points: one point shaped like ``target.init`` or one per
+        chain (leaves ``(chains, *shape)``). Default: ``target.init`` jittered.
+    thin
+        Keep every ``thin``-th step.
+    progress
+        ``None`` (auto: on in a terminal unless ``CI`` is set), ``True``,
+        ``False`` or an object with ``start/update/close``.
+    adapt
+        Tune step size and mass matrix in warmup. With ``adapt=False`` pass
+        ``step_size=`` (and ``L=`` for mclmc); warmup steps then run untuned.
+    callback
+        Called on the host after each chunk with the partial :class:`Run`.
+    **options
+        Method options (``dense_mass``, ``target_accept``,
+        ``max_num_doublings``, ``num_integration_steps``, ...). An unknown one
+        raises an error listing the valid ones.
+
+    Returns
+    -------
+    Run
+        ``run.draws`` (leaves ``(chains, draws, *shape)``), ``run.stats``
+        (``(chains, draws)`` arrays), ``run.warmup`` and ``run.to_arviz()``.
+    """
+    target = _check_target(target)
+    kernel = _kernels.get(method)
+    _validate_support(target, kernel)
+    opts = _kernels.resolve_options(kernel, options)
+    chains = _check_count("chains", chains, 1)
+    draws = _check_count("draws", draws, 1)
+    warmup = _check_count("warmup", warmup, 0)
+    thin = _check_count("thin", thin, 1)
+    if not isinstance(adapt, bool):
+        raise OptionError(f"adapt must be True or False; got {adapt!r}.")
+    key = as_key(seed)
+    params = None if adapt else _fixed_params(kernel, target.dim, opts, chains)
+    if adapt and warmup == 0 and "step_size" in dict(opts) and dict(opts)["step_size"] is None:
+        raise OptionError(
+            "warmup=0 leaves nothing to tune the step size with; pass warmup>0, or "
+            "adapt=False with step_size=."
+        )
+    if adapt and warmup == 0:
+        params = _fixed_params(kernel, target.dim, opts, chains)
+    positions = _initial_positions(target, chains, init, jax.random.fold_in(key, _INIT_KEY))
+
+    meter = make_meter(progress)
+    static = dict(target=target, kernel=kernel, options=opts)
+    warm_keys = _chain_keys(jax.random.fold_in(key, _WARMUP_KEY), chains)
+    sample_keys = _chain_keys(jax.random.fold_in(key, _SAMPLE_KEY), chains)
+    timing = {}
+    warmup_trace = {}
+    t0 = time.perf_counter()
+    if adapt and warmup > 0:
+        meter.start(warmup, f"{method} warmup")
+        states, params, warmup_trace = _warmup(warm_keys, positions, num_steps=warmup, **static)
+        jax.block_until_ready(states)
+        meter.update(warmup, {})
+        meter.close()
+    else:
+        states = _init_states(warm_keys, positions, params, **static)
+        if warmup > 0:  # untuned burn-in with the user's parameters
+            states, _, _ = _sample_chunk(states, params, warm_keys, 0, num_draws=warmup,
+                                         thin=1, **static)
+    timing["warmup_s"] = time.perf_counter() - t0
+
+    run = Run(target=target, method=method, seed=seed, options=dict(opts), chains=chains,
+              warmup_steps=warmup, thin=thin, warmup_params=params, warmup_trace=warmup_trace)
+    t1 = time.perf_counter()
+    lengths = _chunking(draws, chunked=meter.active or callback is not None)
+    meter.start(draws, method)
+    done = 0
+    for length in lengths:
+        states, pos, stats = _sample_chunk(states, params, sample_keys, done, num_draws=length,
+                                           thin=thin, **static)
+        run._append(pos, stats)
+        done += length
+        if meter.active:
+            meter.update(length, run._progress_postfix())
+        if callback is not None:
+            callback(run)
+    jax.block_until_ready(states)
+    meter.close()
+    timing["sampling_s"] = time.perf_counter() - t1
+    run._finish(states, timing)
+    if run.num_divergent and kernel.name in ("nuts", "hmc"):
+        warnings.warn(f"{run.num_divergent} divergent transitions after warmup; "
+                      "see emc.diagnose(run).", EnergymcWarning, stacklevel=2)
+    return run
