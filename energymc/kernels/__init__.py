@@ -29,12 +29,20 @@ def names(support: str | None = None) -> list[str]:
     return sorted(n for n, k in _REGISTRY.items() if support is None or support in k.supports)
 
 
+# Modules whose kernels register themselves on import (discrete kernels,
+# parallel tempering); imported on first lookup so that `import energymc` stays light.
+_LAZY_MODULES = ("energymc.kernels.discrete", "energymc.kernels.tempering")
+
+
 def _load_discrete() -> None:
-    try:  # discrete kernels register themselves on import
-        import energymc.kernels.discrete  # noqa: F401
-    except ModuleNotFoundError as exc:
-        if exc.name != "energymc.kernels.discrete":
-            raise
+    import importlib
+
+    for module in _LAZY_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
 
 
 def get(name: str) -> Kernel:
