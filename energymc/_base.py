@@ -110,6 +110,9 @@ class Kernel(Protocol):
     def default_params(self, dim: int, options: tuple) -> dict:
         """Parameters used when ``adapt=False`` (user values fill them in)."""
 
+    # Optional: ``validate(options, dim)`` raises OptionError for values that
+    # cannot work; sample() calls it, when present, before compiling.
+
 
 @runtime_checkable
 class Target(Protocol):

@@ -252,6 +252,8 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
     kernel = _kernels.get(method)
     _validate_support(target, kernel)
     opts = _kernels.resolve_options(kernel, options)
+    if hasattr(kernel, "validate"):
+        kernel.validate(opts, target.dim)
     chains = _check_count("chains", chains, 1)
     draws = _check_count("draws", draws, 1)
     warmup = _check_count("warmup", warmup, 0)
