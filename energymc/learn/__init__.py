@@ -1,0 +1,30 @@
+"""Learning energies from data, driven the way NumPyro drives SVI.
+
+Each learner takes ``energy_fn(params, x)`` (ONE point ``x``; batching is done
+inside) or a NumPyro-style ``energy_fn(x)`` with ``numpyro.param`` sites, and a
+``numpyro.optim`` optimiser. Pure ``init``/``update`` pairs for your own loop,
+``run`` for a compiled loop with a progress bar.
+
+* :class:`CD` -- contrastive divergence: CD-k, persistent CD, replay buffer.
+* :class:`NCE` -- noise-contrastive estimation; learns ``log_z`` too.
+* :class:`DSM` -- denoising score matching, one or several noise levels.
+* :class:`SSM` -- sliced score matching.
+* :func:`annealed_langevin` -- sampling a multi-level DSM model.
+"""
+
+from energymc.learn._common import LearnerBase, LearnResult, LearnState
+from energymc.learn.cd import CD
+from energymc.learn.nce import NCE
+from energymc.learn.score import DSM, SSM, annealed_langevin, geometric_sigmas
+
+__all__ = [
+    "CD",
+    "DSM",
+    "LearnResult",
+    "LearnState",
+    "LearnerBase",
+    "NCE",
+    "SSM",
+    "annealed_langevin",
+    "geometric_sigmas",
+]

@@ -1,0 +1,581 @@
+"""What every learner shares: its state and result, input checks, parameter
+handling (plain pytrees or ``numpyro.param`` sites) and the training loop.
+
+A learner subclasses :class:`LearnerBase` and writes two things: ``_extra_init``
+(method-specific state, e.g. persistent chains) and ``_loss`` (a scalar to
+differentiate with respect to the parameters, plus diagnostics). Everything
+else -- optimiser steps through ``numpyro.optim``, minibatching, the compiled
+chunks of ``lax.scan``, progress between chunks, evaluation hooks -- lives here
+once.
+
+Pure zone: ``init``, ``update`` and the chunk body never print or touch disk.
+Host zone: ``run``'s loop, the progress meter and ``eval_fn`` calls.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from energymc.errors import EnergyError, OptionError
+from energymc.progress import make_meter
+
+__all__ = ["LearnState", "LearnResult", "LearnerBase"]
+
+
+class LearnState(NamedTuple):
+    """Everything that changes during training; a pytree, so it passes through jit.
+
+    Attributes
+    ----------
+    optim_state
+        The ``numpyro.optim`` state ``(step, opt_state)``; the parameters it
+        holds are the learner's *internal* parameters (unconstrained for
+        ``numpyro.param`` sites with a constraint; NCE adds ``log_z``).
+    key
+        The PRNG key for the next update.
+    extra
+        Method-specific state: persistent chains or a replay buffer (CD), the
+        fitted noise distribution (NCE); an empty dict otherwise.
+    """
+
+    optim_state: Any
+    key: jax.Array
+    extra: Any
+
+
+@dataclass
+class LearnResult:
+    """What :meth:`LearnerBase.run` returns.
+
+    Attributes
+    ----------
+    params
+        The learned parameters in the user's form (the pytree passed as
+        ``init_params``, or a dict of ``numpyro.param`` site values in their
+        constrained space).
+    losses
+        ``(num_steps,)`` NumPy array, the loss of every update.
+    history
+        Dict of ``(num_steps,)`` NumPy arrays: ``loss``, ``grad_norm``,
+        ``energy_data`` (mean energy of the batch) and method-specific entries
+        (CD: ``energy_neg``, ``acceptance``, ``neg_ess``, ``diverging``; NCE:
+        ``energy_noise``, ``accuracy``, ``log_z``). With ``eval_fn``,
+        ``eval_step`` and ``eval`` hold the evaluation steps and values.
+    state
+        The final :class:`LearnState`; pass it as ``init_state=`` to continue.
+    log_z
+        NCE's learned log-normaliser (a float); ``None`` for other learners.
+    timing
+        Wall-clock seconds: ``total_s`` and ``per_update_s`` (compilation
+        included in the first).
+    """
+
+    params: Any
+    losses: np.ndarray
+    history: dict
+    state: LearnState
+    log_z: float | None = None
+    timing: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        last = float(self.losses[-1]) if len(self.losses) else float("nan")
+        return (f"LearnResult(steps={len(self.losses)}, final loss={last:.4g}"
+                + (f", log_z={self.log_z:.4g}" if self.log_z is not None else "") + ")")
+
+
+# ---------------------------------------------------------------------------
+# Input checks. Each runs on the host before anything compiles and says what
+# was wrong and how to fix it.
+# ---------------------------------------------------------------------------
+def check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise OptionError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    return int(value)
+
+
+def check_positive(name: str, value, *, allow_zero: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise OptionError(f"{name} must be a number; got {value!r}.") from None
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise OptionError(f"{name} must be a finite number {bound}; got {value!r}.")
+    return v
+
+
+def check_optim(optim) -> None:
+    if all(hasattr(optim, m) for m in ("init", "update", "get_params")) and hasattr(
+            optim, "get_params_fn"):
+        return
+    hint = ""
+    if hasattr(optim, "init") and hasattr(optim, "update"):
+        hint = (" It looks like an optax GradientTransformation: wrap it with "
+                "numpyro.optim.optax_to_numpyro(...).")
+    raise OptionError(
+        f"optim must be a numpyro.optim optimiser such as numpyro.optim.Adam(1e-2); "
+        f"got {type(optim).__name__}.{hint}"
+    )
+
+
+def check_data(data, *, name: str = "data") -> jax.Array:
+    """``data`` as a float array ``(n, *event)`` with n >= 1, finite values."""
+    if isinstance(data, jax.core.Tracer):
+        return data  # under jit only shapes can be checked, and they are below
+    try:
+        arr = np.asarray(data)
+    except Exception as exc:
+        raise EnergyError(f"{name} must be an array (n_points, *event_shape); "
+                          f"could not convert {type(data).__name__}: {exc}") from exc
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
+                                   or arr.dtype == np.bool_):
+        raise EnergyError(f"{name} must be a numeric array; got dtype {arr.dtype}.")
+    if np.iscomplexobj(arr):
+        raise EnergyError(f"{name} must be real; got complex dtype {arr.dtype}.")
+    if arr.ndim < 2:
+        raise EnergyError(
+            f"{name} has shape {arr.shape}; it must be (n_points, *event_shape), one row "
+            f"per data point. For scalar data use {name}[:, None]; for a single point use "
+            f"{name}[None]."
+        )
+    if arr.shape[0] < 1 or arr.size == 0:
+        raise EnergyError(f"{name} has shape {arr.shape}: it holds no points.")
+    bad = ~np.isfinite(arr.astype(float))
+    if bad.any():
+        rows = np.unique(np.nonzero(bad.reshape(arr.shape[0], -1))[0])
+        raise EnergyError(
+            f"{name} holds {int(bad.sum())} NaN or infinite value(s), in {len(rows)} row(s) "
+            f"(first rows: {rows[:5].tolist()}). Remove or impute them, e.g. "
+            f"{name}[np.isfinite({name}).all(axis=tuple(range(1, {name}.ndim)))]."
+        )
+    return jnp.asarray(arr, dtype=jnp.result_type(float))
+
+
+def check_batch(batch, event_shape: tuple) -> None:
+    shape = tuple(np.shape(batch))
+    if shape[1:] != tuple(event_shape) or len(shape) < 1:
+        raise EnergyError(
+            f"batch has shape {shape}; the learner was initialised with points of shape "
+            f"{tuple(event_shape)}, so a batch must be (batch_size, *{tuple(event_shape)})."
+        )
+
+
+def _n_positional(fn) -> int | None:
+    """How many positional parameters ``fn`` takes; ``None`` when it cannot be told."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    n = 0
+    for p in sig.parameters.values():
+        if p.kind == p.VAR_POSITIONAL:
+            return None
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty:
+            n += 1
+    return n
+
+
+# ---------------------------------------------------------------------------
+# Parameters: a plain pytree passed as init_params, or numpyro.param sites.
+# ---------------------------------------------------------------------------
+class _NumpyroParams:
+    """The ``numpyro.param`` sites of a NumPyro-style energy ``fn(x, *extra)``.
+
+    The optimiser works on unconstrained values, as ``numpyro.infer.SVI``
+    does: a site with ``constraint=positive`` is optimised through
+    ``biject_to(positive)``, so an update can never leave the support.
+    """
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+
+    def sites(self, key, x, extra_args=()) -> dict:
+        from numpyro import handlers
+
+        tr = handlers.trace(handlers.seed(self.fn, key)).get_trace(x, *extra_args)
+        return {name: site for name, site in tr.items() if site["type"] == "param"}
+
+    @staticmethod
+    def _transform(site):
+        from numpyro.distributions import biject_to, constraints
+
+        return biject_to(site["kwargs"].get("constraint", constraints.real))
+
+
+class ParamSpec:
+    """Maps between the user's parameters and the optimiser's (both pytrees).
+
+    ``to_user(internal)`` gives what users see (``result.params``);
+    ``energy(internal, x, *extra)`` evaluates the energy of ONE point.
+    """
+
+    def __init__(self, energy_fn: Callable, numpyro_style: bool, transforms: dict | None):
+        self.energy_fn = energy_fn
+        self.numpyro_style = numpyro_style
+        self.transforms = transforms or {}
+
+    def to_user(self, internal):
+        if not self.numpyro_style:
+            return internal
+        return {k: self.transforms[k](v) for k, v in internal.items()}
+
+    def to_internal(self, user):
+        if not self.numpyro_style:
+            return user
+        return {k: self.transforms[k].inv(jnp.asarray(v)) for k, v in user.items()}
+
+    def user_energy(self, user_params, x, *extra):
+        if not self.numpyro_style:
+            return self.energy_fn(user_params, x, *extra)
+        from numpyro import handlers
+
+        # seed: a param whose init value is a callable draws from an rng.
+        fn = handlers.substitute(handlers.seed(self.energy_fn, 0), data=user_params)
+        return fn(x, *extra)
+
+    def energy(self, internal, x, *extra):
+        return self.user_energy(self.to_user(internal), x, *extra)
+
+
+def _describe(tree) -> str:
+    return str(jax.tree.map(lambda a: tuple(np.shape(a)), tree))
+
+
+def check_energy_output(out, what: str, event_shape) -> None:
+    if not hasattr(out, "shape") or jax.tree.structure(out).num_leaves != 1:
+        raise EnergyError(f"{what} must return one scalar; it returned {type(out).__name__}.")
+    if out.shape != ():
+        hint = ""
+        if len(out.shape) >= 1:
+            hint = (" energy_fn takes ONE point x of shape "
+                    f"{tuple(event_shape)} and returns its energy; energymc vmaps over the "
+                    "batch itself. If it already sums over a batch, drop that; if it returns "
+                    "a vector per point, sum it.")
+        raise EnergyError(f"{what} returned shape {tuple(out.shape)}; it must be a scalar.{hint}")
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise EnergyError(f"{what} returned dtype {out.dtype}; it must be a real float scalar.")
+
+
+# ---------------------------------------------------------------------------
+# The learner base class.
+# ---------------------------------------------------------------------------
+class LearnerBase:
+    """Shared machinery; subclasses define ``_loss`` and maybe ``_extra_init``.
+
+    ``energy_fn(params, x)`` takes ONE point ``x`` of the data's event shape
+    and returns a scalar energy. A NumPyro-style energy ``energy_fn(x)`` that
+    declares its parameters with ``numpyro.param`` (or a network through
+    ``numpyro.contrib.module``) is recognised by its single argument.
+    """
+
+    #: Positional arguments of a parameterised energy besides ``params``.
+    _energy_extra_args: int = 0
+    _name = "learn"
+    _history_keys: tuple = ("loss", "grad_norm", "energy_data")
+
+    def __init__(self, energy_fn: Callable, optim):
+        if not callable(energy_fn):
+            raise EnergyError(
+                f"energy_fn must be a callable energy_fn(params, x) -> scalar; got "
+                f"{type(energy_fn).__name__}."
+            )
+        check_optim(optim)
+        self.energy_fn = energy_fn
+        self.optim = optim
+        n = _n_positional(energy_fn)
+        # One argument (two for a noise-conditional energy): a NumPyro-style
+        # energy whose parameters are numpyro.param sites.
+        self._numpyro_style = n == 1 + self._energy_extra_args
+        self._spec: ParamSpec | None = None
+        self._event_shape: tuple | None = None
+        self._jit_update = jax.jit(self._update)
+        self._jit_chunk = jax.jit(self._chunk, static_argnames=("num_steps", "batch_size"))
+
+    # ----------------------------------------------------------- parameters
+    def _extra_args_for_check(self):
+        return ()
+
+    def _make_spec(self, key, x0, init_params):
+        """The parameter spec and initial internal parameters; checks the energy."""
+        extra = self._extra_args_for_check()
+        if self._numpyro_style:
+            npp = _NumpyroParams(self.energy_fn)
+            try:
+                sites = npp.sites(key, x0, extra)
+            except Exception as exc:
+                raise EnergyError(
+                    f"running the NumPyro-style energy on one data point of shape "
+                    f"{tuple(x0.shape)} raised {type(exc).__name__}: {exc}"
+                ) from exc
+            if not sites:
+                raise EnergyError(
+                    "energy_fn takes one argument, so it is read as a NumPyro-style energy "
+                    "energy_fn(x), but it declares no numpyro.param sites. Declare the "
+                    "parameters with numpyro.param, or write energy_fn(params, x) and pass "
+                    "init_params=."
+                    + (" With DSM(sigmas=...) the energy also takes the noise level: "
+                       "energy_fn(params, x, sigma)." if self._energy_extra_args else "")
+                )
+            transforms = {k: _NumpyroParams._transform(s) for k, s in sites.items()}
+            spec = ParamSpec(self.energy_fn, True, transforms)
+            user = {k: s["value"] for k, s in sites.items()}
+            if init_params is not None:
+                unknown = sorted(set(init_params) - set(sites))
+                if unknown:
+                    raise EnergyError(f"init_params has {unknown}, which are not numpyro.param "
+                                      f"sites of energy_fn; its sites are {sorted(sites)}.")
+                user.update(init_params)
+            internal = spec.to_internal(user)
+        else:
+            if init_params is None:
+                raise EnergyError(
+                    "init_params is required for energy_fn(params, x): pass the initial "
+                    "parameter pytree, e.g. init_params={'W': jnp.zeros((d, d))}. (An "
+                    "energy_fn(x) with numpyro.param sites needs none.)"
+                )
+            spec = ParamSpec(self.energy_fn, False, None)
+            internal = jax.tree.map(jnp.asarray, init_params)
+            bad = [a.dtype for a in jax.tree.leaves(internal)
+                   if not jnp.issubdtype(a.dtype, jnp.floating)]
+            if bad and not isinstance(x0, jax.core.Tracer):
+                raise EnergyError(
+                    f"init_params must hold float arrays (they are optimised); found dtypes "
+                    f"{sorted({str(b) for b in bad})}. Convert with jnp.asarray(v, float)."
+                )
+        what = "energy_fn(params, x)" if not self._numpyro_style else "energy_fn(x)"
+        try:
+            out = jax.eval_shape(lambda p, x: spec.energy(p, x, *extra), internal, x0)
+        except EnergyError:
+            raise
+        except Exception as exc:
+            raise EnergyError(
+                f"calling {what} on one data point of shape {tuple(x0.shape)} raised "
+                f"{type(exc).__name__}: {exc}. Parameters have shapes {_describe(internal)}."
+            ) from exc
+        check_energy_output(out, what, x0.shape)
+        return spec, internal
+
+    def get_params(self, state: LearnState):
+        """The current parameters in the user's form."""
+        return self._spec.to_user(self._model_params(self.optim.get_params(state.optim_state)))
+
+    def _model_params(self, internal):
+        return internal
+
+    def energy(self, params, x, *extra):
+        """Energy of ONE point ``x`` under user-form ``params`` (as in ``result.params``)."""
+        if self._spec is None:
+            raise OptionError("call init() or run() first: the parameter form is set there.")
+        return self._spec.user_energy(params, x, *extra)
+
+    def batch_energy(self, params, xs, *extra):
+        """Energies ``(batch,)`` of ``xs`` ``(batch, *event)`` under user-form ``params``."""
+        return jax.vmap(lambda x: self.energy(params, x, *extra))(xs)
+
+    # -------------------------------------------------------------- pure API
+    def init(self, key: jax.Array, data, init_params: Any = None, *,
+             batch_size: int | None = None) -> LearnState:
+        """Initial :class:`LearnState`.
+
+        Parameters
+        ----------
+        key
+            A ``jax.random.key``.
+        data
+            ``(n, *event)`` training points (used for shapes and for
+            data-dependent set-up: fitted noise, persistent chains).
+        init_params
+            Initial parameter pytree; optional for a NumPyro-style energy.
+        batch_size
+            Size of the batches ``update`` will see (persistent CD sizes its
+            chains by it); default ``min(n, 128)``.
+        """
+        data = check_data(data)
+        n = data.shape[0]
+        batch_size = min(n, 128) if batch_size is None else check_int("batch_size", batch_size, 1)
+        if batch_size > n:
+            raise OptionError(f"batch_size={batch_size} exceeds the number of data points {n}.")
+        self._event_shape = tuple(data.shape[1:])
+        k_param, k_extra, k_state = jax.random.split(key, 3)
+        spec, internal = self._make_spec(k_param, data[0], init_params)
+        self._spec = spec
+        internal = self._add_internal(internal, data)
+        extra = self._extra_init(k_extra, data, internal, batch_size)
+        return LearnState(self.optim.init(internal), k_state, extra)
+
+    def _add_internal(self, internal, data):
+        return internal
+
+    def _extra_init(self, key, data, internal, batch_size):
+        return {}
+
+    def _loss(self, internal, extra, batch, key):
+        """``(loss, (new_extra, diagnostics))``; differentiated in ``internal``."""
+        raise NotImplementedError
+
+    def _update(self, state: LearnState, batch):
+        key, sub = jax.random.split(state.key)
+        internal = self.optim.get_params(state.optim_state)
+        (loss, (extra, info)), grads = jax.value_and_grad(self._loss, has_aux=True)(
+            internal, state.extra, batch, sub)
+        optim_state = self.optim.update(grads, state.optim_state, value=loss)
+        gnorm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+        info = {"loss": loss, "grad_norm": gnorm, **info}
+        return LearnState(optim_state, key, extra), info
+
+    def update(self, state: LearnState, batch) -> tuple[LearnState, jax.Array]:
+        """One optimiser step on ``batch`` ``(batch_size, *event)``; pure and jittable.
+
+        Returns ``(new_state, loss)``, as ``numpyro.infer.SVI.update`` does;
+        :meth:`update_with_info` returns every diagnostic.
+        """
+        state, info = self.update_with_info(state, batch)
+        return state, info["loss"]
+
+    def update_with_info(self, state: LearnState, batch) -> tuple[LearnState, dict]:
+        """Like :meth:`update`, returning a dict of scalar diagnostics instead of the loss."""
+        if self._spec is None:
+            raise OptionError("call init(key, data, init_params) before update().")
+        check_batch(batch, self._event_shape)
+        return self._update(state, jnp.asarray(batch, dtype=jnp.result_type(float)))
+
+    # -------------------------------------------------------------- the loop
+    def _chunk(self, state, data, *, num_steps: int, batch_size: int):
+        n = data.shape[0]
+
+        def body(state, _):
+            key, sub = jax.random.split(state.key)
+            state = state._replace(key=key)
+            if batch_size < n:
+                idx = jax.random.choice(sub, n, (batch_size,), replace=False)
+                batch = data[idx]
+            else:
+                batch = data
+            return self._update(state, batch)
+
+        return jax.lax.scan(body, state, None, length=num_steps)
+
+    def run(self, key: jax.Array, num_steps: int, data, init_params: Any = None, *,
+            batch_size: int | None = None, progress: Any = None,
+            init_state: LearnState | None = None, eval_every: int | None = None,
+            eval_fn: Callable | None = None) -> LearnResult:
+        """Train for ``num_steps`` updates on random minibatches of ``data``.
+
+        Parameters
+        ----------
+        key
+            A ``jax.random.key`` (or an int seed).
+        num_steps
+            Number of optimiser updates.
+        data
+            ``(n, *event)`` training points.
+        init_params
+            Initial parameters (a pytree); optional for a NumPyro-style energy.
+        batch_size
+            Points per update, drawn without replacement; default ``min(n, 128)``;
+            ``batch_size=n`` uses all data every step.
+        progress
+            ``None`` (a tqdm bar in a terminal, off when ``CI`` is set),
+            ``True``, ``False`` or an object with ``start/update/close``.
+        init_state
+            A :class:`LearnState` (e.g. ``previous_result.state``) to continue
+            from; ``init_params`` is then ignored.
+        eval_every, eval_fn
+            Every ``eval_every`` updates call ``eval_fn(params)`` on the host
+            with the current user-form parameters (e.g. a held-out
+            log-likelihood through ``emc.log_partition``) and record its float
+            value in ``history["eval"]``.
+
+        Returns
+        -------
+        LearnResult
+        """
+        from energymc.sampling import _chunking, as_key
+
+        key = as_key(key)
+        num_steps = check_int("num_steps", num_steps, 1)
+        data = check_data(data)
+        n = data.shape[0]
+        if batch_size is None:
+            batch_size = min(n, 128)
+        batch_size = check_int("batch_size", batch_size, 1)
+        if batch_size > n:
+            raise OptionError(
+                f"batch_size={batch_size} exceeds the number of data points {n}; pass "
+                f"batch_size<={n}."
+            )
+        if (eval_fn is None) != (eval_every is None):
+            raise OptionError("eval_every and eval_fn go together: pass both or neither.")
+        if eval_fn is not None:
+            if not callable(eval_fn):
+                raise OptionError("eval_fn must be a callable eval_fn(params) -> float.")
+            eval_every = check_int("eval_every", eval_every, 1)
+        if init_state is None:
+            state = self.init(key, data, init_params, batch_size=batch_size)
+        else:
+            if not isinstance(init_state, LearnState):
+                raise OptionError("init_state must be a LearnState, e.g. result.state.")
+            if self._spec is None or tuple(data.shape[1:]) != self._event_shape:
+                raise OptionError(
+                    "init_state comes from a run of this learner on points of shape "
+                    f"{self._event_shape}; continue with data of that shape on the same learner."
+                )
+            # A fresh key so that a continued run does not repeat the same batches.
+            state = init_state._replace(key=jax.random.fold_in(init_state.key, num_steps))
+            self._check_state_batch(state, batch_size)
+
+        meter = make_meter(progress)
+        if eval_fn is not None:
+            lengths = [eval_every] * (num_steps // eval_every)
+            if num_steps % eval_every:
+                lengths.append(num_steps % eval_every)
+        else:
+            lengths = _chunking(num_steps, chunked=meter.active)
+        infos, evals, eval_steps = [], [], []
+        meter.start(num_steps, self._name)
+        t0 = time.perf_counter()
+        done = 0
+        try:
+            for length in lengths:
+                state, info = self._jit_chunk(state, data, num_steps=length,
+                                              batch_size=batch_size)
+                done += length
+                info = jax.device_get(info)
+                infos.append(info)
+                if eval_fn is not None and done % eval_every == 0:
+                    evals.append(float(eval_fn(self.get_params(state))))
+                    eval_steps.append(done)
+                if meter.active:
+                    post = {"loss": f"{float(np.mean(info['loss'])):.4g}"}
+                    if evals:
+                        post["eval"] = f"{evals[-1]:.4g}"
+                    meter.update(length, post)
+            jax.block_until_ready(state)
+        finally:
+            meter.close()
+        total = time.perf_counter() - t0
+        history = {k: np.concatenate([np.asarray(i[k]) for i in infos]) for k in infos[0]}
+        if eval_fn is not None:
+            history["eval_step"] = np.asarray(eval_steps)
+            history["eval"] = np.asarray(evals)
+        return LearnResult(
+            params=self.get_params(state), losses=history["loss"], history=history,
+            state=state, log_z=self._result_log_z(state),
+            timing={"total_s": total, "per_update_s": total / num_steps},
+        )
+
+    def _check_state_batch(self, state, batch_size):
+        pass
+
+    def _result_log_z(self, state):
+        return None
+
