@@ -6,7 +6,7 @@ from data, and diagnose chains with ArviZ.
 
 __version__ = "0.1.0"
 
-from energymc import learn
+from energymc import exact, learn, models
 from energymc.diagnostics import Diagnosis, diagnose, plot_rank, plot_trace, summary
 from energymc.energy import Energy
 from energymc.errors import EnergyError, EnergymcError, EnergymcWarning, OptionError
@@ -23,7 +23,9 @@ __all__ = [
     "Run",
     "__version__",
     "diagnose",
+    "exact",
     "learn",
+    "models",
     "plot_rank",
     "plot_trace",
     "sample",

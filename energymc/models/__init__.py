@@ -1,0 +1,14 @@
+"""Ready-made energies with exact answers to check against: RBM, Ising, Hopfield."""
+
+from energymc.models.hopfield import Hopfield, ModernHopfield
+from energymc.models.ising import Ising, critical_beta, onsager_magnetization
+from energymc.models.rbm import RBM
+
+__all__ = [
+    "RBM",
+    "Hopfield",
+    "Ising",
+    "ModernHopfield",
+    "critical_beta",
+    "onsager_magnetization",
+]

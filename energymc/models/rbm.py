@@ -1,0 +1,399 @@
+"""Bernoulli-Bernoulli restricted Boltzmann machine.
+
+``E(v, h) = -b.v - c.h - v^T W h`` with ``v`` in {0,1}^n_visible and ``h`` in
+{0,1}^n_hidden. The hidden units sum out in closed form, giving the free
+energy ``F(v) = -b.v - sum_j softplus(c_j + (v W)_j)`` and ``p(v) = exp(-F(v)) / Z``.
+Both layers are conditionally independent given the other, hence block Gibbs.
+
+Parameters are a plain dict ``{"W": (n_visible, n_hidden), "b": (n_visible,),
+"c": (n_hidden,)}``, so they go straight into ``numpyro.optim`` and
+:class:`energymc.learn.CD`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from energymc import exact
+from energymc.energy import Energy
+from energymc.errors import EnergyError
+
+__all__ = ["RBM", "AISResult"]
+
+
+@dataclasses.dataclass(frozen=True)
+class AISResult:
+    """Annealed importance sampling estimate of an RBM's ``log Z``.
+
+    Attributes
+    ----------
+    log_z
+        Estimate of log Z in nats (log of the mean importance weight, so biased
+        low by about ``stderr**2 / 2``; Z itself is estimated without bias).
+    stderr
+        Delta-method standard error of ``log_z``: ``sd(w) / (mean(w) sqrt(n))``.
+    ess
+        Kish effective sample size of the weights.
+    log_weights
+        ``(num_chains,)`` log importance weights.
+    log_z_base
+        log Z of the base-rate RBM the annealing starts from.
+    """
+
+    log_z: float
+    stderr: float
+    ess: float
+    log_weights: np.ndarray
+    log_z_base: float
+
+    def interval(self, z: float = 1.96) -> tuple[float, float]:
+        """``log_z ± z * stderr``."""
+        return self.log_z - z * self.stderr, self.log_z + z * self.stderr
+
+
+def _check_params(params, nv, nh):
+    if not isinstance(params, dict) or set(params) != {"W", "b", "c"}:
+        got = sorted(params) if isinstance(params, dict) else type(params).__name__
+        raise EnergyError(f"RBM params must be a dict with keys 'W', 'b', 'c'; got {got}.")
+    want = {"W": (nv, nh), "b": (nv,), "c": (nh,)}
+    for k, shape in want.items():
+        if tuple(jnp.shape(params[k])) != shape:
+            raise EnergyError(
+                f"RBM params[{k!r}] has shape {tuple(jnp.shape(params[k]))}; this "
+                f"RBM({nv}, {nh}) needs {shape}."
+            )
+
+
+def _hidden_logp(h, params):
+    """``log sum_v exp(-E(v, h))`` for one hidden state ``h`` ``(n_hidden,)``."""
+    return h @ params["c"] + jnp.sum(jax.nn.softplus(params["b"] + params["W"] @ h))
+
+
+def _visible_logp(v, params):
+    """``-F(v)`` for one visible state ``v`` ``(n_visible,)``."""
+    return v @ params["b"] + jnp.sum(jax.nn.softplus(params["c"] + v @ params["W"]))
+
+
+def _ais_logp(v, beta, params, b0):
+    """Unnormalised log-density of the intermediate RBM at ``beta``, ``v`` ``(n, nv)``.
+
+    The base-rate RBM (weights 0, visible biases ``b0``, hidden biases 0)
+    and the target are mixed as in Salakhutdinov & Murray (2008): visible
+    biases ``(1-beta) b0 + beta b``, hidden biases ``beta c``, weights
+    ``beta W``. The base's hidden units contribute the constant
+    ``n_hidden log 2`` at every ``beta``, kept inside the softplus term.
+    """
+    vis = v @ ((1.0 - beta) * b0 + beta * params["b"])
+    return vis + jnp.sum(jax.nn.softplus(beta * (v @ params["W"] + params["c"])), axis=-1)
+
+
+def _ais_transition(key, v, beta, params, b0):
+    """One block-Gibbs sweep ``v -> h -> v`` of the intermediate RBM at ``beta``."""
+    kh, kv = jax.random.split(key)
+    h = jax.random.bernoulli(kh, jax.nn.sigmoid(beta * (v @ params["W"] + params["c"])))
+    h = h.astype(v.dtype)
+    logits = (1.0 - beta) * b0 + beta * (h @ params["W"].T + params["b"])
+    return jax.random.bernoulli(kv, jax.nn.sigmoid(logits)).astype(v.dtype)
+
+
+@partial(jax.jit, static_argnames=("num_chains",))
+def _ais(params, key, b0, betas, *, num_chains):
+    dtype = params["W"].dtype
+    k0, key = jax.random.split(key)
+    v = jax.random.bernoulli(k0, jax.nn.sigmoid(b0), (num_chains, b0.shape[0])).astype(dtype)
+
+    def body(carry, inputs):
+        v, logw = carry
+        k, beta_prev, beta = inputs
+        logw = logw + _ais_logp(v, beta, params, b0) - _ais_logp(v, beta_prev, params, b0)
+        v = _ais_transition(k, v, beta, params, b0)
+        return (v, logw), None
+
+    keys = jax.random.split(key, betas.shape[0] - 1)
+    (v, logw), _ = jax.lax.scan(body, (v, jnp.zeros((num_chains,), dtype)),
+                                (keys, betas[:-1], betas[1:]))
+    return logw
+
+
+def _default_betas(num_temps: int) -> np.ndarray:
+    """Salakhutdinov & Murray's schedule shape (500 steps to 0.5, 4000 to 0.9,
+    10000 to 1 of 14500), scaled to ``num_temps``: denser where ``p_beta``
+    changes fastest, near 1."""
+    n1 = max(int(round(num_temps * 500 / 14500)), 1)
+    n2 = max(int(round(num_temps * 4000 / 14500)), 1)
+    n3 = max(num_temps - n1 - n2, 1)
+    return np.concatenate([np.linspace(0.0, 0.5, n1, endpoint=False),
+                           np.linspace(0.5, 0.9, n2, endpoint=False),
+                           np.linspace(0.9, 1.0, n3 + 1)])
+
+
+@dataclasses.dataclass(frozen=True)
+class RBM:
+    """A Bernoulli-Bernoulli RBM with ``n_visible`` visible and ``n_hidden`` hidden units.
+
+    The object holds only the sizes (it is hashable, so its bound methods can
+    be passed to jitted code); parameters are passed to every method.
+
+    Parameters
+    ----------
+    n_visible, n_hidden
+        Layer sizes (>= 1).
+
+    Examples
+    --------
+    >>> import jax
+    >>> from energymc.models import RBM
+    >>> rbm = RBM(6, 3)
+    >>> params = rbm.init_params(jax.random.key(0))
+    >>> bool(abs(rbm.log_z_exact(params) - 9 * 0.6931) < 0.1)   # near-zero weights: 2^9 states
+    True
+    """
+
+    n_visible: int
+    n_hidden: int
+
+    def __post_init__(self):
+        for name in ("n_visible", "n_hidden"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise EnergyError(f"RBM {name} must be an integer >= 1; got {value!r}.")
+
+    # ------------------------------------------------------------ parameters
+    def check_data(self, data) -> jax.Array:
+        """``data`` as a float array ``(n, n_visible)`` of 0./1.; a clear error otherwise."""
+        arr = np.asarray(data)
+        if arr.ndim != 2 or arr.shape[1] != self.n_visible:
+            raise EnergyError(
+                f"RBM data must have shape (n, {self.n_visible}); got {arr.shape}. Flatten "
+                "images to rows (data.reshape(len(data), -1)).")
+        if not np.isin(arr, (0, 1)).all():
+            raise EnergyError(
+                "RBM data must be binary (0/1); binarise first, e.g. (x > threshold).astype(float).")
+        return jnp.asarray(arr, dtype=jnp.result_type(float))
+
+    def init_params(self, key, data=None, scale: float = 0.01) -> dict:
+        """Small random weights; visible biases from the data's base rates.
+
+        Parameters
+        ----------
+        key
+            A ``jax.random.key``.
+        data
+            Optional ``(n, n_visible)`` binary data. The visible biases are set
+            to ``logit(mean)`` per pixel (clipped to [1e-3, 1 - 1e-3]), so the
+            model starts at the data's marginals (Hinton's practical guide).
+            Without data they are 0.
+        scale
+            Standard deviation of the initial weights.
+
+        Returns
+        -------
+        dict
+            ``{"W": (n_visible, n_hidden), "b": (n_visible,), "c": (n_hidden,)}``.
+        """
+        dtype = jnp.result_type(float)
+        W = scale * jax.random.normal(key, (self.n_visible, self.n_hidden), dtype)
+        b = jnp.zeros((self.n_visible,), dtype) if data is None else self.base_rate_biases(data)
+        return {"W": W, "b": b, "c": jnp.zeros((self.n_hidden,), dtype)}
+
+    def base_rate_biases(self, data, eps: float = 1e-3) -> jax.Array:
+        """``logit`` of each visible unit's mean in ``data``; ``(n_visible,)``."""
+        p = jnp.clip(jnp.mean(self.check_data(data), axis=0), eps, 1.0 - eps)
+        return jnp.log(p) - jnp.log1p(-p)
+
+    # --------------------------------------------------------------- energies
+    def energy(self, params, v, h):
+        """``E(v, h)`` for ``v`` ``(..., n_visible)`` and ``h`` ``(..., n_hidden)``; ``(...,)``."""
+        return -(v @ params["b"] + h @ params["c"]
+                 + jnp.sum((v @ params["W"]) * h, axis=-1))
+
+    def free_energy(self, params, v):
+        """``F(v) = -log sum_h exp(-E(v, h))`` for ``v`` ``(..., n_visible)``; ``(...,)``.
+
+        Usable as a learner's ``energy_fn(params, x)``.
+        """
+        return -(v @ params["b"]
+                 + jnp.sum(jax.nn.softplus(v @ params["W"] + params["c"]), axis=-1))
+
+    def hidden_probs(self, params, v):
+        """``p(h_j = 1 | v)`` ``(..., n_hidden)``."""
+        return jax.nn.sigmoid(v @ params["W"] + params["c"])
+
+    def visible_probs(self, params, h):
+        """``p(v_i = 1 | h)`` ``(..., n_visible)``."""
+        return jax.nn.sigmoid(h @ params["W"].T + params["b"])
+
+    def as_energy(self, params, **kwargs) -> Energy:
+        """The visible marginal as an :class:`energymc.Energy` (free energy, binary)."""
+        _check_params(params, self.n_visible, self.n_hidden)
+        kwargs.setdefault("name", f"rbm{self.n_visible}x{self.n_hidden}")
+        return Energy.from_params(self.free_energy, params, jnp.zeros((self.n_visible,)),
+                                  support="binary", **kwargs)
+
+    # --------------------------------------------------------------- sampling
+    def block_gibbs(self, key, params, x_batch, k: int = 1):
+        """``k`` block-Gibbs sweeps ``v -> h -> v`` from ``x_batch``.
+
+        The negative-phase sampler for contrastive divergence:
+        ``CD(rbm.free_energy, optim, k=1, persistent=True, sampler=rbm.block_gibbs)``.
+
+        Parameters
+        ----------
+        key
+            A ``jax.random.key``.
+        params
+            RBM parameters.
+        x_batch
+            ``(batch, n_visible)`` visible states.
+        k
+            Number of sweeps (``k = 0`` returns ``x_batch``).
+
+        Returns
+        -------
+        jax.Array
+            ``(batch, n_visible)`` binary visible states.
+        """
+
+        def sweep(i, v):
+            kh, kv = jax.random.split(jax.random.fold_in(key, i))
+            h = jax.random.bernoulli(kh, self.hidden_probs(params, v)).astype(v.dtype)
+            return jax.random.bernoulli(kv, self.visible_probs(params, h)).astype(v.dtype)
+
+        return jax.lax.fori_loop(0, k, sweep, jnp.asarray(x_batch))
+
+    def sample_visible(self, key, params, num_samples: int, num_steps: int = 1000,
+                       init=None, mean_field: bool = False):
+        """Visible states from ``num_samples`` independent block-Gibbs chains.
+
+        Parameters
+        ----------
+        key
+            A ``jax.random.key``.
+        params
+            RBM parameters.
+        num_samples
+            Number of chains (one sample each).
+        num_steps
+            Gibbs sweeps per chain.
+        init
+            ``(num_samples, n_visible)`` starting states; default: drawn from
+            ``sigmoid(b)`` independently per unit.
+        mean_field
+            Return ``p(v = 1 | h)`` of the last sweep instead of binary states
+            (smoother pictures).
+
+        Returns
+        -------
+        jax.Array
+            ``(num_samples, n_visible)``.
+        """
+        k_init, k_run, k_last = jax.random.split(key, 3)
+        if init is None:
+            init = jax.random.bernoulli(k_init, jax.nn.sigmoid(params["b"]),
+                                        (num_samples, self.n_visible)).astype(params["W"].dtype)
+        v = self.block_gibbs(k_run, params, init, num_steps)
+        if not mean_field:
+            return v
+        h = jax.random.bernoulli(k_last, self.hidden_probs(params, v)).astype(v.dtype)
+        return self.visible_probs(params, h)
+
+    # -------------------------------------------------------------- log Z, LL
+    def log_z_exact(self, params, max_units: int = exact.MAX_DIM) -> float:
+        """Exact ``log Z`` by enumerating the smaller layer (up to ``max_units`` units).
+
+        The other layer sums out in closed form, so an RBM with 16 hidden units
+        costs ``2**16`` terms however many visible units it has.
+        """
+        _check_params(params, self.n_visible, self.n_hidden)
+        small = min(self.n_visible, self.n_hidden)
+        if small > max_units:
+            raise EnergyError(
+                f"RBM({self.n_visible}, {self.n_hidden}): the smaller layer has {small} units, "
+                f"2**{small} states, over the enumeration limit of {max_units} units. "
+                "Estimate log Z with rbm.log_z_ais(params, key).")
+        if self.n_hidden <= self.n_visible:
+            log_z, _ = exact.reduce_states(_hidden_logp, self.n_hidden, "binary", params,
+                                           max_dim=max_units)
+        else:
+            log_z, _ = exact.reduce_states(_visible_logp, self.n_visible, "binary", params,
+                                           max_dim=max_units)
+        return float(log_z)
+
+    def log_likelihood(self, params, data, log_z, mean: bool = True):
+        """``log p(v) = -F(v) - log Z`` of ``data`` ``(n, n_visible)``.
+
+        Parameters
+        ----------
+        log_z
+            From :meth:`log_z_exact` or :meth:`log_z_ais`.
+        mean
+            Average over rows (nats per example); ``False`` gives ``(n,)``.
+        """
+        data = self.check_data(data)
+        ll = -self.free_energy(params, data) - jnp.asarray(log_z, data.dtype)
+        return float(jnp.mean(ll)) if mean else ll
+
+    def log_z_ais(self, params, key, num_temps: int = 10_000, num_chains: int = 100,
+                  data=None, betas=None) -> AISResult:
+        """``log Z`` by annealed importance sampling from the base-rate RBM.
+
+        Salakhutdinov & Murray (2008): anneal from an RBM with zero weights and
+        the data's base-rate visible biases (whose ``Z`` is known) to this one,
+        through the intermediate RBMs described in :func:`_ais_logp`; the
+        transitions are block-Gibbs sweeps, and the weights use the visible
+        marginal (hidden units summed out exactly).
+
+        Parameters
+        ----------
+        params
+            RBM parameters.
+        key
+            A ``jax.random.key``.
+        num_temps
+            Number of inverse temperatures, 0 and 1 included.
+        num_chains
+            Independent annealing runs (importance samples).
+        data
+            ``(n, n_visible)`` binary data for the base-rate biases; without it
+            the base uses this RBM's visible biases ``params["b"]``.
+        betas
+            Optional increasing schedule from 0 to 1; default: Salakhutdinov &
+            Murray's shape with ``num_temps`` points.
+
+        Returns
+        -------
+        AISResult
+        """
+        _check_params(params, self.n_visible, self.n_hidden)
+        if isinstance(num_chains, bool) or not isinstance(num_chains, (int, np.integer)) \
+                or num_chains < 2:
+            raise EnergyError(f"num_chains must be an integer >= 2; got {num_chains!r}.")
+        if betas is None:
+            if isinstance(num_temps, bool) or not isinstance(num_temps, (int, np.integer)) \
+                    or num_temps < 3:
+                raise EnergyError(f"num_temps must be an integer >= 3; got {num_temps!r}.")
+            betas = _default_betas(int(num_temps))
+        betas = np.asarray(betas, dtype=float)
+        if betas.ndim != 1 or betas[0] != 0.0 or betas[-1] != 1.0 or np.any(np.diff(betas) < 0):
+            raise EnergyError("betas must be a non-decreasing 1-d schedule from 0.0 to 1.0.")
+        b0 = params["b"] if data is None else self.base_rate_biases(data)
+        dtype = params["W"].dtype
+        logw = _ais(params, key, jnp.asarray(b0, dtype), jnp.asarray(betas, dtype),
+                    num_chains=int(num_chains))
+        logw = np.asarray(logw, dtype=np.float64)
+        log_z_base = float(np.sum(np.logaddexp(0.0, np.asarray(b0, np.float64)))
+                           + self.n_hidden * math.log(2.0))
+        finite = np.isfinite(logw)
+        m = np.max(logw[finite]) if finite.any() else 0.0
+        w = np.where(finite, np.exp(logw - m), 0.0)
+        mean_w = w.mean()
+        log_z = log_z_base + m + math.log(mean_w) if mean_w > 0 else -math.inf
+        stderr = float(w.std(ddof=1) / (mean_w * math.sqrt(len(w)))) if mean_w > 0 else math.inf
+        ess = float(w.sum() ** 2 / np.sum(w**2)) if mean_w > 0 else 0.0
+        return AISResult(float(log_z), stderr, ess, logw, log_z_base)
