@@ -1,0 +1,247 @@
+"""The annealing engine shared by AIS and bidirectional Monte Carlo.
+
+Annealed importance sampling (Neal, 2001) on the geometric path
+
+    log pi_beta(x) = log q0(x) + beta * (log p(x) - log q0(x)),
+
+with no resampling: each particle carries a log-weight that collects
+``(beta_t - beta_{t-1}) * (log p - log q0)`` at every stage, then moves by a
+Markov kernel that leaves ``pi_beta_t`` invariant. ``mean(exp(logw))`` is an
+unbiased estimate of ``Z / Z0 = Z`` (``q0`` is normalised). Run with betas
+decreasing from 1 to 0 and started from exact draws of ``p``, the same code is
+reverse AIS, whose ``mean(exp(logw))`` estimates ``1 / Z`` (Grosse et al., 2015).
+
+Everything in this module is pure JAX: it is compiled once per target,
+kernel, options and static configuration; betas, references, starting points
+and step sizes are traced.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+__all__ = ["AnnealConfig", "anneal", "log_ess", "schedule"]
+
+
+class AnnealConfig(NamedTuple):
+    """Static choices of one annealing run (hashable: a change recompiles).
+
+    Attributes
+    ----------
+    adaptive
+        Choose each next beta so that the conditional ESS of the incremental
+        weights equals ``cess`` (Zhou, Johansen and Aston, 2016); otherwise
+        follow the ``betas`` passed in.
+    cess
+        Target conditional ESS as a fraction of the particles, in (0, 1).
+    max_stages
+        Length of the stage record; the adaptive run stops there even if
+        beta has not reached 1 (reported as unreliable by the caller).
+    mcmc_steps
+        Kernel steps per stage.
+    target_accept
+        Acceptance the step size is steered towards (``None``: not tuned).
+    adapt_mass
+        Set the diagonal inverse mass matrix to the particles' variance after
+        every stage.
+    tunable
+        Whether the kernel takes ``step_size`` / ``inverse_mass_matrix``
+        params (continuous kernels) or not (discrete kernels).
+    """
+
+    adaptive: bool
+    cess: float
+    max_stages: int
+    mcmc_steps: int
+    target_accept: float | None
+    adapt_mass: bool
+    tunable: bool
+
+
+def schedule(kind: str, num_temps: int) -> jax.Array:
+    """Inverse temperatures ``(num_temps + 1,)`` from 0 to 1 for a fixed schedule.
+
+    ``linear``: evenly spaced. ``geometric``: 0 then evenly spaced in log from
+    1e-4 to 1 (most stages near 0, where ``q0`` and ``p^beta`` first meet).
+    ``sigmoidal``: Grosse et al.'s sigmoid with rate 4, dense at both ends.
+    """
+    import numpy as np
+
+    k = np.arange(num_temps + 1) / num_temps
+    if kind == "linear":
+        b = k
+    elif kind == "geometric":
+        b = np.concatenate([[0.0], np.geomspace(1e-4, 1.0, num_temps)])
+    elif kind == "sigmoidal":
+        s = 1.0 / (1.0 + np.exp(-4.0 * (2.0 * k - 1.0)))
+        b = (s - s[0]) / (s[-1] - s[0])
+    else:  # pragma: no cover - validated by the caller
+        raise ValueError(kind)
+    b[0], b[-1] = 0.0, 1.0
+    return jnp.asarray(b, jnp.result_type(float))
+
+
+def log_ess(logw: jax.Array) -> jax.Array:
+    """``log`` of Kish's effective sample size of unnormalised log-weights ``(n,)``."""
+    return 2.0 * logsumexp(logw) - logsumexp(2.0 * logw)
+
+
+def _next_delta(logw, ll, beta, cess):
+    """Largest ``delta <= 1 - beta`` whose conditional ESS fraction is >= ``cess``.
+
+    Conditional ESS (no resampling): ``(sum W w)^2 / sum W w^2`` with ``W``
+    the current normalised weights and ``w = exp(delta * ll)``.
+    """
+    logW = logw - logsumexp(logw)
+    ll = jnp.where(jnp.isnan(ll), -jnp.inf, ll)
+    # Shift ll so that exp never overflows; a constant shift cancels in the ratio.
+    finite = jnp.isfinite(ll) & jnp.isfinite(logW)
+    ll = ll - jnp.max(jnp.where(finite, ll, -jnp.inf))
+
+    def frac(delta):
+        a = logW + delta * ll
+        return jnp.exp(2.0 * logsumexp(a) - logsumexp(logW + 2.0 * delta * ll))
+
+    hi = 1.0 - beta
+
+    def bisect(_, lohi):
+        lo, hi_ = lohi
+        mid = 0.5 * (lo + hi_)
+        ok = frac(mid) >= cess
+        return jnp.where(ok, mid, lo), jnp.where(ok, hi_, mid)
+
+    lo, _ = jax.lax.fori_loop(0, 50, bisect, (jnp.zeros_like(hi), hi))
+    delta = jnp.where(frac(hi) >= cess, hi, lo)
+    # Guarantee progress: a few particles with ll = -inf can keep the CESS
+    # below target for every delta; the stage record then shows it.
+    return jnp.clip(delta, jnp.minimum(1e-5, hi), hi)
+
+
+def _safe_ll(target_lp, ref, z):
+    v = target_lp(z) - ref.log_prob(z)
+    return jnp.where(jnp.isnan(v), -jnp.inf, v)
+
+
+@partial(jax.jit, static_argnames=("target", "kernel", "options", "cfg"))
+def anneal(key, ref, x0, betas, params0, *, target, kernel, options, cfg: AnnealConfig):
+    """Run AIS from ``betas[0]`` to ``betas[-1]`` (or adaptively from 0 to 1).
+
+    Parameters
+    ----------
+    key
+        A PRNG key.
+    ref
+        The reference :class:`~energymc.logz._reference.Reference` ``q0``.
+    x0
+        ``(n, dim)`` starting particles: draws of ``q0`` (forward) or of the
+        target (reverse).
+    betas
+        ``(K + 1,)`` inverse temperatures; for the adaptive schedule only
+        ``betas[0]`` (= 0) is read.
+    params0
+        Kernel params shared by all particles (``step_size`` ``()``,
+        ``inverse_mass_matrix`` ``(dim,)`` for continuous kernels).
+    target, kernel, options, cfg
+        Static: the :class:`energymc.Energy`, the kernel object, its resolved
+        options and an :class:`AnnealConfig`.
+
+    Returns
+    -------
+    dict
+        ``x`` ``(n, dim)`` final particles; ``logw`` ``(n,)``; ``num_stages``;
+        ``record``: dict of ``(max_stages,)`` arrays ``beta``, ``log_ess``
+        (of the accumulated weights), ``acceptance``, ``step_size``,
+        ``log_z`` (running estimate), valid up to ``num_stages``;
+        ``params`` (after the last stage); ``grad_evals`` (all particles).
+    """
+    n = x0.shape[0]
+    dtype = x0.dtype
+    target_lp = target.flat_logdensity
+    ll_fn = jax.vmap(lambda z: _safe_ll(target_lp, ref, z))
+    num_fixed = betas.shape[0] - 1
+    size = cfg.max_stages if cfg.adaptive else num_fixed
+    record = {k: jnp.zeros((size,), dtype) for k in
+              ("beta", "log_ess", "acceptance", "step_size", "log_z")}
+    init_keys = jnp.arange(n)
+
+    def cond(carry):
+        i, beta = carry[0], carry[1]
+        if cfg.adaptive:
+            return (i < size) & (beta < 1.0)
+        return i < size
+
+    def body(carry):
+        i, beta, x, logw, ll, params, rec, evals = carry
+        stage_key = jax.random.fold_in(key, i)
+        if cfg.adaptive:
+            beta_new = beta + _next_delta(logw, ll, beta, cfg.cess)
+            beta_new = jnp.where(1.0 - beta_new < 1e-6, 1.0, beta_new)
+        else:
+            beta_new = betas[i + 1]
+        delta = beta_new - beta
+        # delta * ll with ll = -inf is -inf for delta > 0 (forward) but +inf
+        # for delta < 0 (reverse, a target draw outside q0's support): both
+        # are what the weights mean, and only delta = 0 needs guarding.
+        logw = jnp.where(delta == 0, logw, logw + delta * ll)
+        # An MCMC move at beta = 0 exactly (last reverse stage) would multiply
+        # -inf by 0; its output is never used, so a tiny beta is harmless.
+        beta_mc = jnp.maximum(beta_new, 1e-8)
+
+        def logdens(z):
+            lq = ref.log_prob(z)
+            return lq + beta_mc * (target_lp(z) - lq)
+
+        keys = jax.vmap(lambda c: jax.random.fold_in(stage_key, c))(init_keys)
+        states = jax.vmap(lambda k, z: kernel.init(k, z, logdens, params, options))(keys, x)
+
+        def mcmc(carry, j):
+            states, params = carry
+            ks = jax.vmap(lambda c: jax.random.fold_in(jax.random.fold_in(stage_key, j + 1), c))(
+                init_keys)
+            states, stats = jax.vmap(
+                lambda k, s: kernel.step(k, s, logdens, params, options))(ks, states)
+            acc = jnp.mean(jnp.nan_to_num(stats["acceptance_rate"], nan=0.0))
+            if cfg.tunable and cfg.target_accept is not None:
+                # Steer the shared step size by the population's acceptance: the
+                # mean over all particles is a low-noise signal even for one step.
+                params = dict(params)
+                params["step_size"] = params["step_size"] * jnp.exp(
+                    1.5 * (acc - cfg.target_accept))
+            cost = jnp.sum(stats["n_steps"]) if "n_steps" in stats else jnp.asarray(n, dtype)
+            return (states, params), (acc, cost.astype(dtype))
+
+        step_used = params["step_size"] if cfg.tunable else jnp.asarray(jnp.nan, dtype)
+        (states, params), (accs, costs) = jax.lax.scan(
+            mcmc, (states, params), jnp.arange(cfg.mcmc_steps))
+        x = states.position
+        ll = ll_fn(x)
+        if cfg.tunable and cfg.adapt_mass:
+            var = jnp.var(x, axis=0)
+            # Shrink towards the old value so that a collapsed or noisy
+            # population cannot give a zero or wild mass matrix.
+            w = n / (n + 10.0)
+            imm = w * var + (1 - w) * params["inverse_mass_matrix"]
+            imm = jnp.where(jnp.isfinite(imm) & (imm > 0), imm, params["inverse_mass_matrix"])
+            params = dict(params, inverse_mass_matrix=imm)
+        lz = logsumexp(logw) - jnp.log(n)
+        rec = dict(rec)
+        rec["beta"] = rec["beta"].at[i].set(beta_new)
+        rec["log_ess"] = rec["log_ess"].at[i].set(log_ess(logw))
+        rec["acceptance"] = rec["acceptance"].at[i].set(jnp.mean(accs))
+        rec["step_size"] = rec["step_size"].at[i].set(step_used)
+        rec["log_z"] = rec["log_z"].at[i].set(lz)
+        # One gradient per particle to (re)initialise the kernel at the new beta.
+        evals = evals + jnp.sum(costs) + n
+        return i + 1, beta_new, x, logw, ll, params, rec, evals
+
+    ll0 = ll_fn(x0)
+    carry = (jnp.asarray(0), betas[0].astype(dtype), x0, jnp.zeros((n,), dtype), ll0,
+             params0, record, jnp.asarray(0.0, dtype))
+    i, beta, x, logw, ll, params, rec, evals = jax.lax.while_loop(cond, body, carry)
+    return {"x": x, "logw": logw, "num_stages": i, "final_beta": beta, "record": rec,
+            "params": params, "grad_evals": evals}

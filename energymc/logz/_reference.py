@@ -1,0 +1,292 @@
+"""Reference (base) distributions q0 for annealing: normalised, samplable, on flat positions.
+
+Every estimator in :mod:`energymc.logz` walks the geometric path
+``pi_beta(x) ∝ q0(x)^(1 - beta) p(x)^beta`` from ``beta = 0`` to ``1``, so
+``log Z = log ∫ p`` needs ``q0`` to be *normalised* and exactly samplable.
+References are JAX pytrees: their parameters are traced, so a new scale or a
+new pilot fit never recompiles the annealing loop.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from energymc.errors import OptionError
+
+__all__ = ["Reference", "GaussianReference", "DiscreteReference", "NumpyroReference",
+           "make_reference"]
+
+
+class Reference:
+    """A normalised distribution on flat positions ``(dim,)``.
+
+    Methods
+    -------
+    log_prob(z)
+        ``log q0(z)`` for ``z`` ``(dim,)``; a scalar.
+    sample(key, n)
+        ``(n, dim)`` exact draws.
+    """
+
+    def log_prob(self, z):  # pragma: no cover - protocol
+        raise NotImplementedError
+
+    def sample(self, key, n):  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+@jax.tree_util.register_pytree_node_class
+class GaussianReference(Reference):
+    """``N(loc, L L^T)``; ``chol`` is ``(dim,)`` (diagonal sds) or ``(dim, dim)`` lower-triangular."""
+
+    def __init__(self, loc, chol):
+        self.loc = loc
+        self.chol = chol
+
+    def tree_flatten(self):
+        return (self.loc, self.chol), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(*children)
+
+    def log_prob(self, z):
+        d = z.shape[-1]
+        if self.chol.ndim == 1:
+            y = (z - self.loc) / self.chol
+            logdet = jnp.sum(jnp.log(self.chol))
+        else:
+            y = jax.scipy.linalg.solve_triangular(self.chol, z - self.loc, lower=True)
+            logdet = jnp.sum(jnp.log(jnp.diag(self.chol)))
+        return -0.5 * jnp.sum(y**2) - logdet - 0.5 * d * math.log(2 * math.pi)
+
+    def sample(self, key, n):
+        eps = jax.random.normal(key, (n, self.loc.shape[-1]), self.loc.dtype)
+        if self.chol.ndim == 1:
+            return self.loc + eps * self.chol
+        return self.loc + eps @ self.chol.T
+
+    def variance(self):
+        """Diagonal of the covariance, ``(dim,)``: the initial inverse mass matrix."""
+        if self.chol.ndim == 1:
+            return self.chol**2
+        return jnp.sum(self.chol**2, axis=1)
+
+    def __repr__(self):
+        kind = "diagonal" if np.ndim(self.chol) == 1 else "dense"
+        return f"GaussianReference(dim={np.shape(self.loc)[-1]}, {kind})"
+
+
+@jax.tree_util.register_pytree_node_class
+class DiscreteReference(Reference):
+    """Independent coordinates on {0,1}^dim or {-1,+1}^dim with ``P(x_i = high) = probs_i``.
+
+    ``probs = 0.5`` everywhere is the uniform distribution.
+    """
+
+    def __init__(self, probs, support: str):
+        self.probs = probs
+        self.support = support
+
+    def tree_flatten(self):
+        return (self.probs,), self.support
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(children[0], aux)
+
+    def _high(self, z):
+        return z > 0.5 if self.support == "binary" else z > 0.0
+
+    def log_prob(self, z):
+        high = self._high(z)
+        return jnp.sum(jnp.where(high, jnp.log(self.probs), jnp.log1p(-self.probs)))
+
+    def sample(self, key, n):
+        high = jax.random.bernoulli(key, self.probs, (n, self.probs.shape[-1]))
+        if self.support == "binary":
+            return high.astype(self.probs.dtype)
+        return jnp.where(high, 1.0, -1.0).astype(self.probs.dtype)
+
+    def variance(self):
+        return jnp.ones_like(self.probs)
+
+    def __repr__(self):
+        return f"DiscreteReference({self.support}, dim={np.shape(self.probs)[-1]})"
+
+
+@jax.tree_util.register_pytree_node_class
+class NumpyroReference(Reference):
+    """A NumPyro distribution whose draws have shape ``(dim,)``.
+
+    The distribution is itself a pytree, so its parameters are traced.
+    """
+
+    def __init__(self, dist):
+        self.dist = dist
+
+    def tree_flatten(self):
+        return (self.dist,), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(children[0])
+
+    def log_prob(self, z):
+        lp = self.dist.log_prob(z)
+        # A batch of dim independent scalars: its log-density is the sum.
+        return jnp.sum(lp)
+
+    def sample(self, key, n):
+        return jnp.asarray(self.dist.sample(key, (n,)), dtype=jnp.result_type(float))
+
+    def variance(self):
+        try:
+            var = jnp.broadcast_to(jnp.asarray(self.dist.variance, jnp.result_type(float)),
+                                   self.dist.shape())
+            return jnp.where(jnp.isfinite(var) & (var > 0), var, 1.0)
+        except (NotImplementedError, AttributeError):
+            return jnp.ones(self.dist.shape())
+
+    def __repr__(self):
+        return f"NumpyroReference({type(self.dist).__name__})"
+
+
+def _check_scale(scale, dim):
+    arr = np.asarray(scale, dtype=float)
+    if arr.ndim > 1 or (arr.ndim == 1 and arr.shape != (dim,)):
+        raise OptionError(f"scale= must be a positive number or a ({dim},) array; "
+                          f"got shape {arr.shape}.")
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise OptionError(f"scale= must be positive and finite; got {scale!r}.")
+    return jnp.broadcast_to(jnp.asarray(arr, jnp.result_type(float)), (dim,))
+
+
+def _numpyro_reference(dist, target) -> NumpyroReference:
+    import numpyro.distributions as npd
+
+    if isinstance(dist, npd.ImproperUniform):
+        raise OptionError(
+            "base is an ImproperUniform, which is not normalised: log Z relative to it is "
+            "meaningless. Use a proper distribution, e.g. dist.Normal(0, 10).expand([dim])."
+        )
+    shape = tuple(dist.shape())
+    if shape != (target.dim,):
+        raise OptionError(
+            f"base draws have shape {shape}; the target's flat positions have shape "
+            f"({target.dim},). Use e.g. dist.expand([{target.dim}]) or .to_event(1)."
+        )
+    if target.support != "real":
+        raise OptionError(
+            f"a NumPyro base is for real targets; this target has support={target.support!r}. "
+            "Use base='uniform' or base='bernoulli'."
+        )
+    return NumpyroReference(dist)
+
+
+def make_reference(target, base, *, scale=1.0, probs=None, pilot_fn=None) -> Reference:
+    """Build the reference ``q0`` for ``target`` from the user's ``base=``.
+
+    Parameters
+    ----------
+    target
+        An :class:`energymc.Energy`.
+    base
+        ``None`` (default: a Gaussian ``N(init, scale^2 I)`` for real targets,
+        the uniform distribution for binary/spin targets), ``"gaussian"``,
+        ``"pilot"`` (a Gaussian fitted by a short MCMC run; ``pilot_fn`` does
+        it), ``"uniform"``, ``"bernoulli"`` (independent coordinates with
+        ``P(high) = probs``), a NumPyro distribution with draws of shape
+        ``(dim,)``, or a :class:`Reference`.
+    scale
+        Standard deviation(s) of the default Gaussian, a number or ``(dim,)``.
+    probs
+        ``(dim,)`` probabilities for ``base="bernoulli"``.
+
+    Raises
+    ------
+    OptionError
+        For an unnormalised base, a base of the wrong shape or support, or an
+        unknown base name.
+    """
+    dim = target.dim
+    discrete = target.support != "real"
+    if isinstance(base, Reference):
+        return base
+    if base is None:
+        base = "uniform" if discrete else "gaussian"
+    if isinstance(base, str):
+        if base in ("gaussian", "pilot") and discrete:
+            raise OptionError(
+                f"base={base!r} is for real targets; support={target.support!r} takes "
+                "base='uniform' or base='bernoulli'."
+            )
+        if base == "gaussian":
+            return GaussianReference(jnp.asarray(target.flat_init), _check_scale(scale, dim))
+        if base == "pilot":
+            return pilot_fn()
+        if base in ("uniform", "bernoulli"):
+            if not discrete:
+                raise OptionError(
+                    f"base={base!r} is for binary/spin targets; for a real target use "
+                    "base='gaussian', 'pilot' or a NumPyro distribution."
+                )
+            if base == "uniform":
+                p = jnp.full((dim,), 0.5)
+            else:
+                if probs is None:
+                    raise OptionError("base='bernoulli' needs probs=, a (dim,) array in (0, 1).")
+                p = np.asarray(probs, dtype=float)
+                if p.shape != (dim,) or np.any(p <= 0) or np.any(p >= 1):
+                    raise OptionError(
+                        f"probs= must be a ({dim},) array strictly inside (0, 1); got shape "
+                        f"{p.shape}."
+                    )
+                p = jnp.asarray(p, jnp.result_type(float))
+            return DiscreteReference(p, target.support)
+        raise OptionError(
+            f"unknown base {base!r}; valid bases are 'gaussian', 'pilot' (real targets), "
+            "'uniform', 'bernoulli' (binary/spin targets), or a NumPyro distribution."
+        )
+    if _is_numpyro_dist(base):
+        return _numpyro_reference(base, target)
+    if callable(base):
+        raise OptionError(
+            "base= got a bare function; a log-density alone cannot be checked for "
+            "normalisation or sampled. Pass a NumPyro distribution instead."
+        )
+    raise OptionError(f"base= must be None, a name or a NumPyro distribution; got "
+                      f"{type(base).__name__}.")
+
+
+def _is_numpyro_dist(obj: Any) -> bool:
+    mod = type(obj).__module__ or ""
+    if not mod.startswith("numpyro"):
+        return False
+    import numpyro.distributions as npd
+
+    return isinstance(obj, npd.Distribution)
+
+
+def fit_gaussian(flat_draws) -> GaussianReference:
+    """A dense Gaussian fitted to ``(n, dim)`` draws, widened by 10% to cover the tails.
+
+    Widening keeps ``q0`` from being lighter-tailed than the target, which
+    would make the importance weights heavy-tailed.
+    """
+    x = np.asarray(flat_draws, dtype=float).reshape(-1, np.shape(flat_draws)[-1])
+    n, dim = x.shape
+    mean = x.mean(axis=0)
+    cov = np.atleast_2d(np.cov(x, rowvar=False))
+    # Shrink towards the diagonal (as Stan's warmup does) so a short pilot run
+    # cannot give a singular or badly conditioned covariance.
+    shrink = 5.0 / (n + 5.0)
+    cov = (1 - shrink) * cov + shrink * np.diag(np.diag(cov)) + 1e-6 * np.eye(dim)
+    chol = np.linalg.cholesky(cov * 1.1**2)
+    dtype = jnp.result_type(float)
+    return GaussianReference(jnp.asarray(mean, dtype), jnp.asarray(chol, dtype))

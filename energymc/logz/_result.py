@@ -1,0 +1,204 @@
+"""`LogZ`: the result of :func:`energymc.log_partition`. Host-side; nothing here runs under jit."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["LogZ"]
+
+
+def _fmt(x, digits=4):
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+class LogZ:
+    """An estimate of ``log Z = log ∫ exp(-E(x)) dx`` with its error bar and diagnostics.
+
+    Attributes
+    ----------
+    method
+        ``"ais"``, ``"smc"``, ``"bdmc"``, ``"nested"`` or ``"pt"``.
+    log_z
+        The estimate, in nats (a float). For ``bdmc`` the midpoint of the
+        bounds; with ``replicates > 1`` the log of the mean of the replicate
+        estimates of ``Z``.
+    stderr
+        Standard error of ``log_z`` in nats: from the weights (delta method)
+        for ``ais``/``bdmc``, from the spread of the replicates when
+        ``replicates > 1``, and as documented per method otherwise.
+    lower, upper
+        Stochastic lower and upper bounds (``bdmc`` only, else ``None``):
+        ``E[lower] <= log Z <= E[upper]``.
+    ess
+        Kish effective sample size of the final weights (a float).
+    num_particles
+        Particles per replicate.
+    stages
+        Per-stage record, a dict of ``(num_stages,)`` NumPy arrays: ``beta``
+        (inverse temperature), ``ess`` (of the weights after that stage),
+        ``acceptance`` (mean over particles), ``step_size``; for ``pt`` one
+        row per rung of the ladder (with ``swap_acceptance``).
+    particles
+        ``(n, dim)`` flat final particles (unravel with ``target.unravel``).
+    weights
+        ``(n,)`` normalised importance weights of ``particles``; together they
+        are weighted draws from ``exp(-E)``.
+    replicates
+        ``(R,)`` log Z of each replicate (``None`` for one replicate).
+    spread
+        Standard deviation of ``replicates`` (``None`` for one replicate).
+    reliable
+        ``False`` when a diagnostic says the estimate should not be trusted;
+        ``problems`` then says why and what to do.
+    problems
+        Plain-language sentences, each with a suggested fix.
+    num_grad_evals
+        Gradient (or energy, for discrete kernels) evaluations, all particles.
+    timing
+        Wall-clock seconds (compilation included).
+    info
+        Method-specific extras (schedule, options, raw records).
+    """
+
+    def __init__(self, *, method: str, target, log_z: float, stderr: float, ess: float,
+                 num_particles: int, stages: dict, particles, weights, lower=None,
+                 upper=None, replicates=None, problems=(), num_grad_evals: int = 0,
+                 timing=None, info=None):
+        self.method = method
+        self.target = target
+        self.log_z = float(log_z)
+        self.stderr = float(stderr)
+        self.ess = float(ess)
+        self.num_particles = int(num_particles)
+        self.stages = {k: np.asarray(v) for k, v in stages.items()}
+        self.particles = None if particles is None else np.asarray(particles)
+        self.weights = None if weights is None else np.asarray(weights)
+        self.lower = None if lower is None else float(lower)
+        self.upper = None if upper is None else float(upper)
+        self.replicates = None if replicates is None else np.asarray(replicates, dtype=float)
+        self.problems = list(problems)
+        self.num_grad_evals = int(num_grad_evals)
+        self.timing = dict(timing or {})
+        self.info = dict(info or {})
+
+    # ----------------------------------------------------------------- derived
+    @property
+    def reliable(self) -> bool:
+        return not self.problems
+
+    @property
+    def spread(self) -> float | None:
+        if self.replicates is None or len(self.replicates) < 2:
+            return None
+        return float(np.std(self.replicates, ddof=1))
+
+    @property
+    def num_stages(self) -> int:
+        return int(len(self.stages.get("beta", ())))
+
+    @property
+    def draws(self) -> Any:
+        """Final particles unravelled to the target's pytree, leaves ``(n, *shape)``."""
+        import jax
+
+        return jax.tree.map(np.asarray, self.target.unravel(self.particles))
+
+    def resample(self, n: int | None = None, seed: int = 0) -> np.ndarray:
+        """``(n, dim)`` flat draws resampled from the weighted particles (multinomial)."""
+        rng = np.random.default_rng(seed)
+        n = n or len(self.weights)
+        idx = rng.choice(len(self.weights), size=n, p=self.weights / self.weights.sum())
+        return self.particles[idx]
+
+    def interval(self, z: float = 1.96) -> tuple[float, float]:
+        """``log_z ± z * stderr`` (for ``bdmc``: ``(lower, upper)``)."""
+        if self.lower is not None and self.upper is not None:
+            return self.lower, self.upper
+        return self.log_z - z * self.stderr, self.log_z + z * self.stderr
+
+    # ------------------------------------------------------------ ArviZ, plot
+    def to_arviz(self):
+        """An ``arviz.InferenceData``: weighted particles, stage record and log Z.
+
+        Groups: ``posterior`` (the final particles as one chain, with
+        ``sample_stats.weight``), ``constant_data`` (the stage record on a
+        ``stage`` dimension), and ``attrs`` (``log_z``, ``stderr``, method,
+        bounds).
+        """
+        from energymc.diagnostics import logz_to_arviz
+
+        return logz_to_arviz(self)
+
+    def plot(self, ax=None):
+        """Weight ESS and acceptance along the schedule (matplotlib).
+
+        Parameters
+        ----------
+        ax
+            Two matplotlib axes, or ``None`` to make a new figure.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+        else:
+            fig = ax[0].figure
+        beta = self.stages.get("beta", np.array([]))
+        x = np.arange(1, len(beta) + 1)
+        if "ess" in self.stages:
+            ax[0].plot(beta, self.stages["ess"] / max(self.num_particles, 1), marker=".")
+            ax[0].set_ylabel("weight ESS / particles")
+        ax[0].set_xlabel("inverse temperature β")
+        ax[0].set_ylim(0, 1.05)
+        ax[0].set_title(f"{self.method}: log Z = {self.log_z:.3f} ± {self.stderr:.3f}")
+        if "acceptance" in self.stages:
+            ax[1].plot(x, self.stages["acceptance"], marker=".", label="move acceptance")
+        if "swap_acceptance" in self.stages:
+            ax[1].plot(x, self.stages["swap_acceptance"], marker=".", label="swap acceptance")
+        ax[1].set_xlabel("stage")
+        ax[1].set_ylabel("acceptance")
+        ax[1].set_ylim(0, 1.05)
+        ax[1].legend(loc="lower left", fontsize="small")
+        fig.tight_layout()
+        return fig
+
+    # ------------------------------------------------------------------ repr
+    def _rows(self) -> list[tuple[str, str]]:
+        rows = [("target", repr(getattr(self.target, "name", "?"))),
+                ("method", self.method),
+                ("log Z", f"{_fmt(self.log_z)} ± {_fmt(self.stderr)} (stderr, nats)")]
+        if self.lower is not None:
+            rows.append(("bounds", f"[{_fmt(self.lower)}, {_fmt(self.upper)}] "
+                                   f"(gap {self.upper - self.lower:.4f})"))
+        if self.replicates is not None and len(self.replicates) > 1:
+            rows.append(("replicates", f"{len(self.replicates)}, spread (sd) {self.spread:.4f}"))
+        rows.append(("particles", f"{self.num_particles}, final weight ESS {self.ess:.1f}"))
+        if self.num_stages:
+            rows.append(("stages", str(self.num_stages)))
+        if self.num_grad_evals:
+            rows.append(("gradient evals", f"{self.num_grad_evals:,}"))
+        if self.timing:
+            rows.append(("time", f"{self.timing.get('total_s', 0.0):.2f}s"))
+        rows.append(("reliable", "yes" if self.reliable else "NO"))
+        for p in self.problems:
+            rows.append(("problem", p))
+        return rows
+
+    def __repr__(self) -> str:
+        rows = self._rows()
+        width = max(len(k) for k, _ in rows)
+        return "LogZ(\n" + "\n".join(f"  {k:<{width}} : {v}" for k, v in rows) + "\n)"
+
+    def _repr_html_(self) -> str:
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                       f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
+                       for k, v in self._rows())
+        return f"<table><caption>energymc LogZ</caption>{body}</table>"

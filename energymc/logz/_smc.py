@@ -1,0 +1,203 @@
+"""Tempered SMC: BlackJAX's ``adaptive_tempered_smc`` with its inner-kernel tuning, wrapped.
+
+This module is where ``blackjax.smc`` enters energymc. Nothing of SMC is
+re-implemented: BlackJAX chooses each next temperature from the ESS of the
+incremental weights, resamples, and moves the particles with an energymc
+kernel; ``blackjax.inner_kernel_tuning`` hands the kernel a new step size
+(steered by the last acceptance) and a diagonal mass matrix (the particles'
+variance) before every move. ``log Z`` is the sum of BlackJAX's per-step
+log-likelihood increments.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import NamedTuple
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from blackjax.smc import resampling
+from blackjax.smc.tuning.from_particles import particles_stds
+from blackjax.smc.waste_free import waste_free_smc
+
+from energymc.errors import OptionError
+from energymc.logz._ais import _STEP0, _check_int, resolve_kernel
+
+__all__ = ["SMC_DEFAULTS", "run_smc", "validate_smc"]
+
+SMC_DEFAULTS = {
+    "particles": 512,
+    "target_ess": 0.5,
+    "kernel": None,
+    "kernel_options": None,
+    "mcmc_steps": 10,
+    "waste_free": False,
+    "step_size": None,
+    "target_accept": None,
+    "resampling": "systematic",
+    "max_stages": 500,
+}
+
+_RESAMPLERS = {"systematic": resampling.systematic, "stratified": resampling.stratified,
+               "multinomial": resampling.multinomial, "residual": resampling.residual}
+
+
+class _Cfg(NamedTuple):
+    particles: int
+    target_ess: float
+    mcmc_steps: int
+    waste_free: bool
+    target_accept: float
+    resampling: str
+    max_stages: int
+
+
+def validate_smc(target, opts):
+    o = dict(opts)
+    o["particles"] = _check_int("particles", o["particles"], 2)
+    o["mcmc_steps"] = _check_int("mcmc_steps", o["mcmc_steps"], 1)
+    o["max_stages"] = _check_int("max_stages", o["max_stages"], 1)
+    te = o["target_ess"]
+    if not (isinstance(te, (int, float)) and 0 < te < 1):
+        raise OptionError(f"target_ess= must be a fraction in (0, 1); got {te!r}.")
+    if o["resampling"] not in _RESAMPLERS:
+        raise OptionError(f"unknown resampling {o['resampling']!r}; valid: "
+                          f"{', '.join(_RESAMPLERS)}.")
+    if not isinstance(o["waste_free"], bool):
+        raise OptionError(f"waste_free= must be True or False; got {o['waste_free']!r}.")
+    if o["waste_free"] and o["particles"] % (o["mcmc_steps"] + 1):
+        raise OptionError(
+            f"waste_free=True keeps every state of particles/(mcmc_steps+1) chains, so "
+            f"particles={o['particles']} must be a multiple of mcmc_steps+1="
+            f"{o['mcmc_steps'] + 1}."
+        )
+    kernel, kopts = resolve_kernel(target, o["kernel"], o["kernel_options"], "log_partition")
+    if "step_size" not in kernel.defaults or "inverse_mass_matrix" not in kernel.defaults:
+        raise OptionError(f"method='smc' needs a continuous kernel with a step size; "
+                          f"{kernel.name!r} has none.")
+    o["_kernel"], o["_kernel_options"] = kernel, kopts
+    ta = o["target_accept"] if o["target_accept"] is not None else dict(kopts)["target_accept"]
+    o["_cfg"] = _Cfg(o["particles"], float(te), o["mcmc_steps"], o["waste_free"], float(ta),
+                     o["resampling"], o["max_stages"])
+    return o
+
+
+@partial(jax.jit, static_argnames=("target", "kernel", "options", "cfg"))
+def _smc(key, ref, step0, *, target, kernel, options, cfg: _Cfg):
+    """Run adaptive tempered SMC from q0 to the target; pure, compiled once."""
+    n = cfg.particles
+    target_lp = target.flat_logdensity
+
+    def loglik(z):
+        v = target_lp(z) - ref.log_prob(z)
+        return jnp.where(jnp.isnan(v), -jnp.inf, v)
+
+    def mcmc_step(key, state, logdensity_fn, step_size, inverse_mass_matrix):
+        params = {"step_size": step_size, "inverse_mass_matrix": inverse_mass_matrix}
+        return kernel.step(key, state, logdensity_fn, params, options)
+
+    def mcmc_init(position, logdensity_fn):
+        return kernel.init(None, position, logdensity_fn, None, options)
+
+    def update_params(key, state, info):
+        # Steer the shared step size towards the target acceptance using the
+        # move just made; set the mass matrix to the particles' variance.
+        stats = info.update_info
+        acc = jnp.mean(jnp.nan_to_num(stats["acceptance_rate"], nan=0.0))
+        old = jnp.reshape(stats["step_size"], (-1,))[0]
+        new = old * jnp.exp(1.5 * (acc - cfg.target_accept))
+        var = particles_stds(state.particles) ** 2
+        var = jnp.where(jnp.isfinite(var) & (var > 0), var, 1.0)
+        return {"step_size": new[None], "inverse_mass_matrix": var[None]}
+
+    extra = {}
+    if cfg.waste_free:
+        extra["update_strategy"] = waste_free_smc(n, cfg.mcmc_steps + 1)
+    alg = blackjax.inner_kernel_tuning(
+        smc_algorithm=blackjax.adaptive_tempered_smc,
+        logprior_fn=ref.log_prob,
+        loglikelihood_fn=loglik,
+        mcmc_step_fn=mcmc_step,
+        mcmc_init_fn=mcmc_init,
+        resampling_fn=_RESAMPLERS[cfg.resampling],
+        mcmc_parameter_update_fn=update_params,
+        initial_parameter_value={"step_size": jnp.reshape(step0, (1,)),
+                                 "inverse_mass_matrix": ref.variance()[None]},
+        num_mcmc_steps=None if cfg.waste_free else cfg.mcmc_steps,
+        target_ess=cfg.target_ess,
+        **extra,
+    )
+    k0, key = jax.random.split(key)
+    state = alg.init(ref.sample(k0, n))
+    dtype = step0.dtype
+    rec = {k: jnp.zeros((cfg.max_stages,), dtype)
+           for k in ("beta", "ess", "acceptance", "step_size", "log_z", "var")}
+
+    def cond(carry):
+        i, state = carry[0], carry[1]
+        return (i < cfg.max_stages) & (state.sampler_state.tempering_param < 1.0)
+
+    def body(carry):
+        i, state, log_z, rec, evals = carry
+        step_used = state.parameter_override["step_size"][0]
+        state, info = alg.step(jax.random.fold_in(key, i), state)
+        inc = info.log_likelihood_increment
+        stats = info.update_info
+        w = state.sampler_state.weights
+        ess = 1.0 / jnp.sum(w**2)
+        # Var of one increment by the delta method, (1/ESS - 1/N); summed over
+        # steps this ignores the correlation that resampling leaves between
+        # them, so it is an approximation (replicates give an honest spread).
+        var = jnp.maximum(1.0 / ess - 1.0 / w.shape[0], 0.0)
+        cost = (jnp.sum(stats["n_steps"]) if "n_steps" in stats
+                else jnp.asarray(stats["acceptance_rate"].size, dtype))
+        rec = dict(rec)
+        rec["beta"] = rec["beta"].at[i].set(state.sampler_state.tempering_param)
+        rec["ess"] = rec["ess"].at[i].set(ess)
+        rec["acceptance"] = rec["acceptance"].at[i].set(
+            jnp.mean(jnp.nan_to_num(stats["acceptance_rate"], nan=0.0)))
+        rec["step_size"] = rec["step_size"].at[i].set(step_used)
+        rec["log_z"] = rec["log_z"].at[i].set(log_z + inc)
+        rec["var"] = rec["var"].at[i].set(var)
+        return i + 1, state, log_z + inc, rec, evals + cost.astype(dtype) + n
+
+    carry = (jnp.asarray(0), state, jnp.asarray(0.0, dtype), rec, jnp.asarray(0.0, dtype))
+    i, state, log_z, rec, evals = jax.lax.while_loop(cond, body, carry)
+    s = state.sampler_state
+    return {"num_stages": i, "final_beta": s.tempering_param, "log_z": log_z, "record": rec,
+            "particles": s.particles, "weights": s.weights, "grad_evals": evals}
+
+
+def run_smc(target, ref, key, o) -> dict:
+    kernel, kopts, cfg = o["_kernel"], o["_kernel_options"], o["_cfg"]
+    step = o["step_size"]
+    if step is None:
+        c, p = _STEP0.get(kernel.name, (0.3, -1 / 4))
+        step = c * target.dim**p
+    out = _smc(key, ref, jnp.asarray(step, jnp.result_type(float)), target=target,
+               kernel=kernel, options=kopts, cfg=cfg)
+    k = int(out["num_stages"])
+    rec = {name: np.asarray(v)[:k] for name, v in out["record"].items()}
+    w = np.asarray(out["weights"], dtype=float)
+    w = w / w.sum()
+    ess = float(1.0 / np.sum(w**2))
+    problems = []
+    if float(out["final_beta"]) < 1.0:
+        problems.append(f"SMC stopped at beta={float(out['final_beta']):.4g} after "
+                        f"max_stages={cfg.max_stages}; raise max_stages= or lower target_ess=.")
+    if len(rec["acceptance"]) and np.min(rec["acceptance"]) < 0.02:
+        problems.append(f"moves were almost never accepted at some stages (min acceptance "
+                        f"{np.min(rec['acceptance']):.3f}); particles are copies of few "
+                        "ancestors. Use more mcmc_steps= or another kernel=.")
+    stderr = math.sqrt(float(np.sum(rec["var"])))
+    stages = {"beta": rec["beta"], "ess": rec["ess"], "acceptance": rec["acceptance"],
+              "step_size": rec["step_size"], "log_z": rec["log_z"]}
+    return {"log_z": float(out["log_z"]), "stderr": stderr, "ess": ess, "stages": stages,
+            "particles": np.asarray(out["particles"]), "weights": w,
+            "grad_evals": float(out["grad_evals"]), "problems": problems,
+            "info": {"kernel": kernel.name, "waste_free": cfg.waste_free,
+                     "stderr_note": "sum of per-step delta-method variances (approximate); "
+                                    "use replicates= for an honest spread"}}
