@@ -202,7 +202,7 @@ def _combine(method, target, results, o, total) -> LogZ:
         else:
             particles, weights, ess = None, None, float(sum(res["ess"] for res in results))
         info["replicate_stderr"] = [res["stderr"] for res in results]
-    n = o.get("particles", o.get("live_points", o.get("draws", 0)))
+    n = o.get("particles", o.get("live_points", o.get("draws", 0) * o.get("chains", 1)))
     return LogZ(method=method, target=target, log_z=log_z, stderr=stderr, ess=ess,
                 num_particles=int(n or 0), stages=first["stages"], particles=particles,
                 weights=weights, lower=lower, upper=upper, replicates=reps,

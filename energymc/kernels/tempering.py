@@ -1,0 +1,447 @@
+"""Parallel tempering (replica exchange) as an energymc kernel: ``sample(target, method="pt")``.
+
+``R`` replicas run a base kernel (any registered Metropolis-adjusted kernel:
+``mala`` by default for real targets, ``gibbs`` for binary/spin targets), each
+on a tempered density
+
+    log pi_beta(x) = log q0(x) + beta * (log p(x) - log q0(x)),
+
+and after every round of local moves adjacent replicas propose to exchange
+states, accepted with probability
+``min(1, exp((beta_{k+1} - beta_k) * (ll(x_k) - ll(x_{k+1}))))`` where
+``ll = log p - log q0``. Swaps follow the deterministic even/odd scheme of
+Syed, Bouchard-Côté, Deligiannidis and Doucet (2021, "non-reversible PT"),
+which moves states along the ladder ballistically instead of diffusively.
+
+Under :func:`energymc.sample` there is no reference, so ``q0 = 1`` and the
+ladder is ``p^beta`` with ``beta`` from ``beta_min`` (default 0.01 for real
+targets, where ``p^0`` would be improper; 0 for discrete ones) to 1.
+:func:`energymc.log_partition` with ``method="pt"`` drives the same code with
+a normalised ``q0`` at ``beta = 0`` (sampled exactly) and turns the ladder into
+a stepping-stone estimate of ``log Z``.
+
+Warmup adapts, in rounds of doubling length, each replica's step size (towards
+the base kernel's target acceptance), each replica's diagonal mass matrix (the
+variance of its states) and the ladder itself: the betas are moved so that the
+swap rejection rates of adjacent pairs are equal (Syed et al., 2021, §5.3),
+which equalises the communication barrier between rungs.
+
+The kernel state's ``position`` is the cold (beta = 1) replica's; all replicas
+are in ``positions`` ``(R, dim)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from energymc._base import WarmupResult
+from energymc.errors import OptionError
+from energymc.kernels import get, register, resolve_options
+
+__all__ = ["PTState", "PT", "pt_step", "pt_warmup", "initial_ladder"]
+
+
+class PTState(NamedTuple):
+    """State of one parallel-tempering chain.
+
+    Attributes
+    ----------
+    position
+        ``(dim,)`` the cold (beta = 1) replica: what :func:`energymc.sample` records.
+    positions
+        ``(R, dim)`` every replica, hottest first.
+    ll
+        ``(R,)`` ``log p - log q0`` at each replica.
+    count
+        Rounds done; its parity picks the even or odd swap pairs.
+    """
+
+    position: jax.Array
+    positions: jax.Array
+    ll: jax.Array
+    count: jax.Array
+
+
+class _Path(NamedTuple):
+    """``log pi_beta = lq + beta * ll``; ``ref`` (optional) samples ``q0`` exactly."""
+
+    lq: Callable
+    ll: Callable
+    ref: Any = None
+
+
+def initial_ladder(num_replicas: int, beta_min: float, dtype=None) -> jax.Array:
+    """``(R,)`` betas from ``beta_min`` to 1, geometric (arithmetic from 0 when ``beta_min = 0``).
+
+    With a reference at beta = 0 the rungs above it are geometric from 1e-3.
+    """
+    dtype = dtype or jnp.result_type(float)
+    if num_replicas == 1:
+        return jnp.ones((1,), dtype)
+    if beta_min > 0:
+        b = np.geomspace(beta_min, 1.0, num_replicas)
+    else:
+        b = np.concatenate([[0.0], np.geomspace(1e-3, 1.0, num_replicas - 1)])
+    b[-1] = 1.0
+    return jnp.asarray(b, dtype)
+
+
+def _tempered(path: _Path, beta):
+    def logdens(z):
+        return path.lq(z) + beta * path.ll(z)
+
+    return logdens
+
+
+def _local_moves(key, positions, betas, base_params, path, base, base_opts, n_local):
+    """``n_local`` base-kernel steps for every replica; returns positions and stats ``(R,)``."""
+    R = positions.shape[0]
+
+    def one(k, z, beta, p):
+        logdens = _tempered(path, beta)
+        state = base.init(k, z, logdens, p, base_opts)
+
+        def body(s, j):
+            s, st = base.step(jax.random.fold_in(k, j + 1), s, logdens, p, base_opts)
+            return s, (jnp.nan_to_num(st["acceptance_rate"], nan=0.0),
+                       st["diverging"].astype(bool),
+                       st["n_steps"].astype(z.dtype) if "n_steps" in st else jnp.ones((), z.dtype))
+
+        s, (acc, div, cost) = jax.lax.scan(body, state, jnp.arange(n_local))
+        return s.position, jnp.mean(acc), jnp.any(div), jnp.sum(cost) + 1.0
+
+    keys = jax.random.split(key, R)
+    return jax.vmap(one)(keys, positions, betas, base_params)
+
+
+def _swap(key, positions, ll, betas, parity):
+    """Even/odd deterministic swaps (non-reversible PT); returns new positions, ll, stats.
+
+    ``acc`` ``(R-1,)`` is the swap acceptance probability of each pair
+    (attempted or not: it is computed for all, and ``attempted`` says which
+    were proposed), used by warmup to place the rungs.
+    """
+    R = positions.shape[0]
+    if R == 1:
+        z = jnp.zeros((0,), positions.dtype)
+        return positions, ll, z, z.astype(bool)
+    k = jnp.arange(R - 1)
+    log_alpha = (betas[1:] - betas[:-1]) * (ll[:-1] - ll[1:])
+    # ll = -inf at both ends of a pair gives nan: no information, no swap.
+    log_alpha = jnp.where(jnp.isnan(log_alpha), -jnp.inf, log_alpha)
+    acc = jnp.exp(jnp.minimum(log_alpha, 0.0))
+    attempted = (k % 2) == parity
+    u = jax.random.uniform(key, (R - 1,), positions.dtype)
+    do = attempted & (jnp.log(u) < log_alpha)
+    up = jnp.concatenate([do, jnp.zeros((1,), bool)])        # r swaps with r + 1
+    down = jnp.concatenate([jnp.zeros((1,), bool), do])      # r swaps with r - 1
+    r = jnp.arange(R)
+    perm = jnp.where(up, r + 1, jnp.where(down, r - 1, r))
+    return positions[perm], ll[perm], acc, attempted
+
+
+def pt_step(key, state: PTState, betas, base_params, path: _Path, base, base_opts,
+            n_local: int = 1):
+    """One PT round: local moves on every replica, exact redraw at beta = 0, swaps.
+
+    Returns
+    -------
+    (PTState, dict)
+        Stats: ``acceptance`` ``(R,)``, ``diverging`` ``(R,)``,
+        ``swap_acceptance`` ``(R-1,)`` and ``swap_attempted`` ``(R-1,)``,
+        ``cost`` (gradient evaluations, all replicas).
+    """
+    k_move, k_ref, k_swap = jax.random.split(key, 3)
+    positions, acc, div, cost = _local_moves(k_move, state.positions, betas, base_params, path,
+                                             base, base_opts, n_local)
+    if path.ref is not None:
+        # The beta = 0 replica is q0 itself: an exact, independent draw mixes
+        # perfectly and feeds fresh states up the ladder.
+        fresh = path.ref.sample(k_ref, 1)[0]
+        positions = positions.at[0].set(jnp.where(betas[0] == 0, fresh, positions[0]))
+    ll = jax.vmap(path.ll)(positions)
+    ll = jnp.where(jnp.isnan(ll), -jnp.inf, ll)
+    positions, ll, swap_acc, attempted = _swap(k_swap, positions, ll, betas, state.count % 2)
+    new = PTState(positions[-1], positions, ll, state.count + 1)
+    return new, {"acceptance": acc, "diverging": div, "swap_acceptance": swap_acc,
+                 "swap_attempted": attempted, "cost": jnp.sum(cost)}
+
+
+def _interp(x, xp, fp):
+    return jnp.interp(x, xp, fp)
+
+
+def _respace(betas, rejection):
+    """Move the rungs so that every adjacent pair has the same rejection rate.
+
+    ``Lambda(beta_k) = sum_{j<k} r_j`` estimates the communication barrier up
+    to ``beta_k``; the new rungs sit at equal steps of ``Lambda`` (Syed et al.
+    2021, Algorithm 4), found by inverting the piecewise-linear ``Lambda``.
+    The end rungs stay where they are.
+    """
+    R = betas.shape[0]
+    if R <= 2:
+        return betas
+    # A floor keeps Lambda strictly increasing so that the inverse exists.
+    lam = jnp.concatenate([jnp.zeros((1,), betas.dtype),
+                           jnp.cumsum(jnp.maximum(rejection, 1e-3))])
+    levels = jnp.linspace(0.0, 1.0, R, dtype=betas.dtype) * lam[-1]
+    new = _interp(levels, lam, betas)
+    new = new.at[0].set(betas[0]).at[-1].set(betas[-1])
+    return new
+
+
+def pt_warmup(key, positions, betas, base_params, path: _Path, base, base_opts, *,
+              num_steps: int, n_local: int, target_accept, tunable: bool,
+              adapt_ladder: bool = True):
+    step0 = default_step(base.name, positions.shape[1])
+    """Adapt step sizes, mass matrices and the ladder of one PT chain.
+
+    Runs ``num_steps`` rounds split into up to five rounds of doubling length;
+    after each the ladder is re-spaced (if ``adapt_ladder``) and per-replica
+    step sizes and mass matrices are carried over to the new rungs by
+    interpolation in ``beta``.
+
+    Returns
+    -------
+    (PTState, betas, base_params, info)
+    """
+    R, dim = positions.shape
+    ll0 = jax.vmap(path.ll)(positions)
+    state = PTState(positions[-1], positions, jnp.where(jnp.isnan(ll0), -jnp.inf, ll0),
+                    jnp.asarray(0, jnp.int32))
+    if num_steps == 0:
+        return state, betas, base_params, {}
+    weights = np.array([1, 1, 2, 4, 8], dtype=float)
+    n_rounds = int(min(5, max(1, num_steps // 20)))
+    w = weights[:n_rounds] / weights[:n_rounds].sum()
+    lengths = [int(x) for x in np.floor(w * num_steps)]
+    lengths[-1] += num_steps - sum(lengths)
+    infos = []
+    for r, length in enumerate(lengths):
+        if length == 0:
+            continue
+        rkey = jax.random.fold_in(key, r)
+
+        def body(carry, i):
+            state, params, acc_sum, att_sum, m1, m2 = carry
+            state, st = pt_step(jax.random.fold_in(rkey, i), state, betas, params, path, base,
+                                base_opts, n_local)
+            if tunable and target_accept is not None:
+                # Per-replica Robbins-Monro on log step size; a decaying gain
+                # settles the noise of single-chain acceptance.
+                gain = 0.5 / jnp.sqrt(1.0 + i.astype(st["acceptance"].dtype))
+                params = dict(params)
+                params["step_size"] = params["step_size"] * jnp.exp(
+                    gain * (st["acceptance"] - target_accept))
+            acc_sum = acc_sum + jnp.where(st["swap_attempted"], st["swap_acceptance"], 0.0)
+            att_sum = att_sum + st["swap_attempted"]
+            m1 = m1 + state.positions
+            m2 = m2 + state.positions**2
+            return (state, params, acc_sum, att_sum, m1, m2), st["acceptance"]
+
+        zeros = jnp.zeros((max(R - 1, 0),), positions.dtype)
+        carry = (state, base_params, zeros, zeros, jnp.zeros_like(positions),
+                 jnp.zeros_like(positions))
+        (state, base_params, acc_sum, att_sum, m1, m2), move_acc = jax.lax.scan(
+            body, carry, jnp.arange(length))
+        swap_rate = jnp.where(att_sum > 0, acc_sum / jnp.maximum(att_sum, 1.0), 1.0)
+        info = {"betas": betas, "swap_acceptance": swap_rate,
+                "acceptance": jnp.mean(move_acc, axis=0)}
+        if tunable and length >= 20 and r < len(lengths) - 1:
+            mean = m1 / length
+            var = jnp.maximum(m2 / length - mean**2, 0.0)
+            shrink = length / (length + 5.0)
+            imm = shrink * var + (1 - shrink) * 1e-3
+            old = base_params["inverse_mass_matrix"]
+            # Keep the old matrix where a replica barely moved (var ~ 0).
+            imm = jnp.where(var > 1e-10, imm, old)
+            # The step size was tuned in the old whitening; in the new one the
+            # dimension-scaled default is a better start, and the next round
+            # (whose adaptation gain starts large again) refines it.
+            base_params = dict(base_params, inverse_mass_matrix=imm,
+                               step_size=jnp.full_like(base_params["step_size"], step0))
+        if adapt_ladder and R > 2 and r < len(lengths) - 1:
+            new_betas = _respace(betas, 1.0 - swap_rate)
+            if tunable:
+                # Carry tuned parameters to the new rungs by interpolation.
+                log_step = jnp.log(base_params["step_size"])
+                step = jnp.exp(_interp(new_betas, betas, log_step))
+                imm = jax.vmap(lambda col: _interp(new_betas, betas, col), in_axes=1,
+                               out_axes=1)(base_params["inverse_mass_matrix"])
+                base_params = dict(base_params, step_size=step, inverse_mass_matrix=imm)
+            betas = new_betas
+            ll = jax.vmap(path.ll)(state.positions)
+            state = state._replace(ll=jnp.where(jnp.isnan(ll), -jnp.inf, ll))
+        infos.append(info)
+    return state, betas, base_params, infos[-1]
+
+
+def _base_for(logdensity_fn, options):
+    """The base kernel and its options; the support is read from the target (as the
+    discrete kernels do) so that ``base_kernel=None`` picks gibbs for discrete targets."""
+    opts = dict(options)
+    target = getattr(logdensity_fn, "__self__", None)
+    support = getattr(target, "support", opts.get("support") or "real")
+    name = opts["base_kernel"] or ("mala" if support == "real" else "gibbs")
+    base = get(name)
+    bopts = dict(opts["base_options"] or {})
+    if "support" in base.defaults and bopts.get("support") is None and support != "real":
+        bopts["support"] = support
+    return base, resolve_options(base, bopts, context="pt base_kernel"), support
+
+
+def _tunable(base) -> bool:
+    return "step_size" in base.defaults and "inverse_mass_matrix" in base.defaults
+
+
+_STEP0 = {"mala": (0.5, -1 / 3), "barker": (0.8, -1 / 6), "hmc": (0.2, -1 / 4),
+          "nuts": (0.3, -1 / 4), "rwm": (1.0, -1 / 2)}
+
+
+def default_step(name: str, dim: int) -> float:
+    """A starting step size in whitened units, scaled with dimension at each kernel's known
+    optimal rate (MALA d^-1/3, HMC d^-1/4, RWM d^-1/2)."""
+    c, e = _STEP0.get(name, (0.3, -1 / 4))
+    return c * dim**e
+
+
+def initial_base_params(base, base_opts, betas, dim, variance=None, step_size=None):
+    """Per-replica base params ``(R, ...)``: a start for warmup (or fixed, ``adapt=False``)."""
+    R = betas.shape[0]
+    dtype = betas.dtype
+    if not _tunable(base):
+        p = base.default_params(dim, base_opts)
+        return jax.tree.map(lambda a: jnp.broadcast_to(a, (R, *jnp.shape(a))), p)
+    if step_size is None:
+        step_size = default_step(base.name, dim)
+    if variance is None:
+        # p^beta is about 1/beta times wider than p.
+        variance = jnp.ones((R, dim), dtype) / jnp.maximum(betas, 1e-2)[:, None]
+    variance = jnp.broadcast_to(jnp.asarray(variance, dtype), (R, dim))
+    return {"step_size": jnp.full((R,), step_size, dtype), "inverse_mass_matrix": variance}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PTKernel:
+    """Parallel tempering over an adaptive ladder; see the module docstring.
+
+    Options: ``replicas`` (8), ``base_kernel`` (``None``: ``mala`` for real,
+    ``gibbs`` for discrete targets), ``base_options`` (dict for the base
+    kernel), ``beta_min`` (``None``: 0.01 real, 0 discrete), ``local_steps``
+    (base steps between swaps, 1), ``adapt_ladder`` (True), ``target_accept``
+    (``None``: the base kernel's), ``step_size`` (start, or fixed with
+    ``adapt=False``).
+    """
+
+    name: str = "pt"
+    supports: tuple = ("real", "binary", "spin")
+    defaults: Mapping = dataclasses.field(default_factory=lambda: MappingProxyType(
+        {"replicas": 8, "base_kernel": None, "base_options": None, "beta_min": None,
+         "local_steps": 1, "adapt_ladder": True, "target_accept": None, "step_size": None}))
+
+    def validate(self, options, dim) -> None:
+        opts = dict(options)
+        R = opts["replicas"]
+        if isinstance(R, bool) or not isinstance(R, int) or R < 2:
+            raise OptionError(f"pt: replicas must be an integer >= 2; got {R!r}.")
+        ls = opts["local_steps"]
+        if isinstance(ls, bool) or not isinstance(ls, int) or ls < 1:
+            raise OptionError(f"pt: local_steps must be an integer >= 1; got {ls!r}.")
+        bm = opts["beta_min"]
+        if bm is not None and not (isinstance(bm, (int, float)) and 0 <= bm < 1):
+            raise OptionError(f"pt: beta_min must be in [0, 1); got {bm!r}.")
+        name = opts["base_kernel"]
+        if name is not None:
+            if name == "pt":
+                raise OptionError("pt: base_kernel cannot be 'pt' itself.")
+            if name in ("langevin", "mclmc"):
+                raise OptionError(f"pt: base_kernel={name!r} is unadjusted and would bias every "
+                                  "replica; use mala, hmc, nuts, barker, rwm or a discrete kernel.")
+            base = get(name)
+            bo = opts["base_options"]
+            if bo is not None and not isinstance(bo, dict):
+                raise OptionError("pt: base_options must be a dict of the base kernel's options.")
+            bopts = resolve_options(base, dict(bo or {}), context="pt base_kernel")
+            if hasattr(base, "validate"):
+                base.validate(bopts, dim)
+
+    # ---------------------------------------------------------------- pieces
+    def _setup(self, logdensity_fn, options, dim, dtype):
+        opts = dict(options)
+        base, bopts, support = _base_for(logdensity_fn, options)
+        beta_min = opts["beta_min"]
+        if beta_min is None:
+            beta_min = 0.01 if support == "real" else 0.0
+        if support == "real" and beta_min == 0:
+            raise OptionError("pt: beta_min=0 makes p^0 improper on a real target; use "
+                              "beta_min > 0, or emc.log_partition(method='pt') with a base.")
+        path = _Path(lambda z: jnp.zeros((), z.dtype), logdensity_fn, None)
+        betas = initial_ladder(opts["replicas"], beta_min, dtype)
+        ta = opts["target_accept"]
+        if ta is None:
+            ta = dict(bopts).get("target_accept")
+        return base, bopts, path, betas, ta
+
+    def init(self, key, position, logdensity_fn, params, options):
+        base, bopts, path, _, _ = self._setup(logdensity_fn, options, position.shape[0],
+                                              position.dtype)
+        R = params["betas"].shape[0]
+        positions = jnp.broadcast_to(position, (R, position.shape[0]))
+        ll = jax.vmap(path.ll)(positions)
+        return PTState(position, positions, ll, jnp.asarray(0, jnp.int32))
+
+    def step(self, key, state, logdensity_fn, params, options):
+        opts = dict(options)
+        base, bopts, path, _, _ = self._setup(logdensity_fn, options, state.position.shape[0],
+                                              state.position.dtype)
+        new, st = pt_step(key, state, params["betas"], params["base"], path, base, bopts,
+                          opts["local_steps"])
+        attempted = st["swap_attempted"]
+        swap = jnp.sum(jnp.where(attempted, st["swap_acceptance"], 0.0)) / jnp.maximum(
+            jnp.sum(attempted), 1)
+        stats = {"lp": new.ll[-1], "acceptance_rate": st["acceptance"][-1],
+                 "diverging": st["diverging"][-1], "swap_acceptance": swap,
+                 "n_steps": st["cost"]}
+        if "step_size" in params["base"]:
+            stats["step_size"] = params["base"]["step_size"][-1]
+        return new, stats
+
+    def warmup(self, key, position, logdensity_fn, num_steps, options):
+        opts = dict(options)
+        dim = position.shape[0]
+        base, bopts, path, betas, ta = self._setup(logdensity_fn, options, dim, position.dtype)
+        params = initial_base_params(base, bopts, betas, dim, step_size=opts["step_size"])
+        positions = jnp.broadcast_to(position, (betas.shape[0], dim))
+        state, betas, params, info = pt_warmup(
+            key, positions, betas, params, path, base, bopts, num_steps=num_steps,
+            n_local=opts["local_steps"], target_accept=ta, tunable=_tunable(base),
+            adapt_ladder=opts["adapt_ladder"])
+        trace = {}
+        return WarmupResult(state, {"betas": betas, "base": params}, trace)
+
+    def default_params(self, dim, options):
+        opts = dict(options)
+        base_name = opts["base_kernel"] or "mala"
+        base = get(base_name)
+        bopts = resolve_options(base, dict(opts["base_options"] or {}), context="pt base_kernel")
+        beta_min = opts["beta_min"] if opts["beta_min"] is not None else 0.01
+        betas = initial_ladder(opts["replicas"], beta_min)
+        step = opts["step_size"]
+        if _tunable(base) and step is None:
+            raise OptionError("pt with adapt=False needs step_size= (the base kernel's step "
+                              "size at beta = 1; hotter replicas get step_size / beta).")
+        params = initial_base_params(base, bopts, betas, dim, step_size=step)
+        if _tunable(base):
+            params["step_size"] = params["step_size"] / jnp.sqrt(betas)
+        return {"betas": betas, "base": params}
+
+
+PT = register(PTKernel())
