@@ -10,6 +10,7 @@ from energymc import exact, learn, models
 from energymc.diagnostics import Diagnosis, diagnose, plot_rank, plot_trace, summary
 from energymc.energy import Energy
 from energymc.errors import EnergyError, EnergymcError, EnergymcWarning, OptionError
+from energymc.logz import LogZ, log_partition
 from energymc.results import Run
 from energymc.sampling import sample
 
@@ -19,12 +20,14 @@ __all__ = [
     "EnergyError",
     "EnergymcError",
     "EnergymcWarning",
+    "LogZ",
     "OptionError",
     "Run",
     "__version__",
     "diagnose",
     "exact",
     "learn",
+    "log_partition",
     "models",
     "plot_rank",
     "plot_trace",

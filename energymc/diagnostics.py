@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Diagnosis", "Thresholds", "diagnose", "plot_rank", "plot_trace", "summary",
-           "to_arviz"]
+__all__ = ["Diagnosis", "Thresholds", "diagnose", "logz_to_arviz", "plot_rank", "plot_trace",
+           "summary", "to_arviz"]
 
 
 def _az():
@@ -222,3 +222,35 @@ def plot_trace(obj, var_names=None, **kwargs):
 def plot_rank(obj, var_names=None, **kwargs):
     """``arviz.plot_rank`` of a Run or InferenceData; returns the axes."""
     return _az().plot_rank(_as_idata(obj), var_names=var_names, **kwargs)
+
+
+def logz_to_arviz(est):
+    """``arviz.InferenceData`` for a :class:`energymc.LogZ`.
+
+    ``posterior``: the final particles as one chain (``draw`` = particle);
+    ``sample_stats.weight``: their normalised importance weights;
+    ``constant_data``: the stage record on a ``stage`` dimension (``beta``,
+    ``ess``, ``acceptance``, ...); ``attrs``: ``log_z``, ``stderr``, ``ess``,
+    the method, bounds and reliability, so the estimate travels with the draws.
+    """
+    from energymc import __version__
+
+    az = _az()
+    posterior = sample_stats = None
+    if est.particles is not None:
+        leaves, _ = _flatten_with_names(est.draws)
+        posterior = {k: np.asarray(v)[None] for k, v in leaves.items()}
+        w = np.asarray(est.weights, dtype=float)
+        with np.errstate(divide="ignore"):
+            sample_stats = {"weight": w[None], "log_weight": np.log(w)[None]}
+    stages = {k: np.asarray(v) for k, v in est.stages.items()}
+    attrs = {"method": est.method, "log_z": est.log_z, "stderr": est.stderr, "ess": est.ess,
+             "reliable": int(est.reliable), "problems": " | ".join(est.problems),
+             "target": str(getattr(est.target, "name", "")),
+             "energymc_version": __version__, "inference_library": "energymc"}
+    if est.lower is not None:
+        attrs["log_z_lower"], attrs["log_z_upper"] = est.lower, est.upper
+    if est.replicates is not None:
+        attrs["log_z_replicates"] = np.asarray(est.replicates).tolist()
+    return az.from_dict(posterior=posterior, sample_stats=sample_stats,
+                        constant_data=stages, dims={k: ["stage"] for k in stages}, attrs=attrs)
