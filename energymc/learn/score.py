@@ -254,11 +254,12 @@ def annealed_langevin(key, energy_fn: Callable, params, x0, sigmas, *,
     if x0.ndim < 2:
         raise EnergyError(f"x0 has shape {x0.shape}; it must be (n_points, *event_shape).")
     return _annealed(key, params, x0, jnp.asarray(sig, x0.dtype), jnp.asarray(step_lr, x0.dtype),
-                     energy_fn=energy_fn, steps_per_level=steps_per_level, denoise=bool(denoise))
+                     jnp.asarray(bool(denoise)), energy_fn=energy_fn,
+                     steps_per_level=steps_per_level)
 
 
-@partial(jax.jit, static_argnames=("energy_fn", "steps_per_level", "denoise"))
-def _annealed(key, params, x0, sigmas, step_lr, *, energy_fn, steps_per_level, denoise):
+@partial(jax.jit, static_argnames=("energy_fn", "steps_per_level"))
+def _annealed(key, params, x0, sigmas, step_lr, denoise, *, energy_fn, steps_per_level):
     kernel = _kernels.get("langevin")
     n, event = x0.shape[0], x0.shape[1:]
     dim = int(np.prod(event))
@@ -292,8 +293,9 @@ def _annealed(key, params, x0, sigmas, step_lr, *, energy_fn, steps_per_level, d
 
     keys = jax.random.split(key, sigmas.shape[0])
     flat, _ = jax.lax.scan(level, x0.reshape(n, dim), (sigmas, keys))
-    if denoise:
-        s_last = sigmas[-1]
-        grad = jax.vmap(jax.grad(logdensity_at(s_last)))(flat)
-        flat = flat + s_last**2 * grad
+    # denoise is traced, not static: one gradient evaluation is cheaper than a
+    # second compilation.
+    s_last = sigmas[-1]
+    grad = jax.vmap(jax.grad(logdensity_at(s_last)))(flat)
+    flat = jnp.where(denoise, flat + s_last**2 * grad, flat)
     return flat.reshape(x0.shape)

@@ -1,0 +1,362 @@
+"""Tests for energymc.learn: CD/PCD, NCE, DSM, SSM and annealed Langevin.
+
+The reference problem: zero-mean Gaussian data in d = 3 and the energy
+``E(x) = x^T P x / 2`` with ``P = L L^T`` (``L`` lower-triangular, positive
+diagonal). Every learner's optimum on the *empirical* data is known in closed
+form, so each is checked against its own target:
+
+* CD, PCD, NCE, SSM: the maximum-likelihood precision ``inv(X^T X / n)``;
+* DSM at noise ``sigma``: ``inv(X^T X / n + sigma^2 I)`` (it fits the noised data).
+
+Tolerances are relative Frobenius errors, stated per test. Optimisation noise
+is removed with full batches and a decaying Adam step; what remains is the
+estimator's own Monte Carlo noise.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import numpyro.optim as optim
+import pytest
+from numpyro.distributions import constraints
+
+import energymc as emc
+from energymc import learn
+
+D = 3
+TRIL = np.tril_indices(D)
+N = 1000
+
+
+def _data(seed=0, n=N):
+    rng = np.random.default_rng(seed)
+    cov = np.array([[2.0, 0.8, 0.0], [0.8, 1.0, -0.3], [0.0, -0.3, 0.5]])
+    return rng.multivariate_normal(np.zeros(D), cov, size=n).astype(np.float32)
+
+
+X = _data()
+S_HAT = X.T @ X / len(X)
+P_MLE = np.linalg.inv(S_HAT)
+
+
+def gauss_energy(params, x):
+    lower = jnp.zeros((D, D)).at[TRIL].set(params["l"])
+    lower = lower.at[jnp.diag_indices(D)].set(jnp.exp(jnp.diag(lower)))
+    return 0.5 * x @ (lower @ lower.T) @ x
+
+
+def precision(params):
+    lower = np.zeros((D, D))
+    lower[TRIL] = np.asarray(params["l"])
+    lower[np.diag_indices(D)] = np.exp(np.diag(lower))
+    return lower @ lower.T
+
+
+P0 = {"l": jnp.zeros(len(TRIL[0]))}  # identity precision, far from P_MLE
+
+
+def rel_err(p, target):
+    return float(np.linalg.norm(p - target) / np.linalg.norm(target))
+
+
+def adam(start=5e-2, steps=400, end=2e-3):
+    """Adam with a step decaying geometrically from ``start`` to ``end``."""
+    rate = (end / start) ** (1.0 / steps)
+    return optim.Adam(lambda i: start * rate**i)
+
+
+def exact_sampler(key, params, x_batch, k):
+    """Exact draws from the current model N(0, P^-1), in place of MCMC."""
+    p = jnp.zeros((D, D)).at[TRIL].set(params["l"])
+    lower = p.at[jnp.diag_indices(D)].set(jnp.exp(jnp.diag(p)))
+    z = jax.random.normal(key, x_batch.shape)
+    # x = L^-T z has covariance (L L^T)^-1.
+    return jax.scipy.linalg.solve_triangular(lower.T, z.T, lower=False).T
+
+
+# ---------------------------------------------------------------- recovery
+def test_cd_estimator_with_exact_samples_recovers_mle():
+    # The CD gradient with exact model samples is the exact ML gradient: only
+    # estimator error remains. Tolerance 5%.
+    learner = learn.CD(gauss_energy, adam(), k=1, sampler=exact_sampler)
+    res = learner.run(jax.random.key(0), 400, X, init_params=P0, batch_size=N)
+    assert rel_err(precision(res.params), P_MLE) < 0.05
+    assert np.isnan(res.history["acceptance"]).all()  # a callable sampler reports none
+
+
+def test_pcd_with_mala_recovers_mle():
+    # Sampler error added: 5 MALA steps per update on persistent chains. Tolerance 10%.
+    learner = learn.CD(gauss_energy, adam(), k=5, persistent=True, sampler="mala",
+                       step_size=0.3)
+    res = learner.run(jax.random.key(1), 400, X, init_params=P0, batch_size=500)
+    assert rel_err(precision(res.params), P_MLE) < 0.10
+    h = res.history
+    assert 0.5 < h["acceptance"][-50:].mean() <= 1.0
+    assert h["diverging"].max() == 0
+    assert (h["neg_ess"] > 0).all() and (h["neg_ess"] <= 500).all()
+    assert set(h) >= {"loss", "grad_norm", "energy_data", "energy_neg", "acceptance", "neg_ess"}
+
+
+def test_cd_without_negative_phase_fails_to_recover():
+    # Negative control: k=0 leaves the negatives at the data, the gradient is
+    # zero, and the precision never leaves its start (the identity).
+    learner = learn.CD(gauss_energy, adam(), k=0)
+    res = learner.run(jax.random.key(2), 50, X, init_params=P0, batch_size=N)
+    assert rel_err(precision(res.params), P_MLE) > 0.3
+    np.testing.assert_allclose(precision(res.params), np.eye(D), atol=1e-6)
+    np.testing.assert_allclose(res.history["neg_ess"], 0.0)
+
+
+def test_ssm_recovers_mle():
+    # SSM's expected loss on the empirical data is tr(P S P)/2 - tr P,
+    # minimised at inv(S). Tolerance 5%.
+    learner = learn.SSM(gauss_energy, adam(), n_projections=4)
+    res = learner.run(jax.random.key(3), 400, X, init_params=P0, batch_size=N)
+    assert rel_err(precision(res.params), P_MLE) < 0.05
+
+
+def test_dsm_recovers_noised_precision():
+    sigma = 0.3
+    learner = learn.DSM(gauss_energy, adam(), sigma=sigma)
+    res = learner.run(jax.random.key(4), 400, X, init_params=P0, batch_size=N)
+    target = np.linalg.inv(S_HAT + sigma**2 * np.eye(D))
+    # Tolerance 5% against DSM's own optimum; that optimum is biased against the MLE.
+    assert rel_err(precision(res.params), target) < 0.05
+    assert rel_err(target, P_MLE) > 0.1
+
+
+def test_nce_recovers_mle_and_log_z():
+    learner = learn.NCE(gauss_energy, adam(), noise_ratio=4)
+    res = learner.run(jax.random.key(5), 400, X, init_params=P0, batch_size=N)
+    p = precision(res.params)
+    # NCE is consistent but less efficient than ML: tolerance 10%.
+    assert rel_err(p, P_MLE) < 0.10
+    analytic = 0.5 * D * np.log(2 * np.pi) - 0.5 * np.linalg.slogdet(p)[1]
+    assert abs(res.log_z - analytic) < 0.05  # nats
+    assert res.history["log_z"][-1] == pytest.approx(res.log_z, abs=1e-3)  # before the last step
+
+
+@pytest.mark.slow
+def test_nce_with_user_noise_distribution():
+    noise = dist.Normal(0.0, 2.0).expand([D]).to_event(1)
+    learner = learn.NCE(gauss_energy, adam(), noise=noise, noise_ratio=4)
+    res = learner.run(jax.random.key(6), 400, X, init_params=P0, batch_size=N)
+    p = precision(res.params)
+    assert rel_err(p, P_MLE) < 0.15
+    analytic = 0.5 * D * np.log(2 * np.pi) - 0.5 * np.linalg.slogdet(p)[1]
+    assert abs(res.log_z - analytic) < 0.1
+
+
+# ------------------------------------------------------------- pure API, jit
+def quad_energy(params, x):
+    # Few primitives: eager (op-by-op) execution compiles each one once.
+    return 0.5 * jnp.sum((params["a"] @ x) ** 2)
+
+
+Q0 = {"a": jnp.eye(D)}
+
+
+def normal_sampler(key, params, x_batch, k):
+    return jax.random.normal(key, x_batch.shape)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: learn.CD(quad_energy, optim.Adam(1e-2), k=1, sampler=normal_sampler),
+    pytest.param(lambda: learn.CD(quad_energy, optim.Adam(1e-2), k=1, sampler="langevin",
+                                  step_size=0.05), marks=pytest.mark.slow),
+    pytest.param(lambda: learn.CD(quad_energy, optim.Adam(1e-2), k=3, persistent=True,
+                                  buffer_size=64, sampler="mala", step_size=0.2),
+                 marks=pytest.mark.slow),
+    pytest.param(lambda: learn.NCE(quad_energy, optim.Adam(1e-2)), marks=pytest.mark.slow),
+    pytest.param(lambda: learn.DSM(quad_energy, optim.Adam(1e-2), sigma=0.1),
+                 marks=pytest.mark.slow),
+    lambda: learn.SSM(quad_energy, optim.Adam(1e-2), n_projections=2),
+], ids=["cd", "cd-langevin", "replay", "nce", "dsm", "ssm"])
+def test_update_jit_equals_eager(make):
+    learner = make()
+    state = learner.init(jax.random.key(7), X, Q0, batch_size=32)
+    batch = jnp.asarray(X[:32])
+    s_eager, loss_eager = learner.update(state, batch)
+    s_jit, loss_jit = jax.jit(learner.update)(state, batch)
+    np.testing.assert_allclose(loss_jit, loss_eager, rtol=1e-4, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(learner.get_params(s_jit)),
+                    jax.tree.leaves(learner.get_params(s_eager)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    s2, _ = learner.update(s_eager, batch)
+    assert int(s2.optim_state[0]) == 2
+
+
+def test_same_key_same_result():
+    learner = learn.CD(gauss_energy, optim.Adam(1e-2), k=2, persistent=True)
+
+    def fit(seed):
+        return learner.run(jax.random.key(seed), 20, X, init_params=P0, batch_size=50).losses
+
+    first = fit(9)
+    np.testing.assert_array_equal(first, fit(9))
+    assert not np.array_equal(first, fit(10))
+
+
+def test_eval_hook_progress_object_and_continuation():
+    seen = []
+
+    class Meter:
+        def start(self, total, description):
+            seen.append(("start", total))
+
+        def update(self, n, postfix):
+            seen.append(("update", n, postfix["loss"]))
+
+        def close(self):
+            seen.append(("close",))
+
+    learner = learn.SSM(gauss_energy, optim.Adam(1e-2))
+    res = learner.run(jax.random.key(10), 20, X, init_params=P0, batch_size=64,
+                      progress=Meter(), eval_every=10,
+                      eval_fn=lambda p: -rel_err(precision(p), P_MLE))
+    np.testing.assert_array_equal(res.history["eval_step"], [10, 20])
+    assert len(res.history["eval"]) == 2
+    assert [s[1] for s in seen if s[0] == "update"] == [10, 10]
+    assert seen[0] == ("start", 20) and seen[-1] == ("close",)
+
+    # continue from the returned state: the step count carries on and the
+    # compiled chunk (10 steps) is reused
+    more = learner.run(jax.random.key(10), 10, X, init_state=res.state, batch_size=64)
+    assert int(more.state.optim_state[0]) == 30
+    assert len(more.losses) == 10 and np.isfinite(more.losses).all()
+    assert learner._jit_chunk._cache_size() == 1
+    assert more.timing["per_update_s"] > 0
+
+
+# --------------------------------------------------------- numpyro.param style
+def test_numpyro_param_energy():
+    def energy(x):
+        prec = numpyro.param("prec", jnp.ones(D), constraint=constraints.positive)
+        return 0.5 * jnp.sum(prec * x**2)
+
+    learner = learn.SSM(energy, adam(), n_projections=2)
+    res = learner.run(jax.random.key(11), 400, X, batch_size=N)
+    assert set(res.params) == {"prec"}
+    # The diagonal model's ML precision is 1 / mean(x_i^2); 5%.
+    np.testing.assert_allclose(res.params["prec"], 1.0 / np.mean(X**2, 0), rtol=0.05)
+    assert learner.energy(res.params, X[0]).shape == ()
+    # init_params overrides a site's initial value
+    state = learner.init(jax.random.key(0), X, {"prec": jnp.full(D, 2.0)})
+    np.testing.assert_allclose(learner.get_params(state)["prec"], 2.0, rtol=1e-6)
+
+
+def test_numpyro_param_energy_with_cd_callable_sampler_gets_user_params():
+    got = {}
+
+    def energy(x):
+        prec = numpyro.param("prec", jnp.ones(D), constraint=constraints.positive)
+        return 0.5 * jnp.sum(prec * x**2)
+
+    def sampler(key, params, x_batch, k):
+        got["keys"] = sorted(params)
+        return x_batch / jnp.sqrt(params["prec"]) * 0.0 + jax.random.normal(key, x_batch.shape)
+
+    learner = learn.CD(energy, optim.Adam(1e-2), k=1, sampler=sampler)
+    learner.init(jax.random.key(12), X, batch_size=16)  # init checks the sampler's output
+    assert got["keys"] == ["prec"]
+
+
+# ------------------------------------------------------------ score-based row
+def test_annealed_langevin_reaches_smallest_level():
+    # Noise-conditional energy of N(0, s^2 I) convolved with N(0, sigma^2 I):
+    # the annealed chain should end with variance s^2 + sigma_L^2 (no denoising).
+    s2 = 1.0
+
+    def energy(params, x, sigma):
+        return 0.5 * jnp.sum(x**2) / (params["s2"] + sigma**2)
+
+    sigmas = learn.geometric_sigmas(3.0, 0.3, 5)
+    x0 = jax.random.uniform(jax.random.key(13), (2000, 2), minval=-4, maxval=4)
+    x = learn.annealed_langevin(jax.random.key(14), energy, {"s2": jnp.asarray(s2)}, x0,
+                                sigmas, steps_per_level=60, step_lr=0.1, denoise=False)
+    var = float(np.var(np.asarray(x)))
+    assert abs(var / (s2 + sigmas[-1] ** 2) - 1) < 0.1
+    xd = learn.annealed_langevin(jax.random.key(14), energy, {"s2": jnp.asarray(s2)}, x0,
+                                 sigmas, steps_per_level=60, step_lr=0.1, denoise=True)
+    assert float(np.var(np.asarray(xd))) < var  # denoising shrinks towards the data
+
+
+def test_multilevel_dsm_on_gaussian():
+    # With E(x, sigma) = x^T P x / (2 (1 + sigma^2 c)) ... simplest exact case:
+    # isotropic data and energy x^2 / (2 (v + sigma^2)) with learned v.
+    rng = np.random.default_rng(15)
+    x = rng.normal(0.0, 1.5, size=(2000, 2)).astype(np.float32)
+
+    def energy(params, x, sigma):
+        return 0.5 * jnp.sum(x**2) / (jnp.exp(params["log_v"]) + sigma**2)
+
+    learner = learn.DSM(energy, adam(), sigmas=[1.0, 0.5, 0.1])
+    res = learner.run(jax.random.key(16), 400, x, init_params={"log_v": jnp.asarray(0.0)},
+                      batch_size=2000)
+    assert float(np.exp(res.params["log_v"])) == pytest.approx(float(np.mean(x**2)), rel=0.05)
+    samples = learner.sample(jax.random.key(17), res.params, jnp.zeros((500, 2)),
+                             steps_per_level=30, step_lr=0.05)
+    assert samples.shape == (500, 2) and np.isfinite(np.asarray(samples)).all()
+
+
+# ------------------------------------------------------------------ bad input
+def test_bad_data_and_energy_raise_clear_errors():
+    cd = learn.CD(gauss_energy, optim.Adam(1e-2))
+    key = jax.random.key(0)
+    with pytest.raises(emc.EnergyError, match=r"\(n_points, \*event_shape\)"):
+        cd.run(key, 5, X[:, 0], init_params=P0)
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(emc.EnergyError, match="NaN or infinite.*rows: \\[3\\]"):
+        cd.run(key, 5, bad, init_params=P0)
+    with pytest.raises(emc.EnergyError, match="must be a scalar.*ONE point"):
+        learn.SSM(lambda p, x: x * p["l"][:3], optim.Adam(1e-2)).run(key, 5, X, init_params=P0)
+    with pytest.raises(emc.EnergyError, match="init_params is required"):
+        cd.run(key, 5, X)
+    with pytest.raises(emc.EnergyError, match="raised"):
+        cd.run(key, 5, X[:, :2], init_params=P0)  # wrong point shape for the energy
+    with pytest.raises(emc.OptionError, match="batch_size=5000 exceeds"):
+        cd.run(key, 5, X, init_params=P0, batch_size=5000)
+    state = cd.init(key, X, P0)
+    with pytest.raises(emc.EnergyError, match="batch has shape \\(8, 2\\)"):
+        cd.update(state, X[:8, :2])
+    with pytest.raises(emc.EnergyError, match="no numpyro.param sites"):
+        learn.SSM(lambda x: jnp.sum(x**2), optim.Adam(1e-2)).run(key, 5, X)
+
+
+def test_bad_options_raise_before_compiling():
+    import optax
+
+    with pytest.raises(emc.OptionError, match="optax_to_numpyro"):
+        learn.CD(gauss_energy, optax.adam(1e-2))
+    with pytest.raises(emc.OptionError, match="unknown method 'gibs'"):
+        learn.CD(gauss_energy, optim.Adam(1e-2), sampler="gibs")
+    with pytest.raises(emc.OptionError, match="unknown option"):
+        learn.CD(gauss_energy, optim.Adam(1e-2), sampler="mala", sampler_options={"foo": 1})
+    with pytest.raises(emc.OptionError, match="k must be an integer"):
+        learn.CD(gauss_energy, optim.Adam(1e-2), k=-1)
+    with pytest.raises(emc.OptionError, match="persistent=True"):
+        learn.CD(gauss_energy, optim.Adam(1e-2), buffer_size=100)
+    with pytest.raises(emc.OptionError, match="reinit_prob"):
+        learn.CD(gauss_energy, optim.Adam(1e-2), persistent=True, buffer_size=10,
+                 reinit_prob=1.5)
+    with pytest.raises(emc.OptionError, match="smaller than batch_size"):
+        learn.CD(gauss_energy, optim.Adam(1e-2), persistent=True, buffer_size=10).run(
+            jax.random.key(0), 5, X, init_params=P0, batch_size=20)
+    with pytest.raises(emc.OptionError, match="must return an array shaped like x_batch"):
+        learn.CD(gauss_energy, optim.Adam(1e-2), sampler=lambda k, p, x, n: x[:, 0]).run(
+            jax.random.key(0), 5, X, init_params=P0)
+    with pytest.raises(emc.OptionError, match="exactly one of sigma"):
+        learn.DSM(gauss_energy, optim.Adam(1e-2))
+    with pytest.raises(emc.OptionError, match="sigmas must be"):
+        learn.DSM(lambda p, x, s: gauss_energy(p, x), optim.Adam(1e-2), sigmas=[1.0, -1.0])
+    with pytest.raises(emc.EnergyError, match="noise has batch\\+event shape"):
+        learn.NCE(gauss_energy, optim.Adam(1e-2), noise=dist.Normal(0.0, 1.0)).run(
+            jax.random.key(0), 5, X, init_params=P0)
+    with pytest.raises(emc.OptionError, match="noise_ratio"):
+        learn.NCE(gauss_energy, optim.Adam(1e-2), noise_ratio=0)
+    with pytest.raises(emc.OptionError, match="eval_every and eval_fn"):
+        learn.SSM(gauss_energy, optim.Adam(1e-2)).run(jax.random.key(0), 5, X,
+                                                      init_params=P0, eval_every=2)
