@@ -133,6 +133,19 @@ def _default_betas(num_temps: int) -> np.ndarray:
                            np.linspace(0.9, 1.0, n3 + 1)])
 
 
+@partial(jax.jit, static_argnums=(0, 4, 5, 6))
+def _sample_visible(rbm, key, params, init, num_samples, num_steps, mean_field):
+    k_init, k_run, k_last = jax.random.split(key, 3)
+    if init is None:
+        init = jax.random.bernoulli(k_init, jax.nn.sigmoid(params["b"]),
+                                    (num_samples, rbm.n_visible)).astype(params["W"].dtype)
+    v = rbm.block_gibbs(k_run, params, init, num_steps)
+    if not mean_field:
+        return v
+    h = jax.random.bernoulli(k_last, rbm.hidden_probs(params, v)).astype(v.dtype)
+    return rbm.visible_probs(params, h)
+
+
 @dataclasses.dataclass(frozen=True)
 class RBM:
     """A Bernoulli-Bernoulli RBM with ``n_visible`` visible and ``n_hidden`` hidden units.
@@ -293,15 +306,12 @@ class RBM:
         jax.Array
             ``(num_samples, n_visible)``.
         """
-        k_init, k_run, k_last = jax.random.split(key, 3)
-        if init is None:
-            init = jax.random.bernoulli(k_init, jax.nn.sigmoid(params["b"]),
-                                        (num_samples, self.n_visible)).astype(params["W"].dtype)
-        v = self.block_gibbs(k_run, params, init, num_steps)
-        if not mean_field:
-            return v
-        h = jax.random.bernoulli(k_last, self.hidden_probs(params, v)).astype(v.dtype)
-        return self.visible_probs(params, h)
+        _check_params(params, self.n_visible, self.n_hidden)
+        if init is not None and tuple(np.shape(init)) != (num_samples, self.n_visible):
+            raise EnergyError(f"init must have shape ({num_samples}, {self.n_visible}); "
+                              f"got {np.shape(init)}.")
+        return _sample_visible(self, key, params, init, int(num_samples), int(num_steps),
+                               bool(mean_field))
 
     # -------------------------------------------------------------- log Z, LL
     def log_z_exact(self, params, max_units: int = exact.MAX_DIM) -> float:
