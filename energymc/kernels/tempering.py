@@ -201,87 +201,93 @@ def _respace(betas, rejection):
 def pt_warmup(key, positions, betas, base_params, path: _Path, base, base_opts, *,
               num_steps: int, n_local: int, target_accept, tunable: bool,
               adapt_ladder: bool = True):
-    step0 = default_step(base.name, positions.shape[1])
     """Adapt step sizes, mass matrices and the ladder of one PT chain.
 
-    Runs ``num_steps`` rounds split into up to five rounds of doubling length;
-    after each the ladder is re-spaced (if ``adapt_ladder``) and per-replica
-    step sizes and mass matrices are carried over to the new rungs by
-    interpolation in ``beta``.
+    ``num_steps`` rounds are cut into up to four equal stretches (one
+    compiled body, scanned: compiling a body per stretch would cost more than
+    the warmup itself). Within a stretch every replica's step size follows a
+    Robbins-Monro rule towards ``target_accept``; after each stretch but the
+    last, the ladder is re-spaced (if ``adapt_ladder``), each replica's
+    diagonal mass matrix is set to the variance of its states, and tuned
+    values are carried to the new rungs by interpolation in ``beta``.
 
     Returns
     -------
     (PTState, betas, base_params, info)
+        ``info`` holds the last stretch's ``swap_acceptance`` ``(R-1,)`` and
+        ``acceptance`` ``(R,)``.
     """
     R, dim = positions.shape
+    step0 = default_step(base.name, dim)
     ll0 = jax.vmap(path.ll)(positions)
     state = PTState(positions[-1], positions, jnp.where(jnp.isnan(ll0), -jnp.inf, ll0),
                     jnp.asarray(0, jnp.int32))
     if num_steps == 0:
         return state, betas, base_params, {}
-    weights = np.array([1, 1, 2, 4, 8], dtype=float)
-    n_rounds = int(min(5, max(1, num_steps // 20)))
-    w = weights[:n_rounds] / weights[:n_rounds].sum()
-    lengths = [int(x) for x in np.floor(w * num_steps)]
-    lengths[-1] += num_steps - sum(lengths)
-    infos = []
-    for r, length in enumerate(lengths):
-        if length == 0:
-            continue
+    n_rounds = int(min(4, max(1, num_steps // 25)))
+    # The remainder of num_steps / n_rounds (at most 3 steps) is not run.
+    length = num_steps // n_rounds
+    dtype = positions.dtype
+
+    def stretch(carry, r, length):
+        state, betas, params = carry
         rkey = jax.random.fold_in(key, r)
 
-        def body(carry, i):
-            state, params, acc_sum, att_sum, m1, m2 = carry
+        def body(c, i):
+            state, params, acc_sum, att_sum, m1, m2 = c
             state, st = pt_step(jax.random.fold_in(rkey, i), state, betas, params, path, base,
                                 base_opts, n_local)
             if tunable and target_accept is not None:
-                # Per-replica Robbins-Monro on log step size; a decaying gain
+                # Per-replica Robbins-Monro on log step size; the decaying gain
                 # settles the noise of single-chain acceptance.
-                gain = 0.5 / jnp.sqrt(1.0 + i.astype(st["acceptance"].dtype))
+                gain = 0.5 / jnp.sqrt(1.0 + i.astype(dtype))
                 params = dict(params)
                 params["step_size"] = params["step_size"] * jnp.exp(
                     gain * (st["acceptance"] - target_accept))
             acc_sum = acc_sum + jnp.where(st["swap_attempted"], st["swap_acceptance"], 0.0)
             att_sum = att_sum + st["swap_attempted"]
-            m1 = m1 + state.positions
-            m2 = m2 + state.positions**2
-            return (state, params, acc_sum, att_sum, m1, m2), st["acceptance"]
+            return (state, params, acc_sum, att_sum, m1 + state.positions,
+                    m2 + state.positions**2), st["acceptance"]
 
-        zeros = jnp.zeros((max(R - 1, 0),), positions.dtype)
-        carry = (state, base_params, zeros, zeros, jnp.zeros_like(positions),
-                 jnp.zeros_like(positions))
-        (state, base_params, acc_sum, att_sum, m1, m2), move_acc = jax.lax.scan(
-            body, carry, jnp.arange(length))
+        zeros = jnp.zeros((max(R - 1, 0),), dtype)
+        c0 = (state, params, zeros, zeros, jnp.zeros_like(positions), jnp.zeros_like(positions))
+        (state, params, acc_sum, att_sum, m1, m2), move_acc = jax.lax.scan(
+            body, c0, jnp.arange(length))
         swap_rate = jnp.where(att_sum > 0, acc_sum / jnp.maximum(att_sum, 1.0), 1.0)
-        info = {"betas": betas, "swap_acceptance": swap_rate,
-                "acceptance": jnp.mean(move_acc, axis=0)}
-        if tunable and length >= 20 and r < len(lengths) - 1:
+        info = {"swap_acceptance": swap_rate, "acceptance": jnp.mean(move_acc, axis=0)}
+        last = r == n_rounds - 1
+        if tunable and length >= 20:
             mean = m1 / length
             var = jnp.maximum(m2 / length - mean**2, 0.0)
             shrink = length / (length + 5.0)
-            imm = shrink * var + (1 - shrink) * 1e-3
-            old = base_params["inverse_mass_matrix"]
+            old = params["inverse_mass_matrix"]
             # Keep the old matrix where a replica barely moved (var ~ 0).
-            imm = jnp.where(var > 1e-10, imm, old)
+            imm = jnp.where(var > 1e-10, shrink * var + (1 - shrink) * 1e-3, old)
             # The step size was tuned in the old whitening; in the new one the
-            # dimension-scaled default is a better start, and the next round
+            # dimension-scaled default is a better start, and the next stretch
             # (whose adaptation gain starts large again) refines it.
-            base_params = dict(base_params, inverse_mass_matrix=imm,
-                               step_size=jnp.full_like(base_params["step_size"], step0))
-        if adapt_ladder and R > 2 and r < len(lengths) - 1:
-            new_betas = _respace(betas, 1.0 - swap_rate)
+            step = jnp.full_like(params["step_size"], step0)
+            params = dict(params,
+                          inverse_mass_matrix=jnp.where(last, old, imm),
+                          step_size=jnp.where(last, params["step_size"], step))
+        if adapt_ladder and R > 2:
+            new_betas = jnp.where(last, betas, _respace(betas, 1.0 - swap_rate))
             if tunable:
                 # Carry tuned parameters to the new rungs by interpolation.
-                log_step = jnp.log(base_params["step_size"])
-                step = jnp.exp(_interp(new_betas, betas, log_step))
+                step = jnp.exp(_interp(new_betas, betas, jnp.log(params["step_size"])))
                 imm = jax.vmap(lambda col: _interp(new_betas, betas, col), in_axes=1,
-                               out_axes=1)(base_params["inverse_mass_matrix"])
-                base_params = dict(base_params, step_size=step, inverse_mass_matrix=imm)
+                               out_axes=1)(params["inverse_mass_matrix"])
+                params = dict(params, step_size=step, inverse_mass_matrix=imm)
             betas = new_betas
             ll = jax.vmap(path.ll)(state.positions)
             state = state._replace(ll=jnp.where(jnp.isnan(ll), -jnp.inf, ll))
-        infos.append(info)
-    return state, betas, base_params, infos[-1]
+        return (state, betas, params), info
+
+    carry = (state, betas, base_params)
+    carry, infos = jax.lax.scan(lambda c, r: stretch(c, r, length), carry,
+                                jnp.arange(n_rounds))
+    state, betas, base_params = carry
+    return state, betas, base_params, jax.tree.map(lambda a: a[-1], infos)
 
 
 def _base_for(logdensity_fn, options):

@@ -1,0 +1,370 @@
+"""Partition functions: analytic log Z, bounds, PT on a bimodal target, negative controls.
+
+Tolerances are absolute, in nats, and every statistical test has a literal
+seed so that a failure replays exactly. Compilation dominates the cost of
+these tests, so fast tests share targets (and thus compiled code) through
+module-level fixtures; long runs are marked ``slow``.
+"""
+
+import math
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import integrate
+
+import energymc as emc
+from energymc.errors import EnergymcWarning, OptionError
+
+# --------------------------------------------------------------------------
+# Targets with a known log Z
+# --------------------------------------------------------------------------
+_D = 5
+_rng = np.random.default_rng(3)
+_A = _rng.normal(size=(_D, _D))
+_COV = _A @ _A.T / _D + 0.2 * np.eye(_D)           # dense, condition number ~ 30
+_MU = np.linspace(-1.0, 1.0, _D)
+_PREC = jnp.asarray(np.linalg.inv(_COV))
+_MUJ = jnp.asarray(_MU)
+GAUSS_LOGZ = 0.5 * _D * math.log(2 * math.pi) + 0.5 * np.linalg.slogdet(_COV)[1]
+
+
+def dense_gaussian(x):
+    r = x - _MUJ
+    return 0.5 * r @ _PREC @ r
+
+
+# Two well-separated 1-D bumps with unequal weights, times a constant 3.0 so
+# that log Z is not just 0: Z = 3 * (w1 + w2) with w1 = 0.3, w2 = 0.7.
+_MIX_W = (0.3, 0.7)
+_MIX_MU = (-4.0, 4.0)
+_MIX_SD = 0.5
+MIX_LOGZ = math.log(3.0)
+
+
+def mixture(x):
+    comps = [math.log(3.0 * w) - 0.5 * jnp.sum((x - m) ** 2) / _MIX_SD**2
+             - 0.5 * math.log(2 * math.pi * _MIX_SD**2) for w, m in zip(_MIX_W, _MIX_MU)]
+    return -jnp.logaddexp(*comps)
+
+
+def _double_well_1d(x):
+    return x**4 - 2.0 * x**2 + 0.3 * x
+
+
+def product_energy(x):
+    return jnp.sum(_double_well_1d(x))
+
+
+_PROD_D = 3
+PROD_LOGZ = _PROD_D * math.log(
+    integrate.quad(lambda t: math.exp(-(t**4 - 2 * t**2 + 0.3 * t)), -np.inf, np.inf)[0])
+
+
+@pytest.fixture(scope="module")
+def gauss():
+    return emc.Energy(dense_gaussian, init=jnp.zeros(_D), name="dense_gaussian")
+
+
+@pytest.fixture(scope="module")
+def ais_gauss(gauss):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EnergymcWarning)
+        return emc.log_partition(gauss, method="ais", seed=0, scale=2.0)
+
+
+def _check(est, truth, tol):
+    err = est.log_z - truth
+    assert abs(err) < tol, f"log Z error {err:.4f} exceeds {tol} nats ({est!r})"
+    # The reported error bar must cover the truth (z < 4 leaves room for the
+    # known downward bias of log of an unbiased Z estimate).
+    assert abs(err) < 4 * est.stderr + 0.02, f"error {err:.4f} vs stderr {est.stderr:.4f}"
+
+
+# --------------------------------------------------------------------------
+# Wrong input: clear exceptions, nothing compiled
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs, match", [
+    ({"method": "magic"}, "valid methods are ais, smc, bdmc, nested, pt"),
+    ({"particles_count": 10}, "valid options are"),
+    ({"schedule": "cosine"}, "valid schedules are"),
+    ({"schedule": [0.0, 0.7, 0.5, 1.0]}, "strictly increasing"),
+    ({"cess": 1.5}, "cess= must be"),
+    ({"kernel": "langevin"}, "no Metropolis correction"),
+    ({"kernel": "nope"}, "valid methods are"),
+    ({"kernel": "gibbs"}, "cannot move a support='real'"),
+    ({"kernel_options": {"bogus": 1}}, "valid options for 'mala'"),
+    ({"particles": 1}, "particles= must be an integer >= 2"),
+    ({"replicates": 0}, "replicates= must be"),
+    ({"scale": -1.0}, "scale= must be positive"),
+    ({"scale": np.ones(3)}, r"\(5,\) array"),
+    ({"base": "uniform"}, "binary/spin targets"),
+    ({"base": lambda x: 0.0}, "NumPyro distribution"),
+    ({"method": "smc", "target_ess": 2.0}, "target_ess= must be"),
+    ({"method": "smc", "waste_free": True, "particles": 100, "mcmc_steps": 10},
+     "multiple of mcmc_steps"),
+    ({"method": "nested", "num_delete": 600}, "num_delete="),
+    ({"method": "pt", "replicas": 1}, "replicas= must be"),
+])
+def test_bad_input_raises_before_compiling(gauss, kwargs, match):
+    with pytest.raises(OptionError, match=match):
+        emc.log_partition(gauss, **kwargs)
+
+
+def test_bad_base_distributions(gauss):
+    import numpyro.distributions as dist
+
+    with pytest.raises(OptionError, match="not normalised"):
+        emc.log_partition(gauss, base=dist.ImproperUniform(dist.constraints.real, (), (_D,)))
+    with pytest.raises(OptionError, match=r"shape \(3,\)"):
+        emc.log_partition(gauss, base=dist.Normal(0.0, 1.0).expand([3]))
+    with pytest.raises(emc.EnergyError, match="not a bare function"):
+        emc.log_partition(dense_gaussian)
+
+
+# --------------------------------------------------------------------------
+# AIS on analytic targets
+# --------------------------------------------------------------------------
+def test_ais_dense_gaussian(ais_gauss):
+    _check(ais_gauss, GAUSS_LOGZ, 0.15)
+    assert ais_gauss.reliable
+    assert ais_gauss.stages["beta"][-1] == pytest.approx(1.0)
+    assert np.all(np.diff(ais_gauss.stages["beta"]) > 0)
+    assert ais_gauss.particles.shape == (256, _D)
+    assert ais_gauss.weights.shape == (256,) and ais_gauss.weights.sum() == pytest.approx(1.0)
+
+
+def test_ais_weighted_particles_are_draws(ais_gauss):
+    """The weighted final particles estimate the target's mean."""
+    mean = ais_gauss.weights @ ais_gauss.particles
+    sd = np.sqrt(np.diag(_COV))
+    # MCSE of a weighted mean ~ sd / sqrt(ESS).
+    assert np.all(np.abs(mean - _MU) < 4 * sd / math.sqrt(ais_gauss.ess))
+
+
+def test_ais_same_seed_same_answer_other_seeds_agree(gauss, ais_gauss):
+    again = emc.log_partition(gauss, method="ais", seed=0, scale=2.0)
+    assert again.log_z == ais_gauss.log_z
+    for seed in (1, 2):
+        _check(emc.log_partition(gauss, method="ais", seed=seed, scale=2.0), GAUSS_LOGZ, 0.15)
+
+
+@pytest.mark.slow
+def test_ais_fixed_schedules(gauss):
+    for schedule in ("sigmoidal", "geometric"):
+        est = emc.log_partition(gauss, method="ais", seed=3, scale=2.0, schedule=schedule,
+                                num_temps=150)
+        assert est.num_stages == 150
+        _check(est, GAUSS_LOGZ, 0.2)
+
+
+def test_replicates_report_spread(gauss):
+    est = emc.log_partition(gauss, method="ais", seed=4, scale=2.0, replicates=3)
+    assert est.replicates.shape == (3,)
+    assert est.spread is not None and est.spread > 0
+    assert est.particles.shape == (3 * 256, _D)
+    _check(est, GAUSS_LOGZ, 0.15)
+    assert "replicates" in repr(est)
+
+
+def test_ais_mixture_unequal_weights():
+    target = emc.Energy(mixture, init=jnp.zeros(1), name="mixture")
+    est = emc.log_partition(target, method="ais", seed=5, scale=5.0, particles=512)
+    _check(est, MIX_LOGZ, 0.15)
+    # The weighted particles put the right mass on each mode.
+    right = est.weights @ (est.particles[:, 0] > 0)
+    assert abs(right - _MIX_W[1]) < 0.08
+
+
+def test_ais_product_of_1d_densities_vs_quadrature():
+    target = emc.Energy(product_energy, init=jnp.zeros(_PROD_D), name="double_wells")
+    est = emc.log_partition(target, method="ais", seed=6, scale=1.5)
+    _check(est, PROD_LOGZ, 0.15)
+
+
+# --------------------------------------------------------------------------
+# Negative control: a far too short schedule is flagged, not trusted
+# --------------------------------------------------------------------------
+def test_too_short_schedule_is_reported_unreliable():
+    narrow = emc.Energy(lambda x: 0.5 * jnp.sum((x - 1.0) ** 2) / 0.05**2, init=jnp.zeros(8))
+    truth = 8 * math.log(0.05 * math.sqrt(2 * math.pi))
+    with pytest.warns(EnergymcWarning, match="weight ESS"):
+        est = emc.log_partition(narrow, method="ais", seed=0, schedule="linear", num_temps=2)
+    assert not est.reliable
+    assert est.problems
+    assert "NO" in repr(est)
+    # It is indeed wrong: the flag is what keeps a user from trusting it.
+    assert abs(est.log_z - truth) > 0.5
+
+
+# --------------------------------------------------------------------------
+# BDMC: a lower and an upper bound around the truth
+# --------------------------------------------------------------------------
+def test_bdmc_brackets_truth_with_exact_samples(gauss):
+    exact = np.random.default_rng(0).multivariate_normal(_MU, _COV, size=256)
+    est = emc.log_partition(gauss, method="bdmc", seed=7, scale=2.0, samples=exact,
+                            schedule="linear", num_temps=60)
+    assert est.lower < GAUSS_LOGZ < est.upper, est
+    assert est.upper - est.lower < 0.5
+    assert est.interval() == (est.lower, est.upper)
+    assert "bounds" in repr(est)
+
+
+@pytest.mark.slow
+def test_bdmc_gap_shrinks_with_more_stages(gauss):
+    exact = np.random.default_rng(1).multivariate_normal(_MU, _COV, size=256)
+    gaps = []
+    for k in (5, 60):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EnergymcWarning)
+            est = emc.log_partition(gauss, method="bdmc", seed=8, scale=2.0, samples=exact,
+                                    schedule="linear", num_temps=k)
+        gaps.append(est.upper - est.lower)
+    assert gaps[0] > gaps[1] > 0
+
+
+# --------------------------------------------------------------------------
+# Tempered SMC (BlackJAX)
+# --------------------------------------------------------------------------
+def test_smc_dense_gaussian(gauss):
+    est = emc.log_partition(gauss, method="smc", seed=0, scale=2.0)
+    _check(est, GAUSS_LOGZ, 0.15)
+    assert est.stages["beta"][-1] == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------
+# Results: ArviZ, plot, repr
+# --------------------------------------------------------------------------
+def test_logz_to_arviz_and_plot(ais_gauss, tmp_path):
+    idata = ais_gauss.to_arviz()
+    assert idata.attrs["log_z"] == pytest.approx(ais_gauss.log_z)
+    assert idata.posterior["x"].shape == (1, 256, _D)
+    assert idata.sample_stats["weight"].shape == (1, 256)
+    assert idata.constant_data["beta"].shape == (ais_gauss.num_stages,)
+    fig = ais_gauss.plot()
+    fig.savefig(tmp_path / "schedule.png")
+    assert (tmp_path / "schedule.png").stat().st_size > 0
+    text = repr(ais_gauss)
+    assert "log Z" in text and "stderr" in text and "reliable" in text
+
+
+# --------------------------------------------------------------------------
+# Parallel tempering: both modes with the right weights; NUTS gets stuck
+# --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bimodal():
+    return emc.Energy(mixture, init=jnp.zeros(1), name="mixture")
+
+
+def test_pt_finds_both_modes_with_right_weights(bimodal):
+    run = emc.sample(bimodal, method="pt", chains=2, draws=1500, warmup=500, seed=0,
+                     replicas=6)
+    right = (run.flat_draws[..., 0] > 0).mean(axis=1)
+    # Every chain visits both modes and splits its time 30/70.
+    assert np.all(np.abs(right - _MIX_W[1]) < 0.12), right
+    assert "swap_acceptance" in run.stats
+    assert 0.2 < run.stats["swap_acceptance"].mean() <= 1.0
+    betas = run.warmup["params"]["betas"]
+    assert betas.shape == (2, 6) and np.allclose(betas[:, -1], 1.0)
+
+
+@pytest.mark.slow
+def test_nuts_stays_in_one_mode_documented_contrast(bimodal):
+    """NUTS alone: each chain stays in the mode it fell into (the reason PT exists)."""
+    run = emc.sample(bimodal, method="nuts", chains=4, draws=1000, warmup=500, seed=0)
+    right = (run.flat_draws[..., 0] > 0).mean(axis=1)
+    assert np.all((right < 0.01) | (right > 0.99)), right
+
+
+@pytest.mark.slow
+def test_pt_log_partition_mixture(bimodal):
+    est = emc.log_partition(bimodal, method="pt", seed=0, scale=5.0, replicas=8, draws=1000)
+    _check(est, MIX_LOGZ, 0.15)
+    assert "swap_acceptance" in est.stages
+
+
+# --------------------------------------------------------------------------
+# Discrete targets: uniform base, whatever discrete kernel is registered
+# --------------------------------------------------------------------------
+def _ising_chain(support):
+    J = 0.4
+    h = jnp.linspace(-0.3, 0.3, 8)
+
+    def energy(x):
+        s = 2.0 * x - 1.0 if support == "binary" else x
+        return -J * jnp.sum(s[:-1] * s[1:]) - jnp.sum(h * s)
+
+    init = jnp.zeros(8) if support == "binary" else jnp.ones(8)
+    return emc.Energy(energy, init=init, support=support, name=f"chain_{support}")
+
+
+@pytest.mark.parametrize("support", ["binary", pytest.param("spin", marks=pytest.mark.slow)])
+def test_ais_discrete_uniform_base_vs_enumeration(support):
+    target = _ising_chain(support)
+    truth = emc.exact.log_partition(target)
+    est = emc.log_partition(target, method="ais", seed=0, schedule="linear", num_temps=30,
+                            mcmc_steps=1)
+    assert est.info["kernel"] in emc.kernels.names(support)
+    _check(est, truth, 0.1)
+
+
+@pytest.mark.slow
+def test_discrete_bernoulli_base_bdmc_and_pt():
+    target = _ising_chain("binary")
+    truth = emc.exact.log_partition(target)
+    probs = np.full(8, 0.4)
+    est = emc.log_partition(target, method="ais", base="bernoulli", probs=probs, seed=1,
+                            schedule="linear", num_temps=30)
+    _check(est, truth, 0.1)
+    b = emc.log_partition(target, method="bdmc", seed=2, schedule="linear", num_temps=30)
+    assert b.lower - 0.05 < truth < b.upper + 0.05
+    p = emc.log_partition(target, method="pt", seed=3, replicas=4, draws=500, warmup=200)
+    _check(p, truth, 0.15)
+    run = emc.sample(target, method="pt", chains=2, draws=200, warmup=100, replicas=4)
+    assert set(np.unique(run.flat_draws)) <= {0.0, 1.0}
+
+
+# --------------------------------------------------------------------------
+# Slow: other methods and bases
+# --------------------------------------------------------------------------
+@pytest.mark.slow
+def test_nested_dense_gaussian(gauss):
+    est = emc.log_partition(gauss, method="nested", seed=0, scale=2.0, live_points=300)
+    _check(est, GAUSS_LOGZ, 0.25)
+
+
+@pytest.mark.slow
+def test_smc_waste_free_and_hmc(gauss):
+    est = emc.log_partition(gauss, method="smc", seed=1, scale=2.0, waste_free=True,
+                            particles=1100, mcmc_steps=10)
+    _check(est, GAUSS_LOGZ, 0.2)
+    est = emc.log_partition(gauss, method="ais", seed=1, scale=2.0, kernel="hmc",
+                            kernel_options={"num_integration_steps": 8})
+    _check(est, GAUSS_LOGZ, 0.15)
+
+
+@pytest.mark.slow
+def test_pilot_and_numpyro_bases(gauss):
+    import numpyro.distributions as dist
+
+    est = emc.log_partition(gauss, method="ais", seed=2, base="pilot")
+    _check(est, GAUSS_LOGZ, 0.1)
+    base = dist.Normal(jnp.zeros(_D), 2.0).to_event(1)
+    est = emc.log_partition(gauss, method="ais", seed=3, base=base)
+    _check(est, GAUSS_LOGZ, 0.15)
+
+
+@pytest.mark.slow
+def test_bdmc_with_approximate_samples(gauss):
+    est = emc.log_partition(gauss, method="bdmc", seed=9, scale=2.0)
+    assert est.info["exact_samples"] is False
+    assert est.lower - 0.05 < GAUSS_LOGZ < est.upper + 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [11, 12, 13, 14, 15])
+def test_ais_stderr_coverage_over_seeds(gauss, seed):
+    est = emc.log_partition(gauss, method="ais", seed=seed, scale=2.0)
+    _check(est, GAUSS_LOGZ, 0.15)
