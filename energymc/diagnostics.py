@@ -167,7 +167,7 @@ def diagnose(obj, thresholds: Thresholds | None = None, max_rows: int | None = N
     post = idata.posterior
     n_chains = int(post.sizes["chain"])
     n_draws = int(post.sizes["draw"])
-    table = az.summary(idata, kind="all", stat_focus="mean")
+    table = az.summary(idata, kind="all", stat_focus="mean", round_to="none")
     table = table.sort_values("r_hat", ascending=False)
     if max_rows is not None:
         table = table.head(max_rows)

@@ -151,11 +151,14 @@ class Energy:
     def flat_logdensity(self, z: jax.Array) -> jax.Array:
         """``-E`` at a flat position ``z`` ``(dim,)``.
 
-        A NaN energy reads as ``-inf`` so every kernel rejects it.
+        A NaN or ``-inf`` energy reads as ``-inf`` so every kernel rejects it.
+        ``-inf`` energy is no valid state either: it is what float32 overflow of
+        a quadratic form far out in the tails looks like, and a kernel would
+        otherwise always accept it and never leave.
         """
         lp = -self._sign * self.fn(self._unravel(z))
         lp = jnp.asarray(lp, dtype=z.dtype).reshape(())
-        return jnp.where(jnp.isnan(lp), -jnp.inf, lp)
+        return jnp.where(jnp.isnan(lp) | (lp == jnp.inf), -jnp.inf, lp)
 
     def flat_energy(self, z: jax.Array) -> jax.Array:
         """``E`` at a flat position ``z`` ``(dim,)``."""

@@ -1,0 +1,60 @@
+"""Shared test setup: CPU, no progress bars, and the Monte Carlo error harness."""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("CI", "true")  # progress bars off unless a test asks
+
+import numpy as np
+import pytest
+
+import energymc as emc
+
+
+def _ess(y: np.ndarray) -> float:
+    """Bulk ESS of a ``(chains, draws)`` array through ArviZ."""
+    from energymc.diagnostics import _az
+
+    return float(_az().ess(_az().convert_to_dataset({"y": y[..., None]}))["y"].values.min())
+
+
+def mcse_z_scores(draws: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> dict[str, np.ndarray]:
+    """z-scores ``(estimate - truth) / MCSE`` for means, variances and correlations.
+
+    Parameters
+    ----------
+    draws
+        ``(chains, draws, dim)``.
+    mean, cov
+        The true mean ``(dim,)`` and covariance ``(dim, dim)``.
+
+    Returns
+    -------
+    dict
+        ``mean``, ``var`` ``(dim,)`` and ``corr`` (upper-triangle pairs) z-scores.
+        The MCSE of each estimate is ``sd(y) / sqrt(ESS(y))`` for the per-draw
+        quantity ``y`` whose average is the estimate (STYLE.md's harness).
+    """
+    sd = np.sqrt(np.diag(cov))
+    dim = draws.shape[-1]
+    z_mean, z_var, z_corr = [], [], []
+    for i in range(dim):
+        x = draws[..., i]
+        z_mean.append((x.mean() - mean[i]) / (x.std() / np.sqrt(_ess(x))))
+        y = (x - mean[i]) ** 2
+        z_var.append((y.mean() - cov[i, i]) / (y.std() / np.sqrt(_ess(y))))
+    for i in range(dim):
+        for j in range(i + 1, dim):
+            y = (draws[..., i] - mean[i]) * (draws[..., j] - mean[j]) / (sd[i] * sd[j])
+            rho = cov[i, j] / (sd[i] * sd[j])
+            z_corr.append((y.mean() - rho) / (y.std() / np.sqrt(_ess(y))))
+    return {"mean": np.array(z_mean), "var": np.array(z_var), "corr": np.array(z_corr)}
+
+
+@pytest.fixture
+def gaussian_target():
+    """A 3-d isotropic Gaussian with a non-zero mean, as an Energy."""
+    import jax.numpy as jnp
+
+    mu = jnp.array([1.0, -1.0, 0.5])
+    return emc.Energy(lambda x: 0.5 * jnp.sum((x - mu) ** 2), init=jnp.zeros(3)), np.asarray(mu)
