@@ -362,9 +362,12 @@ def test_bad_options_raise_before_compiling():
                                                       init_params=P0, eval_every=2)
 
 
-def test_cd_with_rbm_block_gibbs_raises_exact_likelihood():
+@pytest.mark.parametrize("sampler", ["block_gibbs", pytest.param("gibbs", marks=pytest.mark.slow),
+                                     pytest.param("gwg", marks=pytest.mark.slow)])
+def test_cd_with_rbm_block_gibbs_raises_exact_likelihood(sampler):
     # A model brings its own sampler: RBM block Gibbs through sampler=, exact
-    # log-likelihood (enumeration) as the eval hook.
+    # log-likelihood (enumeration) as the eval hook. Discrete energymc kernels
+    # by name (support read from the 0/1 data) in the slow tier.
     from energymc.models import RBM
 
     rbm = RBM(6, 3)
@@ -378,8 +381,9 @@ def test_cd_with_rbm_block_gibbs_raises_exact_likelihood():
 
     params0 = rbm.init_params(jax.random.key(0), data)
     # (PCD at a step of 5e-2 oscillates here, as PCD does with large steps.)
-    learner = learn.CD(rbm.free_energy, optim.Adam(1e-2), k=1, persistent=True,
-                       sampler=rbm.block_gibbs)
+    learner = learn.CD(rbm.free_energy, optim.Adam(1e-2), k=1 if sampler == "block_gibbs" else 2,
+                       persistent=True,
+                       sampler=rbm.block_gibbs if sampler == "block_gibbs" else sampler)
     res = learner.run(jax.random.key(19), 200, data, init_params=params0, batch_size=100,
                       eval_every=100, eval_fn=loglik)
     assert res.history["eval"][-1] > loglik(params0) + 1.0  # nats per point

@@ -177,15 +177,21 @@ class CD(LearnerBase):
                               f"point shape {tuple(event)}.")
 
     def _check_support(self, data):
-        if "real" in self._kernel.supports:
+        if "real" in self._kernel.supports or isinstance(data, jax.core.Tracer):
             return
-        vals = np.unique(np.asarray(data))
+        vals = set(np.unique(np.asarray(data)).tolist())
         allowed = {"binary": {0.0, 1.0}, "spin": {-1.0, 1.0}}
-        if not any(set(vals.tolist()) <= allowed.get(s, set()) for s in self._kernel.supports):
+        fits = [s for s in self._kernel.supports if vals <= allowed.get(s, set())]
+        if not fits:
             raise OptionError(
                 f"sampler {self._kernel.name!r} samples {self._kernel.supports} states but the "
                 "data are not all in that set; pick a continuous sampler such as 'langevin'."
             )
+        opts = dict(self._options)
+        if "support" in opts and opts["support"] is None:
+            # Discrete kernels must be told the state space; the data tell it here.
+            opts["support"] = fits[0]
+            self._options = tuple(sorted(opts.items()))
 
     def _check_callable(self, key, internal, x):
         params = self._spec.to_user(internal)
