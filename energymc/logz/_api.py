@@ -52,7 +52,14 @@ def _pilot(target, draws, seed):
     chains = 4
     run = sample(target, method="nuts", chains=chains, draws=max(draws // chains, 10),
                  warmup=max(draws // chains, 100), seed=seed, progress=False)
-    return fit_gaussian(run.flat_draws)
+    ref = fit_gaussian(run.flat_draws)
+    # Warmup steps are not in run.num_grad_evals; count them as sampling steps.
+    _PILOT_COST[id(ref)] = run.num_grad_evals * (1 + run.warmup_steps / run.num_draws)
+    return ref
+
+
+# Gradient evaluations spent by pilot runs, keyed by the reference they made.
+_PILOT_COST: dict[int, float] = {}
 
 
 def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: Any = 0,
@@ -159,6 +166,10 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     est = _combine(method, target, results, o, total)
     est.info["base"] = repr(ref)
     est.info["reference"] = ref
+    pilot = _PILOT_COST.pop(id(ref), 0.0)
+    if pilot:
+        est.info["pilot_grad_evals"] = int(pilot)
+        est.num_grad_evals += int(pilot)
     if est.problems:
         warnings.warn(f"log_partition(method={method!r}): " + " ".join(est.problems),
                       EnergymcWarning, stacklevel=2)

@@ -274,7 +274,8 @@ def _is_numpyro_dist(obj: Any) -> bool:
 
 
 def fit_gaussian(flat_draws) -> GaussianReference:
-    """A dense Gaussian fitted to ``(n, dim)`` draws, widened by 10% to cover the tails.
+    """A Gaussian fitted to ``(n, dim)`` draws (dense when ``n >= 10 dim``, else
+    diagonal), widened by 10% to cover the tails.
 
     Widening keeps ``q0`` from being lighter-tailed than the target, which
     would make the importance weights heavy-tailed.
@@ -282,11 +283,16 @@ def fit_gaussian(flat_draws) -> GaussianReference:
     x = np.asarray(flat_draws, dtype=float).reshape(-1, np.shape(flat_draws)[-1])
     n, dim = x.shape
     mean = x.mean(axis=0)
+    dtype = jnp.result_type(float)
+    if n < 10 * dim:
+        # Too few draws for a dense covariance (its noise would add to every
+        # weight); a diagonal fit is steadier.
+        sd = np.sqrt(np.var(x, axis=0) + 1e-12) * 1.1
+        return GaussianReference(jnp.asarray(mean, dtype), jnp.asarray(sd, dtype))
     cov = np.atleast_2d(np.cov(x, rowvar=False))
     # Shrink towards the diagonal (as Stan's warmup does) so a short pilot run
     # cannot give a singular or badly conditioned covariance.
     shrink = 5.0 / (n + 5.0)
     cov = (1 - shrink) * cov + shrink * np.diag(np.diag(cov)) + 1e-6 * np.eye(dim)
     chol = np.linalg.cholesky(cov * 1.1**2)
-    dtype = jnp.result_type(float)
     return GaussianReference(jnp.asarray(mean, dtype), jnp.asarray(chol, dtype))

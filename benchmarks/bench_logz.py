@@ -1,0 +1,237 @@
+"""log Z benchmark: energymc (ais, smc, pt) against hand-written BlackJAX SMC and dynesty.
+
+Targets with a known log Z:
+
+* ``gauss100``: 100-d Gaussian, standard deviations log-spaced 0.01 to 1;
+* ``mixture10``: 10-d two-component Gaussian mixture, weights 0.3 / 0.7,
+  means at -2 and +2 in every coordinate (11 sd apart), unit covariance;
+* ``manywell32``: 16 independent copies of the 2-d double well
+  ``E(a, b) = a^4 - 6 a^2 - 0.5 a + 0.5 b^2`` (truth by quadrature);
+* ``banana2``: ``a ~ N(0, 10)``, ``b | a ~ N(0.1 (a^2 - 10), 1)``.
+
+For each target and method the script reports, over seeds: the mean error
+in nats, its spread (sd over seeds), the fraction of seeds where
+``|error| <= 3 stderr`` (coverage of the reported error bar), wall time per
+run after compilation (one untimed call first), and gradient (or
+likelihood, for dynesty) evaluations. Budgets are set so that the gradient
+methods spend a similar number of evaluations on a target.
+
+Run ``python benchmarks/bench_logz.py`` (10 seeds) or with ``--quick`` (3
+seeds, smaller runs, dynesty on the low-dimensional targets only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+import warnings
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy import integrate  # noqa: E402
+
+import energymc as emc  # noqa: E402
+
+warnings.simplefilter("ignore", emc.EnergymcWarning)
+
+
+# --------------------------------------------------------------------------- targets
+def _gauss100():
+    sd = jnp.asarray(np.geomspace(0.01, 1.0, 100))
+    truth = float(np.sum(np.log(np.asarray(sd) * math.sqrt(2 * math.pi))))
+    return emc.Energy(lambda x: 0.5 * jnp.sum((x / sd) ** 2), init=jnp.zeros(100),
+                      name="gauss100"), truth, 1.0
+
+
+def _mixture10():
+    d = 10
+
+    def energy(x):
+        a = math.log(0.3) - 0.5 * jnp.sum((x + 2.0) ** 2)
+        b = math.log(0.7) - 0.5 * jnp.sum((x - 2.0) ** 2)
+        return -(jnp.logaddexp(a, b) - 0.5 * d * math.log(2 * math.pi))
+
+    return emc.Energy(energy, init=jnp.zeros(d), name="mixture10"), 0.0, 3.0
+
+
+def _manywell32():
+    one = integrate.quad(lambda a: math.exp(-(a**4 - 6 * a**2 - 0.5 * a)), -np.inf, np.inf)[0]
+    truth = 16 * (math.log(one) + 0.5 * math.log(2 * math.pi))
+
+    def energy(x):
+        a, b = x[0::2], x[1::2]
+        return jnp.sum(a**4 - 6 * a**2 - 0.5 * a + 0.5 * b**2)
+
+    return emc.Energy(energy, init=jnp.zeros(32), name="manywell32"), truth, 2.0
+
+
+def _banana2():
+    def energy(x):
+        a, b = x[0], x[1]
+        return 0.5 * a**2 / 10.0 + 0.5 * (b - 0.1 * (a**2 - 10.0)) ** 2
+
+    return (emc.Energy(energy, init=jnp.zeros(2), name="banana2"),
+            math.log(2 * math.pi * math.sqrt(10.0)), 4.0)
+
+
+TARGETS = {"gauss100": _gauss100, "mixture10": _mixture10, "manywell32": _manywell32,
+           "banana2": _banana2}
+
+
+# --------------------------------------------------------------------------- methods
+def emc_method(name, quick):
+    def run(target, scale, seed):
+        if name == "ais":
+            est = emc.log_partition(target, method="ais", seed=seed, scale=scale,
+                                    particles=256 if quick else 512)
+        elif name == "ais-pilot":
+            # The reference is a Gaussian fitted to a short NUTS run (its
+            # gradient evaluations are included in the count).
+            est = emc.log_partition(target, method="ais", seed=seed, base="pilot",
+                                    particles=256 if quick else 512)
+        elif name == "smc":
+            est = emc.log_partition(target, method="smc", seed=seed, scale=scale,
+                                    particles=256 if quick else 512, mcmc_steps=10)
+        else:
+            est = emc.log_partition(target, method="pt", seed=seed, scale=scale,
+                                    replicas=16, chains=4, draws=500 if quick else 1000,
+                                    warmup=500)
+        return est.log_z, est.stderr, est.num_grad_evals
+
+    return run
+
+
+def blackjax_smc(quick):
+    """What a user writes with BlackJAX alone: adaptive tempered SMC, MALA moves with a
+    fixed step size scaled by the prior, no tuning."""
+    import blackjax
+    from blackjax.smc import extend_params, resampling
+
+    n = 256 if quick else 512
+    steps = 10
+    compiled = {}
+
+    def run(target, scale, seed):
+        if target in compiled:
+            lz, stages = compiled[target](jax.random.key(seed))
+            return float(lz), math.nan, int(stages) * n * (steps + 1)
+        d = target.dim
+        lp = target.flat_logdensity
+
+        def logprior(z):
+            return -0.5 * jnp.sum(z**2) / scale**2 - d * math.log(scale * math.sqrt(2 * math.pi))
+
+        def loglik(z):
+            return lp(z) - logprior(z)
+
+        step = 0.5 * scale**2 * d ** (-1 / 3) * 0.1
+        alg = blackjax.adaptive_tempered_smc(
+            logprior, loglik, blackjax.mala.build_kernel(), blackjax.mala.init,
+            extend_params({"step_size": jnp.asarray(step)}), resampling.systematic,
+            target_ess=0.5, num_mcmc_steps=steps)
+
+        @jax.jit
+        def go(key):
+            k0, key = jax.random.split(key)
+            state = alg.init(scale * jax.random.normal(k0, (n, d)))
+
+            def cond(c):
+                return (c[1].tempering_param < 1.0) & (c[0] < 500)
+
+            def body(c):
+                i, s, lz = c
+                s, info = alg.step(jax.random.fold_in(key, i), s)
+                return i + 1, s, lz + info.log_likelihood_increment
+
+            i, s, lz = jax.lax.while_loop(cond, body, (0, state, jnp.asarray(0.0)))
+            return lz, i
+
+        compiled[target] = go
+        lz, stages = go(jax.random.key(seed))
+        return float(lz), math.nan, int(stages) * n * (steps + 1)
+
+    return run
+
+
+def dynesty_method(quick):
+    import dynesty
+    from scipy.stats import norm
+
+    def run(target, scale, seed):
+        d = target.dim
+        lp = jax.jit(target.flat_logdensity)
+
+        def loglike(z):
+            z = np.asarray(z)
+            ll = float(lp(jnp.asarray(z, jnp.float32)))
+            lq = -0.5 * float(np.sum(z**2)) / scale**2 - d * math.log(
+                scale * math.sqrt(2 * math.pi))
+            v = ll - lq
+            return v if math.isfinite(v) else -1e300
+
+        def prior_transform(u):
+            return scale * norm.ppf(u)
+
+        sampler = dynesty.NestedSampler(loglike, prior_transform, d, nlive=200 if quick else 500,
+                                        sample="rslice", rstate=np.random.default_rng(seed))
+        sampler.run_nested(dlogz=0.05, print_progress=False)
+        res = sampler.results
+        return float(res.logz[-1]), float(res.logzerr[-1]), int(np.sum(res.ncall))
+
+    return run
+
+
+# --------------------------------------------------------------------------- driver
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 seeds, smaller runs")
+    parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument("--methods",
+                        default="emc-ais,emc-ais-pilot,emc-smc,emc-pt,blackjax-smc,dynesty")
+    parser.add_argument("--seeds", type=int, default=None)
+    args = parser.parse_args(argv)
+    seeds = args.seeds or (3 if args.quick else 10)
+    methods = {"emc-ais": emc_method("ais", args.quick),
+               "emc-ais-pilot": emc_method("ais-pilot", args.quick), "emc-smc": emc_method("smc", args.quick),
+               "emc-pt": emc_method("pt", args.quick), "blackjax-smc": blackjax_smc(args.quick),
+               "dynesty": dynesty_method(args.quick)}
+    chosen = args.methods.split(",")
+    print(f"jax {jax.__version__}, {jax.devices()[0].platform}, seeds={seeds}, "
+          f"quick={args.quick}")
+    header = (f"{'target':<11} {'method':<13} {'mean err':>9} {'sd err':>7} {'max|err|':>8} "
+              f"{'cover3se':>8} {'stderr':>7} {'wall s':>7} {'evals':>10}")
+    print(header)
+    rows = []
+    for tname in args.targets.split(","):
+        target, truth, scale = TARGETS[tname]()
+        for mname in chosen:
+            if mname == "dynesty" and args.quick and target.dim > 10:
+                continue  # dynesty on 32-100 d takes minutes per seed
+            run = methods[mname]
+            run(target, scale, 10_000)  # compile (untimed)
+            errs, ses, walls, evals = [], [], [], []
+            for seed in range(seeds):
+                t0 = time.perf_counter()
+                lz, se, ev = run(target, scale, seed)
+                walls.append(time.perf_counter() - t0)
+                errs.append(lz - truth)
+                ses.append(se)
+                evals.append(ev)
+            errs, ses = np.array(errs), np.array(ses)
+            cover = np.mean(np.abs(errs) <= 3 * ses) if np.all(np.isfinite(ses)) else math.nan
+            row = (tname, mname, errs.mean(), errs.std(ddof=1) if seeds > 1 else 0.0,
+                   np.abs(errs).max(), cover, np.nanmean(ses) if np.any(np.isfinite(ses))
+                   else math.nan, np.mean(walls), np.mean(evals))
+            rows.append(row)
+            print(f"{row[0]:<11} {row[1]:<13} {row[2]:>9.3f} {row[3]:>7.3f} {row[4]:>8.3f} "
+                  f"{row[5]:>8.2f} {row[6]:>7.3f} {row[7]:>7.2f} {row[8]:>10.0f}", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
