@@ -110,7 +110,14 @@ def _initial_positions(target: Energy, chains: int, init, key) -> jax.Array:
         jitter = 2.0
     else:
         jitter = 1.0
-    starts = x0 + jax.vmap(lambda k: jax.random.uniform(k, x0.shape, x0.dtype, -1.0, 1.0))(keys) * jitter
+    return _jittered_starts(keys, x0, jitter, target=target)
+
+
+@partial(jax.jit, static_argnames=("target",))
+def _jittered_starts(keys, x0, jitter, *, target):
+    """``x0 + U(-jitter, jitter)``, or ``x0`` where that start has no finite energy."""
+    noise = jax.vmap(lambda k: jax.random.uniform(k, x0.shape, x0.dtype, -1.0, 1.0))(keys)
+    starts = x0 + noise * jitter
     ok = jax.vmap(lambda z: jnp.isfinite(target.flat_logdensity(z)))(starts)
     return jnp.where(ok[:, None], starts, x0)
 

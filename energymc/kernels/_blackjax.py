@@ -150,9 +150,10 @@ def _jittered_hmc_kernel():
 
 
 class _RWInfo(NamedTuple):
+    # No `proposal`: BlackJAX 1.7.1's RWInfo.proposal holds the new state, not
+    # the proposal, so it cannot tell a non-finite proposal apart.
     acceptance_rate: Any
     is_accepted: Any
-    proposal: Any
 
 
 def _rwm_kernel():
@@ -166,9 +167,7 @@ def _rwm_kernel():
                               blackjax.mcmc.random_walk.normal(sigma))
         # RWM uses no gradient; a zero placeholder keeps one state type for adaptation.
         new_state = MALAState(new.position, new.logdensity, jnp.zeros_like(new.position))
-        proposal = MALAState(info.proposal.position, info.proposal.logdensity,
-                             jnp.zeros_like(new.position))
-        return new_state, _RWInfo(info.acceptance_rate, info.is_accepted, proposal)
+        return new_state, _RWInfo(info.acceptance_rate, info.is_accepted)
 
     return kernel
 
@@ -281,7 +280,7 @@ class AdjustedKernel:
             stats["diverging"] = ~(jnp.isfinite(prop.logdensity)
                                    & jnp.all(jnp.isfinite(prop.logdensity_grad)))
         else:
-            # BlackJAX's MALA does not return its proposal: a proposal whose
+            # BlackJAX's MALA and RWM do not return their proposal: one whose
             # acceptance underflowed to exactly zero (non-finite energy or
             # gradient, or an energy jump beyond ~100 nats) is counted instead.
             stats["diverging"] = acc <= 0.0
