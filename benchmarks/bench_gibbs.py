@@ -103,9 +103,9 @@ def main(argv=None):
         rows.append((f"energymc gibbs, local-field path ({chains} chains)", rate, first))
     rate, first, _ = energymc_rate(plain, "gibbs", 1, 2 if quick else 5, n_sites)
     rows.append(("energymc gibbs, generic energy differences (1 chain)", rate, first))
-    gwg_updates = 64 if quick else 1024
+    gwg_updates = 64 if quick else 256
     for chains in (1, 16):
-        rate, first, run = energymc_rate(model, "gwg", chains, 5 if quick else 20, gwg_updates,
+        rate, first, run = energymc_rate(model, "gwg", chains, 5 if quick else 10, gwg_updates,
                                          num_updates=gwg_updates)
         rows.append((f"energymc gwg ({chains} chains, acceptance "
                      f"{run.mean_acceptance:.2f})", rate, first))
