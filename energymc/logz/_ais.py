@@ -32,7 +32,7 @@ AIS_DEFAULTS = {
     "min_ess": None,
 }
 
-BDMC_DEFAULTS = {**AIS_DEFAULTS, "samples": None, "sample_method": "nuts",
+BDMC_DEFAULTS = {**AIS_DEFAULTS, "samples": None, "sample_method": None,
                  "sample_warmup": 1000}
 
 # Kernels that do not leave pi_beta invariant would bias every weight.
@@ -259,7 +259,10 @@ def _approximate_samples(target, n, key_seed, o):
 
     chains = 4
     draws = max(int(math.ceil(n / chains)), 1)
-    run = sample(target, method=o["sample_method"], chains=chains, draws=draws * 4,
+    # NUTS for real targets; for discrete ones the kernel that moves the AIS particles.
+    method = o["sample_method"] or ("nuts" if target.support == "real" else o["_kernel"].name)
+    o["_sample_method"] = method
+    run = sample(target, method=method, chains=chains, draws=draws * 4,
                  warmup=o["sample_warmup"], thin=1, seed=key_seed, progress=False)
     flat = run.flat_draws[:, ::4].reshape(-1, target.dim)[:n]
     return jnp.asarray(flat)
@@ -294,7 +297,7 @@ def run_bdmc(target, ref, key, o) -> dict:
     problems = list(fwd["problems"])
     if not exact:
         problems_note = ("upper bound from approximate target draws (MCMC, "
-                         f"method={o['sample_method']!r}), not exact samples")
+                         f"method={o['_sample_method']!r}), not exact samples")
     else:
         problems_note = None
     if upper < lower - 3 * math.hypot(fwd["stderr"], stderr_r):
