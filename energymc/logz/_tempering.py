@@ -166,6 +166,13 @@ def run_pt_logz(target, ref, key, o) -> dict:
         problems.append(f"some adjacent rungs almost never swap (min swap acceptance "
                         f"{np.nanmin(swap_rate):.3f}): the ladder is too coarse for the "
                         "stepping stones. Use more replicas= or a longer warmup=.")
+    # Each rung's ratio is an importance-sampling estimate from that rung's
+    # draws; with a tiny weight ESS it is dominated by a few draws and biased low.
+    min_ess = float(np.nanmin(ess_rungs))
+    if min_ess < max(10.0, 0.02 * T):
+        problems.append(f"a stepping stone rests on a weight ESS of {min_ess:.1f} of {T} draws: "
+                        "adjacent rungs are too far apart for their ratio to be estimated. Use "
+                        "more replicas= (or a base closer to the target).")
     spread = float(np.std(per_chain, ddof=1)) if C > 1 else 0.0
     if C > 1 and spread > 4 * stderr * math.sqrt(C * B) / math.sqrt(B) + 0.5:
         problems.append(f"the chains disagree (per-chain log Z sd {spread:.3f}): some chain "
