@@ -101,7 +101,10 @@ class NCE(LearnerBase):
         if not isinstance(chol, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(chol))):
             raise EnergyError("could not fit a Gaussian to the data for the NCE noise; pass "
                               "noise= a NumPyro distribution.")
-        return {"loc": loc, "scale_tril": chol}
+        # The inverse factor once here: XLA's CPU triangular solve on a batch of
+        # points costs more than the whole rest of an update.
+        inv = jax.scipy.linalg.solve_triangular(chol, jnp.eye(d, dtype=chol.dtype), lower=True)
+        return {"loc": loc, "scale_tril": chol, "inv_tril": inv}
 
     def _noise_sample_logp(self, key, extra, num, event):
         if self.noise is not None:
@@ -109,20 +112,15 @@ class NCE(LearnerBase):
             logp = self.noise.log_prob(x)
             logp = logp.reshape(num, -1).sum(-1) if logp.ndim > 1 else logp
             return x, logp
-        import numpyro.distributions as dist
-
-        q = dist.MultivariateNormal(extra["loc"], scale_tril=extra["scale_tril"])
-        z = q.sample(key, (num,))
-        return z.reshape((num, *event)), q.log_prob(z)
+        eps = jax.random.normal(key, (num, extra["loc"].shape[0]), extra["loc"].dtype)
+        z = extra["loc"] + eps @ extra["scale_tril"].T
+        return z.reshape((num, *event)), _gauss_logp(extra, z)
 
     def _data_logp(self, extra, x):
         if self.noise is not None:
             logp = self.noise.log_prob(x)
             return logp.reshape(x.shape[0], -1).sum(-1) if logp.ndim > 1 else logp
-        import numpyro.distributions as dist
-
-        q = dist.MultivariateNormal(extra["loc"], scale_tril=extra["scale_tril"])
-        return q.log_prob(x.reshape(x.shape[0], -1))
+        return _gauss_logp(extra, x.reshape(x.shape[0], -1))
 
     # -------------------------------------------------------------------- loss
     def _loss(self, internal, extra, batch, key):
@@ -144,3 +142,15 @@ class NCE(LearnerBase):
                 "accuracy": acc.astype(batch.dtype), "log_z": log_z}
         return loss, (extra, info)
 
+
+
+def _gauss_logp(extra, z):
+    """log N(z; loc, L L^T) for ``z`` ``(m, d)``, with ``L^-1`` precomputed.
+
+    Written out rather than through ``numpyro``'s ``MultivariateNormal``, whose
+    per-point triangular solves made the default-noise update 7x slower on CPU.
+    """
+    d = extra["loc"].shape[0]
+    white = (z - extra["loc"]) @ extra["inv_tril"].T
+    return (-0.5 * jnp.sum(white**2, axis=-1) - jnp.sum(jnp.log(jnp.diag(extra["scale_tril"])))
+            - 0.5 * d * jnp.log(2 * jnp.pi))
