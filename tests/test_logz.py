@@ -9,7 +9,6 @@ module-level fixtures; long runs are marked ``slow``.
 import math
 import warnings
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -46,7 +45,8 @@ MIX_LOGZ = math.log(3.0)
 
 def mixture(x):
     comps = [math.log(3.0 * w) - 0.5 * jnp.sum((x - m) ** 2) / _MIX_SD**2
-             - 0.5 * math.log(2 * math.pi * _MIX_SD**2) for w, m in zip(_MIX_W, _MIX_MU)]
+             - 0.5 * math.log(2 * math.pi * _MIX_SD**2)
+             for w, m in zip(_MIX_W, _MIX_MU, strict=True)]
     return -jnp.logaddexp(*comps)
 
 

@@ -37,6 +37,7 @@ BDMC_DEFAULTS = {**AIS_DEFAULTS, "samples": None, "sample_method": None,
 
 # Kernels that do not leave pi_beta invariant would bias every weight.
 _UNADJUSTED = ("langevin", "mclmc")
+_EXCLUDED = _UNADJUSTED + ("pt",)
 
 # A starting step size per kernel, in units where q0 is whitened; the
 # per-stage tuning takes it from there. Scalings follow the known optimal
@@ -62,7 +63,7 @@ def resolve_kernel(target, name, kernel_options, context):
         raise OptionError(
             f"kernel={name!r} has no Metropolis correction, so it does not leave the "
             f"intermediate densities invariant and would bias log Z. Use one of "
-            f"{', '.join(n for n in _kernels.names(target.support) if n not in _UNADJUSTED + ('pt',))}."
+            f"{', '.join(n for n in _kernels.names(target.support) if n not in _EXCLUDED)}."
         )
     if name == "pt":
         raise OptionError("kernel='pt' cannot move AIS particles; use method='pt' instead.")

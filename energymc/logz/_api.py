@@ -13,7 +13,6 @@ from jax.scipy.special import logsumexp
 
 from energymc.energy import Energy
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
-from energymc.logz import _ais
 from energymc.logz._reference import fit_gaussian, make_reference
 from energymc.logz._result import LogZ
 
@@ -207,7 +206,8 @@ def _combine(method, target, results, o, total) -> LogZ:
             particles = np.concatenate([res["particles"] for res in results])
             # Pool weighted particles: weight W_ri * Z_r / sum_r Z_r.
             scale = np.exp(reps - logsumexp(reps))
-            weights = np.concatenate([res["weights"] * s for res, s in zip(results, scale)])
+            weights = np.concatenate(
+                [res["weights"] * s for res, s in zip(results, scale, strict=True)])
             weights = weights / weights.sum()
             ess = float(1.0 / np.sum(weights**2))
         else:

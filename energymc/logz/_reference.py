@@ -42,7 +42,7 @@ class Reference:
 
 @jax.tree_util.register_pytree_node_class
 class GaussianReference(Reference):
-    """``N(loc, L L^T)``; ``chol`` is ``(dim,)`` (diagonal sds) or ``(dim, dim)`` lower-triangular."""
+    """``N(loc, L L^T)``; ``chol`` is ``(dim,)`` (diagonal sds) or ``(dim, dim)`` (lower)."""
 
     def __init__(self, loc, chol):
         self.loc = loc
