@@ -1,0 +1,183 @@
+"""Sampling speed: energymc against hand-written BlackJAX, NumPyro NUTS and emcee.
+
+Run from the repository root::
+
+    python benchmarks/bench_sampling.py            # full: 4 chains x 1000 warmup x 1000 draws
+    python benchmarks/bench_sampling.py --quick    # 4 x 300 x 300, for a smoke test
+
+Every contestant runs in this one process on the same targets with the same
+settings (NUTS, 4 chains vectorised, diagonal window adaptation, 0.8 target
+acceptance) from the same starting points (``init`` jittered by U(-0.1, 0.1)). Reported per target and contestant: first-call time (compilation
+included), repeat-call time (same shapes, new seed), min bulk ESS over
+coordinates (ArviZ), min-ESS per second of the repeat call, and min-ESS per
+gradient evaluation; then the ratios the goals are stated in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import arviz as az
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import energymc as emc
+from energymc.models import reference
+
+
+def min_ess(draws: np.ndarray) -> float:
+    """Min bulk ESS over coordinates of ``(chains, draws, dim)`` draws."""
+    ds = az.convert_to_dataset({"x": np.asarray(draws)})
+    return float(az.ess(ds, method="bulk")["x"].min())
+
+
+# ---------------------------------------------------------------- contestants
+def run_energymc(target, x0s, warmup, draws, seed):
+    t0 = time.perf_counter()
+    run = emc.sample(target, "nuts", chains=x0s.shape[0], warmup=warmup, draws=draws, seed=seed,
+                     init=x0s, progress=False)
+    wall = time.perf_counter() - t0
+    return run.flat_draws, wall, int(run.stats["n_steps"].sum())
+
+
+def make_blackjax(logdensity):
+    """Hand-written BlackJAX NUTS: vmapped window adaptation, then a scan, one jit."""
+
+    def one_chain(key, x0, warmup, draws):
+        warm_key, sample_key = jax.random.split(key)
+        adapt = blackjax.window_adaptation(blackjax.nuts, logdensity)
+        (state, params), _ = adapt.run(warm_key, x0, warmup)
+        kernel = blackjax.nuts(logdensity, **params)
+
+        def step(state, k):
+            state, info = kernel.step(k, state)
+            return state, (state.position, info.num_integration_steps)
+
+        _, (xs, n) = jax.lax.scan(step, state, jax.random.split(sample_key, draws))
+        return xs, n
+
+    @jax.jit
+    def run(key, x0s):
+        keys = jax.random.split(key, x0s.shape[0])
+        return jax.vmap(lambda k, x: one_chain(k, x, WARMUP, DRAWS))(keys, x0s)
+
+    def call(x0s, seed):
+        t0 = time.perf_counter()
+        xs, n = run(jax.random.key(seed), x0s)
+        xs = np.asarray(jax.block_until_ready(xs))
+        return xs, time.perf_counter() - t0, int(np.sum(n))
+
+    return call
+
+
+def make_numpyro(energy, chains, warmup, draws):
+    from numpyro.infer import MCMC, NUTS
+
+    mcmc = MCMC(NUTS(potential_fn=energy), num_warmup=warmup, num_samples=draws,
+                num_chains=chains, chain_method="vectorized", progress_bar=False)
+
+    def call(x0s, seed):
+        t0 = time.perf_counter()
+        mcmc.run(jax.random.key(seed), init_params=x0s, extra_fields=("num_steps",))
+        xs = np.asarray(mcmc.get_samples(group_by_chain=True))
+        wall = time.perf_counter() - t0
+        n = int(np.sum(mcmc.get_extra_fields()["num_steps"]))
+        return xs, wall, n
+
+    return call
+
+
+def run_emcee(energy_np, dim, steps, seed):
+    import emcee
+
+    walkers = 2 * dim
+    rng = np.random.default_rng(seed)
+    p0 = rng.uniform(-1, 1, size=(walkers, dim)) * 0.01
+    sampler = emcee.EnsembleSampler(walkers, dim, lambda x: -energy_np(x), vectorize=True)
+    t0 = time.perf_counter()
+    sampler.run_mcmc(p0, steps, progress=False)
+    wall = time.perf_counter() - t0
+    chain = sampler.get_chain(discard=steps // 2)  # (steps, walkers, dim)
+    xs = np.swapaxes(chain, 0, 1)
+    return xs, wall, walkers * steps
+
+
+# ------------------------------------------------------------------- targets
+def targets():
+    gauss = reference.gaussian(jnp.logspace(-2, 0, 100))
+    return {
+        "gaussian100": gauss,
+        "funnel10": reference.funnel(10),
+        "banana2": reference.banana(),
+        "mixture10": reference.mixture(10),
+    }
+
+
+def fmt(x, p=1):
+    return f"{x:.{p}f}" if np.isfinite(x) else "nan"
+
+
+def main():
+    global WARMUP, DRAWS
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--chains", type=int, default=4)
+    args = parser.parse_args()
+    WARMUP = DRAWS = 300 if args.quick else 1000
+    chains = args.chains
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; chains={chains} "
+          f"warmup={WARMUP} draws={DRAWS}")
+    rows = []
+    for name, target in targets().items():
+        x0s = target.flat_init + jax.random.uniform(jax.random.key(99), (chains, target.dim),
+                                                    minval=-1, maxval=1) * 0.1
+        x0s = jnp.asarray(x0s)
+        energy = target.flat_energy
+        contestants = {
+            "energymc": lambda seed: run_energymc(target, x0s, WARMUP, DRAWS, seed),
+            "blackjax": (lambda call: lambda seed: call(x0s, seed))(make_blackjax(target.flat_logdensity)),
+            "numpyro": (lambda call: lambda seed: call(x0s, seed))(
+                make_numpyro(energy, chains, WARMUP, DRAWS)),
+        }
+        result = {}
+        for who, fn in contestants.items():
+            _, first, _ = fn(0)
+            # Repeat calls: the median of three (one for NumPyro, which
+            # recompiles on every run) damps noise from other processes.
+            repeats = [fn(seed) for seed in ((1,) if who == "numpyro" else (1, 2, 3))]
+            xs, _, grads = repeats[0]
+            repeat = float(np.median([r[1] for r in repeats]))
+            ess = min_ess(xs)
+            result[who] = dict(first=first, repeat=repeat, ess=ess, ess_s=ess / repeat,
+                               ess_grad=ess / max(grads, 1))
+        if name == "gaussian100":
+            sds = np.logspace(-2, 0, 100)
+            steps = 2000 if args.quick else 10000
+            xs, wall, evals = run_emcee(lambda x: 0.5 * np.sum((x / sds) ** 2, axis=-1), 100,
+                                        steps, 1)
+            ess = min_ess(xs)
+            result["emcee"] = dict(first=wall, repeat=wall, ess=ess, ess_s=ess / wall,
+                                   ess_grad=ess / evals)
+        rows.append((name, result))
+        for who, r in result.items():
+            print(f"{name:12s} {who:9s} first {fmt(r['first'], 2):>7s}s  repeat "
+                  f"{fmt(r['repeat'], 2):>7s}s  minESS {fmt(r['ess'], 0):>6s}  "
+                  f"minESS/s {fmt(r['ess_s'], 1):>8s}  minESS/grad {r['ess_grad']:.2e}", flush=True)
+
+    print("\nRatios (energymc / peer):")
+    print(f"{'target':12s} {'repeat time vs blackjax':>24s} {'minESS/s vs blackjax':>21s} "
+          f"{'minESS/s vs numpyro':>20s} {'minESS/s vs emcee':>18s}")
+    for name, r in rows:
+        e = r["energymc"]
+        line = (f"{name:12s} {e['repeat'] / r['blackjax']['repeat']:>24.3f} "
+                f"{e['ess_s'] / r['blackjax']['ess_s']:>21.2f} "
+                f"{e['ess_s'] / r['numpyro']['ess_s']:>20.2f} ")
+        line += f"{e['ess_s'] / r['emcee']['ess_s']:>18.1f}" if "emcee" in r else f"{'-':>18s}"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
