@@ -390,7 +390,7 @@ class LearnerBase:
         Parameters
         ----------
         key
-            A ``jax.random.key``.
+            A ``jax.random.key`` or an int seed.
         data
             ``(n, *event)`` training points (used for shapes and for
             data-dependent set-up: fitted noise, persistent chains).
@@ -400,6 +400,9 @@ class LearnerBase:
             Size of the batches ``update`` will see (persistent CD sizes its
             chains by it); default ``min(n, 128)``.
         """
+        from energymc.sampling import as_key
+
+        key = as_key(key)
         data = check_data(data)
         n = data.shape[0]
         batch_size = min(n, 128) if batch_size is None else check_int("batch_size", batch_size, 1)
