@@ -47,7 +47,7 @@ def main(quick):
     n_test = int(round(0.2 * len(x)))
     train, test = x[perm[n_test:]], x[perm[:n_test]]
     rbm = RBM(64, 16)
-    steps = 200 if quick else 3000
+    steps = 200 if quick else 4000
     every = steps // 10
 
     curve = []
@@ -59,7 +59,7 @@ def main(quick):
 
     schedule = optax.cosine_decay_schedule(0.02, steps, alpha=0.01)
     learner = emc.learn.CD(rbm.free_energy, numpyro.optim.optax_to_numpyro(optax.adam(schedule)),
-                           k=5, persistent=True, sampler=rbm.block_gibbs)
+                           k=10, persistent=True, sampler=rbm.block_gibbs)
     t0 = time.perf_counter()
     result = learner.run(jax.random.key(1), steps, train,
                          init_params=rbm.init_params(jax.random.key(0), data=train),
