@@ -147,7 +147,8 @@ def _cmd_demo(args) -> int:
         fig.savefig(png, dpi=80)
         plt.close(fig)
         print(f"wrote {nc} and {png} ({time.perf_counter() - t0:.1f}s)")
-    print("\nThe funnel is hard on purpose: its neck makes NUTS diverge; the diagnosis "
+    print("\nBoth targets are curved on purpose: the funnel's neck defeats NUTS with a "
+          "diagonal metric, and the banana's tails cost it a few divergences. The diagnosis "
           "says so and suggests the fix (reparametrise, or raise target_accept).")
     return 0
 
