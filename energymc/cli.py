@@ -40,7 +40,8 @@ def _load_function(spec: str) -> Callable:
         available = sorted(n for n, v in vars(module).items()
                            if callable(v) and not n.startswith("_") and
                            getattr(v, "__module__", None) == module.__name__)
-        raise CLIError(f"{path} has no function {name!r}; it defines: {', '.join(available) or 'none'}")
+        defined = ", ".join(available) or "none"
+        raise CLIError(f"{path} has no function {name!r}; it defines: {defined}")
     return fn
 
 

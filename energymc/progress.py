@@ -96,5 +96,6 @@ def make_meter(progress) -> NullMeter | TqdmMeter | _UserMeter:
     from energymc.errors import OptionError
 
     raise OptionError(
-        f"progress must be None, True, False or an object with start/update/close; got {progress!r}."
+        "progress must be None, True, False or an object with start/update/close; "
+        f"got {progress!r}."
     )

@@ -88,10 +88,10 @@ def _initial_positions(target: Energy, chains: int, init, key) -> jax.Array:
             )
         ref = jax.tree.leaves(target.init)
         shapes = [np.shape(a) for a in leaves_init]
-        if all(s == r.shape for s, r in zip(shapes, ref)):
+        if all(s == r.shape for s, r in zip(shapes, ref, strict=True)):
             flat = target.ravel(init)
             return jnp.broadcast_to(flat, (chains, target.dim))
-        if all(s == (chains, *r.shape) for s, r in zip(shapes, ref)):
+        if all(s == (chains, *r.shape) for s, r in zip(shapes, ref, strict=True)):
             return jax.vmap(target.ravel)(init)
         raise EnergyError(
             f"init= has leaf shapes {shapes}; with chains={chains} they must be either "

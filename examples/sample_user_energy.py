@@ -52,7 +52,7 @@ def main():
     axes.ravel()[0].figure.savefig(os.path.join(OUT, "user_energy_rank.png"), dpi=80)
 
     fig, ax = plt.subplots(1, 3, figsize=(12, 4), sharex=True, sharey=True)
-    for a, (method, run) in zip(ax, runs.items()):
+    for a, (method, run) in zip(ax, runs.items(), strict=True):
         xy = run.draws["xy"].reshape(-1, 2)
         a.plot(xy[:, 0], xy[:, 1], ".", ms=1, alpha=0.4)
         ess = emc.diagnose(run).numbers["min_ess_bulk"]

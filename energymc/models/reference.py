@@ -50,10 +50,12 @@ def funnel(dim: int = 10, scale: float = 3.0) -> Energy:
 
     def energy(z):
         v, x = z[0], z[1:]
-        return 0.5 * (v / scale) ** 2 + 0.5 * jnp.sum(x**2) * jnp.exp(-v) + 0.5 * (dim - 1) * v
+        return (0.5 * (v / scale) ** 2 + 0.5 * jnp.sum(x**2) * jnp.exp(-v)
+                + 0.5 * (dim - 1) * v)
 
     target = Energy(_named(energy, "funnel"), init=jnp.zeros(dim))
-    target.log_z = math.log(scale * math.sqrt(2 * math.pi)) + 0.5 * (dim - 1) * math.log(2 * math.pi)
+    target.log_z = (math.log(scale * math.sqrt(2 * math.pi))
+                    + 0.5 * (dim - 1) * math.log(2 * math.pi))
     return target
 
 
@@ -76,7 +78,9 @@ def gaussian(sds) -> Energy:
 
 
 def mixture(dim: int = 10, separation: float = 3.0, weight: float = 0.3) -> Energy:
-    """Two unit-covariance Gaussians at ``-separation * 1`` (weight ``weight``) and ``+separation * 1``.
+    """Two unit-covariance Gaussians at ``-separation`` (weight ``weight``) and ``+separation``.
+
+    Centres are ``±separation`` in every coordinate.
 
     The energy is ``-log`` of the normalised density, so ``log Z = 0``;
     ``E[x_i] = separation * (1 - 2 weight)``.
