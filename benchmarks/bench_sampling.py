@@ -3,13 +3,13 @@
 Run from the repository root::
 
     python benchmarks/bench_sampling.py          # 4 chains x 1000 warmup x 1000 draws
-    python benchmarks/bench_sampling.py --quick    # 4 x 300 x 300, for a smoke test
+    python benchmarks/bench_sampling.py --quick  # 4 x 300 x 300, for a smoke test
 
 Every contestant runs in this one process on the same targets with the same
 settings (NUTS, 4 chains vectorised, diagonal window adaptation, 0.8 target
 acceptance) from the same starting points (``init`` jittered by U(-0.1, 0.1)).
-Reported per target and contestant: first-call time (compilation included), repeat-call time (same shapes, new seed), min bulk ESS over
-coordinates (ArviZ), min-ESS per second of the repeat call, and min-ESS per
+Reported per target and contestant: first-call time (compilation included),
+repeat-call time (same shapes, new seed), min bulk ESS over coordinates (ArviZ), min-ESS per second of the repeat call, and min-ESS per
 gradient evaluation; then the ratios the goals are stated in.
 """
 
