@@ -9,7 +9,8 @@ Every contestant runs in this one process on the same targets with the same
 settings (NUTS, 4 chains vectorised, diagonal window adaptation, 0.8 target
 acceptance) from the same starting points (``init`` jittered by U(-0.1, 0.1)).
 Reported per target and contestant: first-call time (compilation included),
-repeat-call time (same shapes, new seed), min bulk ESS over coordinates (ArviZ), min-ESS per second of the repeat call, and min-ESS per
+repeat-call time (same shapes, new seed), min bulk ESS over coordinates (ArviZ),
+min-ESS per second of the repeat call, and min-ESS per
 gradient evaluation; then the ratios the goals are stated in.
 """
 
