@@ -90,6 +90,7 @@ class Hopfield:
         self.weights = w - jnp.diag(jnp.diag(w))
         self.threshold = (jnp.zeros((n,), self.weights.dtype) if threshold is None
                           else jnp.asarray(threshold, self.weights.dtype).reshape(n))
+        self._targets: dict = {}
 
     @property
     def num_units(self) -> int:
@@ -108,8 +109,13 @@ class Hopfield:
         """The Boltzmann distribution ``exp(-beta E(s))`` as a spin :class:`energymc.Energy`."""
         if not np.isfinite(beta) or beta < 0:
             raise EnergyError(f"beta must be a finite number >= 0; got {beta!r}.")
-        return Energy(_HopfieldFn(self, beta), init=self.patterns[0], support="spin",
-                      name=f"hopfield{self.num_units}", check=False)
+        # One Energy per beta, so repeated calls reuse compiled samplers (a new
+        # energy function object would compile afresh).
+        if float(beta) not in self._targets:
+            self._targets[float(beta)] = Energy(
+                _HopfieldFn(self, beta), init=self.patterns[0], support="spin",
+                name=f"hopfield{self.num_units}", check=False)
+        return self._targets[float(beta)]
 
     def _check_probe(self, probe):
         probe = jnp.asarray(probe, dtype=self.weights.dtype)
