@@ -16,7 +16,6 @@ Writes ``examples/output/hopfield_completion.png``.
 import argparse
 import os
 
-import jax
 import jax.numpy as jnp
 import matplotlib
 

@@ -11,8 +11,14 @@ import numpy as np
 import pytest
 
 import energymc as emc
-from energymc.models import RBM, Hopfield, Ising, ModernHopfield, critical_beta
-from energymc.models import onsager_magnetization
+from energymc.models import (
+    RBM,
+    Hopfield,
+    Ising,
+    ModernHopfield,
+    critical_beta,
+    onsager_magnetization,
+)
 
 
 # --------------------------------------------------------------------------

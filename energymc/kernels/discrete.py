@@ -43,7 +43,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -108,7 +108,8 @@ def _support(logdensity_fn, options) -> str:
         raise OptionError(
             "discrete kernels need to know whether states are binary (0/1) or spin (-1/+1). "
             "Sample an emc.Energy(..., support='binary' or 'spin') with emc.sample, or pass "
-            f"support='binary'/'spin' in options when calling the kernel directly (got {support!r})."
+            "support='binary'/'spin' in options when calling the kernel directly "
+            f"(got {support!r})."
         )
     return support
 

@@ -187,7 +187,8 @@ class RBM:
                 "images to rows (data.reshape(len(data), -1)).")
         if not np.isin(arr, (0, 1)).all():
             raise EnergyError(
-                "RBM data must be binary (0/1); binarise first, e.g. (x > threshold).astype(float).")
+                "RBM data must be binary (0/1); binarise first, e.g. "
+                "(x > threshold).astype(float).")
         return jnp.asarray(arr, dtype=jnp.result_type(float))
 
     def init_params(self, key, data=None, scale: float = 0.01) -> dict:
