@@ -13,7 +13,8 @@ For each target and method the script reports, over seeds: the mean error
 in nats, its spread (sd over seeds), the fraction of seeds where
 ``|error| <= 3 stderr`` (coverage of the reported error bar), wall time per
 run after compilation (one untimed call first), and gradient (or
-likelihood, for dynesty) evaluations. Budgets are set so that the gradient
+likelihood, for dynesty) evaluations, and (energymc only) the fraction of
+runs whose ``LogZ`` came back flagged ``reliable=False``. Budgets are set so that the gradient
 methods spend a similar number of evaluations on a target.
 
 Run ``python benchmarks/bench_logz.py`` (10 seeds) or with ``--quick`` (3
@@ -101,9 +102,14 @@ def emc_method(name, quick):
             est = emc.log_partition(target, method="pt", seed=seed, scale=scale,
                                     replicas=16, chains=4, draws=500 if quick else 1000,
                                     warmup=500)
+        FLAGS.append(not est.reliable)
         return est.log_z, est.stderr, est.num_grad_evals
 
     return run
+
+
+# One entry per energymc run: True when the LogZ came back with reliable=False.
+FLAGS: list[bool] = []
 
 
 def blackjax_smc(quick):
@@ -268,8 +274,8 @@ def main(argv=None):
     chosen = args.methods.split(",")
     print(f"jax {jax.__version__}, {jax.devices()[0].platform}, seeds={seeds}, "
           f"quick={args.quick}")
-    header = (f"{'target':<11} {'method':<13} {'mean err':>9} {'sd err':>7} {'max|err|':>8} "
-              f"{'cover3se':>8} {'stderr':>7} {'wall s':>7} {'evals':>10}")
+    header = (f"{'target':<11} {'method':<16} {'mean err':>9} {'sd err':>7} {'max|err|':>8} "
+              f"{'cover3se':>8} {'stderr':>7} {'wall s':>7} {'evals':>10} {'flagged':>7}")
     print(header)
     rows = []
     for tname in args.targets.split(","):
@@ -280,6 +286,7 @@ def main(argv=None):
             run = methods[mname]
             run(target, scale, 10_000)  # compile (untimed)
             errs, ses, walls, evals = [], [], [], []
+            FLAGS.clear()
             for seed in range(seeds):
                 t0 = time.perf_counter()
                 lz, se, ev = run(target, scale, seed)
@@ -289,12 +296,14 @@ def main(argv=None):
                 evals.append(ev)
             errs, ses = np.array(errs), np.array(ses)
             cover = np.mean(np.abs(errs) <= 3 * ses) if np.all(np.isfinite(ses)) else math.nan
+            flagged = np.mean(FLAGS) if FLAGS else math.nan
             row = (tname, mname, errs.mean(), errs.std(ddof=1) if seeds > 1 else 0.0,
                    np.abs(errs).max(), cover, np.nanmean(ses) if np.any(np.isfinite(ses))
-                   else math.nan, np.mean(walls), np.mean(evals))
+                   else math.nan, np.mean(walls), np.mean(evals), flagged)
             rows.append(row)
-            print(f"{row[0]:<11} {row[1]:<13} {row[2]:>9.3f} {row[3]:>7.3f} {row[4]:>8.3f} "
-                  f"{row[5]:>8.2f} {row[6]:>7.3f} {row[7]:>7.2f} {row[8]:>10.0f}", flush=True)
+            print(f"{row[0]:<11} {row[1]:<16} {row[2]:>9.3f} {row[3]:>7.3f} {row[4]:>8.3f} "
+                  f"{row[5]:>8.2f} {row[6]:>7.3f} {row[7]:>7.2f} {row[8]:>10.0f} {row[9]:>7.2f}",
+                  flush=True)
     return rows
 
 
