@@ -5,7 +5,7 @@ learned energy landscape, the data, and samples of the model (the replay
 buffer, i.e. the persistent negative chains, after training). Also prints the
 energy distance between model samples and held-out data.
 
-    python examples/learn_toy2d.py            # ~1 min per set on 2 CPU cores
+    python examples/learn_toy2d.py            # ~2 min per set on 2 busy CPU cores
     ENERGYMC_QUICK=1 python examples/learn_toy2d.py   # a few seconds, for CI
 """
 

@@ -298,7 +298,6 @@ class LearnerBase:
         self._numpyro_style = n == 1 + self._energy_extra_args
         self._spec: ParamSpec | None = None
         self._event_shape: tuple | None = None
-        self._jit_update = jax.jit(self._update)
         self._jit_chunk = jax.jit(self._chunk, static_argnames=("num_steps", "batch_size"))
 
     # ----------------------------------------------------------- parameters
