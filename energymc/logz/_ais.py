@@ -311,7 +311,10 @@ def run_bdmc(target, ref, key, o) -> dict:
     stages = dict(fwd["stages"])
     stages["reverse_ess"] = rev_stages["ess"][::-1]
     stages["reverse_acceptance"] = rev_stages["acceptance"][::-1]
-    return {"log_z": 0.5 * (lower + upper), "stderr": max(0.5 * (upper - lower), 0.0),
+    # The midpoint's error: at least half the gap (where the truth may lie),
+    # and at least the Monte Carlo noise of the two ends.
+    stderr = max(0.5 * (upper - lower), 0.5 * math.hypot(fwd["stderr"], stderr_r))
+    return {"log_z": 0.5 * (lower + upper), "stderr": stderr,
             "ess": fwd["ess"], "stages": stages, "particles": fwd["particles"],
             "weights": fwd["weights"], "lower": lower, "upper": upper,
             "grad_evals": fwd["grad_evals"] + float(out["grad_evals"]),
