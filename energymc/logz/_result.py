@@ -27,9 +27,12 @@ class LogZ:
         bounds; with ``replicates > 1`` the log of the mean of the replicate
         estimates of ``Z``.
     stderr
-        Standard error of ``log_z`` in nats: from the weights (delta method)
-        for ``ais``/``bdmc``, from the spread of the replicates when
-        ``replicates > 1``, and as documented per method otherwise.
+        Standard error of ``log_z`` in nats: from the weights (delta method,
+        ``sqrt(1/ESS - 1/n)``) for ``ais``; the larger of half the bound gap
+        and the bounds' noise for ``bdmc``; summed per-step variances for
+        ``smc`` (approximate); batch means for ``pt``; the spread of BlackJAX's
+        simulated volumes for ``nested``; from the spread of the replicates
+        when ``replicates > 1``.
     lower, upper
         Stochastic lower and upper bounds (``bdmc`` only, else ``None``):
         ``E[lower] <= log Z <= E[upper]``.
