@@ -258,6 +258,9 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
     target = _check_target(target)
     kernel = _kernels.get(method)
     _validate_support(target, kernel)
+    if "support" in kernel.defaults and "support" not in options:
+        # Discrete kernels flip 0<->1 or -1<->+1: tell them which, explicitly.
+        options = {**options, "support": target.support}
     opts = _kernels.resolve_options(kernel, options)
     if hasattr(kernel, "validate"):
         kernel.validate(opts, target.dim)
