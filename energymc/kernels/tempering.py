@@ -256,7 +256,7 @@ def pt_warmup(key, positions, betas, base_params, path: _Path, base, base_opts, 
         swap_rate = jnp.where(att_sum > 0, acc_sum / jnp.maximum(att_sum, 1.0), 1.0)
         info = {"swap_acceptance": swap_rate, "acceptance": jnp.mean(move_acc, axis=0)}
         last = r == n_rounds - 1
-        if tunable and length >= 20:
+        if tunable and "inverse_mass_matrix" in params and length >= 20:
             mean = m1 / length
             var = jnp.maximum(m2 / length - mean**2, 0.0)
             shrink = length / (length + 5.0)
@@ -275,9 +275,11 @@ def pt_warmup(key, positions, betas, base_params, path: _Path, base, base_opts, 
             if tunable:
                 # Carry tuned parameters to the new rungs by interpolation.
                 step = jnp.exp(_interp(new_betas, betas, jnp.log(params["step_size"])))
-                imm = jax.vmap(lambda col: _interp(new_betas, betas, col), in_axes=1,
-                               out_axes=1)(params["inverse_mass_matrix"])
-                params = dict(params, step_size=step, inverse_mass_matrix=imm)
+                params = dict(params, step_size=step)
+                if "inverse_mass_matrix" in params:
+                    imm = jax.vmap(lambda col: _interp(new_betas, betas, col), in_axes=1,
+                                   out_axes=1)(params["inverse_mass_matrix"])
+                    params = dict(params, inverse_mass_matrix=imm)
             betas = new_betas
             ll = jax.vmap(path.ll)(state.positions)
             state = state._replace(ll=jnp.where(jnp.isnan(ll), -jnp.inf, ll))
@@ -305,10 +307,11 @@ def _base_for(logdensity_fn, options):
 
 
 def _tunable(base) -> bool:
-    return "step_size" in base.defaults and "inverse_mass_matrix" in base.defaults
+    """Has a step size to tune (a mass matrix too, if ``inverse_mass_matrix`` is an option)."""
+    return "step_size" in base.defaults
 
 
-_STEP0 = {"mala": (0.5, -1 / 3), "barker": (0.8, -1 / 6), "hmc": (0.2, -1 / 4),
+_STEP0 = {"dmala": (0.5, 0.0), "mala": (0.5, -1 / 3), "barker": (0.8, -1 / 6), "hmc": (0.2, -1 / 4),
           "nuts": (0.3, -1 / 4), "rwm": (1.0, -1 / 2)}
 
 
@@ -328,11 +331,13 @@ def initial_base_params(base, base_opts, betas, dim, variance=None, step_size=No
         return jax.tree.map(lambda a: jnp.broadcast_to(a, (R, *jnp.shape(a))), p)
     if step_size is None:
         step_size = default_step(base.name, dim)
-    if variance is None:
-        # p^beta is about 1/beta times wider than p.
-        variance = jnp.ones((R, dim), dtype) / jnp.maximum(betas, 1e-2)[:, None]
-    variance = jnp.broadcast_to(jnp.asarray(variance, dtype), (R, dim))
-    return {"step_size": jnp.full((R,), step_size, dtype), "inverse_mass_matrix": variance}
+    params = {"step_size": jnp.full((R,), step_size, dtype)}
+    if "inverse_mass_matrix" in base.defaults:
+        if variance is None:
+            # p^beta is about 1/beta times wider than p.
+            variance = jnp.ones((R, dim), dtype) / jnp.maximum(betas, 1e-2)[:, None]
+        params["inverse_mass_matrix"] = jnp.broadcast_to(jnp.asarray(variance, dtype), (R, dim))
+    return params
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -42,7 +42,7 @@ _EXCLUDED = _UNADJUSTED + ("pt",)
 # A starting step size per kernel, in units where q0 is whitened; the
 # per-stage tuning takes it from there. Scalings follow the known optimal
 # rates in dimension (MALA d^-1/3, HMC d^-1/4, RWM d^-1/2).
-_STEP0 = {"mala": (0.5, -1 / 3), "barker": (0.8, -1 / 6), "hmc": (0.2, -1 / 4),
+_STEP0 = {"dmala": (0.5, 0.0), "mala": (0.5, -1 / 3), "barker": (0.8, -1 / 6), "hmc": (0.2, -1 / 4),
           "nuts": (0.3, -1 / 4), "rwm": (1.0, -1 / 2)}
 
 
@@ -121,7 +121,9 @@ def validate_ais(target, opts, context="log_partition"):
 
 
 def _initial_params(kernel, options, ref, dim, step_size, target_accept):
-    tunable = "step_size" in kernel.defaults and "inverse_mass_matrix" in kernel.defaults
+    # Any kernel with a step size gets it tuned per stage (dmala has one but no
+    # mass matrix); kernels with neither (gibbs, gwg) run as they are.
+    tunable = "step_size" in kernel.defaults
     dtype = jnp.result_type(float)
     if not tunable:
         return kernel.default_params(dim, options), False, None
@@ -130,8 +132,9 @@ def _initial_params(kernel, options, ref, dim, step_size, target_accept):
         step_size = c * dim**p
     if target_accept is None:
         target_accept = dict(options).get("target_accept", None)
-    params = {"step_size": jnp.asarray(step_size, dtype),
-              "inverse_mass_matrix": jnp.asarray(ref.variance(), dtype)}
+    params = {"step_size": jnp.asarray(step_size, dtype)}
+    if "inverse_mass_matrix" in kernel.defaults:
+        params["inverse_mass_matrix"] = jnp.asarray(ref.variance(), dtype)
     return params, True, target_accept
 
 
@@ -201,7 +204,8 @@ def _prepare(target, ref, o):
     cfg = AnnealConfig(adaptive=adaptive, cess=float(o["cess"]), max_stages=o["max_stages"],
                        mcmc_steps=o["mcmc_steps"],
                        target_accept=None if target_accept is None else float(target_accept),
-                       adapt_mass=bool(o["adapt_mass"]) and tunable, tunable=tunable)
+                       adapt_mass=bool(o["adapt_mass"]) and "inverse_mass_matrix" in params0,
+                       tunable=tunable)
     return kernel, kopts, params0, cfg, _betas(sched, o["num_temps"])
 
 
