@@ -293,11 +293,12 @@ def pt_warmup(key, positions, betas, base_params, path: _Path, base, base_opts, 
 
 
 def _base_for(logdensity_fn, options):
-    """The base kernel and its options; the support is read from the target (as the
-    discrete kernels do) so that ``base_kernel=None`` picks gibbs for discrete targets."""
+    """The base kernel and its options. The support (from the ``support`` option that
+    :func:`energymc.sample` fills in, else from the target whose bound log-density
+    this is) lets ``base_kernel=None`` pick gibbs for discrete targets."""
     opts = dict(options)
     target = getattr(logdensity_fn, "__self__", None)
-    support = getattr(target, "support", opts.get("support") or "real")
+    support = opts.get("support") or getattr(target, "support", None) or "real"
     name = opts["base_kernel"] or ("mala" if support == "real" else "gibbs")
     base = get(name)
     bopts = dict(opts["base_options"] or {})
@@ -349,14 +350,16 @@ class PTKernel:
     kernel), ``beta_min`` (``None``: 0.01 real, 0 discrete), ``local_steps``
     (base steps between swaps, 1), ``adapt_ladder`` (True), ``target_accept``
     (``None``: the base kernel's), ``step_size`` (start, or fixed with
-    ``adapt=False``).
+    ``adapt=False``), ``support`` (filled in by :func:`energymc.sample`; pass
+    it only when driving the kernel by hand).
     """
 
     name: str = "pt"
     supports: tuple = ("real", "binary", "spin")
     defaults: Mapping = dataclasses.field(default_factory=lambda: MappingProxyType(
         {"replicas": 8, "base_kernel": None, "base_options": None, "beta_min": None,
-         "local_steps": 1, "adapt_ladder": True, "target_accept": None, "step_size": None}))
+         "local_steps": 1, "adapt_ladder": True, "target_accept": None, "step_size": None,
+         "support": None}))
 
     def validate(self, options, dim) -> None:
         opts = dict(options)
