@@ -204,6 +204,18 @@ def _check_options(name: str, opts: dict) -> None:
         if v is not None and not (isinstance(v, (int, float)) and v > 0):
             raise OptionError(f"{key} for {name!r} must be a positive number; got {v!r}.")
 
+def _usable_imm(imm):
+    """The adapted inverse mass matrix, or the identity where it is unusable.
+
+    Warmup on an energy that is unbounded below can end with zero or
+    non-finite entries; whitening by them would divide by zero.
+    """
+    if imm.ndim == 1:
+        return jnp.where(jnp.isfinite(imm) & (imm > 0), imm, 1.0)
+    ok = jnp.all(jnp.isfinite(imm)) & jnp.all(jnp.diag(imm) > 0)
+    return jnp.where(ok, imm, jnp.eye(imm.shape[0], dtype=imm.dtype))
+
+
 def _initial_imm(dim, dense):
     return jnp.eye(dim) if dense else jnp.ones((dim,))
 
@@ -263,8 +275,12 @@ class AdjustedKernel:
 
     def step(self, key, state, logdensity_fn, params, options):
         new_state, info = self._raw_step(key, state, logdensity_fn, params, options)
+        # A degenerate warmup (e.g. a zero mass-matrix entry on an energy that is
+        # unbounded below) can make even an accepted move non-finite: refuse it.
+        finite = jnp.all(jnp.isfinite(new_state.position)) & jnp.isfinite(new_state.logdensity)
+        new_state = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new_state, state)
         # NUTS averages acceptance over a tree in float32; keep it a probability.
-        acc = jnp.clip(info.acceptance_rate, 0.0, 1.0)
+        acc = jnp.where(finite, jnp.clip(info.acceptance_rate, 0.0, 1.0), 0.0)
         stats = {"lp": new_state.logdensity, "acceptance_rate": acc,
                  "step_size": params["step_size"]}
         if hasattr(info, "is_divergent"):
@@ -284,6 +300,7 @@ class AdjustedKernel:
             # acceptance underflowed to exactly zero (non-finite energy or
             # gradient, or an energy jump beyond ~100 nats) is counted instead.
             stats["diverging"] = acc <= 0.0
+        stats["diverging"] = stats["diverging"] | ~finite
         return new_state, stats
 
     def metric(self, options) -> str:
@@ -307,7 +324,7 @@ class AdjustedKernel:
         )
         (state, params), info = adapt.run(key, position, num_steps)
         params = {"step_size": params["step_size"],
-                  "inverse_mass_matrix": params["inverse_mass_matrix"]}
+                  "inverse_mass_matrix": _usable_imm(params["inverse_mass_matrix"])}
         trace = {"acceptance_rate": info.info.acceptance_rate,
                  "step_size": info.adaptation_state.step_size}
         return WarmupResult(state, params, trace)
