@@ -5,12 +5,13 @@ Host-side container; nothing here runs under jit.
 
 from __future__ import annotations
 
-import html
 from functools import cached_property
 from typing import Any
 
 import jax
 import numpy as np
+
+from energymc._display import html_table, text_block
 
 __all__ = ["Run"]
 
@@ -153,12 +154,7 @@ class Run:
         return rows
 
     def __repr__(self) -> str:
-        rows = self._headline()
-        width = max(len(k) for k, _ in rows)
-        return "Run(\n" + "\n".join(f"  {k:<{width}} : {v}" for k, v in rows) + "\n)"
+        return text_block("Run", self._headline())
 
     def _repr_html_(self) -> str:
-        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-                       f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
-                       for k, v in self._headline())
-        return f"<table><caption>energymc Run</caption>{body}</table>"
+        return html_table("energymc Run", self._headline())

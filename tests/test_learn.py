@@ -387,18 +387,3 @@ def test_cd_with_rbm_block_gibbs_raises_exact_likelihood(sampler):
     res = learner.run(jax.random.key(19), 200, data, init_params=params0, batch_size=100,
                       eval_every=200, eval_fn=loglik)
     assert res.history["eval"][-1] > loglik(params0) + 1.0  # nats per point
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("script", ["learn_toy2d.py", "learn_score2d.py", "learn_ood_digits.py"])
-def test_examples_run_quick(script, tmp_path):
-    import os
-    import pathlib
-    import subprocess
-    import sys
-
-    root = pathlib.Path(__file__).resolve().parents[1]
-    env = {**os.environ, "ENERGYMC_QUICK": "1", "ENERGYMC_EXAMPLES_OUT": str(tmp_path)}
-    subprocess.run([sys.executable, str(root / "examples" / script)], check=True, env=env,
-                   cwd=root, timeout=600)
-    assert list(tmp_path.glob("*.png"))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import html
 import math
 from typing import Any
 
 import numpy as np
+
+from energymc._display import html_table, text_block
 
 __all__ = ["LogZ"]
 
@@ -196,12 +197,7 @@ class LogZ:
         return rows
 
     def __repr__(self) -> str:
-        rows = self._rows()
-        width = max(len(k) for k, _ in rows)
-        return "LogZ(\n" + "\n".join(f"  {k:<{width}} : {v}" for k, v in rows) + "\n)"
+        return text_block("LogZ", self._rows())
 
     def _repr_html_(self) -> str:
-        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-                       f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
-                       for k, v in self._rows())
-        return f"<table><caption>energymc LogZ</caption>{body}</table>"
+        return html_table("energymc LogZ", self._rows())
