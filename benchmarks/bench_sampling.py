@@ -153,9 +153,10 @@ def main():
         result = {}
         for who, fn in contestants.items():
             _, first, _ = fn(0)
-            # Repeat calls: the median of three (one for NumPyro, which
-            # recompiles on every run) damps noise from other processes.
-            repeats = [fn(seed) for seed in ((1,) if who == "numpyro" else (1, 2, 3))]
+            # Repeat calls: the median of five seeds (one for NumPyro, which
+            # recompiles on every run); NUTS trajectory lengths vary by seed,
+            # so one seed's time says little.
+            repeats = [fn(seed) for seed in ((1,) if who == "numpyro" else (1, 2, 3, 4, 5))]
             xs, _, grads = repeats[0]
             repeat = float(np.median([r[1] for r in repeats]))
             ess = min_ess(xs)
