@@ -224,15 +224,18 @@ class ParamSpec:
         self.numpyro_style = numpyro_style
         self.transforms = transforms or {}
 
+    # A site's value may itself be a pytree (eqx_module / flax_module register a
+    # whole network's weights as one site); constraints act leaf by leaf.
     def to_user(self, internal):
         if not self.numpyro_style:
             return internal
-        return {k: self.transforms[k](v) for k, v in internal.items()}
+        return {k: jax.tree.map(self.transforms[k], v) for k, v in internal.items()}
 
     def to_internal(self, user):
         if not self.numpyro_style:
             return user
-        return {k: self.transforms[k].inv(jnp.asarray(v)) for k, v in user.items()}
+        return {k: jax.tree.map(lambda a, t=self.transforms[k]: t.inv(jnp.asarray(a)), v)
+                for k, v in user.items()}
 
     def user_energy(self, user_params, x, *extra):
         if not self.numpyro_style:
