@@ -1,4 +1,5 @@
-"""Helpers shared by the learning examples: a small MLP energy in plain JAX and 2-d toy sets."""
+"""Helpers shared by the examples: the quick switch, where pictures go, a small MLP
+energy in plain JAX and 2-d toy sets."""
 
 import os
 
@@ -60,6 +61,23 @@ def grid(lim=3.5, n=120):
     g = np.linspace(-lim, lim, n, dtype=np.float32)
     xx, yy = np.meshgrid(g, g)
     return np.stack([xx.ravel(), yy.ravel()], 1), xx, yy
+
+
+def quick_from_cli(doc: str) -> bool:
+    """``--quick`` on the command line or ``ENERGYMC_QUICK=1``: tiny sizes."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes")
+    return parser.parse_args().quick or QUICK
+
+
+def save_figure(fig, name):
+    """Save ``fig`` as ``name`` in the examples' output folder and say where."""
+    path = out_path(name)
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+    return path
 
 
 def out_path(name):

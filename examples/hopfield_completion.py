@@ -13,8 +13,6 @@ Writes ``examples/output/hopfield_completion.png``.
     ENERGYMC_QUICK=1 python examples/hopfield_completion.py     # or --quick
 """
 
-import argparse
-import os
 
 import jax.numpy as jnp
 import matplotlib
@@ -22,12 +20,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from _toy import quick_from_cli, save_figure  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
 import energymc as emc  # noqa: E402
 from energymc.models import Hopfield, ModernHopfield  # noqa: E402
-
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
 
 
 def low_overlap_digits(x, labels, classes):
@@ -99,14 +96,8 @@ def main(quick):
                 else:
                     ax.axis("off")
         sub.suptitle(title)
-    os.makedirs(OUT, exist_ok=True)
-    path = os.path.join(OUT, "hopfield_completion.png")
-    fig.savefig(path, dpi=110)
-    print(f"wrote {path}")
+    save_figure(fig, "hopfield_completion.png")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes")
-    args = parser.parse_args()
-    main(args.quick or os.environ.get("ENERGYMC_QUICK") == "1")
+    main(quick_from_cli(__doc__))

@@ -12,8 +12,6 @@ Writes ``examples/output/ising_transition.png``.
     ENERGYMC_QUICK=1 python examples/ising_transition.py     # or --quick
 """
 
-import argparse
-import os
 import time
 
 import matplotlib
@@ -21,11 +19,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from _toy import quick_from_cli, save_figure  # noqa: E402
 
 import energymc as emc  # noqa: E402
 from energymc.models import Ising, critical_beta, onsager_magnetization  # noqa: E402
-
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
 
 
 def main(quick):
@@ -71,14 +68,8 @@ def main(quick):
         ax.set_xlabel("inverse temperature beta")
         ax.legend()
     fig.tight_layout()
-    os.makedirs(OUT, exist_ok=True)
-    path = os.path.join(OUT, "ising_transition.png")
-    fig.savefig(path, dpi=110)
-    print(f"wrote {path}")
+    save_figure(fig, "ising_transition.png")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes")
-    args = parser.parse_args()
-    main(args.quick or os.environ.get("ENERGYMC_QUICK") == "1")
+    main(quick_from_cli(__doc__))

@@ -12,8 +12,6 @@ from noise) and the held-out log-likelihood along training.
     ENERGYMC_QUICK=1 python examples/rbm_digits.py     # or --quick: tiny sizes
 """
 
-import argparse
-import os
 import time
 
 import jax
@@ -24,12 +22,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import numpyro  # noqa: E402
 import optax  # noqa: E402
+from _toy import quick_from_cli, save_figure  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
 import energymc as emc  # noqa: E402
 from energymc.models import RBM  # noqa: E402
-
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
 
 
 def image_grid(ax, images, rows, title):
@@ -84,14 +81,8 @@ def main(quick):
     axes[2].set_ylabel("exact test log-likelihood (nats/image)")
     axes[2].set_title("held-out log-likelihood")
     fig.tight_layout()
-    os.makedirs(OUT, exist_ok=True)
-    path = os.path.join(OUT, "rbm_digits.png")
-    fig.savefig(path, dpi=110)
-    print(f"wrote {path}")
+    save_figure(fig, "rbm_digits.png")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes")
-    args = parser.parse_args()
-    main(args.quick or os.environ.get("ENERGYMC_QUICK") == "1")
+    main(quick_from_cli(__doc__))
