@@ -273,26 +273,33 @@ def _is_numpyro_dist(obj: Any) -> bool:
     return isinstance(obj, npd.Distribution)
 
 
-def fit_gaussian(flat_draws) -> GaussianReference:
+def fit_gaussian(flat_draws, widen=None) -> GaussianReference:
     """A Gaussian fitted to ``(n, dim)`` draws (dense when ``n >= 10 dim``, else
-    diagonal), widened by 10% to cover the tails.
+    diagonal), its standard deviations widened to cover the tails.
 
     Widening keeps ``q0`` from being lighter-tailed than the target, which
-    would make the importance weights heavy-tailed.
+    would make the importance weights heavy-tailed. It also lengthens the
+    annealing path: widening every sd by a factor ``c`` costs about
+    ``dim (c - 1)^2`` nats of KL divergence, 1 nat for 10% in 100
+    dimensions. So the default factor is ``1 + min(0.1, sqrt(0.1 / dim))``:
+    10% up to 10 dimensions, then shrinking so that the widening adds about
+    0.1 nat whatever the dimension.
     """
     x = np.asarray(flat_draws, dtype=float).reshape(-1, np.shape(flat_draws)[-1])
     n, dim = x.shape
+    if widen is None:
+        widen = 1.0 + min(0.1, math.sqrt(0.1 / dim))
     mean = x.mean(axis=0)
     dtype = jnp.result_type(float)
     if n < 10 * dim:
         # Too few draws for a dense covariance (its noise would add to every
         # weight); a diagonal fit is steadier.
-        sd = np.sqrt(np.var(x, axis=0) + 1e-12) * 1.1
+        sd = np.sqrt(np.var(x, axis=0) + 1e-12) * widen
         return GaussianReference(jnp.asarray(mean, dtype), jnp.asarray(sd, dtype))
     cov = np.atleast_2d(np.cov(x, rowvar=False))
     # Shrink towards the diagonal (as Stan's warmup does) so a short pilot run
     # cannot give a singular or badly conditioned covariance.
     shrink = 5.0 / (n + 5.0)
     cov = (1 - shrink) * cov + shrink * np.diag(np.diag(cov)) + 1e-6 * np.eye(dim)
-    chol = np.linalg.cholesky(cov * 1.1**2)
+    chol = np.linalg.cholesky(cov * widen**2)
     return GaussianReference(jnp.asarray(mean, dtype), jnp.asarray(chol, dtype))
