@@ -102,7 +102,8 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         ``target_accept``, ``adapt_mass``, ``min_ess``, ``max_stages``.
         BDMC adds ``samples`` (exact target draws; otherwise a long
         ``sample_method`` run, only approximately exact). SMC: ``particles``,
-        ``target_ess``, ``kernel``, ``mcmc_steps``, ``waste_free``. Nested:
+        ``target_ess``, ``kernel``, ``mcmc_steps``, ``waste_free``,
+        ``min_families`` (flag below this many effective surviving lineages). Nested:
         ``live_points``, ``num_inner_steps``, ``tol``. PT: ``replicas``,
         ``draws``, ``warmup``, ``kernel``.
 
