@@ -38,7 +38,10 @@ class Run:
         ``(chains,)``, ``inverse_mass_matrix`` ``(chains, dim)`` or
         ``(chains, dim, dim)``, ...) and ``trace`` (per warmup step).
     timing
-        Wall-clock seconds of warmup and sampling (compilation included).
+        Wall-clock seconds, compilation included: ``total_s``, and separately
+        ``warmup_s`` and ``sampling_s`` when the run was cut into chunks (a
+        progress bar or ``callback``). Without either, warmup and sampling
+        are one compiled call and only ``total_s`` is known.
     """
 
     def __init__(self, *, target, method, seed, options, chains, warmup_steps, thin,
@@ -148,9 +151,11 @@ class Run:
         if "step_size" in self.warmup["params"]:
             ss = np.atleast_1d(self.warmup["params"]["step_size"])
             rows.append(("step size", ", ".join(f"{s:.3g}" for s in ss)))
-        if self.timing:
-            rows.append(("time", f"warmup {self.timing.get('warmup_s', 0):.2f}s, "
-                                 f"sampling {self.timing.get('sampling_s', 0):.2f}s"))
+        if "warmup_s" in self.timing:
+            rows.append(("time", f"warmup {self.timing['warmup_s']:.2f}s, "
+                                 f"sampling {self.timing['sampling_s']:.2f}s"))
+        elif self.timing:
+            rows.append(("time", f"{self.timing['total_s']:.2f}s (warmup and sampling)"))
         return rows
 
     def __repr__(self) -> str:

@@ -67,55 +67,56 @@ def _check_target(target) -> Energy:
     raise EnergyError(f"sample() needs an emc.Energy; got {type(target).__name__}.")
 
 
-def _initial_positions(target: Energy, chains: int, init, key) -> jax.Array:
-    """Flat starting points ``(chains, dim)``.
+def _init_layout(target: Energy, chains: int, init) -> str:
+    """How ``init`` gives the starting points: ``"none"``, ``"shared"`` or ``"per_chain"``.
 
     ``init`` may be one point shaped like ``target.init`` (every chain starts
-    there) or ``(chains, *shape)`` per leaf. With ``init=None``, real targets
-    start at ``target.init`` jittered by U(-1, 1) per coordinate (falling back
-    to ``target.init`` where the jittered point has no finite energy), and
-    binary or spin targets at uniformly random states.
+    there) or ``(chains, *shape)`` per leaf; anything else is an error, raised
+    here on the host before anything compiles.
     """
-    if init is not None:
-        try:
-            leaves_init = jax.tree.leaves(init)
-            tdef = jax.tree.structure(init)
-        except Exception as exc:  # pragma: no cover - jax accepts any pytree
-            raise EnergyError(f"init= could not be read as a pytree: {exc}") from exc
-        if tdef != jax.tree.structure(target.init):
-            raise EnergyError(
-                f"init= has structure {tdef}, the target has {jax.tree.structure(target.init)}."
-            )
-        ref = jax.tree.leaves(target.init)
-        shapes = [np.shape(a) for a in leaves_init]
-        if all(s == r.shape for s, r in zip(shapes, ref, strict=True)):
-            flat = target.ravel(init)
-            return jnp.broadcast_to(flat, (chains, target.dim))
-        if all(s == (chains, *r.shape) for s, r in zip(shapes, ref, strict=True)):
-            return jax.vmap(target.ravel)(init)
+    if init is None:
+        return "none"
+    try:
+        leaves_init = jax.tree.leaves(init)
+        tdef = jax.tree.structure(init)
+    except Exception as exc:  # pragma: no cover - jax accepts any pytree
+        raise EnergyError(f"init= could not be read as a pytree: {exc}") from exc
+    if tdef != jax.tree.structure(target.init):
         raise EnergyError(
-            f"init= has leaf shapes {shapes}; with chains={chains} they must be either "
-            f"{[r.shape for r in ref]} (one start for all chains) or "
-            f"{[(chains, *r.shape) for r in ref]} (one start per chain)."
+            f"init= has structure {tdef}, the target has {jax.tree.structure(target.init)}."
         )
-    keys = jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(chains))
+    ref = jax.tree.leaves(target.init)
+    shapes = [np.shape(a) for a in leaves_init]
+    if all(s == r.shape for s, r in zip(shapes, ref, strict=True)):
+        return "shared"
+    if all(s == (chains, *r.shape) for s, r in zip(shapes, ref, strict=True)):
+        return "per_chain"
+    raise EnergyError(
+        f"init= has leaf shapes {shapes}; with chains={chains} they must be either "
+        f"{[r.shape for r in ref]} (one start for all chains) or "
+        f"{[(chains, *r.shape) for r in ref]} (one start per chain)."
+    )
+
+
+def _start_positions(key, init, *, target: Energy, chains: int, layout: str) -> jax.Array:
+    """Flat starting points ``(chains, dim)`` (traced).
+
+    With no ``init``, real targets start at ``target.init`` jittered by
+    U(-1, 1) per coordinate (U(-2, 2) around NumPyro's own init for NumPyro
+    targets), falling back to ``target.init`` where the jittered point has no
+    finite energy; binary and spin targets start at uniformly random states.
+    """
+    if layout == "shared":
+        return jnp.broadcast_to(target.ravel(init), (chains, target.dim))
+    if layout == "per_chain":
+        return jax.vmap(target.ravel)(init)
+    keys = _chain_keys(jax.random.fold_in(key, _INIT_KEY), chains)
     x0 = target.flat_init
     if target.support == "binary":
         return jax.vmap(lambda k: jax.random.bernoulli(k, 0.5, x0.shape).astype(x0.dtype))(keys)
     if target.support == "spin":
         return jax.vmap(lambda k: jax.random.rademacher(k, x0.shape, dtype=x0.dtype))(keys)
-    if target.is_numpyro:
-        # numpyro's own init (init_to_uniform in the unconstrained space) is x0;
-        # jitter as numpyro does, within (-2, 2) around it.
-        jitter = 2.0
-    else:
-        jitter = 1.0
-    return _jittered_starts(keys, x0, jitter, target=target)
-
-
-@partial(jax.jit, static_argnames=("target",))
-def _jittered_starts(keys, x0, jitter, *, target):
-    """``x0 + U(-jitter, jitter)``, or ``x0`` where that start has no finite energy."""
+    jitter = 2.0 if target.is_numpyro else 1.0
     noise = jax.vmap(lambda k: jax.random.uniform(k, x0.shape, x0.dtype, -1.0, 1.0))(keys)
     starts = x0 + noise * jitter
     ok = jax.vmap(lambda z: jnp.isfinite(target.flat_logdensity(z)))(starts)
@@ -126,21 +127,28 @@ def _chain_keys(key, chains):
     return jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(chains))
 
 
-@partial(jax.jit, static_argnames=("target", "kernel", "options", "num_steps"))
-def _warmup(keys, positions, *, target, kernel, options, num_steps):
-    return jax.vmap(lambda k, x: kernel.warmup(k, x, target.flat_logdensity, num_steps, options))(
-        keys, positions)
+def _begin(key, init, params, *, target, kernel, options, chains, layout, warmup, adapt):
+    """Starting points, then warmup: ``(states, params, warmup_trace)`` (traced).
+
+    With ``adapt`` the kernel's warmup tunes ``params``; without, the given
+    ``params`` are used and ``warmup`` untuned steps are run as burn-in.
+    """
+    positions = _start_positions(key, init, target=target, chains=chains, layout=layout)
+    warm_keys = _chain_keys(jax.random.fold_in(key, _WARMUP_KEY), chains)
+    if adapt and warmup > 0:
+        return jax.vmap(
+            lambda k, x: kernel.warmup(k, x, target.flat_logdensity, warmup, options))(
+                warm_keys, positions)
+    states = jax.vmap(lambda k, x, p: kernel.init(k, x, target.flat_logdensity, p, options))(
+        warm_keys, positions, params)
+    if warmup > 0:
+        states, _, _ = _advance(states, params, warm_keys, 0, target=target, kernel=kernel,
+                                options=options, num_draws=warmup, thin=1)
+    return states, params, {}
 
 
-@partial(jax.jit, static_argnames=("target", "kernel", "options"))
-def _init_states(keys, positions, params, *, target, kernel, options):
-    return jax.vmap(lambda k, x, p: kernel.init(k, x, target.flat_logdensity, p, options))(
-        keys, positions, params)
-
-
-@partial(jax.jit, static_argnames=("target", "kernel", "options", "num_draws", "thin"))
-def _sample_chunk(states, params, chain_keys, start, *, target, kernel, options, num_draws, thin):
-    """Advance every chain by ``num_draws * thin`` steps, keeping every ``thin``-th.
+def _advance(states, params, chain_keys, start, *, target, kernel, options, num_draws, thin):
+    """Advance every chain by ``num_draws * thin`` steps, keeping every ``thin``-th (traced).
 
     Returns the new states, positions ``(chains, num_draws, dim)`` and stats
     ``(chains, num_draws)``.
@@ -152,6 +160,9 @@ def _sample_chunk(states, params, chain_keys, start, *, target, kernel, options,
                 k = jax.random.fold_in(chain_key, (start + i) * thin + j)
                 return kernel.step(k, s, target.flat_logdensity, p, options)
 
+            if thin == 1:
+                state, kept = step(state, 0)
+                return state, (state.position, kept)
             state, stats = jax.lax.scan(step, state, jnp.arange(thin))
             kept = {k: v[-1] for k, v in stats.items()}
             # Trouble anywhere in the thinned stretch is still trouble.
@@ -163,6 +174,37 @@ def _sample_chunk(states, params, chain_keys, start, *, target, kernel, options,
         return state, positions, stats
 
     return jax.vmap(one_chain)(states, params, chain_keys)
+
+
+_STATIC = ("target", "kernel", "options", "chains", "layout", "warmup", "adapt")
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _begin_compiled(key, init, params, **static):
+    return _begin(key, init, params, **static)
+
+
+@partial(jax.jit, static_argnames=("target", "kernel", "options", "chains", "num_draws", "thin"))
+def _sample_chunk(states, params, key, start, *, target, kernel, options, chains, num_draws,
+                  thin):
+    """One chunk of the sampling loop; chain keys derive from the run's ``key``."""
+    chain_keys = _chain_keys(jax.random.fold_in(key, _SAMPLE_KEY), chains)
+    return _advance(states, params, chain_keys, start, target=target, kernel=kernel,
+                    options=options, num_draws=num_draws, thin=thin)
+
+
+@partial(jax.jit, static_argnames=(*_STATIC, "draws", "thin"))
+def _whole_run(key, init, params, *, draws, thin, **static):
+    """Starts, warmup and every draw in one compiled call (no progress meter).
+
+    Returns ``(states, params, warmup_trace, positions, stats)``.
+    """
+    states, params, trace = _begin(key, init, params, **static)
+    chain_keys = _chain_keys(jax.random.fold_in(key, _SAMPLE_KEY), static["chains"])
+    states, positions, stats = _advance(
+        states, params, chain_keys, 0, target=static["target"], kernel=static["kernel"],
+        options=static["options"], num_draws=draws, thin=thin)
+    return states, params, trace, positions, stats
 
 
 def _chunking(draws: int, chunked: bool) -> list[int]:
@@ -210,6 +252,11 @@ def _fixed_params(kernel, dim, options, chains):
                 f"inverse_mass_matrix has shape {imm.shape}; for this target it must be {want}."
             )
     return jax.tree.map(lambda a: jnp.broadcast_to(a, (chains, *jnp.shape(a))), params)
+
+
+def _new_run(target, method, seed, opts, chains, warmup, thin, params, warmup_trace) -> Run:
+    return Run(target=target, method=method, seed=seed, options=dict(opts), chains=chains,
+               warmup_steps=warmup, thin=thin, warmup_params=params, warmup_trace=warmup_trace)
 
 
 def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int = 1000,
@@ -279,46 +326,46 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
         )
     if adapt and warmup == 0:
         params = _fixed_params(kernel, target.dim, opts, chains)
-    positions = _initial_positions(target, chains, init, jax.random.fold_in(key, _INIT_KEY))
+    layout = _init_layout(target, chains, init)
 
     meter = make_meter(progress)
-    static = dict(target=target, kernel=kernel, options=opts)
-    warm_keys = _chain_keys(jax.random.fold_in(key, _WARMUP_KEY), chains)
-    sample_keys = _chain_keys(jax.random.fold_in(key, _SAMPLE_KEY), chains)
-    timing = {}
-    warmup_trace = {}
+    static = dict(target=target, kernel=kernel, options=opts, chains=chains, layout=layout,
+                  warmup=warmup, adapt=adapt and warmup > 0)
+    chunked = meter.active or callback is not None
     t0 = time.perf_counter()
-    if adapt and warmup > 0:
+    if not chunked:
+        # Nothing to report between steps: one compiled call, no host round trips.
+        states, params, warmup_trace, pos, stats = _whole_run(key, init, params, draws=draws,
+                                                               thin=thin, **static)
+        jax.block_until_ready(states)
+        timing = {"total_s": time.perf_counter() - t0}
+        run = _new_run(target, method, seed, opts, chains, warmup, thin, params, warmup_trace)
+        run._append(pos, stats)
+    else:
         meter.start(warmup, f"{method} warmup")
-        states, params, warmup_trace = _warmup(warm_keys, positions, num_steps=warmup, **static)
+        states, params, warmup_trace = _begin_compiled(key, init, params, **static)
         jax.block_until_ready(states)
         meter.update(warmup, {})
         meter.close()
-    else:
-        states = _init_states(warm_keys, positions, params, **static)
-        if warmup > 0:  # untuned burn-in with the user's parameters
-            states, _, _ = _sample_chunk(states, params, warm_keys, 0, num_draws=warmup,
-                                         thin=1, **static)
-    timing["warmup_s"] = time.perf_counter() - t0
-
-    run = Run(target=target, method=method, seed=seed, options=dict(opts), chains=chains,
-              warmup_steps=warmup, thin=thin, warmup_params=params, warmup_trace=warmup_trace)
-    t1 = time.perf_counter()
-    lengths = _chunking(draws, chunked=meter.active or callback is not None)
-    meter.start(draws, method)
-    done = 0
-    for length in lengths:
-        states, pos, stats = _sample_chunk(states, params, sample_keys, done, num_draws=length,
-                                           thin=thin, **static)
-        run._append(pos, stats)
-        done += length
-        if meter.active:
-            meter.update(length, run._progress_postfix())
-        if callback is not None:
-            callback(run)
-    jax.block_until_ready(states)
-    meter.close()
-    timing["sampling_s"] = time.perf_counter() - t1
+        timing = {"warmup_s": time.perf_counter() - t0}
+        run = _new_run(target, method, seed, opts, chains, warmup, thin, params, warmup_trace)
+        t1 = time.perf_counter()
+        meter.start(draws, method)
+        done = 0
+        for length in _chunking(draws, chunked=True):
+            states, pos, stats = _sample_chunk(states, params, key, done, target=target,
+                                               kernel=kernel, options=opts, chains=chains,
+                                               num_draws=length, thin=thin)
+            run._append(pos, stats)
+            done += length
+            if meter.active:
+                meter.update(length, run._progress_postfix())
+            if callback is not None:
+                callback(run)
+        jax.block_until_ready(states)
+        meter.close()
+        timing["sampling_s"] = time.perf_counter() - t1
+        timing["total_s"] = time.perf_counter() - t0
     run._finish(states, timing)
     if run.num_divergent and kernel.name in ("nuts", "hmc"):
         warnings.warn(f"{run.num_divergent} divergent transitions after warmup; "
