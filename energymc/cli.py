@@ -81,7 +81,8 @@ def _cmd_sample(args) -> int:
 
     target = _target_from_args(args)
     run = emc.sample(target, args.method, chains=args.chains, draws=args.draws,
-                     warmup=args.warmup, seed=args.seed, **_method_options(args.option))
+                     warmup=args.warmup, seed=args.seed, checkpoint=args.checkpoint,
+                     **_method_options(args.option))
     print(run)
     print(emc.diagnose(run, max_rows=10))
     if args.out:
@@ -182,6 +183,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--draws", type=int, default=1000)
     s.add_argument("--warmup", type=int, default=1000)
     s.add_argument("--out", help="write the run to this netCDF file")
+    s.add_argument("--checkpoint", metavar="DIR",
+                   help="stream the run to DIR as it goes; rerunning the same command "
+                        "resumes an interrupted run from there")
     s.set_defaults(func=_cmd_sample)
 
     d = sub.add_parser("diagnose", help="diagnose a run saved as netCDF")

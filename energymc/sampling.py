@@ -13,7 +13,9 @@ the run is cut into chunks nor on how many other chains run beside it.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -254,6 +256,87 @@ def _fixed_params(kernel, dim, options, chains):
     return jax.tree.map(lambda a: jnp.broadcast_to(a, (chains, *jnp.shape(a))), params)
 
 
+def _as_checkpoint(checkpoint):
+    if checkpoint is None or hasattr(checkpoint, "append"):
+        return checkpoint
+    if isinstance(checkpoint, (str, os.PathLike)):
+        from energymc.io import Checkpoint  # host-side hook, built only when asked for
+
+        return Checkpoint(checkpoint)
+    raise OptionError(f"checkpoint must be a directory path or an energymc.io.Checkpoint; "
+                      f"got {type(checkpoint).__name__}.")
+
+
+def _fingerprint(static, seed, thin) -> dict:
+    """What identifies a run for resuming: everything that changes its draws but ``draws``."""
+    target = static["target"]
+    if isinstance(seed, jax.Array):
+        seed = np.asarray(jax.random.key_data(seed)).tolist()
+    options = {k: (np.asarray(v).tolist() if hasattr(v, "__array__") else
+                   v if isinstance(v, (int, float, str, bool, type(None))) else repr(v))
+               for k, v in static["options"]}
+    fp = {"target": target.name, "dim": target.dim, "support": target.support,
+          "method": static["kernel"].name, "options": options, "seed": seed,
+          "chains": static["chains"], "warmup": static["warmup"], "adapt": static["adapt"],
+          "thin": thin}
+    return json.loads(json.dumps(fp))  # as it reads back from disk (tuples -> lists)
+
+
+def _chunked_run(key, init, params, static, ckpt, meter, callback, *, method, seed, draws,
+                 thin, t0) -> Run:
+    """Warmup, then draws in compiled chunks with host work (progress, callback,
+    checkpoint) between them."""
+    target, kernel, opts, chains = (static[k] for k in ("target", "kernel", "options", "chains"))
+    saved = None
+    if ckpt is not None:
+        like = jax.eval_shape(partial(_begin, **static), key, init, params)
+        saved = ckpt.load(_fingerprint(static, seed, thin), like)
+    timing = {}
+    if saved is None:
+        meter.start(static["warmup"], f"{method} warmup")
+        states, params, warmup_trace = _begin_compiled(key, init, params, **static)
+        jax.block_until_ready(states)
+        meter.update(static["warmup"], {})
+        meter.close()
+        if ckpt is not None:
+            ckpt.start(states, params, warmup_trace)
+        done = 0
+    else:
+        states, params, warmup_trace = saved["states"], saved["params"], saved["warmup_trace"]
+        done = saved["done"]
+        if done > draws:
+            raise OptionError(f"checkpoint {ckpt.path!r} already holds {done} draws per chain, "
+                              f"more than draws={draws}; pass draws>={done}.")
+        ckpt.resumed(params, warmup_trace)
+    timing["warmup_s"] = time.perf_counter() - t0
+    run = _new_run(target, method, seed, opts, chains, static["warmup"], thin, params,
+                   warmup_trace)
+    if saved is not None:
+        for pos, stats in saved["chunks"]:
+            run._append(pos, stats)
+    t1 = time.perf_counter()
+    meter.start(draws - done, method if not done else f"{method} (resumed at draw {done})")
+    for length in _chunking(draws - done, chunked=True) if draws > done else []:
+        states, pos, stats = _sample_chunk(states, params, key, done, target=target,
+                                           kernel=kernel, options=opts, chains=chains,
+                                           num_draws=length, thin=thin)
+        run._append(pos, stats)
+        if ckpt is not None:
+            ckpt.append(done, pos, stats, states)
+        done += length
+        if meter.active:
+            meter.update(length, run._progress_postfix())
+        if callback is not None:
+            run.last_state = states
+            callback(run)
+    jax.block_until_ready(states)
+    meter.close()
+    timing["sampling_s"] = time.perf_counter() - t1
+    timing["total_s"] = time.perf_counter() - t0
+    run._finish(states, timing)
+    return run
+
+
 def _new_run(target, method, seed, opts, chains, warmup, thin, params, warmup_trace) -> Run:
     return Run(target=target, method=method, seed=seed, options=dict(opts), chains=chains,
                warmup_steps=warmup, thin=thin, warmup_params=params, warmup_trace=warmup_trace)
@@ -262,7 +345,8 @@ def _new_run(target, method, seed, opts, chains, warmup, thin, params, warmup_tr
 def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int = 1000,
            warmup: int = 1000, seed: Any = 0, init: Any = None, thin: int = 1,
            progress: Any = None, adapt: bool = True,
-           callback: Callable[[Run], None] | None = None, **options) -> Run:
+           callback: Callable[[Run], None] | None = None, checkpoint: Any = None,
+           **options) -> Run:
     """Draw from ``exp(-E(x))`` with a BlackJAX (or discrete) kernel.
 
     Parameters
@@ -291,6 +375,11 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
         ``step_size=`` (and ``L=`` for mclmc); warmup steps then run untuned.
     callback
         Called on the host after each chunk with the partial :class:`Run`.
+    checkpoint
+        A directory path or an :class:`energymc.io.Checkpoint`: the run is
+        written there after warmup and after every chunk, and a later call
+        with the same arguments resumes from it (same draws as an
+        uninterrupted run; a larger ``draws`` extends a finished one).
     **options
         Method options (``dense_mass``, ``target_accept``,
         ``max_num_doublings``, ``num_integration_steps``, ...). An unknown one
@@ -331,7 +420,8 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
     meter = make_meter(progress)
     static = dict(target=target, kernel=kernel, options=opts, chains=chains, layout=layout,
                   warmup=warmup, adapt=adapt and warmup > 0)
-    chunked = meter.active or callback is not None
+    ckpt = _as_checkpoint(checkpoint)
+    chunked = meter.active or callback is not None or ckpt is not None
     t0 = time.perf_counter()
     if not chunked:
         # Nothing to report between steps: one compiled call, no host round trips.
@@ -341,32 +431,10 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
         timing = {"total_s": time.perf_counter() - t0}
         run = _new_run(target, method, seed, opts, chains, warmup, thin, params, warmup_trace)
         run._append(pos, stats)
+        run._finish(states, timing)
     else:
-        meter.start(warmup, f"{method} warmup")
-        states, params, warmup_trace = _begin_compiled(key, init, params, **static)
-        jax.block_until_ready(states)
-        meter.update(warmup, {})
-        meter.close()
-        timing = {"warmup_s": time.perf_counter() - t0}
-        run = _new_run(target, method, seed, opts, chains, warmup, thin, params, warmup_trace)
-        t1 = time.perf_counter()
-        meter.start(draws, method)
-        done = 0
-        for length in _chunking(draws, chunked=True):
-            states, pos, stats = _sample_chunk(states, params, key, done, target=target,
-                                               kernel=kernel, options=opts, chains=chains,
-                                               num_draws=length, thin=thin)
-            run._append(pos, stats)
-            done += length
-            if meter.active:
-                meter.update(length, run._progress_postfix())
-            if callback is not None:
-                callback(run)
-        jax.block_until_ready(states)
-        meter.close()
-        timing["sampling_s"] = time.perf_counter() - t1
-        timing["total_s"] = time.perf_counter() - t0
-    run._finish(states, timing)
+        run = _chunked_run(key, init, params, static, ckpt, meter, callback,
+                           method=method, seed=seed, draws=draws, thin=thin, t0=t0)
     if run.num_divergent and kernel.name in ("nuts", "hmc"):
         warnings.warn(f"{run.num_divergent} divergent transitions after warmup; "
                       "see emc.diagnose(run).", EnergymcWarning, stacklevel=2)

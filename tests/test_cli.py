@@ -28,9 +28,12 @@ def energy_file(tmp_path):
 
 def test_sample_then_diagnose_round_trip(energy_file, tmp_path, capsys):
     out = str(tmp_path / "run.nc")
+    ckpt = str(tmp_path / "ckpt")
     status = main(["sample", f"{energy_file}:quadratic", "--dim", "3", "--method", "mala",
-                   "--chains", "2", "--draws", "200", "--warmup", "200", "--out", out])
+                   "--chains", "2", "--draws", "200", "--warmup", "200", "--out", out,
+                   "--checkpoint", ckpt])
     assert status == 0 and os.path.exists(out)
+    assert os.path.exists(os.path.join(ckpt, "state.npz"))
     printed = capsys.readouterr().out
     assert "method          : mala" in printed and "Diagnosis" in printed
     status = main(["diagnose", out])
@@ -54,6 +57,7 @@ def test_logz_command(energy_file, capsys):
     (["sample", "{file}:quadratic", "--dim", "2", "--method", "nope"], "valid methods are"),
     (["sample", "{file}:quadratic", "--dim", "0"], "--dim must be >= 1"),
     (["diagnose", "nothing.nc"], "no such file"),
+    (["sample", "{file}:quadratic", "--dim", "2", "--checkpoint", "{file}"], "is a file"),
 ])
 def test_bad_arguments_give_one_line_and_exit_2(argv, message, energy_file, capsys):
     argv = [a.replace("{file}", energy_file) for a in argv]
