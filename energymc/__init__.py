@@ -6,7 +6,7 @@ from data, and diagnose chains with ArviZ.
 
 __version__ = "0.1.0"
 
-from energymc import exact, learn, models
+from energymc import exact, io, learn, models
 from energymc.diagnostics import Diagnosis, diagnose, plot_rank, plot_trace, summary
 from energymc.energy import Energy
 from energymc.errors import EnergyError, EnergymcError, EnergymcWarning, OptionError
@@ -26,6 +26,7 @@ __all__ = [
     "__version__",
     "diagnose",
     "exact",
+    "io",
     "learn",
     "log_partition",
     "models",
