@@ -41,7 +41,7 @@ def main():
         runs[method] = run
         diagnosis = emc.diagnose(run)
         print(f"\n--- {method}: {run.num_draws} draws x {run.chains} chains, "
-              f"{run.timing['warmup_s'] + run.timing['sampling_s']:.1f}s")
+              f"{run.timing['total_s']:.1f}s")
         print(diagnosis)
 
     best = runs["nuts"]
