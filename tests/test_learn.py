@@ -433,3 +433,55 @@ def test_heldout_likelihood_by_ais_through_eval_fn():
     for log_z, exact, stderr in seen:  # AIS agrees with the Gaussian's analytic log Z
         assert abs(log_z - exact) < max(0.05, 4 * stderr), (log_z, exact, stderr)
     assert res.history["eval"][-1] > res.history["eval"][0]
+
+
+def test_cd_ema_is_the_debiased_moving_average_of_the_iterates():
+    """ema= averages the iterates without touching them: the raw iterates equal
+    those of a learner without averaging (same key), and result.params and
+    eval_fn get sum_s d^(t-s) (1-d) theta_s / (1 - d^t), computed here by hand."""
+    from energymc.models import RBM
+
+    rbm = RBM(6, 3)
+    data = (np.random.default_rng(3).uniform(size=(120, 6)) < 0.3).astype(np.float32)
+    params0 = rbm.init_params(jax.random.key(0), data)
+    d, steps = 0.8, 12
+
+    def make(ema):
+        return learn.CD(rbm.free_energy, optim.Adam(5e-2), k=1, persistent=True,
+                        sampler=rbm.block_gibbs, ema=ema)
+
+    plain, avg = make(None), make(d)
+    s_plain = plain.init(jax.random.key(1), data, params0, batch_size=40)
+    s_avg = avg.init(jax.random.key(1), data, params0, batch_size=40)
+    assert s_plain.average is None and float(s_avg.average["weight"]) == 0.0
+    # Before any update the "average" is the initial point.
+    np.testing.assert_allclose(avg.get_params(s_avg)["W"], params0["W"])
+    upd_plain, upd_avg = jax.jit(plain.update), jax.jit(avg.update)
+    iterates = []
+    for t in range(steps):
+        batch = data[(40 * t) % 120:(40 * t) % 120 + 40]
+        s_plain, _ = upd_plain(s_plain, batch)
+        s_avg, _ = upd_avg(s_avg, batch)
+        raw = avg.get_params(s_avg, average=False)
+        np.testing.assert_allclose(raw["W"], plain.get_params(s_plain)["W"], rtol=1e-6)
+        iterates.append(raw)
+    w = (1 - d) * d ** np.arange(steps - 1, -1, -1)
+    for name in ("W", "b", "c"):
+        stack = np.stack([np.asarray(p[name]) for p in iterates])
+        want = np.tensordot(w, stack, axes=1) / w.sum()
+        np.testing.assert_allclose(avg.get_params(s_avg)[name], want, rtol=1e-5, atol=1e-6)
+        # ...and it is not simply the last iterate.
+        assert np.max(np.abs(want - stack[-1])) > 1e-3
+
+    seen = []
+    res = avg.run(jax.random.key(2), 10, data, init_params=params0, batch_size=40,
+                  eval_every=10, eval_fn=lambda p: seen.append(p) or 0.0)
+    np.testing.assert_allclose(seen[0]["W"], res.params["W"])
+    assert np.max(np.abs(res.params["W"] - avg.get_params(res.state, average=False)["W"])) > 1e-4
+    # A state without an average (from a learner without ema) continues with a fresh one.
+    cont = avg.run(jax.random.key(3), 5, data, init_state=s_plain, batch_size=40)
+    assert float(cont.state.average["weight"]) == pytest.approx(1 - d**5, rel=1e-5)
+    with pytest.raises(emc.OptionError, match="ema must be None or a decay"):
+        make(1.0)
+    with pytest.raises(emc.OptionError, match="ema must be None or a decay"):
+        make("fast")

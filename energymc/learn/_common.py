@@ -45,11 +45,17 @@ class LearnState(NamedTuple):
     extra
         Method-specific state: persistent chains or a replay buffer (CD), the
         fitted noise distribution (NCE); an empty dict otherwise.
+    average
+        With parameter averaging (``CD(..., ema=decay)``): ``{"sum": pytree,
+        "weight": scalar}``, the exponentially weighted sum of the internal
+        parameters after each update and the sum of the weights, so that
+        ``sum / weight`` is the debiased moving average. ``None`` otherwise.
     """
 
     optim_state: Any
     key: jax.Array
     extra: Any
+    average: Any = None
 
 
 @dataclass
@@ -112,6 +118,28 @@ def check_positive(name: str, value, *, allow_zero: bool = False) -> float:
         bound = ">= 0" if allow_zero else "> 0"
         raise OptionError(f"{name} must be a finite number {bound}; got {value!r}.")
     return v
+
+
+def check_ema(ema) -> float | None:
+    """``None`` or a decay in ``[0, 1)`` for parameter averaging."""
+    if ema is None:
+        return None
+    try:
+        v = float(ema)
+    except (TypeError, ValueError):
+        raise OptionError(f"ema must be None or a decay in [0, 1); got {ema!r}.") from None
+    if isinstance(ema, bool) or not 0.0 <= v < 1.0:
+        raise OptionError(
+            f"ema must be None or a decay in [0, 1), e.g. ema=0.99 (an average over about the "
+            f"last 100 updates); got {ema!r}.")
+    return v
+
+
+def _averaged(average, internal):
+    """``sum / weight`` of an average; the current ``internal`` before any update."""
+    w = average["weight"]
+    safe = jnp.where(w > 0, w, 1.0)
+    return jax.tree.map(lambda a, p: jnp.where(w > 0, a / safe, p), average["sum"], internal)
 
 
 def check_optim(optim) -> None:
@@ -286,7 +314,7 @@ class LearnerBase:
     _name = "learn"
     _history_keys: tuple = ("loss", "grad_norm", "energy_data")
 
-    def __init__(self, energy_fn: Callable, optim):
+    def __init__(self, energy_fn: Callable, optim, *, ema: float | None = None):
         if not callable(energy_fn):
             raise EnergyError(
                 f"energy_fn must be a callable energy_fn(params, x) -> scalar; got "
@@ -295,6 +323,7 @@ class LearnerBase:
         check_optim(optim)
         self.energy_fn = energy_fn
         self.optim = optim
+        self.ema = check_ema(ema)
         n = _n_positional(energy_fn)
         # One argument (two for a noise-conditional energy): a NumPyro-style
         # energy whose parameters are numpyro.param sites.
@@ -367,9 +396,23 @@ class LearnerBase:
         check_energy_output(out, what, x0.shape)
         return spec, internal
 
-    def get_params(self, state: LearnState):
-        """The current parameters in the user's form."""
-        return self._spec.to_user(self._model_params(self.optim.get_params(state.optim_state)))
+    def get_params(self, state: LearnState, average: bool = True):
+        """The parameters in the user's form.
+
+        Parameters
+        ----------
+        state
+            A :class:`LearnState`.
+        average
+            With parameter averaging on (``ema=``), return the moving average
+            of the iterates (the default, what ``result.params`` holds);
+            ``False`` returns the optimiser's current iterate. Without
+            averaging both give the current iterate.
+        """
+        internal = self.optim.get_params(state.optim_state)
+        if average and state.average is not None:
+            internal = _averaged(state.average, internal)
+        return self._spec.to_user(self._model_params(internal))
 
     def _model_params(self, internal):
         return internal
@@ -416,7 +459,24 @@ class LearnerBase:
         self._spec = spec
         internal = self._add_internal(internal, data)
         extra = self._extra_init(k_extra, data, internal, batch_size)
-        return LearnState(self.optim.init(internal), k_state, extra)
+        return LearnState(self.optim.init(internal), k_state, extra, self._init_average(internal))
+
+    def _match_average(self, state: LearnState, internal=None) -> LearnState:
+        """``state`` with an average slot that matches this learner's ``ema``
+        (a state from a learner without averaging gets a fresh one)."""
+        if self.ema is None:
+            return state._replace(average=None)
+        if state.average is None:
+            if internal is None:
+                internal = self.optim.get_params(state.optim_state)
+            return state._replace(average=self._init_average(internal))
+        return state
+
+    def _init_average(self, internal):
+        if self.ema is None:
+            return None
+        return {"sum": jax.tree.map(jnp.zeros_like, internal),
+                "weight": jnp.zeros((), jnp.result_type(float))}
 
     def _add_internal(self, internal, data):
         return internal
@@ -436,7 +496,16 @@ class LearnerBase:
         optim_state = self.optim.update(grads, state.optim_state, value=loss)
         gnorm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
         info = {"loss": loss, "grad_norm": gnorm, **info}
-        return LearnState(optim_state, key, extra), info
+        average = self._match_average(state, internal).average
+        if average is not None:
+            # Zero-started, debiased EMA (as Adam's moments): sum / weight is
+            # a weighted mean of the iterates so far, with no pull towards the
+            # initial parameters however short the run.
+            d = jnp.asarray(self.ema, average["weight"].dtype)
+            new = self.optim.get_params(optim_state)
+            average = {"sum": jax.tree.map(lambda a, p: d * a + (1 - d) * p, average["sum"], new),
+                       "weight": d * average["weight"] + (1 - d)}
+        return LearnState(optim_state, key, extra, average), info
 
     def update(self, state: LearnState, batch) -> tuple[LearnState, jax.Array]:
         """One optimiser step on ``batch`` ``(batch_size, *event)``; pure and jittable.
@@ -548,6 +617,7 @@ class LearnerBase:
                 )
             # A fresh key so that a continued run does not repeat the same batches.
             state = init_state._replace(key=jax.random.fold_in(init_state.key, num_steps))
+            state = self._match_average(state)
             self._check_state_batch(state, batch_size)
 
         meter = make_meter(progress)

@@ -76,6 +76,16 @@ class CD(LearnerBase):
     noise
         Replay buffer only: a NumPyro distribution with the data's event shape
         for fresh chains. Default: a diagonal Gaussian fitted to the data.
+    ema
+        Parameter averaging: a decay in ``[0, 1)`` (e.g. ``0.99``, an average
+        over about the last ``1 / (1 - ema)`` updates). ``result.params`` and
+        ``eval_fn`` then get the exponential moving average of the iterates
+        (debiased, so it does not lean towards ``init_params``), while the
+        negative phase keeps sampling the current iterate.
+        ``learner.get_params(result.state, average=False)`` gives that
+        iterate. Averaging removes much of the update-to-update jitter that
+        stochastic negatives put into the parameters (Polyak & Juditsky 1992).
+        ``None`` (default) turns it off.
 
     Notes
     -----
@@ -98,8 +108,8 @@ class CD(LearnerBase):
                  sampler: str | Callable = "langevin", step_size: float = 0.01,
                  buffer_size: int | None = None, reinit_prob: float = 0.05,
                  energy_l2: float = 0.0, sampler_options: dict | None = None,
-                 noise: Any = None):
-        super().__init__(energy_fn, optim)
+                 noise: Any = None, ema: float | None = None):
+        super().__init__(energy_fn, optim, ema=ema)
         self.k = check_int("k", k, 0)
         if not isinstance(persistent, bool):
             raise OptionError(f"persistent must be True or False; got {persistent!r}.")
