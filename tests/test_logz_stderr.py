@@ -19,6 +19,7 @@ import energymc as emc
 from energymc.errors import EnergymcWarning, OptionError
 from energymc.logz._reference import fit_gaussian
 from energymc.logz._smc import genealogy_variance
+from energymc.logz._tempering import multichain_ess
 
 # --------------------------------------------------------------------------
 # genealogy_variance: exact identities
@@ -120,9 +121,13 @@ def test_smc_waste_free_tracks_chain_families(wells):
 def test_pt_stderr_is_at_least_the_spread_between_chains():
     target = emc.Energy(lambda x: 0.5 * jnp.sum(x**2), init=jnp.zeros(2))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", EnergymcWarning)
+        # A 2-d Gaussian mixes across a 4-rung ladder at once: no flag, in
+        # particular not the autocorrelation one.
+        warnings.simplefilter("error", EnergymcWarning)
         est = emc.log_partition(target, method="pt", seed=0, replicas=4, chains=3, draws=60,
                                 warmup=40, batches=3)
+    assert est.reliable
+    assert est.info["stderr_autocorr"] < 0.5
     lz = np.asarray(est.info["per_chain_log_z"])
     assert est.log_z == pytest.approx(logsumexp(lz) - math.log(3))
     z = np.exp(lz - lz.max())
@@ -130,6 +135,36 @@ def test_pt_stderr_is_at_least_the_spread_between_chains():
     assert est.info["stderr_between_chains"] == pytest.approx(spread)
     assert est.stderr == pytest.approx(max(spread, est.info["stderr_batch_means"]))
     assert abs(est.log_z - math.log(2 * math.pi)) < 3 * est.stderr + 0.05
+
+
+@pytest.mark.slow
+def test_pt_flags_slowly_refreshed_mode_configurations():
+    # Negative control: 8 double wells with a short default-sized PT run. The
+    # mode configurations of the cold rungs change only by round trips, and
+    # the batch-means / between-chain stderr does not see it.
+    with pytest.warns(EnergymcWarning, match="strongly autocorrelated"):
+        est = emc.log_partition(emc.Energy(_wells, init=jnp.zeros(16)), method="pt", seed=0,
+                                scale=2.0, draws=300, warmup=200)
+    assert not est.reliable
+    assert est.info["stderr_autocorr"] > 3 * est.stderr
+
+
+@pytest.mark.parametrize("phi", [0.0, 0.5, 0.9])
+def test_multichain_ess_matches_ar1_theory(phi):
+    rng = np.random.default_rng(5)
+    e = rng.normal(size=(4, 4000))
+    x = np.zeros_like(e)
+    for t in range(1, e.shape[1]):
+        x[:, t] = phi * x[:, t - 1] + e[:, t]
+    theory = x.size * (1 - phi) / (1 + phi)
+    assert multichain_ess(x) == pytest.approx(theory, rel=0.15)
+
+
+def test_multichain_ess_sees_chains_that_disagree():
+    x = np.random.default_rng(6).normal(size=(4, 500))
+    assert multichain_ess(x) > 1000
+    x[0] += 2.0                              # one chain stuck elsewhere
+    assert multichain_ess(x) < 50
 
 
 # --------------------------------------------------------------------------
