@@ -8,6 +8,7 @@ when draws are handed back.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
@@ -224,6 +225,30 @@ class Energy:
                     "methods cannot start there. Pass another init= or use method='rwm'."
                 )
 
+    # ---------------------------------------- parameters as traced arguments
+    def _split(self) -> tuple[Energy, Any]:
+        """``(skeleton, params)``: this target with its parameters taken out.
+
+        For an energy built by :meth:`from_params`, the skeleton compares equal
+        for every value of the params (same function, same shapes), so code
+        compiled for it is reused when only the values change; the params
+        travel as an argument and :meth:`_bind` puts them back inside the
+        traced function. Other energies return ``(self, None)``.
+        """
+        if not isinstance(self.fn, _BoundEnergy):
+            return self, None
+        skeleton = copy.copy(self)
+        skeleton.fn = _ParamSlot(self.fn.energy_fn, self.fn.params)
+        return skeleton, self.fn.params
+
+    def _bind(self, params) -> Energy:
+        """The skeleton of :meth:`_split` with (possibly traced) params put back."""
+        if not isinstance(self.fn, _ParamSlot):
+            return self
+        bound = copy.copy(self)
+        bound.fn = _BoundEnergy(self.fn.energy_fn, params)
+        return bound
+
     # -------------------------------------------------------- identity, display
     def _key(self):
         leaves = jax.tree.leaves(self.init)
@@ -252,3 +277,28 @@ class _BoundEnergy:
 
     def __call__(self, x):
         return self.energy_fn(self.params, x)
+
+
+class _ParamSlot:
+    """Stands for ``energy_fn(params, .)`` with the params left open.
+
+    Equal for the same function and the same structure, shapes and dtypes of
+    params, so compiled code keyed on it is shared by every value of params,
+    which must then be passed to it as an argument (see ``Energy._split``).
+    """
+
+    def __init__(self, energy_fn: Callable, params: Any):
+        self.energy_fn = energy_fn
+        self.__name__ = getattr(energy_fn, "__name__", "energy")
+        leaves, treedef = jax.tree.flatten(params)
+        self._key = (energy_fn, treedef,
+                     tuple((np.shape(a), str(jnp.result_type(a))) for a in leaves))
+
+    def __call__(self, x):
+        raise RuntimeError("internal: an Energy with open params was called before _bind().")
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _ParamSlot) and self._key == other._key

@@ -70,6 +70,12 @@ def test_a_checkpoint_of_another_run_is_refused_not_mixed_in(tmp_path, target):
         emc.sample(target, "mala", draws=20, checkpoint=ckpt, **{**RUN, "seed": 8})
     with pytest.raises(OptionError, match="method"):
         emc.sample(target, "nuts", draws=20, checkpoint=ckpt, **RUN)
+    scaled = lambda p, x: quadratic(x / p)  # noqa: E731
+    emc.sample(emc.Energy.from_params(scaled, jnp.asarray(1.0), jnp.zeros(3)), "mala",
+               draws=20, checkpoint=tmp_path / "p", **RUN)
+    with pytest.raises(OptionError, match="params_sha1"):
+        emc.sample(emc.Energy.from_params(scaled, jnp.asarray(2.0), jnp.zeros(3)), "mala",
+                   draws=20, checkpoint=tmp_path / "p", **RUN)
     with pytest.raises(OptionError, match="is a file"):
         emc.sample(target, "mala", draws=20, checkpoint=ckpt / "meta.json", **RUN)
     with pytest.raises(OptionError, match="directory path"):
