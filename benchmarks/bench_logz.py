@@ -14,11 +14,17 @@ in nats, its spread (sd over seeds), the fraction of seeds where
 ``|error| <= 3 stderr`` (coverage of the reported error bar), wall time per
 run after compilation (one untimed call first), and gradient (or
 likelihood, for dynesty) evaluations, and (energymc only) the fraction of
-runs whose ``LogZ`` came back flagged ``reliable=False``. Budgets are set so that the gradient
-methods spend a similar number of evaluations on a target.
+runs whose ``LogZ`` came back flagged ``reliable=False`` and the fraction
+that were confidently wrong (``silent``: error beyond 3 stderr, not
+flagged). Budgets: the same particle count and moves per stage for energymc
+SMC and the hand-written BlackJAX SMC; AIS and PT at a similar number of
+gradient evaluations on the low-dimensional targets.
 
 Run ``python benchmarks/bench_logz.py`` (10 seeds) or with ``--quick`` (3
-seeds, smaller runs, dynesty on the low-dimensional targets only).
+seeds, a quarter of the particles, dynesty on the low-dimensional targets
+only). ``emc-smc-long`` (4x the particles, ``target_ess=0.9``) and ``emc-pt-long`` (24
+replicas, 16 chains of 2000 draws) are larger budgets aimed at ManyWell-32;
+they run only when named in ``--methods``.
 """
 
 from __future__ import annotations
@@ -85,19 +91,36 @@ TARGETS = {"gauss100": _gauss100, "mixture10": _mixture10, "manywell32": _manywe
 
 
 # --------------------------------------------------------------------------- methods
+# Particles per method (full run; --quick uses a quarter). The hand-written
+# BlackJAX SMC baselines get as many particles and moves per stage as emc-smc.
+AIS_PARTICLES = 1024
+SMC_PARTICLES = 2048
+
+
 def emc_method(name, quick):
+    n_ais = AIS_PARTICLES // 4 if quick else AIS_PARTICLES
+    n_smc = SMC_PARTICLES // 4 if quick else SMC_PARTICLES
+
     def run(target, scale, seed):
         if name == "ais":
             est = emc.log_partition(target, method="ais", seed=seed, scale=scale,
-                                    particles=256 if quick else 512)
+                                    particles=n_ais)
         elif name == "ais-pilot":
             # The reference is a Gaussian fitted to a short NUTS run (its
             # gradient evaluations are included in the count).
             est = emc.log_partition(target, method="ais", seed=seed, base="pilot",
-                                    particles=256 if quick else 512)
+                                    particles=n_ais)
         elif name == "smc":
             est = emc.log_partition(target, method="smc", seed=seed, scale=scale,
-                                    particles=256 if quick else 512, mcmc_steps=10)
+                                    particles=n_smc, mcmc_steps=10)
+        elif name == "smc-long":
+            # 4x the particles and slower tempering (more stages, more moves
+            # between resampling steps, so the wells' proportions keep up).
+            est = emc.log_partition(target, method="smc", seed=seed, scale=scale,
+                                    particles=4 * n_smc, mcmc_steps=10, target_ess=0.9)
+        elif name == "pt-long":
+            est = emc.log_partition(target, method="pt", seed=seed, scale=scale,
+                                    replicas=24, chains=16, draws=2000, warmup=1000)
         else:
             est = emc.log_partition(target, method="pt", seed=seed, scale=scale,
                                     replicas=16, chains=4, draws=500 if quick else 1000,
@@ -119,7 +142,7 @@ def blackjax_smc(quick):
     import blackjax
     from blackjax.smc import extend_params, resampling
 
-    n = 256 if quick else 512
+    n = SMC_PARTICLES // 4 if quick else SMC_PARTICLES
     steps = 10
     compiled = {}
 
@@ -174,7 +197,7 @@ def blackjax_smc_rwm(quick):
     from blackjax.smc import resampling
     from blackjax.smc.tuning.from_particles import particles_stds
 
-    n = 256 if quick else 512
+    n = SMC_PARTICLES // 4 if quick else SMC_PARTICLES
     steps = 20
     compiled = {}
 
@@ -268,6 +291,8 @@ def main(argv=None):
     methods = {"emc-ais": emc_method("ais", args.quick),
                "emc-ais-pilot": emc_method("ais-pilot", args.quick),
                "emc-smc": emc_method("smc", args.quick),
+               "emc-smc-long": emc_method("smc-long", args.quick),
+               "emc-pt-long": emc_method("pt-long", args.quick),
                "emc-pt": emc_method("pt", args.quick), "blackjax-smc": blackjax_smc(args.quick),
                "blackjax-smc-rwm": blackjax_smc_rwm(args.quick),
                "dynesty": dynesty_method(args.quick)}
@@ -275,7 +300,8 @@ def main(argv=None):
     print(f"jax {jax.__version__}, {jax.devices()[0].platform}, seeds={seeds}, "
           f"quick={args.quick}")
     header = (f"{'target':<11} {'method':<16} {'mean err':>9} {'sd err':>7} {'max|err|':>8} "
-              f"{'cover3se':>8} {'stderr':>7} {'wall s':>7} {'evals':>10} {'flagged':>7}")
+              f"{'cover3se':>8} {'stderr':>7} {'wall s':>7} {'evals':>10} {'flagged':>7} "
+              f"{'silent':>6}")
     print(header)
     rows = []
     for tname in args.targets.split(","):
@@ -297,13 +323,16 @@ def main(argv=None):
             errs, ses = np.array(errs), np.array(ses)
             cover = np.mean(np.abs(errs) <= 3 * ses) if np.all(np.isfinite(ses)) else math.nan
             flagged = np.mean(FLAGS) if FLAGS else math.nan
+            # Confident wrong answers: error beyond 3 stderr and not flagged.
+            silent = (np.mean((np.abs(errs) > 3 * ses) & ~np.asarray(FLAGS[-seeds:]))
+                      if FLAGS else math.nan)
             row = (tname, mname, errs.mean(), errs.std(ddof=1) if seeds > 1 else 0.0,
                    np.abs(errs).max(), cover, np.nanmean(ses) if np.any(np.isfinite(ses))
-                   else math.nan, np.mean(walls), np.mean(evals), flagged)
+                   else math.nan, np.mean(walls), np.mean(evals), flagged, silent)
             rows.append(row)
             print(f"{row[0]:<11} {row[1]:<16} {row[2]:>9.3f} {row[3]:>7.3f} {row[4]:>8.3f} "
-                  f"{row[5]:>8.2f} {row[6]:>7.3f} {row[7]:>7.2f} {row[8]:>10.0f} {row[9]:>7.2f}",
-                  flush=True)
+                  f"{row[5]:>8.2f} {row[6]:>7.3f} {row[7]:>7.2f} {row[8]:>10.0f} {row[9]:>7.2f} "
+                  f"{row[10]:>6.2f}", flush=True)
     return rows
 
 
