@@ -78,20 +78,28 @@ def test_ising_rejects_bad_input():
                                         pytest.param((3, 4), 12, marks=pytest.mark.slow)])
 def test_ising_sampled_moments_match_enumeration(shape, seed):
     # gibbs uses the model's exact checkerboard path; 3x4 has an odd side, so
-    # the greedy colouring is exercised too.
-    model = Ising(shape, beta=0.35, h=0.05)
-    exact = model.exact_thermodynamics("enumerate")
-    run = emc.sample(model, "gibbs", chains=4, draws=1000, warmup=0, seed=seed,
-                     progress=False)
-    s = run.draws[:, 100:]
-    n = model.num_sites
-    for stat, truth in ((np.asarray(model.hamiltonian(s)) / n, exact["energy"]),
-                        (np.asarray(model.magnetization(s)) ** 2, exact["magnetization_sq"])):
-        assert az.rhat(stat) < 1.01
-        ess = az.ess(stat)
-        assert ess > 400
-        z = abs(stat.mean() - truth) / (stat.std() / np.sqrt(ess))
-        assert z < 3.0, (shape, z)
+    # the greedy colouring is exercised too. Two temperatures: the second must
+    # reuse the compiled sampler (beta is a traced parameter), with its own beta.
+    from energymc import sampling
+
+    compiled = []
+    for beta in (0.35, 0.25):
+        model = Ising(shape, beta=beta, h=0.05)
+        exact = model.exact_thermodynamics("enumerate")
+        run = emc.sample(model, "gibbs", chains=4, draws=1000, warmup=0, seed=seed,
+                         progress=False)
+        compiled.append(sampling._whole_run._cache_size())
+        s = run.draws[:, 100:]
+        n = model.num_sites
+        for stat, truth in ((np.asarray(model.hamiltonian(s)) / n, exact["energy"]),
+                            (np.asarray(model.magnetization(s)) ** 2,
+                             exact["magnetization_sq"])):
+            assert az.rhat(stat) < 1.01
+            ess = az.ess(stat)
+            assert ess > 400
+            z = abs(stat.mean() - truth) / (stat.std() / np.sqrt(ess))
+            assert z < 3.0, (shape, beta, z)
+    assert compiled[1] == compiled[0]
 
 
 # --------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from energymc import exact
-from energymc.energy import Energy
+from energymc.energy import Energy, _BoundEnergy
 from energymc.errors import EnergyError
 
 __all__ = ["Ising", "critical_beta", "onsager_magnetization"]
@@ -50,14 +50,12 @@ def onsager_magnetization(beta, J: float = 1.0):
 
 
 @dataclasses.dataclass(frozen=True)
-class _IsingFn:
-    """``beta * H(s)`` for one lattice ``s`` ``shape``; hashable by value so that
-    equal models share compiled code."""
+class _Lattice:
+    """The lattice of an Ising model and its energy ``beta * H(s)`` as a function
+    of ``params = {"beta", "J", "h"}``; hashable by value, so that models on
+    equal lattices share compiled code and only the params values differ."""
 
     shape: tuple
-    beta: float
-    J: float
-    h: float
     periodic: bool
 
     def bond_sum(self, s):
@@ -73,9 +71,9 @@ class _IsingFn:
                 total = total + jnp.sum(lo * hi, axis=tuple(axes))
         return total
 
-    def hamiltonian(self, s):
+    def hamiltonian(self, s, J, h):
         axes = tuple(range(s.ndim - len(self.shape), s.ndim))
-        return -self.J * self.bond_sum(s) - self.h * jnp.sum(s, axis=axes)
+        return -J * self.bond_sum(s) - h * jnp.sum(s, axis=axes)
 
     def neighbour_sum(self, s):
         total = jnp.zeros_like(s)
@@ -91,8 +89,8 @@ class _IsingFn:
                          + jax.lax.slice_in_dim(padded, 2, n + 2, axis=a))
         return total
 
-    def __call__(self, s):
-        return self.beta * self.hamiltonian(s)
+    def __call__(self, params, s):
+        return params["beta"] * self.hamiltonian(s, params["J"], params["h"])
 
 
 def _colors(shape, periodic) -> np.ndarray:
@@ -196,18 +194,23 @@ class Ising(Energy):
                 raise EnergyError(f"Ising {name} must be a finite number; got {value!r}.")
         if float(beta) < 0:
             raise EnergyError(f"Ising beta must be >= 0; got {beta}.")
-        self._ising = _IsingFn(shape, float(beta), float(J), float(h), bool(periodic))
-        super().__init__(self._ising, init=jnp.ones(shape), support="spin",
-                         name=f"ising{'x'.join(map(str, shape))}", check=False)
+        self._lattice = _Lattice(shape, bool(periodic))
+        self._values = {"beta": float(beta), "J": float(J), "h": float(h)}
+        # beta, J and h are params of the energy, not constants in it: sampling
+        # a temperature sweep compiles once (see Energy._split).
+        dtype = jnp.result_type(float)
+        params = {k: jnp.asarray(v, dtype) for k, v in self._values.items()}
+        super().__init__(_BoundEnergy(self._lattice, params), init=jnp.ones(shape),
+                         support="spin", name=f"ising{'x'.join(map(str, shape))}", check=False)
         #: Colour of every site (flat), ``(num_sites,)``: sites of a colour do not interact.
         self.colors = _colors(shape, periodic)
 
     # ---------------------------------------------------------------- fields
-    shape = property(lambda self: self._ising.shape)
-    beta = property(lambda self: self._ising.beta)
-    J = property(lambda self: self._ising.J)
-    h = property(lambda self: self._ising.h)
-    periodic = property(lambda self: self._ising.periodic)
+    shape = property(lambda self: self._lattice.shape)
+    beta = property(lambda self: self._values["beta"])
+    J = property(lambda self: self._values["J"])
+    h = property(lambda self: self._values["h"])
+    periodic = property(lambda self: self._lattice.periodic)
     num_sites = property(lambda self: self.dim)
 
     def with_beta(self, beta: float) -> Ising:
@@ -217,7 +220,7 @@ class Ising(Energy):
     # ----------------------------------------------------------- observables
     def hamiltonian(self, s):
         """``H(s)`` (without ``beta``) for spins ``(..., *shape)``; returns ``(...,)``."""
-        return self._ising.hamiltonian(jnp.asarray(s))
+        return self._lattice.hamiltonian(jnp.asarray(s), self.J, self.h)
 
     def magnetization(self, s):
         """Mean spin for ``(..., *shape)``; returns ``(...,)``."""
@@ -226,9 +229,12 @@ class Ising(Energy):
 
     def flip_energy_delta(self, z):
         """``E(z with site i flipped) - E(z)`` for every site; ``(dim,) -> (dim,)``."""
+        # Inside compiled code the params are the traced ones bound to this
+        # copy of the model, so read them from the energy, not self.beta.
+        p = self.fn.params
         s = z.reshape(self.shape)
-        field = self.J * self._ising.neighbour_sum(s) + self.h
-        return (2.0 * self.beta * s * field).reshape(-1)
+        field = p["J"] * self._lattice.neighbour_sum(s) + p["h"]
+        return (2.0 * p["beta"] * s * field).reshape(-1)
 
     # ---------------------------------------------------------- exact values
     def _kaufman_ok(self) -> str | None:
