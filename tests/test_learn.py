@@ -475,12 +475,14 @@ def test_cd_ema_is_the_debiased_moving_average_of_the_iterates():
 
     seen = []
     res = avg.run(jax.random.key(2), 10, data, init_params=params0, batch_size=40,
-                  eval_every=10, eval_fn=lambda p: seen.append(p) or 0.0)
+                  progress=False, eval_every=10, eval_fn=lambda p: seen.append(p) or 0.0)
     np.testing.assert_allclose(seen[0]["W"], res.params["W"])
     assert np.max(np.abs(res.params["W"] - avg.get_params(res.state, average=False)["W"])) > 1e-4
-    # A state without an average (from a learner without ema) continues with a fresh one.
-    cont = avg.run(jax.random.key(3), 5, data, init_state=s_plain, batch_size=40)
-    assert float(cont.state.average["weight"]) == pytest.approx(1 - d**5, rel=1e-5)
+    # A state without an average (from a learner without ema) continues with a
+    # fresh one. (Same chunk length as above: no second compilation.)
+    cont = avg.run(jax.random.key(3), 10, data, init_state=s_plain, batch_size=40,
+                   progress=False)
+    assert float(cont.state.average["weight"]) == pytest.approx(1 - d**10, rel=1e-5)
     with pytest.raises(emc.OptionError, match="ema must be None or a decay"):
         make(1.0)
     with pytest.raises(emc.OptionError, match="ema must be None or a decay"):
@@ -490,7 +492,7 @@ def test_cd_ema_is_the_debiased_moving_average_of_the_iterates():
 def test_cd_weight_decay_recipe_through_optax_mask():
     """The documented weight-decay recipe: optax.add_decayed_weights(mask=...)
     chained before Adam reaches the parameters through optax_to_numpyro, shrinks
-    the masked weights and leaves the unmasked biases free."""
+    the masked weights and leaves the unmasked biases to the data."""
     import optax
 
     from energymc.models import RBM
@@ -511,5 +513,3 @@ def test_cd_weight_decay_recipe_through_optax_mask():
     assert np.linalg.norm(decayed["W"]) < 0.2 * np.linalg.norm(free["W"])
     # Masked out: the biases are not pulled to zero (they follow the data's base rates).
     assert np.linalg.norm(decayed["b"]) > 0.5 * np.linalg.norm(free["b"]) > 0.1
-    everything = fit(2.0, {"W": True, "b": True, "c": True})
-    assert np.linalg.norm(everything["b"]) < 0.5 * np.linalg.norm(decayed["b"])
