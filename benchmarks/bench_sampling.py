@@ -5,6 +5,7 @@ Run from the repository root::
     python benchmarks/bench_sampling.py          # 4 chains x 1000 warmup x 1000 draws
     python benchmarks/bench_sampling.py --quick  # 4 x 300 x 300, for a smoke test
     python benchmarks/bench_sampling.py --mala   # MALA on the 100-d Gaussian by metric
+    python benchmarks/bench_sampling.py --dense  # per-step cost of a dense metric
 
 Every contestant runs in this one process on the same targets with the same
 settings (NUTS, 4 chains vectorised, diagonal window adaptation, 0.8 target
@@ -153,6 +154,26 @@ def mala_conditioning(chains, warmup, draws):
               f"{time.perf_counter() - t0:.1f}s")
 
 
+def dense_metric_cost(chains, draws):
+    """Seconds per sampling call with a fixed diagonal vs dense inverse mass matrix
+    (100-d Gaussian, no warmup): what a dense metric costs per step."""
+    target = targets()["gaussian100"]
+    variances = np.logspace(-2, 0, 100) ** 2  # the right metric: the whitened target is N(0, I)
+    for method in ("mala", "nuts"):
+        for dense in (False, True):
+            imm = np.diag(variances) if dense else variances
+            kw = dict(chains=chains, draws=draws, warmup=0, progress=False, adapt=False,
+                      step_size=0.4 if method == "mala" else 0.5, inverse_mass_matrix=imm)
+            emc.sample(target, method, seed=0, **kw)
+            best = math.inf
+            for seed in (1, 2, 3):
+                t0 = time.perf_counter()
+                emc.sample(target, method, seed=seed, **kw)
+                best = min(best, time.perf_counter() - t0)
+            print(f"gaussian100  {method:5s} {'dense' if dense else 'diag':5s} metric: "
+                  f"{best:.3f} s for {chains} x {draws} steps (fastest of 3)", flush=True)
+
+
 def fmt(x, p=1):
     return f"{x:.{p}f}" if np.isfinite(x) else "nan"
 
@@ -166,6 +187,8 @@ def main():
                         help="alternating calls per seed in the paired timing (fastest kept)")
     parser.add_argument("--only-blackjax", action="store_true",
                         help="energymc and hand-written BlackJAX only (skip NumPyro, emcee)")
+    parser.add_argument("--dense", action="store_true",
+                        help="only the per-step cost of a dense vs diagonal metric")
     parser.add_argument("--mala", action="store_true",
                         help="only MALA on the 100-d Gaussian, by mass-matrix estimator")
     args = parser.parse_args()
@@ -176,6 +199,9 @@ def main():
           f"warmup={WARMUP} draws={DRAWS}")
     if args.mala:
         mala_conditioning(chains, WARMUP, DRAWS)
+        return
+    if args.dense:
+        dense_metric_cost(chains, 2 * DRAWS)
         return
     rows = []
     for name, target in targets().items():

@@ -112,6 +112,10 @@ class Kernel(Protocol):
 
     # Optional: ``validate(options, dim)`` raises OptionError for values that
     # cannot work; sample() calls it, when present, before compiling.
+    # Optional: ``prepare(params, options)`` returns the params ``step`` is then
+    # called with, computed once per chain and stretch of steps rather than
+    # every step (e.g. the Cholesky factor of a dense mass matrix); the
+    # result lives only inside the traced loop and need not be a pytree.
 
 
 @runtime_checkable

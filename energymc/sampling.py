@@ -158,6 +158,9 @@ def _advance(states, params, chain_keys, start, *, target, kernel, options, num_
     """
 
     def one_chain(state, p, chain_key):
+        if hasattr(kernel, "prepare"):
+            p = kernel.prepare(p, options)
+
         def draw(state, i):
             def step(s, j):
                 k = jax.random.fold_in(chain_key, (start + i) * thin + j)

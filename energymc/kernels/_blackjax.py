@@ -49,20 +49,35 @@ class _Linear(NamedTuple):
     to_y: Callable
     grad_to_y: Callable
     grad_to_x: Callable
+    factor: Any  # L: (dim,) sqrt of a diagonal, or the (dim, dim) Cholesky factor
 
 
-def _linear_map(inverse_mass_matrix) -> _Linear:
+def _linear_map(inverse_mass_matrix, reused: bool = False) -> _Linear:
+    """The map for an inverse mass matrix, or the given map if already built.
+
+    With ``reused`` (``prepare`` builds the map once, outside the loop) a dense
+    factor is inverted too, so that each step costs matrix-vector products
+    rather than triangular solves.
+    """
+    if isinstance(inverse_mass_matrix, _Linear):
+        return inverse_mass_matrix
     imm = jnp.asarray(inverse_mass_matrix)
     if imm.ndim <= 1:
         scale = jnp.sqrt(imm)
         return _Linear(lambda y: scale * y, lambda x: x / scale,
-                       lambda g: scale * g, lambda g: g / scale)
+                       lambda g: scale * g, lambda g: g / scale, scale)
     chol = jnp.linalg.cholesky(imm)
+    if reused:
+        chol_inv = jsl.solve_triangular(chol, jnp.eye(chol.shape[0], dtype=chol.dtype),
+                                        lower=True)
+        return _Linear(lambda y: chol @ y, lambda x: chol_inv @ x,
+                       lambda g: chol.T @ g, lambda g: chol_inv.T @ g, chol)
     return _Linear(
         lambda y: chol @ y,
         lambda x: jsl.solve_triangular(chol, x, lower=True),
         lambda g: chol.T @ g,
         lambda g: jsl.solve_triangular(chol.T, g, lower=False),
+        chol,
     )
 
 
@@ -160,8 +175,7 @@ def _rwm_kernel():
     rw_kernel = blackjax.additive_step_random_walk.build_kernel()
 
     def kernel(key, state, logdensity_fn, step_size, inverse_mass_matrix):
-        imm = jnp.asarray(inverse_mass_matrix)
-        sigma = step_size * (jnp.sqrt(imm) if imm.ndim <= 1 else jnp.linalg.cholesky(imm))
+        sigma = step_size * _linear_map(inverse_mass_matrix).factor
         rw_state = blackjax.mcmc.random_walk.RWState(state.position, state.logdensity)
         new, info = rw_kernel(key, rw_state, logdensity_fn,
                               blackjax.mcmc.random_walk.normal(sigma))
@@ -268,6 +282,19 @@ class AdjustedKernel:
     def init(self, key, position, logdensity_fn, params, options):
         return _ALGORITHMS[self.name].init(position, logdensity_fn)
 
+    def prepare(self, params, options):
+        """Factor a dense inverse mass matrix once rather than at every step.
+
+        BlackJAX's HMC and NUTS take a prebuilt ``Metric`` (its constructor
+        does the factorisation); the whitened kernels take the linear map.
+        """
+        imm = params["inverse_mass_matrix"]
+        if jnp.ndim(imm) != 2:
+            return params
+        if self.name in ("nuts", "hmc"):
+            return {**params, "inverse_mass_matrix": blackjax.mcmc.metrics.default_metric(imm)}
+        return {**params, "inverse_mass_matrix": _linear_map(imm, reused=True)}
+
     def _raw_step(self, key, state, logdensity_fn, params, options):
         kernel = _ALGORITHMS[self.name].build_kernel()
         return kernel(key, state, logdensity_fn, params["step_size"],
@@ -358,6 +385,9 @@ class LangevinKernel:
 
     def init(self, key, position, logdensity_fn, params, options):
         return _gradient_state_init(position, logdensity_fn)
+
+    def prepare(self, params, options):
+        return _MALA.prepare(params, options)
 
     def step(self, key, state, logdensity_fn, params, options):
         lin = _linear_map(params["inverse_mass_matrix"])
