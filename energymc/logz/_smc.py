@@ -150,7 +150,8 @@ def _smc(key, ref, step0, *, target, kernel, options, cfg: _Cfg):
         i, state, log_z, rec, evals, eve = carry
         step_used = state.parameter_override["step_size"][0]
         state, info = alg.step(jax.random.fold_in(key, i), state)
-        # Each particle's Eve index: the initial particle it descends from.
+        # Each particle's Eve index: the initial particle it descends from
+        # (moves do not change it; only resampling does).
         eve = eve[info.ancestors]
         if cfg.waste_free:
             # BlackJAX puts the resampled starts first, then chain r's states
@@ -256,10 +257,10 @@ def run_smc(target, ref, key, o) -> dict:
     if eve_ess < o["min_families"]:
         problems.append(
             f"the final particles descend from only {eve_ess:.1f} effective initial particles "
-            f"(below min_families={o['min_families']:g}): the moves did not decorrelate them "
-            "between resampling steps, so log Z rests on few independent lineages and its "
-            "stderr is itself unreliable (typically too small). Use more particles=, more "
-            "mcmc_steps=, a higher target_ess=, kernel='hmc', or a base closer to the target.")
+            f"(below min_families={o['min_families']:g}): resampling has concentrated the "
+            "weight on few lineages, so the stderr, estimated from them, is itself unreliable "
+            "(typically too small). Use more particles=, a higher target_ess= with more "
+            "mcmc_steps= (moves between resamplings), or a base closer to the target.")
     stages = {"beta": rec["beta"], "ess": rec["ess"], "acceptance": rec["acceptance"],
               "step_size": rec["step_size"], "log_z": rec["log_z"]}
     return {"log_z": float(out["log_z"]), "stderr": stderr, "ess": ess, "stages": stages,
