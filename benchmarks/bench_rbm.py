@@ -43,9 +43,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-#: The setting energymc runs (chosen on the validation split by ``--tune``
-#: among those that fit the 5x wall-time budget), and the best one found
-#: without that constraint (about 1.7x the time).
+#: The two settings energymc runs, chosen on the validation split by
+#: ``--tune``: the best of those that fit the 5x wall-time budget with a wide
+#: margin (about 2.5x sklearn's time), and the best found at all (about twice
+#: that, 4x sklearn's: at the edge of the budget).
 PCD = {"steps": 6000, "lr": 0.02, "k": 3, "batch": 100, "weight_decay": 1e-3, "ema": 0.99}
 PCD_LONG = {"steps": 10_000, "lr": 0.02, "k": 5, "batch": 100, "weight_decay": 1e-3, "ema": 0.99}
 
