@@ -187,6 +187,8 @@ def main():
                         help="alternating calls per seed in the paired timing (fastest kept)")
     parser.add_argument("--only-blackjax", action="store_true",
                         help="energymc and hand-written BlackJAX only (skip NumPyro, emcee)")
+    parser.add_argument("--targets", default="gaussian100,funnel10,banana2,mixture10",
+                        help="comma-separated subset of the targets")
     parser.add_argument("--dense", action="store_true",
                         help="only the per-step cost of a dense vs diagonal metric")
     parser.add_argument("--mala", action="store_true",
@@ -204,7 +206,13 @@ def main():
         dense_metric_cost(chains, 2 * DRAWS)
         return
     rows = []
+    chosen = args.targets.split(",")
+    unknown = sorted(set(chosen) - set(targets()))
+    if unknown:
+        parser.error(f"unknown targets {unknown}; choose from {sorted(targets())}")
     for name, target in targets().items():
+        if name not in chosen:
+            continue
         x0s = target.flat_init + jax.random.uniform(jax.random.key(99), (chains, target.dim),
                                                     minval=-1, maxval=1) * 0.1
         x0s = jnp.asarray(x0s)
