@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from functools import cached_property
+from functools import cached_property, partial, wraps
 from typing import Any
 
 import jax
@@ -265,6 +265,32 @@ class Energy:
     def __repr__(self) -> str:
         return (f"Energy({self.name!r}, dim={self.dim}, support={self.support!r}, "
                 f"init shapes={_describe(self.init)})")
+
+
+def jit_over_target(static_argnames: tuple):
+    """``jax.jit`` for a function taking a static ``target=`` (an :class:`Energy`).
+
+    The parameters of a :meth:`Energy.from_params` target travel as a traced
+    argument rather than as constants of the compiled code, so calling again
+    with new parameter values of the same shapes does not recompile (see
+    ``Energy._split``). Other targets behave exactly as under ``jax.jit``.
+    """
+
+    def decorate(fn):
+        @partial(jax.jit, static_argnames=static_argnames)
+        def compiled(*args, _target_params, **kwargs):
+            kwargs["target"] = kwargs["target"]._bind(_target_params)
+            return fn(*args, **kwargs)
+
+        @wraps(fn)
+        def call(*args, target, **kwargs):
+            skeleton, params = target._split()
+            return compiled(*args, _target_params=params, target=skeleton, **kwargs)
+
+        call.compiled = compiled
+        return call
+
+    return decorate
 
 
 class _BoundEnergy:

@@ -151,6 +151,24 @@ def test_ais_same_seed_same_answer_other_seeds_agree(gauss, ais_gauss):
         _check(emc.log_partition(gauss, method="ais", seed=seed, scale=2.0), GAUSS_LOGZ, 0.15)
 
 
+def test_new_params_reuse_the_compiled_estimator_and_are_used():
+    """log Z of a from_params energy at two scales: one compilation, two right answers."""
+    traces = []
+
+    def scaled(scale, x):
+        traces.append(1)  # runs only while tracing
+        return 0.5 * jnp.sum((x / scale) ** 2)
+
+    for i, scale in enumerate((1.0, 2.5)):
+        target = emc.Energy.from_params(scaled, jnp.asarray(scale), jnp.zeros(3), check=False)
+        est = emc.log_partition(target, method="ais", seed=0, scale=3.0)
+        truth = 3 * math.log(scale * math.sqrt(2 * math.pi))
+        _check(est, truth, 0.15)  # a stale scale would be off by 3 log 2.5 = 2.7 nats
+        if i == 0:
+            first = len(traces)
+    assert first > 0 and len(traces) == first
+
+
 @pytest.mark.slow
 def test_ais_fixed_schedules(gauss):
     for schedule in ("sigmoidal", "geometric"):

@@ -18,12 +18,13 @@ and step sizes are traced.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
+
+from energymc.energy import jit_over_target
 
 __all__ = ["AnnealConfig", "anneal", "log_ess", "schedule"]
 
@@ -134,7 +135,7 @@ def _safe_ll(target_lp, ref, z):
     return jnp.where(jnp.isnan(v), -jnp.inf, v)
 
 
-@partial(jax.jit, static_argnames=("target", "kernel", "options", "cfg"))
+@jit_over_target(("target", "kernel", "options", "cfg"))
 def anneal(key, ref, x0, betas, params0, *, target, kernel, options, cfg: AnnealConfig):
     """Run AIS from ``betas[0]`` to ``betas[-1]`` (or adaptively from 0 to 1).
 

@@ -11,7 +11,6 @@ with a spread.
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import NamedTuple
 
 import blackjax
@@ -21,6 +20,7 @@ import numpy as np
 from blackjax.ns import utils as ns_utils
 from jax.scipy.special import logsumexp
 
+from energymc.energy import jit_over_target
 from energymc.errors import OptionError
 from energymc.logz._ais import _check_int
 
@@ -73,14 +73,14 @@ def _algorithm(target, ref, cfg):
                         num_inner_steps=cfg.num_inner_steps, num_delete=cfg.num_delete)
 
 
-@partial(jax.jit, static_argnames=("target", "cfg"))
+@jit_over_target(("target", "cfg"))
 def _init(key, ref, *, target, cfg):
     alg = _algorithm(target, ref, cfg)
     k0, k1 = jax.random.split(key)
     return alg.init(ref.sample(k0, cfg.live_points), k1)
 
 
-@partial(jax.jit, static_argnames=("target", "cfg"))
+@jit_over_target(("target", "cfg"))
 def _chunk(key, state, ref, *, target, cfg):
     alg = _algorithm(target, ref, cfg)
 

@@ -14,7 +14,6 @@ resampling ancestors), see :func:`genealogy_variance`.
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import NamedTuple
 
 import blackjax
@@ -25,6 +24,7 @@ from blackjax.smc import resampling
 from blackjax.smc.tuning.from_particles import particles_stds
 from blackjax.smc.waste_free import waste_free_smc
 
+from energymc.energy import jit_over_target
 from energymc.errors import OptionError
 from energymc.logz._ais import _STEP0, _check_int, resolve_kernel
 
@@ -91,7 +91,7 @@ def validate_smc(target, opts):
     return o
 
 
-@partial(jax.jit, static_argnames=("target", "kernel", "options", "cfg"))
+@jit_over_target(("target", "kernel", "options", "cfg"))
 def _smc(key, ref, step0, *, target, kernel, options, cfg: _Cfg):
     """Run adaptive tempered SMC from q0 to the target; pure, compiled once."""
     n = cfg.particles

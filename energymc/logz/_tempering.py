@@ -18,7 +18,6 @@ chains (which sees the rest).
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -26,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from energymc.energy import jit_over_target
 from energymc.errors import OptionError
 from energymc.kernels.tempering import (
     _Path,
@@ -87,7 +87,7 @@ def validate_pt_logz(target, opts):
     return o
 
 
-@partial(jax.jit, static_argnames=("target", "base", "bopts", "cfg"))
+@jit_over_target(("target", "base", "bopts", "cfg"))
 def _run(key, ref, step_size, *, target, base, bopts, cfg: _Cfg):
     target_lp = target.flat_logdensity
 
