@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from energymc import kernels as _kernels
-from energymc.energy import Energy
+from energymc.energy import Energy, jit_over_target
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
 from energymc.progress import make_meter
 from energymc.results import Run
@@ -185,33 +185,30 @@ def _advance(states, params, chain_keys, start, *, target, kernel, options, num_
 _STATIC = ("target", "kernel", "options", "chains", "layout", "warmup", "adapt")
 
 
-def _bound(static, theta) -> dict:
-    """``static`` with the target's parameters (traced, see ``Energy._split``) put back."""
-    return {**static, "target": static["target"]._bind(theta)}
+# Compiled entry points. jit_over_target passes the parameters of a
+# from_params energy as an argument, not as constants: sampling the same
+# function with new parameter values (after each training epoch, along a
+# temperature sweep) reuses the compiled code.
+@jit_over_target(_STATIC)
+def _begin_compiled(key, init, params, **static):
+    return _begin(key, init, params, **static)
 
 
-@partial(jax.jit, static_argnames=_STATIC)
-def _begin_compiled(key, init, params, theta, **static):
-    return _begin(key, init, params, **_bound(static, theta))
-
-
-@partial(jax.jit, static_argnames=("target", "kernel", "options", "chains", "num_draws", "thin"))
-def _sample_chunk(states, params, key, start, theta, *, target, kernel, options, chains,
-                  num_draws, thin):
+@jit_over_target(("target", "kernel", "options", "chains", "num_draws", "thin"))
+def _sample_chunk(states, params, key, start, *, target, kernel, options, chains, num_draws,
+                  thin):
     """One chunk of the sampling loop; chain keys derive from the run's ``key``."""
-    target = target._bind(theta)
     chain_keys = _chain_keys(jax.random.fold_in(key, _SAMPLE_KEY), chains)
     return _advance(states, params, chain_keys, start, target=target, kernel=kernel,
                     options=options, num_draws=num_draws, thin=thin)
 
 
-@partial(jax.jit, static_argnames=(*_STATIC, "draws", "thin"))
-def _whole_run(key, init, params, theta, *, draws, thin, **static):
+@jit_over_target((*_STATIC, "draws", "thin"))
+def _whole_run(key, init, params, *, draws, thin, **static):
     """Starts, warmup and every draw in one compiled call (no progress meter).
 
     Returns ``(states, params, warmup_trace, positions, stats)``.
     """
-    static = _bound(static, theta)
     states, params, trace = _begin(key, init, params, **static)
     chain_keys = _chain_keys(jax.random.fold_in(key, _SAMPLE_KEY), static["chains"])
     states, positions, stats = _advance(
@@ -278,11 +275,11 @@ def _as_checkpoint(checkpoint):
                       f"got {type(checkpoint).__name__}.")
 
 
-def _fingerprint(static, theta, seed, thin) -> dict:
+def _fingerprint(static, seed, thin) -> dict:
     """What identifies a run for resuming: everything that changes its draws but ``draws``."""
     target = static["target"]
     digest = hashlib.sha1()
-    for leaf in jax.tree.leaves(theta):
+    for leaf in jax.tree.leaves(target._split()[1]):
         digest.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
     if isinstance(seed, jax.Array):
         seed = np.asarray(jax.random.key_data(seed)).tolist()
@@ -296,20 +293,19 @@ def _fingerprint(static, theta, seed, thin) -> dict:
     return json.loads(json.dumps(fp))  # as it reads back from disk (tuples -> lists)
 
 
-def _chunked_run(target, key, init, params, theta, static, ckpt, meter, callback, *, method,
-                 seed, draws, thin, t0) -> Run:
+def _chunked_run(key, init, params, static, ckpt, meter, callback, *, method, seed, draws,
+                 thin, t0) -> Run:
     """Warmup, then draws in compiled chunks with host work (progress, callback,
     checkpoint) between them."""
-    kernel, opts, chains = (static[k] for k in ("kernel", "options", "chains"))
+    target, kernel, opts, chains = (static[k] for k in ("target", "kernel", "options", "chains"))
     saved = None
     if ckpt is not None:
-        like = jax.eval_shape(lambda *a: _begin(*a[:3], **_bound(static, a[3])),
-                              key, init, params, theta)
-        saved = ckpt.load(_fingerprint(static, theta, seed, thin), like)
+        like = jax.eval_shape(partial(_begin, **static), key, init, params)
+        saved = ckpt.load(_fingerprint(static, seed, thin), like)
     timing = {}
     if saved is None:
         meter.start(static["warmup"], f"{method} warmup")
-        states, params, warmup_trace = _begin_compiled(key, init, params, theta, **static)
+        states, params, warmup_trace = _begin_compiled(key, init, params, **static)
         jax.block_until_ready(states)
         meter.update(static["warmup"], {})
         meter.close()
@@ -332,8 +328,7 @@ def _chunked_run(target, key, init, params, theta, static, ckpt, meter, callback
     t1 = time.perf_counter()
     meter.start(draws - done, method if not done else f"{method} (resumed at draw {done})")
     for length in _chunking(draws - done, chunked=True) if draws > done else []:
-        states, pos, stats = _sample_chunk(states, params, key, done, theta,
-                                           target=static["target"],
+        states, pos, stats = _sample_chunk(states, params, key, done, target=target,
                                            kernel=kernel, options=opts, chains=chains,
                                            num_draws=length, thin=thin)
         run._append(pos, stats)
@@ -434,25 +429,22 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
     layout = _init_layout(target, chains, init)
 
     meter = make_meter(progress)
-    # Parameters of a from_params energy are an argument of the compiled code,
-    # not a constant in it: new values reuse it (e.g. after each training epoch).
-    skeleton, theta = target._split()
-    static = dict(target=skeleton, kernel=kernel, options=opts, chains=chains, layout=layout,
+    static = dict(target=target, kernel=kernel, options=opts, chains=chains, layout=layout,
                   warmup=warmup, adapt=adapt and warmup > 0)
     ckpt = _as_checkpoint(checkpoint)
     chunked = meter.active or callback is not None or ckpt is not None
     t0 = time.perf_counter()
     if not chunked:
         # Nothing to report between steps: one compiled call, no host round trips.
-        states, params, warmup_trace, pos, stats = _whole_run(key, init, params, theta,
-                                                               draws=draws, thin=thin, **static)
+        states, params, warmup_trace, pos, stats = _whole_run(key, init, params, draws=draws,
+                                                               thin=thin, **static)
         jax.block_until_ready(states)
         timing = {"total_s": time.perf_counter() - t0}
         run = _new_run(target, method, seed, opts, chains, warmup, thin, params, warmup_trace)
         run._append(pos, stats)
         run._finish(states, timing)
     else:
-        run = _chunked_run(target, key, init, params, theta, static, ckpt, meter, callback,
+        run = _chunked_run(key, init, params, static, ckpt, meter, callback,
                            method=method, seed=seed, draws=draws, thin=thin, t0=t0)
     if run.num_divergent and kernel.name in ("nuts", "hmc"):
         warnings.warn(f"{run.num_divergent} divergent transitions after warmup; "

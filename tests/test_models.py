@@ -88,7 +88,7 @@ def test_ising_sampled_moments_match_enumeration(shape, seed):
         exact = model.exact_thermodynamics("enumerate")
         run = emc.sample(model, "gibbs", chains=4, draws=1000, warmup=0, seed=seed,
                          progress=False)
-        compiled.append(sampling._whole_run._cache_size())
+        compiled.append(sampling._whole_run.compiled._cache_size())
         s = run.draws[:, 100:]
         n = model.num_sites
         for stat, truth in ((np.asarray(model.hamiltonian(s)) / n, exact["energy"]),
