@@ -99,6 +99,46 @@ def test_pcd_with_mala_recovers_mle():
     assert set(h) >= {"loss", "grad_norm", "energy_data", "energy_neg", "acceptance", "neg_ess"}
 
 
+def test_pcd_pool_of_chains_larger_than_the_batch():
+    """chains=N keeps N persistent chains whatever the batch: all N are advanced
+    (the sampler sees the whole pool) and all N enter the negative phase."""
+    seen = []
+
+    def shift(key, params, x_batch, k):
+        seen.append(x_batch.shape)
+        return x_batch + 1.0
+
+    learner = learn.CD(gauss_energy, optim.Adam(1e-2), k=1, persistent=True, sampler=shift,
+                       chains=70)
+    state = learner.init(jax.random.key(3), X, P0, batch_size=20)
+    pool = np.asarray(state.extra["chains"])
+    assert pool.shape == (70, D) and seen == [(70, D)]
+    # The pool starts at data points.
+    assert all(np.any(np.all(X == row, axis=1)) for row in pool)
+    state2, info = jax.jit(learner.update_with_info)(state, X[:20])
+    np.testing.assert_allclose(state2.extra["chains"], pool + 1.0, rtol=1e-6)
+    e_pool = float(np.mean(learner.batch_energy(P0, pool + 1.0)))
+    e_batch = float(np.mean(learner.batch_energy(P0, X[:20])))
+    np.testing.assert_allclose(info["energy_neg"], e_pool, rtol=1e-5)
+    np.testing.assert_allclose(info["loss"], e_batch - e_pool, rtol=1e-5)
+    # ...not the first batch-size rows only (a mean over 20 of them differs).
+    assert abs(e_pool - float(np.mean(learner.batch_energy(P0, pool[:20] + 1.0)))) > 1e-3
+    # A pool larger than the data starts at data points drawn with replacement.
+    big = learn.CD(gauss_energy, optim.Adam(1e-2), k=1, persistent=True, sampler=shift,
+                   chains=3 * N).init(jax.random.key(4), X, P0, batch_size=20)
+    assert big.extra["chains"].shape == (3 * N, D)
+
+
+def test_pcd_pool_with_exact_samples_recovers_mle():
+    # The pool size changes the negative phase's variance, not its target: with
+    # exact draws from the model, 2000 chains and batches of 100 still reach the
+    # MLE. Tolerance 5%, as for the full-batch exact-sample test.
+    learner = learn.CD(gauss_energy, adam(), k=1, persistent=True, sampler=exact_sampler,
+                       chains=2000)
+    res = learner.run(jax.random.key(5), 400, X, init_params=P0, batch_size=100)
+    assert rel_err(precision(res.params), P_MLE) < 0.05
+
+
 def test_cd_without_negative_phase_fails_to_recover():
     # Negative control: k=0 leaves the negatives at the data, the gradient is
     # zero, and the precision never leaves its start (the identity).
@@ -339,6 +379,12 @@ def test_bad_options_raise_before_compiling():
         learn.CD(gauss_energy, optim.Adam(1e-2), k=-1)
     with pytest.raises(emc.OptionError, match="persistent=True"):
         learn.CD(gauss_energy, optim.Adam(1e-2), buffer_size=100)
+    with pytest.raises(emc.OptionError, match="chains= sets the size of the pool"):
+        learn.CD(gauss_energy, optim.Adam(1e-2), chains=100)
+    with pytest.raises(emc.OptionError, match="without buffer_size"):
+        learn.CD(gauss_energy, optim.Adam(1e-2), persistent=True, buffer_size=100, chains=100)
+    with pytest.raises(emc.OptionError, match="chains must be an integer >= 1"):
+        learn.CD(gauss_energy, optim.Adam(1e-2), persistent=True, chains=0)
     with pytest.raises(emc.OptionError, match="reinit_prob"):
         learn.CD(gauss_energy, optim.Adam(1e-2), persistent=True, buffer_size=10,
                  reinit_prob=1.5)

@@ -155,6 +155,34 @@ def test_rbm_block_gibbs_samples_the_model():
     assert out.shape == (5, 8)
 
 
+@pytest.mark.parametrize("per_draw", [1, 100_000])
+def test_rbm_block_gibbs_blocks_of_uniforms_and_traced_k(monkeypatch, per_draw):
+    # block_gibbs draws the uniforms of many sweeps at once, in blocks of at
+    # most _UNIFORMS_PER_DRAW numbers: one sweep per draw (1) and several
+    # blocks plus a remainder (100_000 // (500 * 11) = 18 sweeps a block, 60 =
+    # 3 * 18 + 6) sample the same model. A traced k takes the one-draw-per-sweep path.
+    from energymc.models import rbm as rbm_module
+
+    monkeypatch.setattr(rbm_module, "_UNIFORMS_PER_DRAW", per_draw)
+    rbm, params = _random_rbm(8, 3, seed=6)
+    states, probs = emc.exact.probabilities(rbm.as_energy(params))
+    means = probs @ states
+    second = states.T @ (probs[:, None] * states)
+    x0 = jnp.zeros((500, 8))
+    draws = [rbm.block_gibbs(jax.random.key(i), params, x0, 60) for i in range(4)]
+    traced = jax.jit(rbm.block_gibbs)(jax.random.key(9), params, x0, 60)
+    for v in [jnp.concatenate(draws), traced]:
+        v = np.asarray(v)
+        n = len(v)
+        se = np.sqrt(means * (1 - means) / n)
+        assert np.all(np.abs(v.mean(0) - means) < 4 * se + 1e-3), (v.mean(0), means)
+        # Pairwise moments E[v_i v_j]: the units' dependence is sampled too.
+        vv = v.T @ v / n
+        se2 = np.sqrt(second * (1 - second) / n)
+        assert np.all(np.abs(vv - second) < 4 * se2 + 1e-3)
+    assert not np.array_equal(np.asarray(draws[0]), np.asarray(draws[1]))
+
+
 def test_rbm_init_and_likelihood():
     rbm = RBM(4, 2)
     data = np.array([[1, 0, 1, 1], [1, 0, 0, 1], [1, 1, 0, 1], [0, 0, 0, 1]], dtype=float)

@@ -7,7 +7,8 @@ current model invariant (Hinton 2002). Where the chains start selects the
 variant:
 
 * ``persistent=False``: at the data batch (CD-k);
-* ``persistent=True``: where the previous update left them (PCD, Tieleman 2008);
+* ``persistent=True``: where the previous update left them (PCD, Tieleman 2008),
+  one chain per batch point or, with ``chains=N``, a pool of ``N`` chains;
 * ``persistent=True, buffer_size=N``: at samples drawn from a replay buffer of
   past negatives, a fraction ``reinit_prob`` restarted from noise (Du &
   Mordatch 2019).
@@ -58,13 +59,23 @@ class CD(LearnerBase):
         A method name for :func:`energymc.kernels.get` (``"langevin"``,
         ``"mala"``, ``"hmc"``, ``"nuts"``, ``"barker"``, ``"rwm"``, ...) or a
         callable ``sampler(key, params, x_batch, k) -> x_batch_new`` with
-        ``x_batch`` ``(batch, *event)`` and ``params`` in the user's form.
+        ``x_batch`` ``(batch, *event)`` (``(chains, *event)`` with ``chains=``)
+        and ``params`` in the user's form.
     step_size
         The kernel's step size (BlackJAX's convention; for ``"langevin"``,
         ``x + h grad log p + sqrt(2 h) noise``). Not used by a callable sampler.
     buffer_size
         With ``persistent=True``: the size of the replay buffer; ``None`` keeps
-        one persistent chain per batch point instead.
+        persistent chains instead (see ``chains``).
+    chains
+        PCD only (``persistent=True`` without ``buffer_size``): the number of
+        persistent chains, all advanced ``k`` steps every update and all
+        averaged in the negative phase. ``None`` (default) keeps one chain per
+        batch point. A pool larger than the batch lowers the variance of the
+        negative-phase term of the gradient, and lets fewer steps per chain
+        (smaller ``k``) do; each update costs ``chains * k`` kernel steps. The
+        chains start at data points drawn at random (with replacement if
+        ``chains`` exceeds the number of data points).
     reinit_prob
         Replay buffer only: probability that a chain restarts from noise.
     energy_l2
@@ -108,7 +119,7 @@ class CD(LearnerBase):
                  sampler: str | Callable = "langevin", step_size: float = 0.01,
                  buffer_size: int | None = None, reinit_prob: float = 0.05,
                  energy_l2: float = 0.0, sampler_options: dict | None = None,
-                 noise: Any = None, ema: float | None = None):
+                 noise: Any = None, ema: float | None = None, chains: int | None = None):
         super().__init__(energy_fn, optim, ema=ema)
         self.k = check_int("k", k, 0)
         if not isinstance(persistent, bool):
@@ -127,6 +138,15 @@ class CD(LearnerBase):
                 )
             buffer_size = check_int("buffer_size", buffer_size, 1)
         self.buffer_size = buffer_size
+        if chains is not None:
+            if not persistent or buffer_size is not None:
+                raise OptionError(
+                    "chains= sets the size of the pool of persistent chains (PCD): pass it with "
+                    "persistent=True and without buffer_size (a replay buffer's size is "
+                    "buffer_size=; plain CD-k starts one chain at each batch point)."
+                )
+            chains = check_int("chains", chains, 1)
+        self.chains = chains
         if noise is not None and not all(hasattr(noise, m) for m in ("sample", "log_prob")):
             raise OptionError("noise must be a NumPyro distribution (with sample and log_prob).")
         self.noise = noise
@@ -157,16 +177,20 @@ class CD(LearnerBase):
     # ------------------------------------------------------------------ setup
     def _extra_init(self, key, data, internal, batch_size):
         event = data.shape[1:]
+        num = batch_size if self.chains is None else self.chains
         if self._kernel is not None:
             self._check_support(data)
         else:
-            self._check_callable(key, internal, data[:batch_size])
+            # The sampler sees the whole pool of chains at once.
+            self._check_callable(key, internal, jax.ShapeDtypeStruct((num, *event), data.dtype))
         if not self.persistent:
             return {}
         k_perm, k_buf = jax.random.split(key)
         if self.buffer_size is None:
-            # PCD: one chain per batch point, started at a random subset of the data.
-            idx = jax.random.choice(k_perm, data.shape[0], (batch_size,), replace=False)
+            # PCD: the chains start at a random subset of the data (with
+            # replacement only when the pool is larger than the data).
+            n = data.shape[0]
+            idx = jax.random.choice(k_perm, n, (num,), replace=num > n)
             return {"chains": data[idx]}
         if self.buffer_size < batch_size:
             raise OptionError(f"buffer_size={self.buffer_size} is smaller than batch_size="

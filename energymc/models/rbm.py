@@ -133,6 +133,11 @@ def _default_betas(num_temps: int) -> np.ndarray:
                            np.linspace(0.9, 1.0, n3 + 1)])
 
 
+#: Most uniforms :meth:`RBM.block_gibbs` draws at once (4 MiB in float32): a
+#: block of sweeps shares one draw up to this size.
+_UNIFORMS_PER_DRAW = 2**20
+
+
 @partial(jax.jit, static_argnums=(0, 4, 5, 6))
 def _sample_visible(rbm, key, params, init, num_samples, num_steps, mean_field):
     k_init, k_run, k_last = jax.random.split(key, 3)
@@ -275,18 +280,38 @@ class RBM:
         """
 
         nh = self.n_hidden
+        v = jnp.asarray(x_batch)
+        shape = (*v.shape[:-1], nh + self.n_visible)
 
-        def sweep(i, v):
-            # One uniform draw per sweep for both layers, compared with the
-            # conditional probabilities: a Bernoulli draw each, as
-            # jax.random.bernoulli does, but one PRNG call instead of a split
-            # and two (the PRNG dominates a sweep of a small RBM on CPU).
-            u = jax.random.uniform(jax.random.fold_in(key, i),
-                                   (*v.shape[:-1], nh + self.n_visible), v.dtype)
+        # A sweep takes one uniform per unit of both layers and compares it with
+        # the conditional probability: a Bernoulli draw each, as
+        # jax.random.bernoulli does. The PRNG dominates a sweep of a small RBM
+        # on CPU, and one large draw for many sweeps costs much less than a
+        # draw (and a key derivation) per sweep, so the uniforms come in
+        # blocks of up to _UNIFORMS_PER_DRAW numbers, a scan over each block.
+        def sweep(v, u):
             h = (u[..., :nh] < self.hidden_probs(params, v)).astype(v.dtype)
-            return (u[..., nh:] < self.visible_probs(params, h)).astype(v.dtype)
+            return (u[..., nh:] < self.visible_probs(params, h)).astype(v.dtype), None
 
-        return jax.lax.fori_loop(0, k, sweep, jnp.asarray(x_batch))
+        if not isinstance(k, (int, np.integer)):  # a traced k: one draw per sweep
+            return jax.lax.fori_loop(
+                0, k, lambda i, v: sweep(v, jax.random.uniform(
+                    jax.random.fold_in(key, i), shape, v.dtype))[0], v)
+        k = int(k)
+        if k <= 0:
+            return v
+        per = max(1, min(k, _UNIFORMS_PER_DRAW // max(math.prod(shape), 1)))
+        blocks, rest = divmod(k, per)
+
+        def block(i, v, n=per):
+            u = jax.random.uniform(jax.random.fold_in(key, i), (n, *shape), v.dtype)
+            return jax.lax.scan(sweep, v, u)[0]
+
+        if blocks == 1:
+            v = block(0, v)
+        elif blocks > 1:
+            v = jax.lax.fori_loop(0, blocks, block, v)
+        return block(blocks, v, rest) if rest else v
 
     def sample_visible(self, key, params, num_samples: int, num_steps: int = 1000,
                        init=None, mean_field: bool = False):
