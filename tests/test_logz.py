@@ -103,6 +103,10 @@ def _check(est, truth, tol):
     ({"base": "uniform"}, "binary/spin targets"),
     ({"base": lambda x: 0.0}, "NumPyro distribution"),
     ({"method": "smc", "target_ess": 2.0}, "target_ess= must be"),
+    ({"method": "smc", "schedule": "linear"}, "valid schedules are adaptive, pilot"),
+    ({"method": "smc", "schedule": [0.0, 0.5, 0.9]}, "strictly increasing betas from"),
+    ({"method": "smc", "schedule": np.linspace(0, 1, 11), "max_stages": 5},
+     "raise max_stages= to at least 10"),
     ({"method": "smc", "waste_free": True, "particles": 100, "mcmc_steps": 10},
      "multiple of mcmc_steps"),
     ({"method": "nested", "num_delete": 600}, "num_delete="),
@@ -250,6 +254,27 @@ def test_smc_dense_gaussian(gauss):
     est = emc.log_partition(gauss, method="smc", seed=0, scale=2.0)
     _check(est, GAUSS_LOGZ, 0.15)
     assert est.stages["beta"][-1] == pytest.approx(1.0)
+
+
+def test_smc_fixed_and_pilot_schedules(gauss):
+    # schedule="pilot": an adaptive run on another key sets the betas, a
+    # second run follows them. It must equal a fixed-schedule run along the
+    # same betas with the same seed, plus the pilot's cost.
+    est = emc.log_partition(gauss, method="smc", seed=2, scale=2.0, schedule="pilot")
+    _check(est, GAUSS_LOGZ, 0.15)
+    sched = est.info["schedule"]
+    assert sched[0] == 0.0 and sched[-1] == 1.0 and np.all(np.diff(sched) > 0)
+    np.testing.assert_allclose(est.stages["beta"], sched[1:], rtol=1e-6)
+    assert est.info["pilot_grad_evals"] > 0
+    fixed = emc.log_partition(gauss, method="smc", seed=2, scale=2.0, schedule=sched)
+    assert fixed.log_z == est.log_z
+    assert est.num_grad_evals == pytest.approx(fixed.num_grad_evals
+                                               + est.info["pilot_grad_evals"])
+    # A schedule given by hand is followed as given.
+    lin = emc.log_partition(gauss, method="smc", seed=3, scale=2.0,
+                            schedule=np.linspace(0.0, 1.0, 21))
+    np.testing.assert_allclose(lin.stages["beta"], np.linspace(0.05, 1.0, 20), rtol=1e-6)
+    _check(lin, GAUSS_LOGZ, 0.15)
 
 
 # --------------------------------------------------------------------------

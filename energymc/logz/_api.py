@@ -110,7 +110,10 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         BDMC adds ``samples`` (exact target draws; otherwise a long
         ``sample_method`` run, only approximately exact). SMC: ``particles``,
         ``target_ess``, ``kernel``, ``mcmc_steps``, ``waste_free``,
-        ``min_families`` (flag below this many effective surviving lineages). Nested:
+        ``min_families`` (flag below this many effective surviving lineages),
+        ``schedule`` (``"adaptive"``, ``"pilot"``: betas fixed by an
+        independent adaptive run, twice the cost; or betas from 0 to 1 such
+        as a previous run's ``est.info["schedule"]``). Nested:
         ``live_points``, ``num_inner_steps``, ``tol``. PT: ``replicas``,
         ``draws``, ``warmup``, ``kernel``.
 

@@ -42,6 +42,7 @@ SMC_DEFAULTS = {
     "resampling": "systematic",
     "max_stages": 500,
     "min_families": 20,
+    "schedule": "adaptive",
 }
 
 _RESAMPLERS = {"systematic": resampling.systematic, "stratified": resampling.stratified,
@@ -56,6 +57,7 @@ class _Cfg(NamedTuple):
     target_accept: float
     resampling: str
     max_stages: int
+    fixed: bool
 
 
 def validate_smc(target, opts):
@@ -85,15 +87,41 @@ def validate_smc(target, opts):
         raise OptionError(f"method='smc' needs a continuous kernel with a step size; "
                           f"{kernel.name!r} has none.")
     o["_kernel"], o["_kernel_options"] = kernel, kopts
+    o["_betas"] = _check_schedule(o["schedule"], o["max_stages"])
     ta = o["target_accept"] if o["target_accept"] is not None else dict(kopts)["target_accept"]
     o["_cfg"] = _Cfg(o["particles"], float(te), o["mcmc_steps"], o["waste_free"], float(ta),
-                     o["resampling"], o["max_stages"])
+                     o["resampling"], o["max_stages"], o["_betas"] is not None)
     return o
 
 
+def _check_schedule(schedule, max_stages):
+    """``None`` for ``"adaptive"``/``"pilot"``, else the ``(stages,)`` betas after 0."""
+    if isinstance(schedule, str):
+        if schedule not in ("adaptive", "pilot"):
+            raise OptionError(f"unknown schedule {schedule!r} for method='smc'; valid schedules "
+                              "are adaptive, pilot, or an increasing array of betas.")
+        return None
+    try:
+        b = np.asarray(schedule, dtype=float)
+    except (TypeError, ValueError):
+        b = np.zeros(0)
+    if b.ndim != 1 or b.size < 2 or b[0] != 0.0 or b[-1] != 1.0 or np.any(np.diff(b) <= 0):
+        raise OptionError("schedule= as an array must be strictly increasing betas from "
+                          "0.0 to 1.0, e.g. np.linspace(0, 1, 51) or a previous run's "
+                          "est.info['schedule'].")
+    if b.size - 1 > max_stages:
+        raise OptionError(f"schedule= has {b.size - 1} stages but max_stages={max_stages}; "
+                          f"raise max_stages= to at least {b.size - 1}.")
+    return b[1:]
+
+
 @jit_over_target(("target", "kernel", "options", "cfg"))
-def _smc(key, ref, step0, *, target, kernel, options, cfg: _Cfg):
-    """Run adaptive tempered SMC from q0 to the target; pure, compiled once."""
+def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg):
+    """Run tempered SMC from q0 to the target; pure, compiled once.
+
+    ``betas`` is ``(max_stages,)``: the fixed schedule padded with 1 when
+    ``cfg.fixed``, ignored (BlackJAX picks each next beta from the ESS) if not.
+    """
     n = cfg.particles
     target_lp = target.flat_logdensity
 
@@ -122,8 +150,10 @@ def _smc(key, ref, step0, *, target, kernel, options, cfg: _Cfg):
     extra = {}
     if cfg.waste_free:
         extra["update_strategy"] = waste_free_smc(n, cfg.mcmc_steps + 1)
+    if not cfg.fixed:
+        extra["target_ess"] = cfg.target_ess
     alg = blackjax.inner_kernel_tuning(
-        smc_algorithm=blackjax.adaptive_tempered_smc,
+        smc_algorithm=blackjax.tempered_smc if cfg.fixed else blackjax.adaptive_tempered_smc,
         logprior_fn=ref.log_prob,
         loglikelihood_fn=loglik,
         mcmc_step_fn=mcmc_step,
@@ -133,7 +163,6 @@ def _smc(key, ref, step0, *, target, kernel, options, cfg: _Cfg):
         initial_parameter_value={"step_size": jnp.reshape(step0, (1,)),
                                  "inverse_mass_matrix": ref.variance()[None]},
         num_mcmc_steps=None if cfg.waste_free else cfg.mcmc_steps,
-        target_ess=cfg.target_ess,
         **extra,
     )
     k0, key = jax.random.split(key)
@@ -149,7 +178,10 @@ def _smc(key, ref, step0, *, target, kernel, options, cfg: _Cfg):
     def body(carry):
         i, state, log_z, rec, evals, eve = carry
         step_used = state.parameter_override["step_size"][0]
-        state, info = alg.step(jax.random.fold_in(key, i), state)
+        if cfg.fixed:
+            state, info = alg.step(jax.random.fold_in(key, i), state, tempering_param=betas[i])
+        else:
+            state, info = alg.step(jax.random.fold_in(key, i), state)
         # Each particle's Eve index: the initial particle it descends from
         # (moves do not change it; only resampling does).
         eve = eve[info.ancestors]
@@ -226,20 +258,51 @@ def genealogy_variance(weights, eve):
     return max(same - 1.0 / n, 0.0), 1.0 / same
 
 
+def _increasing(betas):
+    """Betas recorded in float32 may repeat near 1 and end a rounding short of it."""
+    keep = np.concatenate([np.diff(betas) > 0, [True]])
+    betas = betas[keep]
+    if betas.size and betas[-1] > 1.0 - 1e-6:
+        betas[-1] = 1.0
+    return betas
+
+
 def run_smc(target, ref, key, o) -> dict:
     kernel, kopts, cfg = o["_kernel"], o["_kernel_options"], o["_cfg"]
     step = o["step_size"]
     if step is None:
         c, p = _STEP0.get(kernel.name, (0.3, -1 / 4))
         step = c * target.dim**p
-    out = _smc(key, ref, jnp.asarray(step, jnp.result_type(float)), target=target,
+    dtype = jnp.result_type(float)
+    step = jnp.asarray(step, dtype)
+    betas, pilot_evals, problems = o["_betas"], 0.0, []
+    if isinstance(o["schedule"], str) and o["schedule"] == "pilot":
+        # An adaptive run on an independent key fixes the schedule; the
+        # estimate comes from a second run along it, so no beta depends on
+        # the particles it weighs (an adaptive schedule does, which biases
+        # Z-hat by O(stages/N); unmeasurable on the benchmarks, but this
+        # removes it for twice the cost).
+        pilot = _smc(jax.random.fold_in(key, 7919), ref, step, jnp.ones((cfg.max_stages,), dtype),
+                     target=target, kernel=kernel, options=kopts, cfg=cfg)
+        k = int(pilot["num_stages"])
+        betas = _increasing(np.asarray(pilot["record"]["beta"], dtype=float)[:k])
+        if betas[-1] < 1.0:
+            problems.append(f"the pilot run stopped at beta={betas[-1]:.4g} after max_stages="
+                            f"{cfg.max_stages}, so its last stage jumps to 1; raise max_stages= "
+                            "or lower target_ess=.")
+            betas = np.append(betas[:cfg.max_stages - 1], 1.0)
+        pilot_evals = float(pilot["grad_evals"])
+        cfg = cfg._replace(fixed=True)
+    padded = np.ones((cfg.max_stages,))
+    if betas is not None:
+        padded[:betas.size] = betas
+    out = _smc(key, ref, step, jnp.asarray(padded, dtype), target=target,
                kernel=kernel, options=kopts, cfg=cfg)
     k = int(out["num_stages"])
     rec = {name: np.asarray(v)[:k] for name, v in out["record"].items()}
     w = np.asarray(out["weights"], dtype=float)
     w = w / w.sum()
     ess = float(1.0 / np.sum(w**2))
-    problems = []
     if float(out["final_beta"]) < 1.0:
         problems.append(f"SMC stopped at beta={float(out['final_beta']):.4g} after "
                         f"max_stages={cfg.max_stages}; raise max_stages= or lower target_ess=.")
@@ -265,8 +328,11 @@ def run_smc(target, ref, key, o) -> dict:
               "step_size": rec["step_size"], "log_z": rec["log_z"]}
     return {"log_z": float(out["log_z"]), "stderr": stderr, "ess": ess, "stages": stages,
             "particles": np.asarray(out["particles"]), "weights": w,
-            "grad_evals": float(out["grad_evals"]), "problems": problems,
+            "grad_evals": float(out["grad_evals"]) + pilot_evals, "problems": problems,
             "info": {"kernel": kernel.name, "waste_free": cfg.waste_free,
+                     # Betas from 0 to 1, reusable as schedule= of a later run.
+                     "schedule": np.concatenate([[0.0], _increasing(rec["beta"])]),
+                     "pilot_grad_evals": pilot_evals,
                      "stderr_delta": stderr_delta, "stderr_genealogy": stderr_gen,
                      "eve_ess": eve_ess,
                      "stderr_note": "larger of the genealogy (Chan-Lai) estimate and the sum "
