@@ -150,12 +150,53 @@ def _begin(key, init, params, *, target, kernel, options, chains, layout, warmup
     return states, params, {}
 
 
+class _Packing:
+    """Per-draw outputs gathered into one flat array per dtype, and taken apart again.
+
+    Each array a scan emits per step is written into its output buffer by a
+    separate operation; on a CPU, for a cheap kernel (NUTS on a 2-d target
+    takes ~10 us a step), eight such writes per draw cost ~5% of the run.
+    Concatenating the position and the stats by dtype (exactly: no casts)
+    leaves one write per dtype. The layout is recorded while tracing the
+    step and used after the loop to cut the buffers back into named arrays.
+    """
+
+    def __init__(self):
+        self.layout = None  # [(name, dtype, shape, offset)] once traced
+
+    def pack(self, position, stats: dict) -> dict:
+        items = [("position", position)] + sorted(stats.items())
+        groups, layout = {}, []
+        for name, value in items:
+            value = jnp.asarray(value)
+            # Flags travel with the integers (0/1 converts back exactly).
+            stored = value.astype(jnp.int32) if value.dtype == jnp.bool_ else value
+            group = groups.setdefault(stored.dtype.name, [])
+            offset = sum(v.size for v in group)
+            layout.append((name, value.dtype, stored.dtype.name, value.shape, offset))
+            group.append(stored.reshape(-1))
+        self.layout = layout
+        return {dt: jnp.concatenate(vs) for dt, vs in groups.items()}
+
+    def unpack(self, packed: dict):
+        """``(position, stats)`` from the stacked buffers (leading axes kept)."""
+        out = {}
+        for name, dtype, group, shape, offset in self.layout:
+            buf = packed[group]
+            size = math.prod(shape)
+            part = buf[..., offset:offset + size].reshape(*buf.shape[:-1], *shape)
+            out[name] = part.astype(dtype)
+        position = out.pop("position")
+        return position, out
+
+
 def _advance(states, params, chain_keys, start, *, target, kernel, options, num_draws, thin):
     """Advance every chain by ``num_draws * thin`` steps, keeping every ``thin``-th (traced).
 
     Returns the new states, positions ``(chains, num_draws, dim)`` and stats
     ``(chains, num_draws)``.
     """
+    packing = _Packing()
 
     def one_chain(state, p, chain_key):
         if hasattr(kernel, "prepare"):
@@ -168,15 +209,16 @@ def _advance(states, params, chain_keys, start, *, target, kernel, options, num_
 
             if thin == 1:
                 state, kept = step(state, 0)
-                return state, (state.position, kept)
+                return state, packing.pack(state.position, kept)
             state, stats = jax.lax.scan(step, state, jnp.arange(thin))
             kept = {k: v[-1] for k, v in stats.items()}
             # Trouble anywhere in the thinned stretch is still trouble.
             kept["diverging"] = jnp.any(stats["diverging"])
             kept["acceptance_rate"] = jnp.mean(stats["acceptance_rate"])
-            return state, (state.position, kept)
+            return state, packing.pack(state.position, kept)
 
-        state, (positions, stats) = jax.lax.scan(draw, state, jnp.arange(num_draws))
+        state, packed = jax.lax.scan(draw, state, jnp.arange(num_draws))
+        positions, stats = packing.unpack(packed)
         return state, positions, stats
 
     return jax.vmap(one_chain)(states, params, chain_keys)

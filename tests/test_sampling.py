@@ -127,10 +127,12 @@ def test_progress_bar_runs_in_chunks(capsys):
 
 
 # ----------------------------------------------------------- numerical trouble
-def test_nan_energy_mid_run_is_a_counted_rejection_not_a_crash():
-    # Finite at the start; NaN beyond x > 1.5, a region the chains will propose into.
+@pytest.mark.parametrize("bad", [jnp.nan, -jnp.inf], ids=["nan", "minus_inf"])
+def test_nan_energy_mid_run_is_a_counted_rejection_not_a_crash(bad):
+    # Finite at the start; NaN (or -inf: unbounded below, log density +inf)
+    # beyond x > 1.5, a region the chains will propose into.
     def energy(x):
-        return jnp.where(x[0] > 1.5, jnp.nan, 0.5 * jnp.sum(x**2))
+        return jnp.where(x[0] > 1.5, bad, 0.5 * jnp.sum(x**2))
 
     target = emc.Energy(energy, init=jnp.zeros(2))
     for method in ("nuts", "mala", "rwm", "langevin"):
