@@ -147,13 +147,18 @@ def reduce_states(logp: Callable, dim: int, support: str, *args, fn: Callable | 
 
 
 class _TargetLogp:
-    """``(z) -> target.flat_logdensity(z)``, hashable by the target."""
+    """``(z, params) -> target.flat_logdensity(z)``, hashable by the target.
+
+    ``target`` is the skeleton of ``Energy._split``: the parameters of a
+    ``from_params`` energy arrive as the traced ``params`` argument, so
+    enumerating it again with new parameter values reuses the compiled code.
+    """
 
     def __init__(self, target):
         self.target = target
 
-    def __call__(self, z):
-        return self.target.flat_logdensity(z)
+    def __call__(self, z, params):
+        return self.target._bind(params).flat_logdensity(z)
 
     def __hash__(self):
         return hash(("logp", self.target))
@@ -169,7 +174,7 @@ class _TargetFn(_TargetLogp):
         super().__init__(target)
         self.fn = fn
 
-    def __call__(self, z):
+    def __call__(self, z, params):
         unravel = getattr(self.target, "unravel", None)
         return self.fn(z if unravel is None else unravel(z))
 
@@ -179,6 +184,11 @@ class _TargetFn(_TargetLogp):
     def __eq__(self, other):
         return (isinstance(other, _TargetFn) and self.target == other.target
                 and self.fn == other.fn)
+
+
+def _split(target):
+    """``Energy._split`` for an Energy; other duck-typed targets stay whole."""
+    return target._split() if hasattr(target, "_split") else (target, None)
 
 
 def _target_parts(target, max_dim):
@@ -210,8 +220,9 @@ def log_partition(target, *, chunk_size: int | None = None, max_dim: int = MAX_D
         log Z in nats.
     """
     dim, support = _target_parts(target, max_dim)
-    log_z, _ = reduce_states(_TargetLogp(target), dim, support, chunk_size=chunk_size,
-                             max_dim=max_dim)
+    skeleton, params = _split(target)
+    log_z, _ = reduce_states(_TargetLogp(skeleton), dim, support, params,
+                             chunk_size=chunk_size, max_dim=max_dim)
     return float(log_z)
 
 
@@ -236,8 +247,10 @@ def expectation(target, fn: Callable, *, chunk_size: int | None = None,
     if not callable(fn):
         raise EnergyError(f"expectation needs a callable fn(x); got {type(fn).__name__}.")
     dim, support = _target_parts(target, max_dim)
-    _, means = reduce_states(_TargetLogp(target), dim, support, fn=_TargetFn(target, fn),
-                             chunk_size=chunk_size, max_dim=max_dim)
+    skeleton, params = _split(target)
+    _, means = reduce_states(_TargetLogp(skeleton), dim, support, params,
+                             fn=_TargetFn(skeleton, fn), chunk_size=chunk_size,
+                             max_dim=max_dim)
     return jax.tree.map(np.asarray, means)
 
 

@@ -92,6 +92,26 @@ def test_exact_matches_brute_force(support):
     assert states.shape == (256, 8) and abs(probs.sum() - 1) < 1e-6
 
 
+def test_exact_reuses_compiled_enumeration_for_new_params():
+    # A from_params energy: the params are an argument of the compiled sum,
+    # so a second value compiles nothing new, and that value is the one used.
+    from energymc import exact
+
+    def energy(params, s):
+        return params["scale"] * spin_glass(s)
+
+    f = lambda x: jnp.stack([x[0] * x[1]])
+    sizes = []
+    for scale in (1.0, 0.5):
+        target = emc.Energy.from_params(energy, {"scale": jnp.asarray(scale)},
+                                        init=jnp.ones(10), support="spin")
+        log_z, means = brute_force(lambda s: scale * spin_glass(s), 10, "spin", f)
+        np.testing.assert_allclose(exact.log_partition(target), log_z, rtol=1e-5)
+        np.testing.assert_allclose(exact.expectation(target, f), means, atol=1e-5)
+        sizes.append(exact._reduce._cache_size())
+    assert sizes[1] == sizes[0]
+
+
 def test_exact_refuses_large_or_continuous_targets():
     big = emc.Energy(lambda s: jnp.sum(s), init=jnp.ones(30), support="spin")
     with pytest.raises(emc.EnergyError, match="dim=30.*limited to dim <= 24"):
