@@ -15,7 +15,10 @@ seed both return identical draws (checked and printed). The time ratio to
 BlackJAX is paired: per seed (7 seeds) both run ``--repeats`` times
 alternately, each keeps its fastest call, and the median over seeds of the
 ratio is printed, for wall time and for process CPU time (which other jobs on
-a shared machine do not inflate).
+a shared machine do not inflate). A second hand-written BlackJAX,
+``blackjax+stats``, also keeps the per-draw diagnostics energymc reports
+(acceptance, divergences, energy, tree depth); the plain one keeps only
+positions and step counts, which lets XLA drop NUTS' acceptance bookkeeping.
 Reported per target and contestant: first-call time (compilation included),
 repeat-call time (same shapes, new seed), min bulk ESS over coordinates (ArviZ),
 min-ESS per second of the repeat call, and min-ESS per
@@ -55,7 +58,7 @@ def run_energymc(target, x0s, warmup, draws, seed):
     return run.flat_draws, wall, int(run.stats["n_steps"].sum())
 
 
-def make_blackjax(logdensity):
+def make_blackjax(logdensity, with_stats=False):
     """Hand-written BlackJAX NUTS: vmapped window adaptation, then a scan, one jit.
 
     Keys are derived as energymc derives them (per chain ``fold_in`` of a warmup
@@ -63,6 +66,12 @@ def make_blackjax(logdensity):
     same seed both do the same work and return the same draws: the timing
     ratio then measures energymc's overhead, not seed-to-seed variation in
     NUTS trajectory lengths.
+
+    By default only positions and step counts are kept, so XLA drops the
+    acceptance and energy bookkeeping inside NUTS' trajectory loop; with
+    ``with_stats`` the per-draw diagnostics energymc reports (acceptance,
+    divergences, energy, tree depth) are kept too, as a user who wants to
+    check the chains would.
     """
 
     def one_chain(warm_key, sample_key, x0, warmup, draws):
@@ -72,6 +81,10 @@ def make_blackjax(logdensity):
 
         def step(state, i):
             state, info = kernel.step(jax.random.fold_in(sample_key, i), state)
+            if with_stats:
+                return state, (state.position, (info.num_integration_steps, info.acceptance_rate,
+                                                info.is_divergent, info.energy,
+                                                info.num_trajectory_expansions))
             return state, (state.position, info.num_integration_steps)
 
         _, (xs, n) = jax.lax.scan(step, state, jnp.arange(draws))
@@ -86,8 +99,9 @@ def make_blackjax(logdensity):
 
     def call(x0s, seed):
         t0 = time.perf_counter()
-        xs, n = run(jax.random.key(seed), x0s)
+        xs, info = run(jax.random.key(seed), x0s)
         xs = np.asarray(jax.block_until_ready(xs))
+        n = info[0] if with_stats else info
         return xs, time.perf_counter() - t0, int(np.sum(n))
 
     return call
@@ -252,22 +266,28 @@ def main():
         # REPEATS times alternately and each keeps its fastest call (other
         # jobs only ever add time), then the ratio of those; the median over
         # seeds is reported, with the same ratio of process CPU time beside it.
-        ratios, cpu_ratios = [], []
+        timed = {"energymc": contestants["energymc"], "blackjax": contestants["blackjax"],
+                 "blackjax+stats": partial(make_blackjax(target.flat_logdensity, True), x0s)}
+        timed["blackjax+stats"](0)
+        ratios, cpu_ratios, stats_ratios = [], [], []
         for seed in range(11, 18):
-            best = {"energymc": (math.inf, math.inf), "blackjax": (math.inf, math.inf)}
+            best = {who: (math.inf, math.inf) for who in timed}
             for rep in range(REPEATS):
-                order = ("energymc", "blackjax") if (seed + rep) % 2 else ("blackjax", "energymc")
+                order = list(timed) if (seed + rep) % 2 else list(timed)[::-1]
                 for who in order:
                     c0 = time.process_time()
-                    wall = contestants[who](seed)[1]
+                    wall = timed[who](seed)[1]
                     cpu = time.process_time() - c0
                     best[who] = (min(best[who][0], wall), min(best[who][1], cpu))
             ratios.append(best["energymc"][0] / best["blackjax"][0])
             cpu_ratios.append(best["energymc"][1] / best["blackjax"][1])
-        paired = (float(np.median(ratios)), float(np.median(cpu_ratios)))
+            stats_ratios.append(best["energymc"][0] / best["blackjax+stats"][0])
+        paired = (float(np.median(ratios)), float(np.median(cpu_ratios)),
+                  float(np.median(stats_ratios)))
         print(f"{name:12s} same seed, energymc vs blackjax draws: max |diff| {same:.2e}; "
               f"per-seed wall ratios {np.round(ratios, 3).tolist()}; "
-              f"cpu ratios {np.round(cpu_ratios, 3).tolist()}")
+              f"cpu ratios {np.round(cpu_ratios, 3).tolist()}; "
+              f"wall ratios vs blackjax+stats {np.round(stats_ratios, 3).tolist()}")
         rows.append((name, result, paired))
         for who, r in result.items():
             print(f"{name:12s} {who:9s} first {fmt(r['first'], 2):>7s}s  repeat "
@@ -276,12 +296,12 @@ def main():
 
     print("\nRatios (energymc / peer):")
     print(f"{'target':12s} {'wall vs blackjax':>17s} {'cpu vs blackjax':>16s} "
-          f"{'minESS/s vs blackjax':>21s} "
+          f"{'wall vs bj+stats':>17s} {'minESS/s vs blackjax':>21s} "
           f"{'minESS/s vs numpyro':>20s} {'minESS/s vs emcee':>18s}")
     for name, r, paired in rows:
         e = r["energymc"]
         vs_numpyro = e["ess_s"] / r["numpyro"]["ess_s"] if "numpyro" in r else math.nan
-        line = (f"{name:12s} {paired[0]:>17.3f} {paired[1]:>16.3f} "
+        line = (f"{name:12s} {paired[0]:>17.3f} {paired[1]:>16.3f} {paired[2]:>17.3f} "
                 f"{e['ess_s'] / r['blackjax']['ess_s']:>21.2f} "
                 f"{vs_numpyro:>20.2f} ")
         line += f"{e['ess_s'] / r['emcee']['ess_s']:>18.1f}" if "emcee" in r else f"{'-':>18s}"
