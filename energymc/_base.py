@@ -116,6 +116,9 @@ class Kernel(Protocol):
     # called with, computed once per chain and stretch of steps rather than
     # every step (e.g. the Cholesky factor of a dense mass matrix); the
     # result lives only inside the traced loop and need not be a pytree.
+    # Optional: ``summed_stats``, a tuple of stat names that are counts; with
+    # ``thin > 1`` they are summed over the thinned steps (others keep the
+    # last step's value; ``diverging`` is any, ``acceptance_rate`` the mean).
 
 
 @runtime_checkable

@@ -205,12 +205,20 @@ def diagnose(obj, thresholds: Thresholds | None = None, max_rows: int | None = N
         problems.append(f"E-BFMI is {min(bfmi):.2f} (limit {th.min_bfmi}): momentum resampling "
                         "explores the energy poorly, typical of heavy tails or funnels. "
                         "Reparametrise, or use dense_mass=True.")
+    if (stats is not None and "round_trips" in stats and idata.attrs.get("method") == "pt"
+            and int(stats["round_trips"].sum()) == 0):
+        problems.append("No replica travelled from the hottest rung to beta = 1 while "
+                        "sampling (0 round trips): draws at beta = 1 never receive states "
+                        "from the hot end, so modes found only there are missed. Use more "
+                        "replicas (replicas=...), a smaller beta_min, or more draws.")
     if acceptance is not None and acceptance < th.min_acceptance:
         problems.append(f"Mean acceptance is {acceptance:.3f}: the chains barely move. Check the "
                         "energy for NaN/inf regions, give a longer warmup, or a smaller step_size.")
     numbers = {"max_rhat": rhat, "min_ess_bulk": ess_bulk, "min_ess_tail": ess_tail,
                "divergences": divergences, "bfmi": bfmi, "acceptance": acceptance,
-               "chains": n_chains, "draws": n_draws}
+               "chains": n_chains, "draws": n_draws,
+               "round_trips": (int(stats["round_trips"].sum())
+                               if stats is not None and "round_trips" in stats else None)}
     return Diagnosis(ok=not problems, problems=problems, table=table, numbers=numbers)
 
 

@@ -215,6 +215,9 @@ def _advance(states, params, chain_keys, start, *, target, kernel, options, num_
             # Trouble anywhere in the thinned stretch is still trouble.
             kept["diverging"] = jnp.any(stats["diverging"])
             kept["acceptance_rate"] = jnp.mean(stats["acceptance_rate"])
+            # Counts (e.g. PT's round trips) add up over the stretch.
+            for name in getattr(kernel, "summed_stats", ()):
+                kept[name] = jnp.sum(stats[name], axis=0)
             return state, packing.pack(state.position, kept)
 
         state, packed = jax.lax.scan(draw, state, jnp.arange(num_draws))

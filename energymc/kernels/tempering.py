@@ -45,7 +45,7 @@ from energymc._base import WarmupResult
 from energymc.errors import OptionError
 from energymc.kernels import get, register, resolve_options
 
-__all__ = ["PTState", "PT", "pt_step", "pt_warmup", "initial_ladder"]
+__all__ = ["PTState", "PT", "new_state", "pt_step", "pt_warmup", "initial_ladder"]
 
 
 class PTState(NamedTuple):
@@ -61,12 +61,29 @@ class PTState(NamedTuple):
         ``(R,)`` ``log p - log q0`` at each replica.
     count
         Rounds done; its parity picks the even or odd swap pairs.
+    labels
+        ``(R,)`` int: which replica sits at each rung (replicas are numbered
+        by their rung at the start; swaps move the labels with the states).
+    from_hot
+        ``(R,)`` bool by label: the replica has visited the hottest rung since
+        it last left beta = 1. Its next arrival at beta = 1 completes a round
+        trip, the measure of how well the ladder carries states across.
     """
 
     position: jax.Array
     positions: jax.Array
     ll: jax.Array
     count: jax.Array
+    labels: jax.Array
+    from_hot: jax.Array
+
+
+def new_state(positions, ll) -> PTState:
+    """A PT state at round 0 from ``(R, dim)`` positions and their ``(R,)`` ``ll``."""
+    R = positions.shape[0]
+    labels = jnp.arange(R, dtype=jnp.int32)
+    return PTState(positions[-1], positions, jnp.where(jnp.isnan(ll), -jnp.inf, ll),
+                   jnp.asarray(0, jnp.int32), labels, (labels == 0) & (R > 1))
 
 
 class _Path(NamedTuple):
@@ -122,7 +139,7 @@ def _local_moves(key, positions, betas, base_params, path, base, base_opts, n_lo
 
 
 def _swap(key, positions, ll, betas, parity):
-    """Even/odd deterministic swaps (non-reversible PT); returns new positions, ll, stats.
+    """Even/odd deterministic swaps (non-reversible PT); returns new positions, ll, stats, perm.
 
     ``acc`` ``(R-1,)`` is the swap acceptance probability of each pair
     (attempted or not: it is computed for all, and ``attempted`` says which
@@ -131,7 +148,7 @@ def _swap(key, positions, ll, betas, parity):
     R = positions.shape[0]
     if R == 1:
         z = jnp.zeros((0,), positions.dtype)
-        return positions, ll, z, z.astype(bool)
+        return positions, ll, z, z.astype(bool), jnp.zeros((1,), jnp.int32)
     k = jnp.arange(R - 1)
     log_alpha = (betas[1:] - betas[:-1]) * (ll[:-1] - ll[1:])
     # ll = -inf at both ends of a pair gives nan: no information, no swap.
@@ -144,7 +161,7 @@ def _swap(key, positions, ll, betas, parity):
     down = jnp.concatenate([jnp.zeros((1,), bool), do])      # r swaps with r - 1
     r = jnp.arange(R)
     perm = jnp.where(up, r + 1, jnp.where(down, r - 1, r))
-    return positions[perm], ll[perm], acc, attempted
+    return positions[perm], ll[perm], acc, attempted, perm
 
 
 def pt_step(key, state: PTState, betas, base_params, path: _Path, base, base_opts,
@@ -156,7 +173,9 @@ def pt_step(key, state: PTState, betas, base_params, path: _Path, base, base_opt
     (PTState, dict)
         Stats: ``acceptance`` ``(R,)``, ``diverging`` ``(R,)``,
         ``swap_acceptance`` ``(R-1,)`` and ``swap_attempted`` ``(R-1,)``,
-        ``cost`` (gradient evaluations, all replicas).
+        ``cost`` (gradient evaluations, all replicas), ``round_trip`` (a
+        replica reached beta = 1 having visited the hottest rung since it last
+        left it).
     """
     k_move, k_ref, k_swap = jax.random.split(key, 3)
     positions, acc, div, cost = _local_moves(k_move, state.positions, betas, base_params, path,
@@ -168,10 +187,17 @@ def pt_step(key, state: PTState, betas, base_params, path: _Path, base, base_opt
         positions = positions.at[0].set(jnp.where(betas[0] == 0, fresh, positions[0]))
     ll = jax.vmap(path.ll)(positions)
     ll = jnp.where(jnp.isnan(ll), -jnp.inf, ll)
-    positions, ll, swap_acc, attempted = _swap(k_swap, positions, ll, betas, state.count % 2)
-    new = PTState(positions[-1], positions, ll, state.count + 1)
+    positions, ll, swap_acc, attempted, perm = _swap(k_swap, positions, ll, betas,
+                                                     state.count % 2)
+    labels = state.labels[perm]
+    cold, hot = labels[-1], labels[0]
+    round_trip = state.from_hot[cold] & (positions.shape[0] > 1)
+    # Cold end first: with R = 1 both ends are one replica, which never "travels".
+    from_hot = state.from_hot.at[cold].set(False).at[hot].set(positions.shape[0] > 1)
+    new = PTState(positions[-1], positions, ll, state.count + 1, labels, from_hot)
     return new, {"acceptance": acc, "diverging": div, "swap_acceptance": swap_acc,
-                 "swap_attempted": attempted, "cost": jnp.sum(cost)}
+                 "swap_attempted": attempted, "cost": jnp.sum(cost),
+                 "round_trip": round_trip}
 
 
 def _interp(x, xp, fp):
@@ -219,9 +245,7 @@ def pt_warmup(key, positions, betas, base_params, path: _Path, base, base_opts, 
     """
     R, dim = positions.shape
     step0 = default_step(base.name, dim)
-    ll0 = jax.vmap(path.ll)(positions)
-    state = PTState(positions[-1], positions, jnp.where(jnp.isnan(ll0), -jnp.inf, ll0),
-                    jnp.asarray(0, jnp.int32))
+    state = new_state(positions, jax.vmap(path.ll)(positions))
     if num_steps == 0:
         return state, betas, base_params, {}
     n_rounds = int(min(4, max(1, num_steps // 25)))
@@ -352,10 +376,18 @@ class PTKernel:
     (``None``: the base kernel's), ``step_size`` (start, or fixed with
     ``adapt=False``), ``support`` (filled in by :func:`energymc.sample`; pass
     it only when driving the kernel by hand).
+
+    Stats per draw: ``lp``, ``acceptance_rate`` and ``diverging`` of the
+    beta = 1 replica, ``swap_acceptance`` (mean over the attempted pairs),
+    ``n_steps`` (gradient evaluations, all replicas) and ``round_trips``
+    (1 when a replica reached beta = 1 having visited the hottest rung since
+    it last left beta = 1; the sum over draws counts completed round trips).
     """
 
     name: str = "pt"
     supports: tuple = ("real", "binary", "spin")
+    #: Stats that are counts: with ``thin`` they add up over the thinned steps.
+    summed_stats: tuple = ("round_trips",)
     defaults: Mapping = dataclasses.field(default_factory=lambda: MappingProxyType(
         {"replicas": 8, "base_kernel": None, "base_options": None, "beta_min": None,
          "local_steps": 1, "adapt_ladder": True, "target_accept": None, "step_size": None,
@@ -409,8 +441,7 @@ class PTKernel:
                                               position.dtype)
         R = params["betas"].shape[0]
         positions = jnp.broadcast_to(position, (R, position.shape[0]))
-        ll = jax.vmap(path.ll)(positions)
-        return PTState(position, positions, ll, jnp.asarray(0, jnp.int32))
+        return new_state(positions, jax.vmap(path.ll)(positions))
 
     def step(self, key, state, logdensity_fn, params, options):
         opts = dict(options)
@@ -423,7 +454,8 @@ class PTKernel:
             jnp.sum(attempted), 1)
         stats = {"lp": new.ll[-1], "acceptance_rate": st["acceptance"][-1],
                  "diverging": st["diverging"][-1], "swap_acceptance": swap,
-                 "n_steps": st["cost"]}
+                 "n_steps": st["cost"],
+                 "round_trips": st["round_trip"].astype(jnp.int32)}
         if "step_size" in params["base"]:
             stats["step_size"] = params["base"]["step_size"][-1]
         return new, stats
