@@ -115,6 +115,20 @@ def test_smc_waste_free_tracks_chain_families(wells):
     assert abs(est.log_z - WELLS_LOGZ) <= 3 * est.stderr
 
 
+@pytest.mark.slow
+def test_smc_hmc_moves_and_slow_tempering_on_wells(wells):
+    # The documented recipe for modes behind barriers (docs, ManyWell):
+    # target_ess=0.9 and HMC moves of 5 leapfrog steps. Every seed within
+    # 0.1 nats and covered by its stderr.
+    for seed in range(8):
+        est = emc.log_partition(wells, method="smc", seed=seed, scale=2.0, particles=2048,
+                                target_ess=0.9, kernel="hmc", mcmc_steps=4,
+                                kernel_options={"num_integration_steps": 5})
+        err = abs(est.log_z - WELLS_LOGZ)
+        assert err <= 0.1 and err <= 3 * est.stderr, (seed, err, est)
+        assert est.reliable, est.problems
+
+
 # --------------------------------------------------------------------------
 # PT: log of the chains' mean Z, stderr at least their spread
 # --------------------------------------------------------------------------
