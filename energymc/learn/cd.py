@@ -72,10 +72,11 @@ class CD(LearnerBase):
         persistent chains, all advanced ``k`` steps every update and all
         averaged in the negative phase. ``None`` (default) keeps one chain per
         batch point. A pool larger than the batch lowers the variance of the
-        negative-phase term of the gradient, and lets fewer steps per chain
-        (smaller ``k``) do; each update costs ``chains * k`` kernel steps. The
-        chains start at data points drawn at random (with replacement if
-        ``chains`` exceeds the number of data points).
+        negative-phase term of the gradient (it does not make the chains mix
+        faster: that takes more steps ``k``); a smaller one buys more steps
+        per chain at the same cost. Each update costs ``chains * k`` kernel
+        steps. The chains start at data points drawn at random (with
+        replacement if ``chains`` exceeds the number of data points).
     reinit_prob
         Replay buffer only: probability that a chain restarts from noise.
     energy_l2
