@@ -32,7 +32,9 @@ the ManyWell-32 goal; ``emc-smc-hmc2`` (2x the particles, 2 HMC moves of 5
 leapfrog steps per stage) is aimed at equal wall time with the BlackJAX
 baseline on the small targets. These six run only when named in
 ``--methods``. ``--interleave`` runs the methods in turn for each seed, so
-that a change in the machine's load does not favour one of them.
+that a change in the machine's load does not favour one of them; an
+energymc method named ``NAME@F`` (e.g. ``emc-smc@0.8``) runs with F times
+its particles, to bring it to a peer's wall time.
 """
 
 from __future__ import annotations
@@ -105,9 +107,11 @@ AIS_PARTICLES = 1024
 SMC_PARTICLES = 2048
 
 
-def emc_method(name, quick):
-    n_ais = AIS_PARTICLES // 4 if quick else AIS_PARTICLES
-    n_smc = SMC_PARTICLES // 4 if quick else SMC_PARTICLES
+def emc_method(name, quick, factor=1.0):
+    """``factor`` scales the particle counts (``emc-smc@0.8`` on the command line):
+    a way to bring a method to a peer's wall time."""
+    n_ais = round(factor * (AIS_PARTICLES // 4 if quick else AIS_PARTICLES))
+    n_smc = round(factor * (SMC_PARTICLES // 4 if quick else SMC_PARTICLES))
 
     def run(target, scale, seed):
         if name == "ais":
@@ -359,6 +363,11 @@ def main(argv=None):
                "blackjax-smc-rwm": blackjax_smc_rwm(args.quick),
                "dynesty": dynesty_method(args.quick)}
     chosen = args.methods.split(",")
+    for mname in chosen:
+        # NAME@F: an energymc method with F times its particles.
+        if "@" in mname and mname.startswith("emc-"):
+            base, factor = mname.split("@")
+            methods[mname] = emc_method(base[len("emc-"):], args.quick, float(factor))
     print(f"jax {jax.__version__}, {jax.devices()[0].platform}, seeds={seeds}, "
           f"quick={args.quick}")
     header = (f"{'target':<11} {'method':<17} {'mean err':>9} {'sd err':>7} {'max|err|':>8} "
