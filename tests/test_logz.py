@@ -256,6 +256,19 @@ def test_smc_dense_gaussian(gauss):
     assert est.stages["beta"][-1] == pytest.approx(1.0)
 
 
+def test_smc_nan_energy_reads_as_zero_density():
+    # NaN energy beyond x0 = 1: the target is a standard Gaussian cut there,
+    # Z = 2 pi Phi(1). NaN must be zero weight, not a NaN estimate.
+    from scipy.stats import norm
+
+    def energy(x):
+        return jnp.where(x[0] > 1.0, jnp.nan, 0.5 * jnp.sum(x**2))
+
+    target = emc.Energy(energy, init=jnp.zeros(2))
+    est = emc.log_partition(target, method="smc", seed=4, scale=2.0)
+    _check(est, math.log(2 * math.pi * norm.cdf(1.0)), 0.1)
+
+
 def test_smc_fixed_and_pilot_schedules(gauss):
     # schedule="pilot": an adaptive run on another key sets the betas, a
     # second run follows them. It must equal a fixed-schedule run along the
