@@ -262,11 +262,11 @@ def _whole_run(key, init, params, *, draws, thin, **static):
     return states, params, trace, positions, stats
 
 
-def _chunking(draws: int, chunked: bool) -> list[int]:
+def chunk_lengths(draws: int, chunked: bool) -> list[int]:
     """Chunk lengths summing to ``draws``; as few distinct lengths as possible.
 
     Every distinct length compiles once, so prefer a divisor of ``draws``
-    giving 10 to 40 chunks.
+    giving 10 to 40 chunks. Shared with the learners' training loop.
     """
     if not chunked or draws < 20:
         return [draws]
@@ -372,7 +372,7 @@ def _chunked_run(key, init, params, static, ckpt, meter, callback, *, method, se
             run._append(pos, stats)
     t1 = time.perf_counter()
     meter.start(draws - done, method if not done else f"{method} (resumed at draw {done})")
-    for length in _chunking(draws - done, chunked=True) if draws > done else []:
+    for length in chunk_lengths(draws - done, chunked=True) if draws > done else []:
         states, pos, stats = _sample_chunk(states, params, key, done, target=target,
                                            kernel=kernel, options=opts, chains=chains,
                                            num_draws=length, thin=thin)

@@ -199,6 +199,6 @@ def test_per_chain_init_is_used():
 
 
 def test_chunking_prefers_divisors():
-    assert sampling._chunking(1000, True) == [50] * 20
-    assert sum(sampling._chunking(997, True)) == 997
-    assert sampling._chunking(1000, False) == [1000]
+    assert sampling.chunk_lengths(1000, True) == [50] * 20
+    assert sum(sampling.chunk_lengths(997, True)) == 997
+    assert sampling.chunk_lengths(1000, False) == [1000]

@@ -585,7 +585,7 @@ class LearnerBase:
         -------
         LearnResult
         """
-        from energymc.sampling import _chunking, as_key
+        from energymc.sampling import as_key, chunk_lengths
 
         key = as_key(key)
         num_steps = check_int("num_steps", num_steps, 1)
@@ -626,7 +626,7 @@ class LearnerBase:
             if num_steps % eval_every:
                 lengths.append(num_steps % eval_every)
         else:
-            lengths = _chunking(num_steps, chunked=meter.active)
+            lengths = chunk_lengths(num_steps, chunked=meter.active)
         infos, evals, eval_steps = [], [], []
         meter.start(num_steps, self._name)
         t0 = time.perf_counter()
