@@ -424,3 +424,17 @@ def test_bdmc_with_approximate_samples(gauss):
 def test_ais_stderr_coverage_over_seeds(gauss, seed):
     est = emc.log_partition(gauss, method="ais", seed=seed, scale=2.0)
     _check(est, GAUSS_LOGZ, 0.15)
+
+
+def test_pt_log_partition_counts_round_trips_and_flags_none():
+    # A well-spaced ladder carries base draws up to beta = 1 in every chain.
+    narrow = emc.Energy(lambda x: 0.5 * jnp.sum((x / 0.5) ** 2), init=jnp.zeros(3))
+    good = emc.log_partition(narrow, method="pt", seed=0, replicas=6, draws=300, warmup=200)
+    assert np.all(good.info["round_trips"] > 10)
+    assert not any("round trips" in p for p in good.problems)
+    # Negative control: two rungs, base and a far, narrow target, never swap.
+    far = emc.Energy(lambda x: 0.5 * jnp.sum(((x - 4.0) / 0.1) ** 2), init=jnp.zeros(20))
+    with pytest.warns(emc.EnergymcWarning):
+        bad = emc.log_partition(far, method="pt", seed=0, replicas=2, draws=300, warmup=200)
+    assert np.all(bad.info["round_trips"] == 0)
+    assert any("0 round trips" in p for p in bad.problems) and not bad.reliable

@@ -113,16 +113,17 @@ def _run(key, ref, step_size, *, target, base, bopts, cfg: _Cfg):
             state, st = pt_step(jax.random.fold_in(ks, i), state, betas, params, path, base,
                                 bopts, cfg.local_steps)
             return state, (state.ll, st["acceptance"], st["swap_acceptance"],
-                           st["swap_attempted"], st["cost"], state.position)
+                           st["swap_attempted"], st["cost"], state.position,
+                           st["round_trip"])
 
         _, out = jax.lax.scan(body, state, jnp.arange(cfg.draws))
         step = params["step_size"] if tunable else jnp.full((cfg.replicas,), jnp.nan)
         return betas, step, out
 
     keys = jax.random.split(key, cfg.chains)
-    betas, step, (ll, acc, swap, attempted, cost, cold) = jax.vmap(chain)(keys)
+    betas, step, (ll, acc, swap, attempted, cost, cold, trips) = jax.vmap(chain)(keys)
     return {"betas": betas, "step_size": step, "ll": ll, "acceptance": acc, "swap": swap,
-            "attempted": attempted, "cost": cost, "cold": cold}
+            "attempted": attempted, "cost": cost, "cold": cold, "round_trips": trips}
 
 
 def _stepping_stones(betas, ll):
@@ -263,6 +264,14 @@ def run_pt_logz(target, ref, key, o) -> dict:
             "so the stderr cannot be trusted (the cold rungs hold few independent states, "
             "e.g. mode configurations refreshed too rarely). Use more chains= and draws=, or "
             "more replicas=.")
+    # A round trip carries a state from the base (beta = 0, exact draws) up to
+    # beta = 1; with none, the cold rungs never saw a fresh state from the base.
+    round_trips = out["round_trips"].sum(axis=1).astype(int)              # (C,)
+    if R > 1 and round_trips.sum() == 0:
+        problems.append(f"no replica travelled from the base (beta = 0) to beta = 1 in "
+                        f"{T} rounds of any of the {C} chains (0 round trips): the cold rungs "
+                        "never received a fresh state from the base. Use more replicas= "
+                        "(smaller steps between rungs) or more draws=.")
     cold = out["cold"].reshape(-1, target.dim)
     n = cold.shape[0]
     return {"log_z": log_z, "stderr": stderr, "ess": float(np.nanmin(ess_rungs)),
@@ -272,5 +281,5 @@ def run_pt_logz(target, ref, key, o) -> dict:
             "info": {"kernel": base.name, "per_chain_log_z": per_chain,
                      "rung_mcmc_ess": ess_ac, "stderr_autocorr": stderr_ac,
                      "stderr_batch_means": stderr_bm, "stderr_between_chains": stderr_chains,
-                     "betas": out["betas"],
+                     "betas": out["betas"], "round_trips": round_trips,
                      "ess_note": "ess is the smallest stepping-stone weight ESS over rungs"}}
