@@ -93,6 +93,23 @@ def test_smc_min_families_option(wells):
         emc.log_partition(wells, method="smc", min_families="many")
 
 
+def test_smc_flags_lineages_that_collapse_faster_than_resampling_explains(wells):
+    # Seed 1 keeps 5.6 effective lineages of 256 after 8 stages: the wells'
+    # proportions are set by selection alone. With min_families off, the
+    # lineage ratio (eve_ess * stages / particles = 0.17) still flags it.
+    est = _smc_wells(wells, 1, min_families=0)
+    assert est.info["lineage_ratio"] < 0.2 and not est.reliable
+    assert any("lineages collapsed" in p for p in est.problems)
+    assert _smc_wells(wells, 1, min_families=0, min_lineage_ratio=0).reliable
+    # Control: on a Gaussian the moves decorrelate the weights between
+    # stages, the lineages thin like neutral drift, and nothing is flagged.
+    gauss = emc.Energy(lambda x: 0.5 * jnp.sum((x / 0.5) ** 2), init=jnp.zeros(16))
+    good = emc.log_partition(gauss, method="smc", seed=0, scale=2.0, particles=512)
+    assert good.info["lineage_ratio"] > 0.5 and good.reliable
+    with pytest.raises(OptionError, match="min_lineage_ratio"):
+        emc.log_partition(wells, method="smc", min_lineage_ratio=-1)
+
+
 @pytest.mark.slow
 def test_smc_stderr_coverage_over_seeds(wells):
     errs, new, old = [], [], []

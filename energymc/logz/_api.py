@@ -111,6 +111,8 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         ``sample_method`` run, only approximately exact). SMC: ``particles``,
         ``target_ess``, ``kernel``, ``mcmc_steps``, ``waste_free``,
         ``min_families`` (flag below this many effective surviving lineages),
+        ``min_lineage_ratio`` (flag when ``eve_ess * stages / particles``,
+        about 1-2 when the moves mix, falls below it; 0.2),
         ``schedule`` (``"adaptive"``, ``"pilot"``: betas fixed by an
         independent adaptive run, twice the cost; or betas from 0 to 1 such
         as a previous run's ``est.info["schedule"]``). Nested:
