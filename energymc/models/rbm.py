@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from energymc import exact
+from energymc._random import uniform
 from energymc.energy import Energy
 from energymc.errors import EnergyError
 
@@ -95,11 +96,11 @@ def _ais_logp(v, beta, params, b0):
 
 def _ais_transition(key, v, beta, params, b0):
     """One block-Gibbs sweep ``v -> h -> v`` of the intermediate RBM at ``beta``."""
-    kh, kv = jax.random.split(key)
-    h = jax.random.bernoulli(kh, jax.nn.sigmoid(beta * (v @ params["W"] + params["c"])))
-    h = h.astype(v.dtype)
+    nh = params["c"].shape[-1]
+    u = uniform(key, (*v.shape[:-1], nh + v.shape[-1]), v.dtype)  # one draw for both layers
+    h = (u[..., :nh] < jax.nn.sigmoid(beta * (v @ params["W"] + params["c"]))).astype(v.dtype)
     logits = (1.0 - beta) * b0 + beta * (h @ params["W"].T + params["b"])
-    return jax.random.bernoulli(kv, jax.nn.sigmoid(logits)).astype(v.dtype)
+    return (u[..., nh:] < jax.nn.sigmoid(logits)).astype(v.dtype)
 
 
 @partial(jax.jit, static_argnames=("num_chains",))
@@ -286,16 +287,17 @@ class RBM:
         # A sweep takes one uniform per unit of both layers and compares it with
         # the conditional probability: a Bernoulli draw each, as
         # jax.random.bernoulli does. The PRNG dominates a sweep of a small RBM
-        # on CPU, and one large draw for many sweeps costs much less than a
-        # draw (and a key derivation) per sweep, so the uniforms come in
-        # blocks of up to _UNIFORMS_PER_DRAW numbers, a scan over each block.
+        # on CPU, so the uniforms come from energymc._random.uniform (two
+        # words per hash), and one large draw for many sweeps costs much less
+        # than a draw (and a key derivation) per sweep: blocks of up to
+        # _UNIFORMS_PER_DRAW numbers, a scan over each block.
         def sweep(v, u):
             h = (u[..., :nh] < self.hidden_probs(params, v)).astype(v.dtype)
             return (u[..., nh:] < self.visible_probs(params, h)).astype(v.dtype), None
 
         if not isinstance(k, (int, np.integer)):  # a traced k: one draw per sweep
             return jax.lax.fori_loop(
-                0, k, lambda i, v: sweep(v, jax.random.uniform(
+                0, k, lambda i, v: sweep(v, uniform(
                     jax.random.fold_in(key, i), shape, v.dtype))[0], v)
         k = int(k)
         if k <= 0:
@@ -304,7 +306,7 @@ class RBM:
         blocks, rest = divmod(k, per)
 
         def block(i, v, n=per):
-            u = jax.random.uniform(jax.random.fold_in(key, i), (n, *shape), v.dtype)
+            u = uniform(jax.random.fold_in(key, i), (n, *shape), v.dtype)
             return jax.lax.scan(sweep, v, u)[0]
 
         if blocks == 1:
