@@ -559,3 +559,82 @@ def test_cd_weight_decay_recipe_through_optax_mask():
     assert np.linalg.norm(decayed["W"]) < 0.2 * np.linalg.norm(free["W"])
     # Masked out: the biases are not pulled to zero (they follow the data's base rates).
     assert np.linalg.norm(decayed["b"]) > 0.5 * np.linalg.norm(free["b"]) > 0.1
+
+
+# ---------------------------------------------------------------- restarts
+def _init_near_identity(key):
+    """Random initial parameters: each restart starts somewhere else."""
+    return {"l": 0.3 * jax.random.normal(key, (len(TRIL[0]),))}
+
+
+def _score(params):
+    return -rel_err(precision(params), P_MLE)
+
+
+def test_restarts_are_the_single_runs_and_select_keeps_the_best():
+    learner = learn.CD(gauss_energy, adam(steps=40), k=1, persistent=False,
+                       sampler=exact_sampler)
+    key = jax.random.key(21)
+    res = learner.run(key, 40, X, init_params=_init_near_identity, batch_size=50,
+                      restarts=3, select=_score)
+    runs = res.restarts
+    assert runs["params"]["l"].shape == (3, len(TRIL[0]))
+    assert runs["history"]["loss"].shape == (3, 40)
+    # Restart r is the run a plain call with fold_in(key, r) makes.
+    for r in range(3):
+        single = learner.run(jax.random.fold_in(key, r), 40, X,
+                             init_params=_init_near_identity, batch_size=50)
+        np.testing.assert_allclose(runs["params"]["l"][r], single.params["l"],
+                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(runs["history"]["loss"][r], single.losses,
+                                   rtol=1e-4, atol=1e-5)
+    # The restarts differ (independent starts and batches), and the kept one
+    # is the top score's.
+    assert len(set(runs["scores"].tolist())) == 3
+    best = int(np.argmax(runs["scores"]))
+    assert runs["best"] == best
+    np.testing.assert_array_equal(res.params["l"], runs["params"]["l"][best])
+    np.testing.assert_array_equal(res.losses, runs["history"]["loss"][best])
+    assert runs["scores"][best] == pytest.approx(_score(res.params))
+    # The kept run's state continues like any run's.
+    more = learner.run(key, 5, X, init_state=res.state, batch_size=50)
+    assert int(more.state.optim_state[0]) == 45
+    assert "restart" in repr(res)
+
+
+def test_restarts_without_select_eval_hook_and_non_finite_scores():
+    learner = learn.SSM(gauss_energy, optim.Adam(1e-2))
+    res = learner.run(jax.random.key(3), 20, X, init_params=_init_near_identity,
+                      batch_size=64, restarts=2, eval_every=10, eval_fn=_score)
+    assert res.restarts["scores"] is None and res.restarts["best"] == 0
+    assert "restart 0 of 2" in repr(res)
+    np.testing.assert_array_equal(res.params["l"], res.restarts["params"]["l"][0])
+    assert res.history["eval"].shape == (2,)  # the kept run's evaluations
+    assert res.restarts["history"]["eval"].shape == (2, 2)
+    np.testing.assert_array_equal(res.history["eval_step"], [10, 20])
+
+    # A NaN score never wins; no finite score at all keeps restart 0 with a warning.
+    scores = iter([np.nan, 5.0, 2.0])  # select is called once per restart, in order
+    nan_first = learner.run(jax.random.key(3), 5, X, init_params=_init_near_identity,
+                            restarts=3, select=lambda p: next(scores))
+    assert nan_first.restarts["best"] == 1  # np.argmax alone would pick the NaN
+    with pytest.warns(RuntimeWarning, match="no finite score"):
+        none = learner.run(jax.random.key(3), 5, X, init_params=_init_near_identity,
+                           restarts=2, select=lambda p: np.nan)
+    assert none.restarts["best"] == 0
+
+
+def test_restart_options_are_checked_before_compiling():
+    learner = learn.SSM(gauss_energy, optim.Adam(1e-2))
+    with pytest.raises(emc.OptionError, match="restarts must be an integer >= 1"):
+        learner.run(jax.random.key(0), 5, X, init_params=P0, restarts=0)
+    with pytest.raises(emc.OptionError, match="select= chooses among restarts"):
+        learner.run(jax.random.key(0), 5, X, init_params=P0, select=_score)
+    with pytest.raises(emc.OptionError, match="select must be a callable"):
+        learner.run(jax.random.key(0), 5, X, init_params=P0, restarts=2, select=1.0)
+    res = learner.run(jax.random.key(0), 5, X, init_params=P0)
+    with pytest.raises(emc.OptionError, match="init_state continues one run"):
+        learner.run(jax.random.key(0), 5, X, init_state=res.state, restarts=2)
+    with pytest.raises(emc.OptionError, match="must return a real number"):
+        learner.run(jax.random.key(0), 5, X, init_params=P0, restarts=2,
+                    select=lambda p: "best")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -84,6 +85,13 @@ class LearnResult:
     timing
         Wall-clock seconds: ``total_s`` and ``per_update_s`` (compilation
         included in the first).
+    restarts
+        ``None``, or with ``run(..., restarts=R)``: ``scores`` ``(R,)`` (what
+        ``select`` gave each restart; ``None`` without ``select``), ``best``
+        (the index kept), ``params``
+        (every restart's parameters, NumPy arrays with a leading ``R`` axis)
+        and ``history`` (entries ``(R, num_steps)``; ``eval`` ``(R,
+        num_evals)``).
     """
 
     params: Any
@@ -92,11 +100,15 @@ class LearnResult:
     state: LearnState
     log_z: float | None = None
     timing: dict = field(default_factory=dict)
+    restarts: dict | None = None
 
     def __repr__(self) -> str:
         last = float(self.losses[-1]) if len(self.losses) else float("nan")
         return (f"LearnResult(steps={len(self.losses)}, final loss={last:.4g}"
-                + (f", log_z={self.log_z:.4g}" if self.log_z is not None else "") + ")")
+                + (f", log_z={self.log_z:.4g}" if self.log_z is not None else "")
+                + (f", restart {self.restarts['best']} of "
+                   f"{len(self.restarts['history']['loss'])}"
+                   if self.restarts is not None else "") + ")")
 
 
 # ---------------------------------------------------------------------------
@@ -118,6 +130,16 @@ def check_positive(name: str, value, *, allow_zero: bool = False) -> float:
         bound = ">= 0" if allow_zero else "> 0"
         raise OptionError(f"{name} must be a finite number {bound}; got {value!r}.")
     return v
+
+
+def _score(select, params) -> float:
+    """``select(params)`` as a float; a clear error when it is not a real number."""
+    value = select(params)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise OptionError("select(params) must return a real number (higher is better); got "
+                          f"{type(value).__name__}.") from None
 
 
 def check_ema(ema) -> float | None:
@@ -330,7 +352,8 @@ class LearnerBase:
         self._numpyro_style = n == 1 + self._energy_extra_args
         self._spec: ParamSpec | None = None
         self._event_shape: tuple | None = None
-        self._jit_chunk = jax.jit(self._chunk, static_argnames=("num_steps", "batch_size"))
+        self._jit_chunk = jax.jit(self._chunk,
+                                  static_argnames=("num_steps", "batch_size", "restarts"))
 
     # ----------------------------------------------------------- parameters
     def _extra_args_for_check(self):
@@ -524,34 +547,57 @@ class LearnerBase:
         return self._update(state, jnp.asarray(batch, dtype=jnp.result_type(float)))
 
     # -------------------------------------------------------------- the loop
-    def _chunk(self, state, data, *, num_steps: int, batch_size: int):
+    def _chunk(self, state, data, *, num_steps: int, batch_size: int, restarts: bool = False):
+        # With restarts the state has a leading restart axis and every
+        # restart takes its own update; the batch schedule (where in the
+        # permutation, when to redraw it) is shared, so that redrawing stays
+        # a cond rather than a select that would permute every update.
         n = data.shape[0]
+        if restarts:
+            update = jax.vmap(self._update, in_axes=(0, None if batch_size >= n else 0))
+            per_restart = jax.vmap
+        else:
+            update, per_restart = self._update, (lambda f: f)
         if batch_size >= n:
-            return jax.lax.scan(lambda s, _: self._update(s, data), state, None,
-                                length=num_steps)
+            return jax.lax.scan(lambda s, _: update(s, data), state, None, length=num_steps)
 
         # Batches are consecutive slices of a random permutation, redrawn when
         # it runs out (epochs; every chunk starts a fresh one). Not
         # random.choice(replace=False) per step: that permutes all n points
         # every update, which cost ten times the update itself for n = 5000.
+        def split(key):
+            key, sub = jax.random.split(key)
+            return key, sub
+
+        def permutation(key):
+            return jax.random.permutation(key, n)
+
         def body(carry, _):
             state, perm, pos = carry
-            key, sub = jax.random.split(state.key)
+            key, sub = per_restart(split)(state.key)
             fresh = pos + batch_size > n
-            perm = jax.lax.cond(fresh, lambda: jax.random.permutation(sub, n), lambda: perm)
+            perm = jax.lax.cond(fresh, lambda: per_restart(permutation)(sub), lambda: perm)
             pos = jnp.where(fresh, 0, pos)
-            batch = data[jax.lax.dynamic_slice(perm, (pos,), (batch_size,))]
-            state, info = self._update(state._replace(key=key), batch)
+
+            def take(p):
+                return data[jax.lax.dynamic_slice(p, (pos,), (batch_size,))]
+
+            batch = per_restart(take)(perm)
+            state, info = update(state._replace(key=key), batch)
             return (state, perm, pos + batch_size), info
 
-        start = (state, jnp.arange(n), jnp.asarray(n))
-        (state, _, _), info = jax.lax.scan(body, start, None, length=num_steps)
+        perm0 = jnp.arange(n)
+        if restarts:
+            perm0 = jnp.broadcast_to(perm0, (state.key.shape[0], n))
+        (state, _, _), info = jax.lax.scan(body, (state, perm0, jnp.asarray(n)), None,
+                                           length=num_steps)
         return state, info
 
     def run(self, key: jax.Array, num_steps: int, data, init_params: Any = None, *,
             batch_size: int | None = None, progress: Any = None,
             init_state: LearnState | None = None, eval_every: int | None = None,
-            eval_fn: Callable | None = None) -> LearnResult:
+            eval_fn: Callable | None = None, restarts: int = 1,
+            select: Callable | None = None) -> LearnResult:
         """Train for ``num_steps`` updates on random minibatches of ``data``.
 
         Parameters
@@ -563,7 +609,9 @@ class LearnerBase:
         data
             ``(n, *event)`` training points.
         init_params
-            Initial parameters (a pytree); optional for a NumPyro-style energy.
+            Initial parameters (a pytree; optional for a NumPyro-style
+            energy), or a callable ``init_params(key) -> pytree`` that draws
+            them (each restart then draws its own).
         batch_size
             Points per update; default ``min(n, 128)``. Batches are slices of a
             random permutation of the data, redrawn every epoch (and at the
@@ -580,10 +628,33 @@ class LearnerBase:
             with the current user-form parameters (e.g. a held-out
             log-likelihood through ``emc.log_partition``) and record its float
             value in ``history["eval"]``.
+        restarts
+            Train this many independent runs side by side, in one compiled,
+            vectorised loop (cheaper than one after another: one compilation,
+            larger array operations). Restart ``r`` is the run
+            ``run(jax.random.fold_in(key, r), ...)`` would make, up to
+            floating-point rounding: its own batches, chains and, with a
+            callable ``init_params``, its own initial parameters. Use it to
+            see how much a result depends on the seed, or with ``select`` to
+            keep the best of several runs, as scikit-learn's ``n_init`` does.
+        select
+            With ``restarts > 1``: ``select(params) -> float``, higher is
+            better, called on the host with each restart's final user-form
+            parameters, for instance the training log-likelihood (exact for
+            a small model, or with ``log Z`` from :func:`energymc.log_partition`).
+            The top-scoring restart becomes ``result.params``; a non-finite
+            score never wins. Without ``select`` the result is restart 0's.
+            Score with training data: choosing by held-out data makes that
+            data part of the fit. Whether the best training score also
+            generalises best depends on the problem: for the RBM of
+            ``benchmarks/bench_rbm.py`` it did not (RESULTS.md).
 
         Returns
         -------
         LearnResult
+            With ``restarts > 1``, ``params``, ``history`` and ``state`` are
+            the selected restart's and ``result.restarts`` keeps every
+            restart's scores, parameters and history.
         """
         from energymc.sampling import as_key, chunk_lengths
 
@@ -605,8 +676,24 @@ class LearnerBase:
             if not callable(eval_fn):
                 raise OptionError("eval_fn must be a callable eval_fn(params) -> float.")
             eval_every = check_int("eval_every", eval_every, 1)
+        restarts = check_int("restarts", restarts, 1)
+        if restarts > 1:
+            if select is not None and not callable(select):
+                raise OptionError(
+                    f"select must be a callable select(params) -> float, higher is better, "
+                    f"that picks the restart to keep; got {type(select).__name__}."
+                )
+            if init_state is not None:
+                raise OptionError("init_state continues one run; it cannot be combined with "
+                                  "restarts=. Continue the selected run with "
+                                  "init_state=result.state.")
+        elif select is not None:
+            raise OptionError("select= chooses among restarts; pass restarts=N (N > 1) with it.")
         if init_state is None:
-            state = self.init(key, data, init_params, batch_size=batch_size)
+            states = [self._start(jax.random.fold_in(key, r) if restarts > 1 else key, data,
+                                  init_params, batch_size) for r in range(restarts)]
+            state = states[0] if restarts == 1 else jax.tree.map(
+                lambda *xs: jnp.stack(xs), *states)
         else:
             if not isinstance(init_state, LearnState):
                 raise OptionError("init_state must be a LearnState, e.g. result.state.")
@@ -619,6 +706,12 @@ class LearnerBase:
             state = init_state._replace(key=jax.random.fold_in(init_state.key, num_steps))
             state = self._match_average(state)
             self._check_state_batch(state, batch_size)
+
+        def each(state):
+            """The state of every restart (one state without restarts)."""
+            if restarts == 1:
+                return [state]
+            return [jax.tree.map(lambda a, r=r: a[r], state) for r in range(restarts)]
 
         meter = make_meter(progress)
         if eval_fn is not None:
@@ -634,31 +727,62 @@ class LearnerBase:
         try:
             for length in lengths:
                 state, info = self._jit_chunk(state, data, num_steps=length,
-                                              batch_size=batch_size)
+                                              batch_size=batch_size, restarts=restarts > 1)
                 done += length
                 info = jax.device_get(info)
                 infos.append(info)
                 if eval_fn is not None and done % eval_every == 0:
-                    evals.append(float(eval_fn(self.get_params(state))))
+                    evals.append([float(eval_fn(self.get_params(s))) for s in each(state)])
                     eval_steps.append(done)
                 if meter.active:
                     post = {"loss": f"{float(np.mean(info['loss'])):.4g}"}
                     if evals:
-                        post["eval"] = f"{evals[-1]:.4g}"
+                        post["eval"] = f"{max(evals[-1]):.4g}"
                     meter.update(length, post)
             jax.block_until_ready(state)
         finally:
             meter.close()
         total = time.perf_counter() - t0
         history = {k: np.concatenate([np.asarray(i[k]) for i in infos]) for k in infos[0]}
+        if restarts > 1:  # scan stacks steps first: (num_steps, R) -> (R, num_steps)
+            history = {k: np.swapaxes(v, 0, 1) for k, v in history.items()}
         if eval_fn is not None:
             history["eval_step"] = np.asarray(eval_steps)
-            history["eval"] = np.asarray(evals)
+            history["eval"] = np.asarray(evals).T  # (restarts, num_evals)
+        timing = {"total_s": total, "per_update_s": total / num_steps}
+        if restarts == 1:
+            if eval_fn is not None:
+                history["eval"] = history["eval"][0]
+            return LearnResult(params=self.get_params(state), losses=history["loss"],
+                               history=history, state=state, log_z=self._result_log_z(state),
+                               timing=timing)
+
+        states = each(state)
+        params = [self.get_params(s) for s in states]
+        if select is None:
+            scores, best = None, 0
+        else:
+            scores = np.array([_score(select, p) for p in params])
+            best = int(np.argmax(np.where(np.isfinite(scores), scores, -np.inf)))
+        if scores is not None and not np.isfinite(scores).any():
+            warnings.warn(f"select() gave no finite score for any of the {restarts} restarts; "
+                          "keeping restart 0. result.restarts['scores'] has the values.",
+                          RuntimeWarning, stacklevel=2)
+        chosen = {k: (v if k == "eval_step" else v[best]) for k, v in history.items()}
         return LearnResult(
-            params=self.get_params(state), losses=history["loss"], history=history,
-            state=state, log_z=self._result_log_z(state),
-            timing={"total_s": total, "per_update_s": total / num_steps},
+            params=params[best], losses=chosen["loss"], history=chosen, state=states[best],
+            log_z=self._result_log_z(states[best]), timing=timing,
+            restarts={"scores": scores, "best": best,
+                      "params": jax.tree.map(lambda *xs: np.stack(xs), *params),
+                      "history": history},
         )
+
+    def _start(self, key, data, init_params, batch_size):
+        """The initial state of one run; a callable ``init_params`` draws its parameters."""
+        if callable(init_params):
+            k_init, key = jax.random.split(key)
+            init_params = init_params(k_init)
+        return self.init(key, data, init_params, batch_size=batch_size)
 
     def _check_state_batch(self, state, batch_size):
         pass
