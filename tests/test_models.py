@@ -139,6 +139,11 @@ def test_rbm_ais_matches_exact():
     est = rbm.log_z_ais(params, jax.random.key(0), num_temps=1000, num_chains=100, data=data)
     assert np.isfinite(est.stderr) and est.ess > 10
     assert abs(est.log_z - truth) < 3 * est.stderr + 0.05, (est.log_z, truth, est.stderr)
+    # The same path through log_partition directly, with its adaptive schedule.
+    est = emc.log_partition(rbm.as_energy(params), method="ais", seed=1, particles=200,
+                            base=rbm.ais_path(params, data=data), mcmc_steps=1)
+    assert est.reliable and est.info["kernel"].startswith("rbm block gibbs")
+    assert abs(est.log_z - truth) < 3 * est.stderr + 0.05, (est.log_z, truth, est.stderr)
 
 
 def test_rbm_block_gibbs_samples_the_model():

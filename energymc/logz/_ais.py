@@ -12,6 +12,7 @@ from jax.scipy.special import logsumexp
 from energymc import kernels as _kernels
 from energymc.errors import OptionError
 from energymc.logz._anneal import AnnealConfig, anneal, schedule
+from energymc.logz._path import AnnealingPath, run_path_ais
 
 __all__ = ["AIS_DEFAULTS", "BDMC_DEFAULTS", "run_ais", "run_bdmc", "resolve_kernel"]
 
@@ -185,7 +186,7 @@ def _problems(o, out, ess, n, stages, direction="forward"):
             "num_temps=), more mcmc_steps=, or a base closer to the target."
         )
     acc = stages["acceptance"]
-    if len(acc) and np.nanmin(acc) < 0.02 and o["_tunable"]:
+    if o["_tunable"] and len(acc) and np.nanmin(acc) < 0.02:
         problems.append(
             f"moves were almost never accepted at some stages (min acceptance "
             f"{np.nanmin(acc):.3f}); particles did not equilibrate. Try another kernel= or "
@@ -211,6 +212,9 @@ def _prepare(target, ref, o):
 
 def run_ais(target, ref, key, o) -> dict:
     """One AIS replicate. Returns the fields :class:`LogZ` needs."""
+    if isinstance(ref, AnnealingPath):
+        return run_path_ais(target, ref, key, o, weight_summary=_weight_summary,
+                            records=_records, problems=_problems)
     kernel, kopts, params0, cfg, betas = _prepare(target, ref, o)
     n = o["particles"]
     k_init, k_run = jax.random.split(key)

@@ -13,6 +13,7 @@ from jax.scipy.special import logsumexp
 
 from energymc.energy import Energy
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
+from energymc.logz._path import AnnealingPath, check_path
 from energymc.logz._reference import fit_gaussian, make_reference
 from energymc.logz._result import LogZ
 
@@ -166,10 +167,12 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     key = as_key(seed)
     opts = {**valid_opts, **options}
     pilot_draws = opts.pop("pilot_draws")
-    ref = make_reference(
-        target, base, scale=opts.pop("scale"), probs=opts.pop("probs"),
-        pilot_fn=lambda: _pilot(target, pilot_draws, int(jax.random.randint(
-            jax.random.fold_in(key, 10**6), (), 0, 2**31 - 1))))
+    if isinstance(base, AnnealingPath):
+        check_path(base, target, method, options)
+        opts.pop("scale"), opts.pop("probs")
+        ref = base
+    else:
+        ref = _reference(target, base, opts, pilot_draws, key)
     o = validate(target, opts)
 
     t0 = time.perf_counter()
@@ -186,6 +189,14 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         warnings.warn(f"log_partition(method={method!r}): " + " ".join(est.problems),
                       EnergymcWarning, stacklevel=2)
     return est
+
+
+def _reference(target, base, opts, pilot_draws, key):
+    """The reference q0 from ``base=`` (pops the base options out of ``opts``)."""
+    return make_reference(
+        target, base, scale=opts.pop("scale"), probs=opts.pop("probs"),
+        pilot_fn=lambda: _pilot(target, pilot_draws, int(jax.random.randint(
+            jax.random.fold_in(key, 10**6), (), 0, 2**31 - 1))))
 
 
 def _combine(method, target, results, o, total) -> LogZ:

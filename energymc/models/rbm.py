@@ -25,37 +25,7 @@ from energymc._random import uniform
 from energymc.energy import Energy
 from energymc.errors import EnergyError
 
-__all__ = ["RBM", "AISResult"]
-
-
-@dataclasses.dataclass(frozen=True)
-class AISResult:
-    """Annealed importance sampling estimate of an RBM's ``log Z``.
-
-    Attributes
-    ----------
-    log_z
-        Estimate of log Z in nats (log of the mean importance weight, so biased
-        low by about ``stderr**2 / 2``; Z itself is estimated without bias).
-    stderr
-        Delta-method standard error of ``log_z``: ``sd(w) / (mean(w) sqrt(n))``.
-    ess
-        Kish effective sample size of the weights.
-    log_weights
-        ``(num_chains,)`` log importance weights.
-    log_z_base
-        log Z of the base-rate RBM the annealing starts from.
-    """
-
-    log_z: float
-    stderr: float
-    ess: float
-    log_weights: np.ndarray
-    log_z_base: float
-
-    def interval(self, z: float = 1.96) -> tuple[float, float]:
-        """``log_z ± z * stderr``."""
-        return self.log_z - z * self.stderr, self.log_z + z * self.stderr
+__all__ = ["RBM"]
 
 
 def _check_params(params, nv, nh):
@@ -103,23 +73,23 @@ def _ais_transition(key, v, beta, params, b0):
     return (u[..., nh:] < jax.nn.sigmoid(logits)).astype(v.dtype)
 
 
-@partial(jax.jit, static_argnames=("num_chains",))
-def _ais(params, key, b0, betas, *, num_chains):
-    dtype = params["W"].dtype
-    k0, key = jax.random.split(key)
-    v = jax.random.bernoulli(k0, jax.nn.sigmoid(b0), (num_chains, b0.shape[0])).astype(dtype)
+def _path_log_f(p, v, beta):
+    return _ais_logp(v, beta, p, p["b0"])
 
-    def body(carry, inputs):
-        v, logw = carry
-        k, beta_prev, beta = inputs
-        logw = logw + _ais_logp(v, beta, params, b0) - _ais_logp(v, beta_prev, params, b0)
-        v = _ais_transition(k, v, beta, params, b0)
-        return (v, logw), None
 
-    keys = jax.random.split(key, betas.shape[0] - 1)
-    (v, logw), _ = jax.lax.scan(body, (v, jnp.zeros((num_chains,), dtype)),
-                                (keys, betas[:-1], betas[1:]))
-    return logw
+def _path_step(p, key, v, beta):
+    return _ais_transition(key, v, beta, p, p["b0"])
+
+
+def _path_sample_base(p, key, n):
+    b0 = p["b0"]
+    return (uniform(key, (n, b0.shape[0]), b0.dtype) < jax.nn.sigmoid(b0)).astype(b0.dtype)
+
+
+def _path_log_z_base(p):
+    # Zero weights: visible units independent with logits b0, hidden units
+    # uniform (2 states each, energy 0 at beta = 0).
+    return jnp.sum(jnp.logaddexp(0.0, p["b0"])) + p["c"].shape[0] * jnp.log(2.0)
 
 
 def _default_betas(num_temps: int) -> np.ndarray:
@@ -384,22 +354,56 @@ class RBM:
         ll = -self.free_energy(params, data) - jnp.asarray(log_z, data.dtype)
         return float(jnp.mean(ll)) if mean else ll
 
-    def log_z_ais(self, params, key, num_temps: int = 10_000, num_chains: int = 100,
-                  data=None, betas=None) -> AISResult:
-        """``log Z`` by annealed importance sampling from the base-rate RBM.
+    def ais_path(self, params, data=None):
+        """Salakhutdinov & Murray's (2008) annealing path, for ``emc.log_partition``.
 
-        Salakhutdinov & Murray (2008): anneal from an RBM with zero weights and
-        the data's base-rate visible biases (whose ``Z`` is known) to this one,
-        through the intermediate RBMs described in :func:`_ais_logp`; the
-        transitions are block-Gibbs sweeps, and the weights use the visible
-        marginal (hidden units summed out exactly).
+        From an RBM with zero weights and base-rate visible biases (whose
+        ``Z`` is known) through RBMs with weights ``beta W`` (described in
+        :func:`_ais_logp`) to this one; each intermediate RBM is moved by one
+        exact block-Gibbs sweep, and the weights use the visible marginal
+        (hidden units summed out). Use it as the base of AIS::
+
+            emc.log_partition(rbm.as_energy(params), method="ais",
+                              base=rbm.ais_path(params, data=train), schedule="sigmoidal",
+                              num_temps=10_000, particles=100, mcmc_steps=1)
+
+        Parameters
+        ----------
+        params
+            RBM parameters.
+        data
+            ``(n, n_visible)`` binary data for the base-rate biases; without it
+            the base uses this RBM's visible biases ``params["b"]``.
+
+        Returns
+        -------
+        energymc.logz.AnnealingPath
+        """
+        from energymc.logz import AnnealingPath
+
+        _check_params(params, self.n_visible, self.n_hidden)
+        dtype = jnp.asarray(params["W"]).dtype
+        b0 = params["b"] if data is None else self.base_rate_biases(data)
+        path_params = {**{k: jnp.asarray(params[k], dtype) for k in ("W", "b", "c")},
+                       "b0": jnp.asarray(b0, dtype)}
+        return AnnealingPath(log_f=_path_log_f, step=_path_step, sample_base=_path_sample_base,
+                             log_z_base=_path_log_z_base, params=path_params,
+                             name="rbm block gibbs (Salakhutdinov & Murray path)")
+
+    def log_z_ais(self, params, key, num_temps: int = 10_000, num_chains: int = 100,
+                  data=None, betas=None):
+        """``log Z`` by AIS from the base-rate RBM, through ``emc.log_partition``.
+
+        ``emc.log_partition(self.as_energy(params), method="ais",
+        base=self.ais_path(params, data), ...)`` with Salakhutdinov & Murray's
+        schedule and one block-Gibbs sweep per temperature.
 
         Parameters
         ----------
         params
             RBM parameters.
         key
-            A ``jax.random.key``.
+            A ``jax.random.key`` (or an int seed).
         num_temps
             Number of inverse temperatures, 0 and 1 included.
         num_chains
@@ -413,8 +417,13 @@ class RBM:
 
         Returns
         -------
-        AISResult
+        energymc.LogZ
+            ``log_z`` (log of an unbiased estimate of Z, so biased low by
+            about ``stderr**2 / 2``), ``stderr``, ``ess``, the per-stage record
+            and ``info["log_z_base"]``.
         """
+        from energymc.logz import log_partition
+
         _check_params(params, self.n_visible, self.n_hidden)
         if isinstance(num_chains, bool) or not isinstance(num_chains, (int, np.integer)) \
                 or num_chains < 2:
@@ -425,20 +434,8 @@ class RBM:
                 raise EnergyError(f"num_temps must be an integer >= 3; got {num_temps!r}.")
             betas = _default_betas(int(num_temps))
         betas = np.asarray(betas, dtype=float)
-        if betas.ndim != 1 or betas[0] != 0.0 or betas[-1] != 1.0 or np.any(np.diff(betas) < 0):
-            raise EnergyError("betas must be a non-decreasing 1-d schedule from 0.0 to 1.0.")
-        b0 = params["b"] if data is None else self.base_rate_biases(data)
-        dtype = params["W"].dtype
-        logw = _ais(params, key, jnp.asarray(b0, dtype), jnp.asarray(betas, dtype),
-                    num_chains=int(num_chains))
-        logw = np.asarray(logw, dtype=np.float64)
-        log_z_base = float(np.sum(np.logaddexp(0.0, np.asarray(b0, np.float64)))
-                           + self.n_hidden * math.log(2.0))
-        finite = np.isfinite(logw)
-        m = np.max(logw[finite]) if finite.any() else 0.0
-        w = np.where(finite, np.exp(logw - m), 0.0)
-        mean_w = w.mean()
-        log_z = log_z_base + m + math.log(mean_w) if mean_w > 0 else -math.inf
-        stderr = float(w.std(ddof=1) / (mean_w * math.sqrt(len(w)))) if mean_w > 0 else math.inf
-        ess = float(w.sum() ** 2 / np.sum(w**2)) if mean_w > 0 else 0.0
-        return AISResult(float(log_z), stderr, ess, logw, log_z_base)
+        if betas.ndim != 1 or betas[0] != 0.0 or betas[-1] != 1.0 or np.any(np.diff(betas) <= 0):
+            raise EnergyError("betas must be an increasing 1-d schedule from 0.0 to 1.0.")
+        return log_partition(self.as_energy(params), method="ais",
+                             base=self.ais_path(params, data), seed=key, schedule=betas,
+                             particles=int(num_chains), mcmc_steps=1)

@@ -1,0 +1,214 @@
+"""AIS along a model's own annealing path (``log_partition(..., base=path)``).
+
+The default AIS anneals along the geometric path between a reference ``q0``
+and the target and moves particles with a generic kernel. Some models know a
+better path: an RBM anneals through RBMs with scaled weights, each sampled
+exactly by block Gibbs (Salakhutdinov & Murray, 2008). An
+:class:`AnnealingPath` describes such a family: a base with known ``log Z``,
+the unnormalised log density at every ``beta``, and a move that leaves it
+invariant. AIS weights each particle by ``log f(x, beta_t) - log f(x,
+beta_{t-1})`` (Neal, 2001), so ``mean(exp(logw))`` estimates ``Z / Z0``.
+
+Pure zone: :func:`anneal_path` is compiled once per path and configuration;
+the path's parameters and the betas are traced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import logsumexp
+
+from energymc.errors import OptionError
+from energymc.logz._anneal import AnnealConfig, log_ess
+
+__all__ = ["AnnealingPath", "anneal_path", "run_path_ais", "check_path"]
+
+
+@dataclasses.dataclass(frozen=True)
+class AnnealingPath:
+    """A family of distributions from a base with known ``log Z`` to the target.
+
+    Pass one as ``emc.log_partition(target, method="ais", base=path)``. All
+    functions are pure JAX and take the path's ``params`` first; particles
+    ``x`` are ``(n, dim)`` flat states like the target's.
+
+    Attributes
+    ----------
+    log_f
+        ``log_f(params, x, beta) -> (n,)``: unnormalised log density at
+        inverse temperature ``beta``. At ``beta = 0`` it must integrate to
+        ``exp(log_z_base(params))``; at ``beta = 1`` it must equal the target's
+        log density ``-E(x)`` (checked on a few base draws before annealing).
+    step
+        ``step(params, key, x, beta) -> (n, dim)``: one move of every particle
+        that leaves ``exp(log_f(params, ., beta))`` invariant.
+    sample_base
+        ``sample_base(params, key, n) -> (n, dim)``: exact draws at ``beta = 0``.
+    log_z_base
+        ``log_z_base(params) -> scalar``: ``log Z`` of the base.
+    params
+        The arrays the functions read (traced: new values of the same shapes
+        reuse the compiled run).
+    name
+        Shown in results (``est.info["kernel"]``).
+    """
+
+    log_f: Callable
+    step: Callable
+    sample_base: Callable
+    log_z_base: Callable
+    params: Any = dataclasses.field(default=None, compare=False, hash=False)
+    name: str = "path"
+
+    def __repr__(self) -> str:
+        return f"AnnealingPath({self.name!r})"
+
+
+def check_path(path: AnnealingPath, target, method: str, opts: dict) -> None:
+    """Eager checks (before the annealing compiles): method, options, shapes, ends."""
+    if method != "ais":
+        raise OptionError(f"base= as an AnnealingPath works with method='ais'; got "
+                          f"method={method!r}.")
+    kernel_opts = [k for k in ("kernel", "kernel_options", "step_size", "target_accept")
+                   if opts.get(k) is not None]
+    if kernel_opts:
+        raise OptionError(f"an AnnealingPath brings its own moves (path.step); drop "
+                          f"{', '.join(f'{k}=' for k in kernel_opts)}.")
+    key = jax.random.key(0)
+    x = path.sample_base(path.params, key, 8)
+    if tuple(x.shape) != (8, target.dim):
+        raise OptionError(f"path.sample_base(params, key, n) must return (n, {target.dim}) "
+                          f"states like the target's; it returned {tuple(x.shape)}.")
+    # The path must end at the target: otherwise AIS estimates another Z.
+    end = np.asarray(path.log_f(path.params, x, 1.0), dtype=float)
+    want = np.asarray(jax.vmap(target.flat_logdensity)(x), dtype=float)
+    if not np.allclose(end, want, rtol=1e-4, atol=1e-3 * (1 + np.abs(want).max())):
+        raise OptionError(
+            "path.log_f(params, x, 1.0) differs from the target's log density -E(x) on base "
+            f"draws (e.g. {end[0]:.6g} vs {want[0]:.6g}): the path ends at another "
+            "distribution. Build the path and the target from the same parameters."
+        )
+
+
+def _next_beta(inc, beta, cess):
+    """Largest ``beta' <= 1`` whose increments ``inc(beta')`` keep CESS >= ``cess``.
+
+    Conditional ESS with uniform weights, as the geometric path's adaptive
+    schedule (see :func:`energymc.logz._anneal._next_delta`), by bisection.
+    """
+
+    def frac(b):
+        a = inc(b)
+        a = jnp.where(jnp.isnan(a), -jnp.inf, a)
+        return jnp.exp(2.0 * logsumexp(a) - logsumexp(2.0 * a) - jnp.log(a.shape[0]))
+
+    def bisect(_, lohi):
+        lo, hi = lohi
+        mid = 0.5 * (lo + hi)
+        ok = frac(mid) >= cess
+        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
+
+    one = jnp.ones_like(beta)
+    lo, _ = jax.lax.fori_loop(0, 50, bisect, (beta, one))
+    b = jnp.where(frac(one) >= cess, one, lo)
+    b = jnp.clip(b, jnp.minimum(beta + 1e-5, one), one)
+    return jnp.where(1.0 - b < 1e-6, one, b)
+
+
+@jax.jit(static_argnames=("path", "n", "cfg"))
+def anneal_path(key, params, betas, *, path: AnnealingPath, n: int, cfg: AnnealConfig):
+    """AIS along ``path`` from 0 to 1 with ``n`` particles.
+
+    Returns the same record as :func:`energymc.logz._anneal.anneal`:
+    ``x``, ``logw`` (relative to the base: add ``log_z_base``),
+    ``num_stages``, ``final_beta``, ``record`` and ``grad_evals``.
+    """
+    k_init, k_run = jax.random.split(key)
+    x0 = path.sample_base(params, k_init, n)
+    dtype = x0.dtype
+    size = cfg.max_stages if cfg.adaptive else betas.shape[0] - 1
+    record = {k: jnp.zeros((size,), dtype) for k in
+              ("beta", "log_ess", "acceptance", "step_size", "log_z")}
+
+    def log_f(x, beta):
+        return path.log_f(params, x, beta)
+
+    def cond(carry):
+        i, beta = carry[0], carry[1]
+        if cfg.adaptive:
+            return (i < size) & (beta < 1.0)
+        return i < size
+
+    def body(carry):
+        i, beta, x, logw, rec, beta_next = carry
+        stage_key = jax.random.fold_in(k_run, i)
+        if cfg.adaptive:
+            # Chosen from the particles before they were weighted at beta,
+            # so that the schedule does not depend on the particles it weights.
+            beta_new = beta_next
+            beta_next = _next_beta(lambda b: log_f(x, b) - log_f(x, beta_new), beta_new,
+                                   cfg.cess)
+        else:
+            beta_new = betas[i + 1].astype(dtype)
+        inc = log_f(x, beta_new) - log_f(x, beta)
+        logw = logw + jnp.where(jnp.isnan(inc), -jnp.inf, inc)
+
+        def move(x, j):
+            return path.step(params, jax.random.fold_in(stage_key, j), x, beta_new), None
+
+        x, _ = jax.lax.scan(move, x, jnp.arange(cfg.mcmc_steps))
+        rec = dict(rec)
+        rec["beta"] = rec["beta"].at[i].set(beta_new)
+        rec["log_ess"] = rec["log_ess"].at[i].set(log_ess(logw))
+        rec["acceptance"] = rec["acceptance"].at[i].set(jnp.nan)  # exact moves: no rejections
+        rec["step_size"] = rec["step_size"].at[i].set(jnp.nan)
+        rec["log_z"] = rec["log_z"].at[i].set(logsumexp(logw) - jnp.log(n))
+        return i + 1, beta_new, x, logw, rec, beta_next
+
+    beta0 = jnp.zeros((), dtype)
+    if cfg.adaptive:
+        fresh = path.sample_base(params, jax.random.fold_in(key, 2**31 - 1), n)
+        beta_next = _next_beta(lambda b: log_f(fresh, b) - log_f(fresh, beta0), beta0, cfg.cess)
+    else:
+        beta_next = beta0
+    carry = (jnp.asarray(0), beta0, x0, jnp.zeros((n,), dtype), record, beta_next)
+    i, beta, x, logw, rec, _ = jax.lax.while_loop(cond, body, carry)
+    evals = i.astype(dtype) * n * (cfg.mcmc_steps + 1)
+    return {"x": x, "logw": logw, "num_stages": i, "final_beta": beta, "record": rec,
+            "grad_evals": evals}
+
+
+def run_path_ais(target, path: AnnealingPath, key, o, *, weight_summary, records, problems):
+    """One AIS replicate along ``path``; the fields :class:`LogZ` needs."""
+    sched = o["schedule"]
+    adaptive = isinstance(sched, str) and sched == "adaptive"
+    if adaptive:
+        betas = jnp.zeros((2,), jnp.result_type(float))
+    elif isinstance(sched, str):
+        from energymc.logz._anneal import schedule
+
+        betas = schedule(sched, o["num_temps"])
+    else:
+        betas = jnp.asarray(np.asarray(sched, dtype=float), jnp.result_type(float))
+    cfg = AnnealConfig(adaptive=adaptive, cess=float(o["cess"]), max_stages=o["max_stages"],
+                       mcmc_steps=o["mcmc_steps"], target_accept=None, adapt_mass=False,
+                       tunable=False)
+    n = o["particles"]
+    out = anneal_path(key, path.params, betas, path=path, n=n, cfg=cfg)
+    log_z_rel, stderr, ess, w = weight_summary(out["logw"])
+    log_z = float(path.log_z_base(path.params)) + log_z_rel
+    stages = records(out, n)
+    stages["log_z"] = stages["log_z"] + float(path.log_z_base(path.params))
+    o = {**o, "_tunable": False}
+    return {"log_z": log_z, "stderr": stderr, "ess": ess, "stages": stages,
+            "particles": np.asarray(out["x"]), "weights": w,
+            "grad_evals": float(out["grad_evals"]),
+            "problems": problems(o, out, ess, n, stages),
+            "info": {"kernel": path.name, "schedule": o["schedule"],
+                     "log_z_base": float(path.log_z_base(path.params))}}
