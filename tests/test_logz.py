@@ -283,6 +283,14 @@ def test_smc_fixed_and_pilot_schedules(gauss):
     assert fixed.log_z == est.log_z
     assert est.num_grad_evals == pytest.approx(fixed.num_grad_evals
                                                + est.info["pilot_grad_evals"])
+    # Replicates share one pilot: R + 1 runs, not 2R, each along its betas.
+    reps = emc.log_partition(gauss, method="smc", seed=2, scale=2.0, schedule="pilot",
+                             replicates=2)
+    assert reps.replicates[0] == est.log_z  # replicate 0 is the single run above
+    assert reps.info["pilot_grad_evals"] == est.info["pilot_grad_evals"]
+    assert reps.num_grad_evals == pytest.approx(est.info["pilot_grad_evals"]
+                                                + 2 * fixed.num_grad_evals)
+    assert reps.replicates[1] != reps.replicates[0]  # still independent runs
     # A schedule given by hand is followed as given.
     lin = emc.log_partition(gauss, method="smc", seed=3, scale=2.0,
                             schedule=np.linspace(0.0, 1.0, 21))

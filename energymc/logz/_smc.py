@@ -282,7 +282,14 @@ def run_smc(target, ref, key, o) -> dict:
     dtype = jnp.result_type(float)
     step = jnp.asarray(step, dtype)
     betas, pilot_evals, problems = o["_betas"], 0.0, []
-    if isinstance(o["schedule"], str) and o["schedule"] == "pilot":
+    if isinstance(o["schedule"], str) and o["schedule"] == "pilot" and "_pilot" in o:
+        # Replicates after the first follow the first one's pilot schedule:
+        # given the schedule they are still independent, and each costs one
+        # run instead of two.
+        betas, problems = o["_pilot"]
+        problems = list(problems)
+        cfg = cfg._replace(fixed=True)
+    elif isinstance(o["schedule"], str) and o["schedule"] == "pilot":
         # An adaptive run on an independent key fixes the schedule; the
         # estimate comes from a second run along it, so no beta depends on
         # the particles it weighs (an adaptive schedule does, which biases
@@ -299,6 +306,7 @@ def run_smc(target, ref, key, o) -> dict:
             betas = np.append(betas[:cfg.max_stages - 1], 1.0)
         pilot_evals = float(pilot["grad_evals"])
         cfg = cfg._replace(fixed=True)
+        o["_pilot"] = (betas, list(problems))  # for the other replicates
     padded = np.ones((cfg.max_stages,))
     if betas is not None:
         padded[:betas.size] = betas
