@@ -3,11 +3,11 @@
 A Gibbs sweep of a small binary model spends most of its time drawing one
 uniform per unit. ``jax.random.uniform`` under the default
 ``jax_threefry_partitionable`` layout hashes once per output word and, with a
-batch of keys (``vmap`` over chains or over ``learn``'s restarts), costs
-several times more again (CPU, JAX 0.10: 40 000 numbers take 81 us; the same
-under ``vmap`` over 3 keys 516 us). Hashing a range of counters with
-``threefry_2x32`` gives two words per hash and batches cleanly: 49 us, and
-130 us for the 3 keys. The numbers are still Threefry-2x32 of a distinct
+batch of keys (``vmap`` over chains or over ``learn``'s restarts), costs more
+than the batch's size explains (CPU, JAX 0.10: 40 000 numbers take 82 us; the
+same under ``vmap`` over 3 keys 275 us). Hashing a range of counters with
+``threefry_2x32`` gives two words per hash and batches cleanly: 50 us, and
+120 us for the 3 keys (``benchmarks/bench_random.py``). The numbers are still Threefry-2x32 of a distinct
 ``(key, counter)`` per word, the generator JAX itself uses.
 """
 
