@@ -7,8 +7,9 @@ batch of keys (``vmap`` over chains or over ``learn``'s restarts), costs more
 than the batch's size explains (CPU, JAX 0.10: 40 000 numbers take 82 us; the
 same under ``vmap`` over 3 keys 275 us). Hashing a range of counters with
 ``threefry_2x32`` gives two words per hash and batches cleanly: 50 us, and
-120 us for the 3 keys (``benchmarks/bench_random.py``). The numbers are still Threefry-2x32 of a distinct
-``(key, counter)`` per word, the generator JAX itself uses.
+120 us for the 3 keys (``benchmarks/bench_random.py``). The numbers are still
+Threefry-2x32 of a distinct ``(key, counter)`` per word, the generator JAX
+itself uses.
 """
 
 from __future__ import annotations
