@@ -12,9 +12,10 @@ from jax.scipy.special import logsumexp
 from energymc import kernels as _kernels
 from energymc.errors import OptionError
 from energymc.logz._anneal import AnnealConfig, anneal, schedule
-from energymc.logz._path import AnnealingPath, run_path_ais
+from energymc.logz._path import AnnealingPath, anneal_path
 
-__all__ = ["AIS_DEFAULTS", "BDMC_DEFAULTS", "run_ais", "run_bdmc", "resolve_kernel"]
+__all__ = ["AIS_DEFAULTS", "BDMC_DEFAULTS", "run_ais", "run_bdmc", "run_path_ais",
+           "resolve_kernel"]
 
 SCHEDULES = ("adaptive", "linear", "geometric", "sigmoidal")
 
@@ -213,8 +214,7 @@ def _prepare(target, ref, o):
 def run_ais(target, ref, key, o) -> dict:
     """One AIS replicate. Returns the fields :class:`LogZ` needs."""
     if isinstance(ref, AnnealingPath):
-        return run_path_ais(target, ref, key, o, weight_summary=_weight_summary,
-                            records=_records, problems=_problems)
+        return run_path_ais(target, ref, key, o)
     kernel, kopts, params0, cfg, betas = _prepare(target, ref, o)
     n = o["particles"]
     k_init, k_run = jax.random.split(key)
@@ -229,6 +229,26 @@ def run_ais(target, ref, key, o) -> dict:
             "problems": _problems(o, out, ess, n, stages),
             "info": {"kernel": kernel.name, "schedule": o["schedule"],
                      "final_params": jax.tree.map(np.asarray, out["params"])}}
+
+
+def run_path_ais(target, path: AnnealingPath, key, o) -> dict:
+    """One AIS replicate along a model's own ``path``; the fields :class:`LogZ` needs."""
+    sched = o["schedule"]
+    cfg = AnnealConfig(adaptive=isinstance(sched, str) and sched == "adaptive",
+                       cess=float(o["cess"]), max_stages=o["max_stages"],
+                       mcmc_steps=o["mcmc_steps"], target_accept=None, adapt_mass=False,
+                       tunable=False)
+    n = o["particles"]
+    out = anneal_path(key, path.params, _betas(sched, o["num_temps"]), path=path, n=n, cfg=cfg)
+    log_z_base = float(path.log_z_base(path.params))
+    log_z_rel, stderr, ess, w = _weight_summary(out["logw"])
+    stages = _records(out, n)
+    stages["log_z"] = stages["log_z"] + log_z_base
+    return {"log_z": log_z_base + log_z_rel, "stderr": stderr, "ess": ess, "stages": stages,
+            "particles": np.asarray(out["x"]), "weights": w,
+            "grad_evals": float(out["grad_evals"]),
+            "problems": _problems({**o, "_tunable": False}, out, ess, n, stages),
+            "info": {"kernel": path.name, "schedule": sched, "log_z_base": log_z_base}}
 
 
 def validate_bdmc(target, opts):

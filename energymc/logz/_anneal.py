@@ -26,7 +26,7 @@ from jax.scipy.special import logsumexp
 
 from energymc.energy import jit_over_target
 
-__all__ = ["AnnealConfig", "anneal", "log_ess", "schedule"]
+__all__ = ["AnnealConfig", "anneal", "largest_step", "log_ess", "schedule"]
 
 
 class AnnealConfig(NamedTuple):
@@ -115,7 +115,16 @@ def _next_delta(logw, ll, beta, cess):
         a = logW + delta * ll
         return jnp.exp(2.0 * logsumexp(a) - logsumexp(logW + 2.0 * delta * ll))
 
-    hi = 1.0 - beta
+    return largest_step(frac, 1.0 - beta, cess)
+
+
+def largest_step(frac, hi, cess):
+    """Largest ``delta`` in ``(0, hi]`` with ``frac(delta) >= cess``, by bisection.
+
+    ``frac`` is the conditional ESS fraction of a step of ``delta``
+    (decreasing in ``delta``). Shared by the geometric path's schedule and
+    :mod:`energymc.logz._path`'s.
+    """
 
     def bisect(_, lohi):
         lo, hi_ = lohi

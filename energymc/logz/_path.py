@@ -25,9 +25,9 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from energymc.errors import OptionError
-from energymc.logz._anneal import AnnealConfig, log_ess
+from energymc.logz._anneal import AnnealConfig, largest_step, log_ess
 
-__all__ = ["AnnealingPath", "anneal_path", "run_path_ais", "check_path"]
+__all__ = ["AnnealingPath", "anneal_path", "check_path"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,25 +100,16 @@ def _next_beta(inc, beta, cess):
     """Largest ``beta' <= 1`` whose increments ``inc(beta')`` keep CESS >= ``cess``.
 
     Conditional ESS with uniform weights, as the geometric path's adaptive
-    schedule (see :func:`energymc.logz._anneal._next_delta`), by bisection.
+    schedule (:func:`energymc.logz._anneal._next_delta`).
     """
 
-    def frac(b):
-        a = inc(b)
+    def frac(delta):
+        a = inc(beta + delta)
         a = jnp.where(jnp.isnan(a), -jnp.inf, a)
         return jnp.exp(2.0 * logsumexp(a) - logsumexp(2.0 * a) - jnp.log(a.shape[0]))
 
-    def bisect(_, lohi):
-        lo, hi = lohi
-        mid = 0.5 * (lo + hi)
-        ok = frac(mid) >= cess
-        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
-
-    one = jnp.ones_like(beta)
-    lo, _ = jax.lax.fori_loop(0, 50, bisect, (beta, one))
-    b = jnp.where(frac(one) >= cess, one, lo)
-    b = jnp.clip(b, jnp.minimum(beta + 1e-5, one), one)
-    return jnp.where(1.0 - b < 1e-6, one, b)
+    b = beta + largest_step(frac, 1.0 - beta, cess)
+    return jnp.where(1.0 - b < 1e-6, jnp.ones_like(b), b)
 
 
 @jax.jit(static_argnames=("path", "n", "cfg"))
@@ -182,33 +173,3 @@ def anneal_path(key, params, betas, *, path: AnnealingPath, n: int, cfg: AnnealC
     evals = i.astype(dtype) * n * (cfg.mcmc_steps + 1)
     return {"x": x, "logw": logw, "num_stages": i, "final_beta": beta, "record": rec,
             "grad_evals": evals}
-
-
-def run_path_ais(target, path: AnnealingPath, key, o, *, weight_summary, records, problems):
-    """One AIS replicate along ``path``; the fields :class:`LogZ` needs."""
-    sched = o["schedule"]
-    adaptive = isinstance(sched, str) and sched == "adaptive"
-    if adaptive:
-        betas = jnp.zeros((2,), jnp.result_type(float))
-    elif isinstance(sched, str):
-        from energymc.logz._anneal import schedule
-
-        betas = schedule(sched, o["num_temps"])
-    else:
-        betas = jnp.asarray(np.asarray(sched, dtype=float), jnp.result_type(float))
-    cfg = AnnealConfig(adaptive=adaptive, cess=float(o["cess"]), max_stages=o["max_stages"],
-                       mcmc_steps=o["mcmc_steps"], target_accept=None, adapt_mass=False,
-                       tunable=False)
-    n = o["particles"]
-    out = anneal_path(key, path.params, betas, path=path, n=n, cfg=cfg)
-    log_z_rel, stderr, ess, w = weight_summary(out["logw"])
-    log_z = float(path.log_z_base(path.params)) + log_z_rel
-    stages = records(out, n)
-    stages["log_z"] = stages["log_z"] + float(path.log_z_base(path.params))
-    o = {**o, "_tunable": False}
-    return {"log_z": log_z, "stderr": stderr, "ess": ess, "stages": stages,
-            "particles": np.asarray(out["x"]), "weights": w,
-            "grad_evals": float(out["grad_evals"]),
-            "problems": problems(o, out, ess, n, stages),
-            "info": {"kernel": path.name, "schedule": o["schedule"],
-                     "log_z_base": float(path.log_z_base(path.params))}}
