@@ -375,6 +375,23 @@ class AdjustedKernel:
                 "inverse_mass_matrix": imm}
 
 
+def _langevin_mh_acceptance(old, new, step_size):
+    """min(1, MH ratio) that MALA would have given the Euler move ``old -> new`` (both in y).
+
+    ULA never rejects, so this is recorded only as a diagnostic: its stationary
+    law is off from exp(-E) by an amount that grows with the step, and a low
+    would-be acceptance is the sign, visible from the run alone, that the step
+    is too large for the energy's curvature (``energymc.diagnose`` flags it).
+    The proposal is ``y' = y + h g(y) + sqrt(2h) xi``, Gaussian with variance 2h.
+    """
+    def log_q(to, frm):
+        return -jnp.sum((to.position - frm.position - step_size * frm.logdensity_grad) ** 2) / (
+            4.0 * step_size)
+
+    log_ratio = new.logdensity - old.logdensity + log_q(old, new) - log_q(new, old)
+    return jnp.where(jnp.isfinite(log_ratio), jnp.exp(jnp.minimum(log_ratio, 0.0)), 0.0)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class LangevinKernel:
     """Unadjusted Langevin (ULA): BlackJAX's overdamped Langevin Euler step, no
@@ -404,12 +421,16 @@ class LangevinKernel:
         lin = _linear_map(params["inverse_mass_matrix"])
         logdensity_y = lambda y: logdensity_fn(lin.to_x(y))
         one_step = overdamped_langevin(jax.value_and_grad(logdensity_y))
-        new = _to_x(lin, MALAState(*one_step(key, _to_y(lin, state), params["step_size"])))
+        old_y = _to_y(lin, state)
+        new_y = MALAState(*one_step(key, old_y, params["step_size"]))
+        new = _to_x(lin, new_y)
         ok = jnp.isfinite(new.logdensity) & jnp.all(jnp.isfinite(new.logdensity_grad))
         # No accept step to absorb numerical trouble: refuse the move and count it.
         new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
+        mh = jnp.where(ok, _langevin_mh_acceptance(old_y, new_y, params["step_size"]), 0.0)
         return new, {"lp": new.logdensity, "acceptance_rate": ok.astype(new.logdensity.dtype),
-                     "diverging": ~ok, "step_size": params["step_size"]}
+                     "diverging": ~ok, "step_size": params["step_size"],
+                     "mh_acceptance": mh.astype(new.logdensity.dtype)}
 
     def warmup(self, key, position, logdensity_fn, num_steps, options):
         return _MALA.warmup(key, position, logdensity_fn, num_steps,
