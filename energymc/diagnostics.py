@@ -1,26 +1,139 @@
 """Convergence and mixing through ArviZ: the one module that imports arviz.
 
-ArviZ 0.23 (``InferenceData``) is what is tested; its calls are kept here so
-that support for ArviZ 1.x (xarray ``DataTree``) touches this file only.
+Two ArviZ generations are supported and tested: 0.23 (``InferenceData``,
+what pip resolves on Python 3.11) and 1.x (``arviz-base``/``-stats``/``-plots``
+on an xarray ``DataTree``, Python >= 3.12). Every ArviZ call goes through one
+small adapter (:class:`_ArviZ0` or :class:`_ArviZ1`, chosen once by ArviZ's
+major version); the rest of the module, and of energymc, does not know which
+one is installed.
 
-Thresholds used by :func:`diagnose` (the defaults of :class:`Thresholds`):
-rank-normalised split R-hat <= 1.01; bulk and tail ESS >= 100 per chain; no
-divergent transitions; E-BFMI >= 0.3 (HMC/NUTS only); mean acceptance >= 0.05.
+Checks made by :func:`diagnose` (defaults in :class:`Thresholds`), each on
+every variable and every chain:
+
+- rank-normalised split R-hat <= 1.01 (needs >= 2 chains; undefined R-hat or
+  ESS, e.g. for draws that never change, is a problem, not skipped);
+- bulk and tail ESS >= 100 per chain;
+- no non-finite draws; no divergent transitions (for kernels without a
+  trajectory: proposals with a non-finite energy or gradient);
+- E-BFMI >= 0.3 in every chain (HMC/NUTS, or any foreign ``InferenceData``
+  whose ``sample_stats.energy`` follows ArviZ's Hamiltonian convention);
+- mean acceptance >= 0.05 in every chain (one stuck chain is not hidden by
+  the others' average);
+- unadjusted Langevin: the Metropolis acceptance its moves would have had
+  >= 0.8 in every chain (else the step is too large: discretisation bias);
+- parallel tempering: at least one round trip of a replica across the ladder.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Diagnosis", "Thresholds", "diagnose", "logz_to_arviz", "plot_rank", "plot_trace",
-           "summary", "to_arviz"]
+__all__ = ["Diagnosis", "Thresholds", "arviz_major", "diagnose", "from_netcdf",
+           "logz_to_arviz", "plot_energy", "plot_figure", "plot_pair", "plot_rank", "plot_trace",
+           "summary", "to_arviz", "to_netcdf"]
+
+# Columns of Diagnosis.table, in both ArviZ generations.
+_TABLE_COLUMNS = ["mean", "sd", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]
+# Methods whose ``sample_stats.energy`` is a Hamiltonian (what E-BFMI needs).
+# MCLMC records an energy *change* there, so E-BFMI would be meaningless for it.
+_HAMILTONIAN_METHODS = ("nuts", "hmc")
+_ENERGYMC_NON_HAMILTONIAN = ("mala", "barker", "rwm", "langevin", "mclmc", "pt", "gibbs", "gwg",
+                             "dmala")
 
 
-def _az():
+# ------------------------------------------------------------------ adapter
+class _ArviZ0:
+    """ArviZ 0.x: ``InferenceData``; ``az.from_dict(posterior=..., ...)``; axes from plots."""
+
+    major = 0
+    _plots = {"trace": "plot_trace", "rank": "plot_rank", "energy": "plot_energy",
+              "pair": "plot_pair"}
+
+    def __init__(self, az):
+        self.az = az
+
+    def make(self, groups: dict[str, dict[str, np.ndarray]], dims: dict, attrs: dict):
+        """A data object with the given groups (``{"posterior": {name: array}}``) and attrs."""
+        return self.az.from_dict(**groups, dims=dims or None, attrs=attrs)
+
+    def is_data(self, obj) -> bool:
+        return isinstance(obj, self.az.InferenceData)
+
+    def group(self, data, name: str):
+        """The group as an ``xarray.Dataset``, or ``None`` if absent."""
+        return getattr(data, name) if name in data.groups() else None
+
+    def attrs(self, data) -> dict:
+        return dict(data.attrs)
+
+    def summary(self, data, **kwargs):
+        return self.az.summary(data, **kwargs)
+
+    def table(self, data):
+        """Per-element mean, sd, MCSE, bulk/tail ESS, rank R-hat (unrounded DataFrame)."""
+        return self.az.summary(data, kind="all", stat_focus="mean", round_to="none")
+
+    def bfmi(self, data) -> np.ndarray:
+        return np.atleast_1d(np.asarray(self.az.bfmi(data), dtype=float))
+
+    def read(self, path: str):
+        return self.az.from_netcdf(path)
+
+    def write(self, data, path: str) -> None:
+        data.to_netcdf(path)
+
+    def plot(self, kind: str, data, **kwargs):
+        return getattr(self.az, self._plots[kind])(data, **kwargs)
+
+    def figure(self, plot):
+        axes = np.ravel(np.asarray(plot, dtype=object))
+        return axes[0].figure
+
+
+class _ArviZ1(_ArviZ0):
+    """ArviZ 1.x: xarray ``DataTree``; arviz-stats summary; arviz-plots ``PlotCollection``."""
+
+    major = 1
+    _plots = {"trace": "plot_trace_dist", "rank": "plot_rank", "energy": "plot_energy",
+              "pair": "plot_pair"}
+
+    def make(self, groups, dims, attrs):
+        present = {k: v for k, v in groups.items() if v is not None}
+        # 1.x reads per-group attrs from ``attrs=``; the run's own go on the root.
+        tree = self.az.from_dict(present, dims=dims or None)
+        tree.attrs.update(attrs)
+        return tree
+
+    def is_data(self, obj) -> bool:
+        import xarray
+
+        return isinstance(obj, xarray.DataTree)
+
+    def group(self, data, name):
+        return data[name].to_dataset() if name in data.children else None
+
+    def table(self, data):
+        return self.az.summary(data, kind="all", round_to="none")
+
+    def bfmi(self, data) -> np.ndarray:
+        return np.atleast_1d(np.asarray(self.az.bfmi(data)["energy"], dtype=float))
+
+    def read(self, path):
+        import xarray
+
+        return xarray.open_datatree(path).load()
+
+    def figure(self, plot):
+        return plot.viz["figure"].item() if hasattr(plot, "viz") else super().figure(plot)
+
+
+@functools.cache
+def _adapter() -> _ArviZ0:
     import warnings
 
     with warnings.catch_warnings():
@@ -28,40 +141,52 @@ def _az():
         warnings.simplefilter("ignore", FutureWarning)
         import arviz
 
-    return arviz
+    major = int(str(arviz.__version__).split(".")[0])
+    return (_ArviZ1 if major >= 1 else _ArviZ0)(arviz)
 
 
+def _az():
+    """The ``arviz`` module itself (for tests and helpers that need ArviZ's own names)."""
+    return _adapter().az
+
+
+def arviz_major() -> int:
+    """Major version of the installed ArviZ (0 or 1)."""
+    return _adapter().major
+
+
+# -------------------------------------------------------------- conversions
 def _posterior_dict(run) -> dict[str, np.ndarray]:
     draws = run.draws
     if isinstance(draws, dict):
         return {str(k): np.asarray(v) for k, v in draws.items()}
-    leaves, _ = _flatten_with_names(draws)
-    return leaves
+    return _flatten_with_names(draws)
 
 
-def _flatten_with_names(tree) -> tuple[dict[str, np.ndarray], Any]:
+def _flatten_with_names(tree) -> dict[str, np.ndarray]:
     import jax
 
     paths = jax.tree_util.tree_flatten_with_path(tree)[0]
     if len(paths) == 1 and not paths[0][0]:
-        return {"x": np.asarray(paths[0][1])}, None
+        return {"x": np.asarray(paths[0][1])}
     out = {}
     for path, leaf in paths:
         name = "_".join(str(getattr(p, "key", getattr(p, "idx", getattr(p, "name", p))))
                         for p in path)
         out[name or "x"] = np.asarray(leaf)
-    return out, None
+    return out
 
 
 def to_arviz(run):
-    """``arviz.InferenceData`` with ``posterior``, ``sample_stats`` and attributes.
+    """ArviZ data with ``posterior``, ``sample_stats`` and attributes.
 
+    An ``arviz.InferenceData`` under ArviZ 0.x, an ``xarray.DataTree`` under
+    1.x. ``posterior`` variables are shaped ``(chain, draw, *event)``;
     ``sample_stats.lp`` is the log-density ``-E`` (ArviZ's convention);
     ``attrs`` carry the method, seed, target name and energymc version.
     """
     from energymc import __version__
 
-    az = _az()
     stats = {k: np.asarray(v) for k, v in run.stats.items()}
     attrs = {"method": run.method, "seed": str(run.seed), "target": str(run.target.name),
              "energymc_version": __version__, "num_warmup": int(run.warmup_steps),
@@ -69,23 +194,50 @@ def to_arviz(run):
     for k, v in run.options.items():
         if isinstance(v, (bool, int, float, str)):
             attrs[f"option_{k}"] = str(v)
-    return az.from_dict(posterior=_posterior_dict(run), sample_stats=stats, attrs=attrs)
+    return _adapter().make({"posterior": _posterior_dict(run), "sample_stats": stats}, {}, attrs)
 
 
-def _as_idata(obj):
-    az = _az()
-    if isinstance(obj, az.InferenceData):
+def _as_data(obj):
+    ad = _adapter()
+    if ad.is_data(obj):
         return obj
     if hasattr(obj, "to_arviz"):
         return obj.to_arviz()
-    raise TypeError(f"expected an energymc Run or an arviz.InferenceData; got {type(obj).__name__}")
+    kind = "xarray.DataTree" if ad.major >= 1 else "arviz.InferenceData"
+    raise TypeError(f"expected an energymc Run or an {kind}; got {type(obj).__name__}. "
+                    "Pass the Run itself, or run.to_arviz().")
+
+
+def to_netcdf(obj, path: str) -> str:
+    """Write a Run (through :func:`to_arviz`) or ArviZ data to a netCDF file; returns the path."""
+    _adapter().write(_as_data(obj), path)
+    return path
+
+
+def from_netcdf(path: str):
+    """Read a netCDF file written by :func:`to_netcdf` (either ArviZ generation's files)."""
+    return _adapter().read(path)
+
+
+def _group(data, name: str):
+    """Group ``name`` of ArviZ data as an ``xarray.Dataset``, or ``None``."""
+    return _adapter().group(data, name)
+
+
+def _attrs(data) -> dict:
+    return _adapter().attrs(data)
 
 
 def summary(obj, **kwargs):
-    """``arviz.summary`` (mean, sd, HDI, MCSE, ESS, R-hat) of a Run or InferenceData."""
-    return _az().summary(_as_idata(obj), **kwargs)
+    """ArviZ's ``summary`` (mean, sd, interval, MCSE, ESS, R-hat) of a Run or ArviZ data.
+
+    ``kwargs`` go to the installed ArviZ's ``summary`` (0.x and 1.x differ,
+    e.g. 1.x reports an equal-tailed ``eti89`` interval where 0.x gives ``hdi_3%``).
+    """
+    return _adapter().summary(_as_data(obj), **kwargs)
 
 
+# ------------------------------------------------------------------ verdict
 @dataclasses.dataclass(frozen=True)
 class Thresholds:
     """Limits :func:`diagnose` checks against (documented defaults)."""
@@ -95,6 +247,11 @@ class Thresholds:
     max_divergences: int = 0
     min_bfmi: float = 0.3
     min_acceptance: float = 0.05
+    min_unadjusted_acceptance: float = 0.8
+
+
+def _fmt_more(n: int, what: str = "rows") -> str:
+    return f"… and {n:,} more {what}"
 
 
 @dataclasses.dataclass
@@ -104,21 +261,27 @@ class Diagnosis:
     Attributes
     ----------
     ok
-        True when no problem was found.
+        True when no problem was found, on any variable or chain.
     problems
         Plain-language sentences, each ending with a concrete fix.
     table
-        Per-variable ``pandas.DataFrame``: mean, sd, mcse_mean, ess_bulk,
+        ``pandas.DataFrame`` with one row per scalar element of every
+        variable (all of them, worst first): mean, sd, mcse_mean, ess_bulk,
         ess_tail, r_hat.
     numbers
-        Headline figures: worst R-hat, smallest ESS, divergences, E-BFMI per
-        chain, mean acceptance.
+        Headline figures over all variables and chains: worst R-hat, smallest
+        ESS (NaN if any is undefined), divergences, E-BFMI per chain,
+        acceptance (mean and per chain), ...
+    max_rows
+        How many table rows the text and HTML renderings show (display only;
+        every row was judged).
     """
 
     ok: bool
     problems: list[str]
     table: Any
     numbers: dict
+    max_rows: int = 10
 
     def __bool__(self) -> bool:
         return self.ok
@@ -126,13 +289,27 @@ class Diagnosis:
     def _lines(self) -> list[str]:
         n = self.numbers
         head = [f"max R-hat {n['max_rhat']:.3f}, min bulk ESS {n['min_ess_bulk']:.0f}, "
-                f"min tail ESS {n['min_ess_tail']:.0f}, divergences {n['divergences']}"]
+                f"min tail ESS {n['min_ess_tail']:.0f}, divergences {n['divergences']} "
+                f"({n['chains']} chains x {n['draws']} draws, {len(self.table):,} variables)"]
         if n.get("bfmi") is not None:
-            head.append("E-BFMI per chain: " + ", ".join(f"{b:.2f}" for b in n["bfmi"]))
+            shown = n["bfmi"][:8]
+            more = f", {_fmt_more(len(n['bfmi']) - 8, 'chains')}" if len(n["bfmi"]) > 8 else ""
+            head.append("E-BFMI per chain: " + ", ".join(f"{b:.2f}" for b in shown) + more)
         if n.get("acceptance") is not None:
-            head.append(f"mean acceptance {n['acceptance']:.3f}")
+            per = n.get("acceptance_per_chain") or []
+            worst = f" (lowest chain {min(per):.3f})" if len(per) > 1 else ""
+            head.append(f"mean acceptance {n['acceptance']:.3f}{worst}")
         verdict = ["OK: no problems found."] if self.ok else [f"- {p}" for p in self.problems]
         return head + verdict
+
+    def _shown(self):
+        return self.table.head(self.max_rows), max(len(self.table) - self.max_rows, 0)
+
+    def table_text(self) -> str:
+        """The first ``max_rows`` rows of the table (worst first) as text, and how many more."""
+        shown, more = self._shown()
+        text = shown.to_string()
+        return text + (f"\n{_fmt_more(more)}" if more else "")
 
     def __repr__(self) -> str:
         title = "Diagnosis: OK" if self.ok else f"Diagnosis: {len(self.problems)} problem(s)"
@@ -140,100 +317,214 @@ class Diagnosis:
 
     def _repr_html_(self) -> str:
         items = "".join(f"<li>{html.escape(line)}</li>" for line in self._lines())
-        table = self.table.to_html() if hasattr(self.table, "to_html") else ""
-        return f"<b>{'OK' if self.ok else 'Problems found'}</b><ul>{items}</ul>{table}"
+        shown, more = self._shown()
+        table = shown.to_html(float_format=lambda v: f"{v:.4g}")
+        tail = f"<p>{html.escape(_fmt_more(more))}</p>" if more else ""
+        return f"<b>{'OK' if self.ok else 'Problems found'}</b><ul>{items}</ul>{table}{tail}"
+
+
+def _names(index, k: int = 3) -> str:
+    names = [str(i) for i in index[:k]]
+    extra = f" and {len(index) - k:,} more" if len(index) > k else ""
+    return ", ".join(names) + extra
+
+
+def _per_chain_mean(stats, name: str) -> np.ndarray | None:
+    if stats is None or name not in stats:
+        return None
+    return np.asarray(stats[name].mean("draw"), dtype=float).ravel()
 
 
 def diagnose(obj, thresholds: Thresholds | None = None, max_rows: int | None = None) -> Diagnosis:
-    """Judge whether chains can be trusted.
+    """Judge whether chains can be trusted, on every variable and every chain.
 
     Parameters
     ----------
     obj
-        An energymc ``Run`` or an ``arviz.InferenceData``.
+        An energymc ``Run``, or ArviZ data (``InferenceData`` / ``DataTree``)
+        with a ``posterior`` group shaped ``(chain, draw, ...)``.
     thresholds
         Limits to check against; defaults in :class:`Thresholds`.
     max_rows
-        Keep only this many rows of the table (worst R-hat first).
+        How many rows of the table the text and HTML renderings show (worst
+        first; default 10). It never changes the verdict: every variable is
+        judged and ``.table`` holds all rows.
 
     Returns
     -------
     Diagnosis
-        ``.ok``, ``.problems`` (sentences with a fix) and ``.table``.
+        ``.ok``, ``.problems`` (sentences with a fix), ``.table`` and ``.numbers``.
     """
-    az = _az()
+    ad = _adapter()
     th = thresholds or Thresholds()
-    idata = _as_idata(obj)
-    post = idata.posterior
-    n_chains = int(post.sizes["chain"])
-    n_draws = int(post.sizes["draw"])
-    table = az.summary(idata, kind="all", stat_focus="mean", round_to="none")
-    table = table.sort_values("r_hat", ascending=False)
-    if max_rows is not None:
-        table = table.head(max_rows)
-    rhat = float(np.nanmax(table["r_hat"].to_numpy())) if n_chains > 1 else float("nan")
-    ess_bulk = float(np.nanmin(table["ess_bulk"].to_numpy()))
-    ess_tail = float(np.nanmin(table["ess_tail"].to_numpy()))
-    stats = idata.sample_stats if "sample_stats" in idata.groups() else None
-    divergences = int(stats["diverging"].sum()) if stats is not None and "diverging" in stats else 0
-    acceptance = (float(stats["acceptance_rate"].mean())
-                  if stats is not None and "acceptance_rate" in stats else None)
-    bfmi = None
-    if stats is not None and "energy" in stats and idata.attrs.get("method") in ("nuts", "hmc"):
-        bfmi = [float(b) for b in np.atleast_1d(az.bfmi(idata))]
+    data = _as_data(obj)
+    post = _group(data, "posterior")
+    if post is None:
+        raise ValueError("this data has no posterior group to diagnose; pass a Run or the "
+                         "result of run.to_arviz().")
+    stats = _group(data, "sample_stats")
+    method = _attrs(data).get("method")
+    n_chains, n_draws = int(post.sizes["chain"]), int(post.sizes["draw"])
+
+    table = ad.table(data)[_TABLE_COLUMNS]
+    rhat = table["r_hat"].to_numpy(dtype=float)
+    ess_b = table["ess_bulk"].to_numpy(dtype=float)
+    ess_t = table["ess_tail"].to_numpy(dtype=float)
+    min_ess = th.min_ess_per_chain * n_chains
+    # Worst first: how far each row is past its limits (NaN counts as worst).
+    with np.errstate(divide="ignore", invalid="ignore"):
+        parts = [min_ess / ess_b, min_ess / ess_t]
+        if n_chains > 1:
+            parts.append((rhat - 1.0) / (th.max_rhat - 1.0))
+        badness = np.nan_to_num(np.max(np.stack(parts), axis=0), nan=np.inf)
+    order = np.argsort(-badness, kind="stable")
+    table = table.iloc[order]
+    rhat, ess_b, ess_t = rhat[order], ess_b[order], ess_t[order]
 
     problems: list[str] = []
-    min_ess = th.min_ess_per_chain * n_chains
+    nonfinite = {name: int(np.count_nonzero(~np.isfinite(np.asarray(v, dtype=float))))
+                 for name, v in post.data_vars.items()
+                 if np.issubdtype(v.dtype, np.number)}
+    nonfinite = {k: v for k, v in nonfinite.items() if v}
+    if nonfinite:
+        what = ", ".join(f"{k} ({v:,})" for k, v in list(nonfinite.items())[:5])
+        problems.append(f"Draws are NaN or infinite in {what}: no estimate from them can be "
+                        "trusted. Check the energy (and any transform) for overflow or NaN "
+                        "regions, and start the chains where it is finite.")
+
+    undefined = table.index[~np.isfinite(rhat if n_chains > 1 else ess_b)
+                            | ~np.isfinite(ess_b) | ~np.isfinite(ess_t)]
+    if len(undefined) and not nonfinite:
+        problems.append(f"R-hat or ESS is undefined for {_names(undefined)}: their draws never "
+                        "change (within each chain). The chains may not move at all; check "
+                        "acceptance and the step size. A variable constant by design cannot be "
+                        "diagnosed: leave it out of the draws.")
+    max_rhat = float(np.max(rhat)) if n_chains > 1 else float("nan")
     if n_chains < 2:
         problems.append("Only one chain: R-hat cannot detect chains that disagree. "
                         "Run at least 4 chains (chains=4).")
-    elif not np.isfinite(rhat) or rhat > th.max_rhat:
-        worst = table.index[0]
-        problems.append(f"R-hat is {rhat:.3f} for {worst} (limit {th.max_rhat}): the chains "
-                        "disagree, so they have not converged or a mode is missed. Run longer "
-                        "warmup and more draws, or try method='pt' for multimodal targets.")
-    if ess_bulk < min_ess or ess_tail < min_ess:
-        problems.append(f"Effective sample size is low (bulk {ess_bulk:.0f}, tail {ess_tail:.0f}; "
-                        f"want {min_ess:.0f} = {th.min_ess_per_chain:.0f} per chain over "
-                        f"{n_draws} draws): estimates of means and quantiles are noisy. Draw more "
-                        "(draws=...), or use a better-mixing method (nuts, dense_mass=True).")
+    else:
+        high = table.index[rhat > th.max_rhat]
+        if len(high):
+            problems.append(f"R-hat is {np.nanmax(rhat):.3f} for {_names(high)} (limit "
+                            f"{th.max_rhat}; {len(high):,} of {len(table):,} above it): the "
+                            "chains disagree, so they have not converged or a mode is missed. "
+                            "Run longer warmup and more draws, or try method='pt' for "
+                            "multimodal targets.")
+    low = table.index[(ess_b < min_ess) | (ess_t < min_ess)]
+    if len(low):
+        problems.append(f"Effective sample size is low for {_names(low)} ({len(low):,} of "
+                        f"{len(table):,}; bulk {np.nanmin(ess_b):.0f}, tail "
+                        f"{np.nanmin(ess_t):.0f}; want {min_ess:.0f} = "
+                        f"{th.min_ess_per_chain:.0f} per chain over {n_draws} draws): estimates "
+                        "of means and quantiles are noisy. Draw more (draws=...), or use a "
+                        "better-mixing method (nuts, dense_mass=True).")
+
+    divergences = int(stats["diverging"].sum()) if stats is not None and "diverging" in stats \
+        else 0
     if divergences > th.max_divergences:
         problems.append(f"{divergences} divergent transitions: the sampler met curvature its step "
-                        "size cannot resolve, so draws may be biased. Raise target_accept "
-                        "(e.g. 0.95) or reparametrise the energy (e.g. non-centred funnels).")
-    if bfmi is not None and min(bfmi) < th.min_bfmi:
-        problems.append(f"E-BFMI is {min(bfmi):.2f} (limit {th.min_bfmi}): momentum resampling "
-                        "explores the energy poorly, typical of heavy tails or funnels. "
-                        "Reparametrise, or use dense_mass=True.")
-    if (stats is not None and "round_trips" in stats and idata.attrs.get("method") == "pt"
-            and int(stats["round_trips"].sum()) == 0):
+                        "size cannot resolve (or NaN/inf energies), so draws may be biased. Raise "
+                        "target_accept (e.g. 0.95) or reparametrise the energy (e.g. non-centred "
+                        "funnels); make the energy finite everywhere it can be reached.")
+
+    bfmi = None
+    hamiltonian = method in _HAMILTONIAN_METHODS or (
+        method is None and "inference_library" not in _attrs(data))
+    if stats is not None and "energy" in stats and hamiltonian and n_draws > 1:
+        bfmi = [float(b) for b in ad.bfmi(data)]
+        bad = [b for b in bfmi if not b >= th.min_bfmi]
+        if bad:
+            problems.append(f"E-BFMI is {min(bfmi):.2f} (limit {th.min_bfmi}) in {len(bad)} of "
+                            f"{len(bfmi)} chains: momentum resampling explores the energy "
+                            "poorly, typical of heavy tails or funnels. Reparametrise, or use "
+                            "dense_mass=True.")
+
+    round_trips = (int(stats["round_trips"].sum())
+                   if stats is not None and "round_trips" in stats else None)
+    if round_trips == 0 and method == "pt":
         problems.append("No replica travelled from the hottest rung to beta = 1 while "
                         "sampling (0 round trips): draws at beta = 1 never receive states "
                         "from the hot end, so modes found only there are missed. Use more "
                         "replicas (replicas=...), a smaller beta_min, or more draws.")
-    if acceptance is not None and acceptance < th.min_acceptance:
-        problems.append(f"Mean acceptance is {acceptance:.3f}: the chains barely move. Check the "
-                        "energy for NaN/inf regions, give a longer warmup, or a smaller step_size.")
-    numbers = {"max_rhat": rhat, "min_ess_bulk": ess_bulk, "min_ess_tail": ess_tail,
+
+    acc_chain = _per_chain_mean(stats, "acceptance_rate")
+    acceptance = float(np.mean(acc_chain)) if acc_chain is not None else None
+    if acc_chain is not None and not np.min(acc_chain) >= th.min_acceptance:
+        stuck = np.flatnonzero(~(acc_chain >= th.min_acceptance))
+        problems.append(f"Mean acceptance is {np.min(acc_chain):.3f} in chain(s) "
+                        f"{_names(stuck.tolist())} (overall {acceptance:.3f}): those chains "
+                        "barely move. Check the energy for NaN/inf regions, give a longer "
+                        "warmup, or a smaller step_size.")
+
+    mh_chain = _per_chain_mean(stats, "mh_acceptance")
+    if mh_chain is not None and not np.min(mh_chain) >= th.min_unadjusted_acceptance:
+        problems.append(f"The unadjusted sampler's moves would have been accepted with mean "
+                        f"probability {np.min(mh_chain):.2f} by a Metropolis test (limit "
+                        f"{th.min_unadjusted_acceptance}): its step is large for the energy's "
+                        "curvature, so the draws follow a biased law (e.g. too wide). Use a "
+                        "smaller step_size, or the adjusted method='mala'.")
+
+    numbers = {"max_rhat": max_rhat,
+               "min_ess_bulk": float(np.min(ess_b)), "min_ess_tail": float(np.min(ess_t)),
                "divergences": divergences, "bfmi": bfmi, "acceptance": acceptance,
-               "chains": n_chains, "draws": n_draws,
-               "round_trips": (int(stats["round_trips"].sum())
-                               if stats is not None and "round_trips" in stats else None)}
-    return Diagnosis(ok=not problems, problems=problems, table=table, numbers=numbers)
+               "acceptance_per_chain": None if acc_chain is None else acc_chain.tolist(),
+               "mh_acceptance_per_chain": None if mh_chain is None else mh_chain.tolist(),
+               "nonfinite_draws": sum(nonfinite.values()), "undefined": len(undefined),
+               "chains": n_chains, "draws": n_draws, "round_trips": round_trips}
+    return Diagnosis(ok=not problems, problems=problems, table=table, numbers=numbers,
+                     max_rows=10 if max_rows is None else max(int(max_rows), 0))
+
+
+# -------------------------------------------------------------------- plots
+def _plot(kind: str, obj, **kwargs):
+    return _adapter().plot(kind, _as_data(obj), **kwargs)
 
 
 def plot_trace(obj, var_names=None, **kwargs):
-    """``arviz.plot_trace`` of a Run or InferenceData; returns the axes."""
-    return _az().plot_trace(_as_idata(obj), var_names=var_names, **kwargs)
+    """Trace and marginal density per chain of a Run or ArviZ data.
+
+    ArviZ 0.x ``plot_trace`` (returns a numpy array of matplotlib axes) or
+    1.x ``plot_trace_dist`` (returns a ``PlotCollection``). Nothing is shown
+    here: a notebook draws the figure once. :func:`plot_figure` gives the
+    matplotlib figure of either.
+    """
+    return _plot("trace", obj, var_names=var_names, **kwargs)
 
 
 def plot_rank(obj, var_names=None, **kwargs):
-    """``arviz.plot_rank`` of a Run or InferenceData; returns the axes."""
-    return _az().plot_rank(_as_idata(obj), var_names=var_names, **kwargs)
+    """Rank plot (0.x: rank histograms, 1.x: fractional-rank ECDFs); axes or PlotCollection."""
+    return _plot("rank", obj, var_names=var_names, **kwargs)
 
 
+def plot_energy(obj, **kwargs):
+    """Marginal and transition energy distributions with E-BFMI (HMC/NUTS runs).
+
+    Raises ``ValueError`` for runs without a Hamiltonian ``sample_stats.energy``.
+    """
+    data = _as_data(obj)
+    stats = _group(data, "sample_stats")
+    method = _attrs(data).get("method")
+    if stats is None or "energy" not in stats or method in _ENERGYMC_NON_HAMILTONIAN:
+        raise ValueError(f"plot_energy needs the Hamiltonian energy of each draw, which only "
+                         f"method='nuts' or 'hmc' records (this run: {method!r}). Use "
+                         "plot_trace or plot_rank for other methods.")
+    return _adapter().plot("energy", data, **kwargs)
+
+
+def plot_pair(obj, var_names=None, **kwargs):
+    """Pairwise scatter/density of the posterior variables; axes or PlotMatrix."""
+    return _plot("pair", obj, var_names=var_names, **kwargs)
+
+
+def plot_figure(plot):
+    """The matplotlib ``Figure`` behind what a ``plot_*`` function returned (either ArviZ)."""
+    return _adapter().figure(plot)
+
+
+# ----------------------------------------------------------- log Z results
 def logz_to_arviz(est):
-    """``arviz.InferenceData`` for a :class:`energymc.LogZ`.
+    """ArviZ data for a :class:`energymc.LogZ`.
 
     ``posterior``: the final particles as one chain (``draw`` = particle);
     ``sample_stats.weight``: their normalised importance weights;
@@ -243,10 +534,9 @@ def logz_to_arviz(est):
     """
     from energymc import __version__
 
-    az = _az()
     posterior = sample_stats = None
     if est.particles is not None:
-        leaves, _ = _flatten_with_names(est.draws)
+        leaves = _flatten_with_names(est.draws)
         posterior = {k: np.asarray(v)[None] for k, v in leaves.items()}
         w = np.asarray(est.weights, dtype=float)
         with np.errstate(divide="ignore"):
@@ -260,5 +550,5 @@ def logz_to_arviz(est):
         attrs["log_z_lower"], attrs["log_z_upper"] = est.lower, est.upper
     if est.replicates is not None:
         attrs["log_z_replicates"] = np.asarray(est.replicates).tolist()
-    return az.from_dict(posterior=posterior, sample_stats=sample_stats,
-                        constant_data=stages, dims={k: ["stage"] for k in stages}, attrs=attrs)
+    groups = {"posterior": posterior, "sample_stats": sample_stats, "constant_data": stages}
+    return _adapter().make(groups, {k: ["stage"] for k in stages}, attrs)

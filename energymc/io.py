@@ -1,6 +1,7 @@
 """Saving, loading and checkpointing runs (host code only).
 
-A finished run is saved as netCDF through ArviZ (:func:`save`, :func:`load`).
+A finished run is saved as netCDF through :mod:`energymc.diagnostics` (:func:`save`,
+:func:`load`), the one module that talks to ArviZ.
 A running one can be streamed to a checkpoint directory (:class:`Checkpoint`)
 chunk by chunk, so that an interrupted run resumes where it stopped and loses
 at most the chunk in flight.
@@ -22,24 +23,29 @@ __all__ = ["Checkpoint", "load", "save"]
 
 
 def save(run, path: str | os.PathLike) -> str:
-    """Write ``run.to_arviz()`` (a Run) or an InferenceData to a netCDF file.
+    """Write ``run.to_arviz()`` (a Run) or ArviZ data to a netCDF file.
 
+    The layout (one netCDF group per ArviZ group, run attributes on the root)
+    is the same under ArviZ 0.x and 1.x, so either reads the other's files.
     Returns the path written.
     """
-    idata = run.to_arviz() if hasattr(run, "to_arviz") else run
-    path = os.fspath(path)
-    idata.to_netcdf(path)
-    return path
+    from energymc.diagnostics import to_netcdf
+
+    return to_netcdf(run, os.fspath(path))
 
 
 def load(path: str | os.PathLike):
-    """Read a netCDF file written by :func:`save` as an ``arviz.InferenceData``."""
-    from energymc.diagnostics import _az
+    """Read a netCDF file written by :func:`save`.
+
+    Returns an ``arviz.InferenceData`` under ArviZ 0.x, an ``xarray.DataTree``
+    under 1.x; both go to :func:`energymc.diagnose` and the plots as they are.
+    """
+    from energymc.diagnostics import from_netcdf
 
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
-    return _az().from_netcdf(path)
+    return from_netcdf(path)
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -4,7 +4,20 @@ import jax.numpy as jnp
 import numpy as np
 
 import energymc as emc
+from energymc import diagnostics
 from energymc.diagnostics import Thresholds
+
+
+def _data(posterior, sample_stats=None, **attrs):
+    """ArviZ data (either generation) built from arrays, through the module's own adapter."""
+    groups = {"posterior": posterior}
+    if sample_stats is not None:
+        groups["sample_stats"] = sample_stats
+    return diagnostics._adapter().make(groups, {}, attrs)
+
+
+def _iid(seed, chains=4, draws=1000, dim=3):
+    return np.random.default_rng(seed).normal(size=(chains, draws, dim))
 
 
 def _target():
@@ -27,6 +40,7 @@ def test_good_chains_pass_and_bad_chains_are_named_with_a_fix():
     assert "R-hat" in text and "Effective sample size" in text
     assert "Run longer" in text  # each problem carries a fix
     assert "problem(s)" in repr(bad) and "<ul>" in bad._repr_html_()
+    assert "R-hat is" in bad.problems[0] and "x[" in bad.problems[0]  # names the variables
 
 
 def test_single_chain_and_inference_data_input():
@@ -104,3 +118,95 @@ def test_thinned_pt_run_counts_every_round_trip():
     assert every.stats["round_trips"].sum() > 5
     assert thinned.stats["round_trips"].sum() == every.stats["round_trips"].sum()
     np.testing.assert_array_equal(thinned.flat_draws, every.flat_draws[:, 2::3])
+
+
+# ------------------------------------------------- every variable is judged
+def _one_hidden_bad_variable(seed=0):
+    """200 variables: 199 iid normal and theta[117], whose tail ESS is low but R-hat ~ 1.
+
+    theta[117] has iid signs and block-repeated magnitudes (blocks of 25), and
+    every half-chain holds the same set of magnitudes: the chains agree
+    (R-hat ~ 1), but tail events come in clusters, so the tail ESS is ~300 of
+    4,000 draws (limit 400). Ranked by R-hat it sits far down the table.
+    """
+    rng = np.random.default_rng(seed)
+    theta = rng.normal(size=(4, 1000, 200))
+    mags = np.abs(rng.normal(size=20))
+    halves = np.stack([rng.permutation(mags) for _ in range(8)]).repeat(25, axis=1)
+    theta[:, :, 117] = np.sign(rng.normal(size=(4, 1000))) * halves.reshape(4, 1000)
+    return theta
+
+
+def test_max_rows_shortens_the_display_never_the_verdict():
+    theta = _one_hidden_bad_variable()
+    full = emc.diagnose(_data({"theta": theta}))
+    short = emc.diagnose(_data({"theta": theta}), max_rows=3)
+    row = full.table.loc["theta[117]"]
+    # Preconditions: the bad variable is bad by tail ESS only, and 5 rows ranked
+    # by R-hat (what max_rows used to keep before judging) would not hold it.
+    assert row["ess_tail"] < 400 and row["r_hat"] < 1.01
+    assert full.table["r_hat"].rank(ascending=False)["theta[117]"] > 5
+    for d in (full, short):
+        assert not d.ok and len(d.problems) == 1
+        assert "theta[117]" in d.problems[0] and "1 of 200" in d.problems[0]
+        assert len(d.table) == 200 and d.table.index[0] == "theta[117]"  # worst first
+        assert d.numbers["min_ess_tail"] == row["ess_tail"]
+    text = short.table_text()
+    assert text.splitlines()[1].startswith("theta[117]") and len(text.splitlines()) == 5
+    assert text.endswith("… and 197 more rows")
+    assert "… and 197 more rows" in short._repr_html_()
+    assert short._repr_html_().count("<tr") == 4  # header + 3 rows: bounded
+    # Negative control: the same draws without the bad variable pass.
+    assert emc.diagnose(_data({"theta": np.delete(theta, 117, axis=2)}), max_rows=3).ok
+
+
+def test_one_stuck_chain_is_not_hidden_by_the_others_acceptance():
+    acc = np.full((4, 1000), 0.7)
+    acc[2] = 0.01  # overall mean 0.53: the old pooled check passed this
+    d = emc.diagnose(_data({"x": _iid(1)}, {"acceptance_rate": acc}))
+    assert any("Mean acceptance is 0.010 in chain(s) 2" in p for p in d.problems)
+    assert d.numbers["acceptance_per_chain"][2] == 0.01
+    ok = emc.diagnose(_data({"x": _iid(1)}, {"acceptance_rate": np.full((4, 1000), 0.7)}))
+    assert ok.ok, ok.problems
+
+
+def test_undefined_rhat_and_nonfinite_draws_are_problems_not_skipped():
+    x = _iid(2)
+    x[:, :, 1] = 3.0  # never moves, in any chain: R-hat and ESS are NaN
+    d = emc.diagnose(_data({"x": x}))
+    assert any("undefined for x[1]" in p for p in d.problems)
+    assert np.isnan(d.numbers["max_rhat"]) and d.numbers["undefined"] == 1
+    assert d.table.index[0] == "x[1]"
+    y = _iid(2)
+    y[1, 10, 0] = np.nan
+    dn = emc.diagnose(_data({"x": y}))
+    assert any("NaN or infinite in x (1)" in p for p in dn.problems)
+    assert emc.diagnose(_data({"x": _iid(2)})).ok  # negative control
+
+
+def test_ebfmi_is_checked_for_foreign_hmc_data_and_not_for_energy_changes():
+    rng = np.random.default_rng(3)
+    walk = np.cumsum(rng.normal(size=(4, 1000)), axis=1)  # energy that barely refreshes
+    foreign = emc.diagnose(_data({"x": _iid(3)}, {"energy": walk}))
+    assert foreign.numbers["bfmi"] is not None and max(foreign.numbers["bfmi"]) < 0.3
+    assert any("E-BFMI" in p for p in foreign.problems)
+    fresh = emc.diagnose(_data({"x": _iid(3)}, {"energy": rng.normal(size=(4, 1000))}))
+    assert fresh.ok and min(fresh.numbers["bfmi"]) > 1.0
+    # MCLMC stores an energy *change* there: E-BFMI does not apply.
+    mclmc = emc.diagnose(_data({"x": _iid(3)}, {"energy": walk}, method="mclmc",
+                               inference_library="energymc"))
+    assert mclmc.numbers["bfmi"] is None and mclmc.ok
+
+
+def test_ula_with_a_large_step_is_flagged_as_biased():
+    target = emc.Energy(lambda x: 0.5 * jnp.sum(x**2), init=jnp.zeros(10))
+    kw = dict(chains=4, draws=300, warmup=200, seed=0)
+    tuned = emc.diagnose(emc.sample(target, "langevin", **kw))
+    assert not any("unadjusted" in p for p in tuned.problems)
+    assert min(tuned.numbers["mh_acceptance_per_chain"]) > 0.85
+    # Step 0.5 on unit scales: the variance comes out ~1.3 (z >> 3), and the
+    # Metropolis test these moves never met would accept only ~78% of them.
+    big = emc.sample(target, "langevin", adapt=False, step_size=0.5, **kw)
+    d = emc.diagnose(big)
+    assert any("unadjusted sampler's moves" in p for p in d.problems)
+    assert np.asarray(big.flat_draws).var() > 1.2
