@@ -363,7 +363,8 @@ def _mosaic(imgs: np.ndarray, ncols: int, pad: int, fill: float) -> np.ndarray:
 
 def plot_images(images: Any, shape: Sequence[int] | None = None, ncols: int | None = None,
                 ax=None, *, scale: str = "all", cmap: str = "gray", max_images: int = 100,
-                title: str | None = None):
+                title: str | None = None, vmin: float | None = None,
+                vmax: float | None = None):
     """A grid of small images in one axes: RBM filters, model samples, digits.
 
     Parameters
@@ -388,6 +389,9 @@ def plot_images(images: Any, shape: Sequence[int] | None = None, ncols: int | No
         Only the first ``max_images`` images are shown.
     title
         Axes title.
+    vmin, vmax
+        Ends of the grey scale with ``scale="all"`` (default: the smallest
+        and largest pixel shown); e.g. ``0`` and ``1`` for probabilities.
 
     Returns
     -------
@@ -411,7 +415,8 @@ def plot_images(images: Any, shape: Sequence[int] | None = None, ncols: int | No
         imgs = (imgs - lo) / np.where(span > 0, span, 1.0)
         vmin, vmax = 0.0, 1.0
     else:
-        vmin, vmax = float(np.nanmin(imgs)), float(np.nanmax(imgs))
+        vmin = float(np.nanmin(imgs)) if vmin is None else float(vmin)
+        vmax = float(np.nanmax(imgs)) if vmax is None else float(vmax)
     ax = _new_axes(ax)
     # One mosaic, one imshow: a hundred filters stay one artist, fast to draw.
     # The padding takes the lowest value so that the frame reads as background.
