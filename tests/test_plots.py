@@ -207,6 +207,14 @@ def test_plot_images_square_and_each_scaling():
     assert ax2.get_images()[0].get_array().shape == (2 * 6 + 1, 2 * 7 + 1)
 
 
+def test_plot_images_fixed_grey_scale():
+    probs = np.full((4, 9), 0.4)
+    ax = plots.plot_images(probs, vmin=0, vmax=1)
+    assert ax.get_images()[0].get_clim() == (0.0, 1.0)
+    auto = plots.plot_images(probs)  # negative control: the data's own range
+    assert auto.get_images()[0].get_clim() == (0.4, 0.4)
+
+
 def test_plot_images_bad_input():
     with pytest.raises(OptionError, match="not square"):
         plots.plot_images(np.zeros((3, 10)))
