@@ -167,5 +167,10 @@ def ticks_to(meter, total: int) -> Iterator[_Listener]:
     try:
         yield listener
     finally:
+        import jax
+
+        # Callbacks may still be in flight when the computation's outputs are
+        # ready; wait for them so that no tick lands on the next listener.
+        jax.effects_barrier()
         with _LOCK:
             _LISTENER = previous
