@@ -350,15 +350,20 @@ def _as_images(images, shape) -> np.ndarray:
                       f"{arr.shape}. For one image pass image[None].")
 
 
-def _mosaic(imgs: np.ndarray, ncols: int, pad: int, fill: float) -> np.ndarray:
+def _mosaic(imgs: np.ndarray, ncols: int, pad: int) -> np.ndarray:
+    """Images tiled row by row with ``pad`` pixels between them.
+
+    The padding is masked (drawn as the axes background, not as a colour of
+    the map): a frame at either end of a diverging colour map would read as data.
+    """
     n, h, w = imgs.shape
     nrows = math.ceil(n / ncols)
-    out = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad), fill)
+    out = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad), np.nan)
     for i, img in enumerate(imgs):
         r, c = divmod(i, ncols)
         out[pad + r * (h + pad):pad + r * (h + pad) + h,
             pad + c * (w + pad):pad + c * (w + pad) + w] = img
-    return out
+    return np.ma.masked_invalid(out)
 
 
 def plot_images(images: Any, shape: Sequence[int] | None = None, ncols: int | None = None,
@@ -382,7 +387,9 @@ def plot_images(images: Any, shape: Sequence[int] | None = None, ncols: int | No
     scale
         ``"all"``: one grey scale for every image (samples, data);
         ``"each"``: each image stretched to its own range (filters, whose
-        scales differ).
+        scales differ). With negative values ``"each"`` divides each image
+        by its largest absolute value, so that zero stays at the middle of
+        a diverging colour map (e.g. ``cmap="RdBu_r"``).
     cmap
         Colour map.
     max_images
@@ -409,7 +416,11 @@ def plot_images(images: Any, shape: Sequence[int] | None = None, ncols: int | No
     if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
         raise OptionError(f"ncols must be a positive integer; got {ncols!r}.")
     ncols = min(ncols, n)
-    if scale == "each":
+    if scale == "each" and np.nanmin(imgs) < 0:
+        size = np.nanmax(np.abs(imgs), axis=(1, 2), keepdims=True)
+        imgs = imgs / np.where(size > 0, size, 1.0)
+        vmin, vmax = -1.0, 1.0
+    elif scale == "each":
         lo = np.nanmin(imgs, axis=(1, 2), keepdims=True)
         span = np.nanmax(imgs, axis=(1, 2), keepdims=True) - lo
         imgs = (imgs - lo) / np.where(span > 0, span, 1.0)
@@ -419,8 +430,7 @@ def plot_images(images: Any, shape: Sequence[int] | None = None, ncols: int | No
         vmax = float(np.nanmax(imgs)) if vmax is None else float(vmax)
     ax = _new_axes(ax)
     # One mosaic, one imshow: a hundred filters stay one artist, fast to draw.
-    # The padding takes the lowest value so that the frame reads as background.
-    ax.imshow(_mosaic(imgs, ncols, pad=1, fill=vmin), cmap=cmap, vmin=vmin, vmax=vmax,
+    ax.imshow(_mosaic(imgs, ncols, pad=1), cmap=cmap, vmin=vmin, vmax=vmax,
               interpolation="nearest")
     ax.set_axis_off()
     if title is not None:
@@ -473,9 +483,8 @@ def plot_lattice(spins: Any, ax=None, *, shape: Sequence[int] | None = None,
     n = arr.shape[0]
     ncols = min(n, ncols or math.ceil(math.sqrt(n)))
     ax = _new_axes(ax)
-    fill = 0.5 * (vmin + vmax)  # neutral separators between snapshots
-    ax.imshow(_mosaic(arr, ncols, pad=1 if n > 1 else 0, fill=fill), cmap=cmap, vmin=vmin,
-              vmax=vmax, interpolation="nearest")
+    ax.imshow(_mosaic(arr, ncols, pad=1 if n > 1 else 0), cmap=cmap, vmin=vmin, vmax=vmax,
+              interpolation="nearest")
     ax.set_axis_off()
     if title is None and n == 1:
         m = float(np.mean(arr)) if vmin < 0 else float(np.mean(2 * arr - 1))

@@ -200,9 +200,17 @@ def test_plot_images_square_and_each_scaling():
     fig, ax = plt.subplots()
     plots.plot_images(filters, ax=ax, scale="each", title="filters")
     (im,) = ax.get_images()
-    tile = im.get_array()[1:5, 1:5]
-    assert tile.min() == 0.0 and tile.max() == 1.0 and ax.get_title() == "filters"
+    # Signed filters: each divided by its largest |value|, zero in the middle of the map.
+    tiles = [im.get_array()[1 + 5 * r:5 + 5 * r, 1 + 5 * c:5 + 5 * c]
+             for r, c in [(0, 0), (1, 2)]]  # images 0 and 5 of a 3-column mosaic
+    for tile, raw in zip(tiles, filters[[0, 5]]):
+        np.testing.assert_allclose(tile, raw.reshape(4, 4) / np.abs(raw).max(), rtol=1e-6)
+    assert im.get_clim() == (-1.0, 1.0) and ax.get_title() == "filters"
+    assert im.get_array().mask[0].all()  # the frame is masked: background, not a colour
     assert len(plt.get_fignums()) == 1
+    positive = plots.plot_images(np.abs(filters), scale="each")
+    tile = positive.get_images()[0].get_array()[1:5, 1:5]
+    assert tile.min() == 0.0 and tile.max() == 1.0
     ax2 = plots.plot_images(np.zeros((4, 5, 6)))  # (n, h, w) needs no shape
     assert ax2.get_images()[0].get_array().shape == (2 * 6 + 1, 2 * 7 + 1)
 
