@@ -6,7 +6,7 @@ from data, and diagnose chains with ArviZ.
 
 __version__ = "0.1.0"
 
-from energymc import exact, io, learn, models
+from energymc import exact, io, learn, models, plots
 from energymc.diagnostics import Diagnosis, diagnose, plot_rank, plot_trace, summary
 from energymc.energy import Energy
 from energymc.errors import EnergyError, EnergymcError, EnergymcWarning, OptionError
@@ -31,6 +31,7 @@ __all__ = [
     "log_partition",
     "models",
     "plot_rank",
+    "plots",
     "plot_trace",
     "sample",
     "summary",

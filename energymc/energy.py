@@ -266,6 +266,23 @@ class Energy:
         return (f"Energy({self.name!r}, dim={self.dim}, support={self.support!r}, "
                 f"init shapes={_describe(self.init)})")
 
+    def _repr_html_(self) -> str:
+        """Name, dimension, support, origin and the leaves of ``init`` (at most ten rows)."""
+        from energymc._display import MAX_ROWS, html_columns, html_table
+
+        origin = ("NumPyro model" if self.is_numpyro else
+                  "log-density (sign flipped)" if self._sign < 0 else
+                  "energy_fn with fixed params" if isinstance(self.fn, _BoundEnergy) else
+                  "energy function")
+        head = html_table("energymc Energy", [("name", repr(self.name)), ("dim", str(self.dim)),
+                                              ("support", self.support), ("from", origin)])
+        rows = [[jax.tree_util.keystr(path) or "x", str(tuple(np.shape(leaf))),
+                 str(jnp.asarray(leaf).dtype)]
+                for path, leaf in jax.tree_util.tree_flatten_with_path(self.init)[0]]
+        leaves = html_columns("init", ["leaf", "shape", "dtype"], rows, max_rows=MAX_ROWS,
+                              what="leaves")
+        return f"<div>{head}{leaves}</div>"
+
 
 def jit_over_target(static_argnames: tuple):
     """``jax.jit`` for a function taking a static ``target=`` (an :class:`Energy`).

@@ -1,19 +1,28 @@
-"""Progress meters for the host loop (never used under jit).
+"""Progress meters for the host loop, and ticks from inside a compiled loop.
 
 The policy follows NumPyro: with the meter off, sampling is one compiled
 call; with it on, a host loop over compiled chunks updates a tqdm bar between
-chunks. The meter is off when ``CI`` is set or output is not a terminal,
-unless ``progress=True`` insists.
+chunks. The meter is off when ``CI`` is set or output is neither a terminal
+nor a notebook, unless ``progress=True`` insists.
+
+Some loops cannot be cut into chunks from outside (a kernel's warmup is one
+BlackJAX adaptation loop that carries its tuning state). For those, in the
+manner of diffrax's progress meter, compiled code calls :func:`tick` once per
+step; the tick reaches the host through ``jax.debug.callback`` and advances
+whichever meter :func:`ticks_to` has made the listener. With no listener a
+tick does nothing, and code compiled without ticks contains none.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["make_meter", "TqdmMeter", "NullMeter"]
+__all__ = ["make_meter", "TqdmMeter", "NullMeter", "tick", "ticks_to"]
 
 
 class NullMeter:
@@ -99,3 +108,69 @@ def make_meter(progress) -> NullMeter | TqdmMeter | _UserMeter:
         "progress must be None, True, False or an object with start/update/close; "
         f"got {progress!r}."
     )
+
+
+# ----------------------------------------------------------------------- ticks
+class _Listener:
+    """The meter that ticks advance, and how many it has taken (at most ``total``)."""
+
+    def __init__(self, meter, total: int):
+        self.meter = meter
+        self.total = int(total)
+        self.count = 0
+
+
+# Ticks arrive on the thread XLA runs the callback on, not the caller's: the
+# listener is swapped and advanced under a lock.
+_LOCK = threading.Lock()
+_LISTENER: _Listener | None = None
+
+
+def _host_tick() -> None:
+    with _LOCK:
+        listener = _LISTENER
+        if listener is None or listener.count >= listener.total:
+            return
+        listener.count += 1
+    try:
+        listener.meter.update(1, {})
+    except Exception:  # noqa: BLE001
+        # An exception raised in a host callback aborts the whole compiled run;
+        # a broken display must never cost the user their draws.
+        pass
+
+
+def tick() -> None:
+    """Advance the listening meter by one step; call it inside compiled code (pure side).
+
+    It takes no operands, so under ``jax.vmap`` over chains it stays one
+    callback per step, not one per chain. ``jax.debug.callback`` rather than
+    ``io_callback``: the tick returns nothing the computation depends on, so
+    it cannot change a single number of the run.
+    """
+    import jax
+
+    jax.debug.callback(_host_tick)
+
+
+@contextmanager
+def ticks_to(meter, total: int) -> Iterator[_Listener]:
+    """Route :func:`tick` calls to ``meter`` (at most ``total`` of them) while inside.
+
+    Yields the listener, whose ``count`` says how many ticks arrived, so the
+    caller can complete the bar for code that did not tick.
+    """
+    global _LISTENER
+    listener = _Listener(meter, total)
+    with _LOCK:
+        previous, _LISTENER = _LISTENER, listener
+    try:
+        yield listener
+    finally:
+        import jax
+
+        # Callbacks may still be in flight when the computation's outputs are
+        # ready; wait for them so that no tick lands on the next listener.
+        jax.effects_barrier()
+        with _LOCK:
+            _LISTENER = previous

@@ -11,7 +11,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from energymc._display import html_table, text_block
+from energymc._display import MAX_ROWS, html_columns, html_table, text_block, text_columns
 
 __all__ = ["Run"]
 
@@ -158,8 +158,77 @@ class Run:
             rows.append(("time", f"{self.timing['total_s']:.2f}s (warmup and sampling)"))
         return rows
 
+    def stats_frame(self):
+        """The sample stats as a pandas DataFrame, one row per kept draw.
+
+        Named ``stats_frame`` rather than ``to_dataframe`` because it holds the
+        stats only: ArviZ's ``to_dataframe`` means every group, draws
+        included, and :meth:`to_arviz` is the way to that.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``chains * draws`` rows indexed by ``(chain, draw)``, one column
+            per entry of :attr:`stats` (``lp``, ``acceptance_rate``,
+            ``diverging``, ...); a stat with more than one value per draw
+            (e.g. one per replica) becomes columns ``name[0]``, ``name[1]``, ...
+        """
+        import pandas as pd
+
+        columns = {}
+        for name, value in self.stats.items():
+            value = np.asarray(value)
+            per_draw = value.reshape(self.chains * self.num_draws, -1)
+            if value.ndim == 2:
+                columns[name] = per_draw[:, 0]
+            else:
+                for j in range(per_draw.shape[1]):
+                    columns[f"{name}[{j}]"] = per_draw[:, j]
+        index = pd.MultiIndex.from_product([range(self.chains), range(self.num_draws)],
+                                           names=["chain", "draw"])
+        return pd.DataFrame(columns, index=index)
+
+    def _chain_rows(self) -> tuple[list[str], list[list[str]]]:
+        """Per-chain acceptance, divergences, mean log-density and tuned step size."""
+        stats = self.stats
+        header = ["chain", "acceptance", "divergences", "mean lp"]
+        steps = self.warmup["params"].get("step_size")
+        if steps is not None:
+            steps = np.ravel(steps)
+            header.append("step size")
+        rows = []
+        for c in range(self.chains):
+            row = [str(c), f"{np.mean(stats['acceptance_rate'][c]):.3f}",
+                   str(int(np.sum(stats["diverging"][c])))]
+            row.append(f"{np.mean(stats['lp'][c]):.4g}" if "lp" in stats else "")
+            if steps is not None:
+                row.append(f"{steps[c]:.3g}" if steps.size == self.chains else "")
+            rows.append(row)
+        return header, rows
+
+    def _variable_rows(self) -> tuple[list[str], list[list[str]]]:
+        """Each leaf of the draws: its shape per draw, mean and sd over chains and draws."""
+        leaves = jax.tree_util.tree_flatten_with_path(self.draws)[0]
+        rows = []
+        for path, leaf in leaves:
+            name = jax.tree_util.keystr(path) or "x"
+            leaf = np.asarray(leaf)
+            rows.append([name, str(tuple(leaf.shape[2:])), f"{np.mean(leaf):.4g}",
+                         f"{np.std(leaf):.4g}"])
+        return ["variable", "shape", "mean", "sd"], rows
+
     def __repr__(self) -> str:
-        return text_block("Run", self._headline())
+        text = text_block("Run", self._headline())
+        if self.chains > 1:
+            text += "\n" + text_columns(*self._chain_rows(), what="chains")
+        return text
 
     def _repr_html_(self) -> str:
-        return html_table("energymc Run", self._headline())
+        """The headline, a per-chain table and a per-variable table, each at most
+        ``MAX_ROWS`` rows (a thousand-spin Ising run shows ten and says how many more)."""
+        parts = [html_table("energymc Run", self._headline()),
+                 html_columns("per chain", *self._chain_rows(), max_rows=MAX_ROWS,
+                              what="chains"),
+                 html_columns("draws (all chains)", *self._variable_rows(), max_rows=MAX_ROWS,
+                              what="variables")]
+        return "<div>" + "".join(parts) + "</div>"

@@ -14,6 +14,7 @@ the run is cut into chunks nor on how many other chains run beside it.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -30,7 +31,7 @@ import numpy as np
 from energymc import kernels as _kernels
 from energymc.energy import Energy, jit_over_target
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
-from energymc.progress import make_meter
+from energymc.progress import make_meter, tick, ticks_to
 from energymc.results import Run
 
 __all__ = ["sample", "as_key"]
@@ -130,23 +131,43 @@ def _chain_keys(key, chains):
     return jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(chains))
 
 
-def _begin(key, init, params, *, target, kernel, options, chains, layout, warmup, adapt):
+def warmup_ticks(kernel) -> bool:
+    """Whether ``kernel.warmup`` reports its steps: it takes a ``tick`` keyword.
+
+    A kernel whose warmup accepts ``tick=`` calls it once per warmup step
+    (``tick`` is :func:`energymc.progress.tick`, or ``None`` when no meter
+    listens); the progress bar then moves during warmup. Other kernels' warmup
+    is one silent compiled call and the bar fills when it ends.
+    """
+    try:
+        return "tick" in inspect.signature(kernel.warmup).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return False
+
+
+def _begin(key, init, params, *, target, kernel, options, chains, layout, warmup, adapt,
+           ticks=False):
     """Starting points, then warmup: ``(states, params, warmup_trace)`` (traced).
 
     With ``adapt`` the kernel's warmup tunes ``params``; without, the given
-    ``params`` are used and ``warmup`` untuned steps are run as burn-in.
+    ``params`` are used and ``warmup`` untuned steps are run as burn-in. With
+    ``ticks`` every warmup step calls :func:`energymc.progress.tick` (burn-in
+    always can; a tuning warmup when the kernel takes ``tick=``). Ticks
+    change no number: draws are the same with and without them.
     """
     positions = _start_positions(key, init, target=target, chains=chains, layout=layout)
     warm_keys = _chain_keys(jax.random.fold_in(key, _WARMUP_KEY), chains)
     if adapt and warmup > 0:
+        extra = {"tick": tick} if ticks and warmup_ticks(kernel) else {}
         return jax.vmap(
-            lambda k, x: kernel.warmup(k, x, target.flat_logdensity, warmup, options))(
+            lambda k, x: kernel.warmup(k, x, target.flat_logdensity, warmup, options, **extra))(
                 warm_keys, positions)
     states = jax.vmap(lambda k, x, p: kernel.init(k, x, target.flat_logdensity, p, options))(
         warm_keys, positions, params)
     if warmup > 0:
         states, _, _ = _advance(states, params, warm_keys, 0, target=target, kernel=kernel,
-                                options=options, num_draws=warmup, thin=1)
+                                options=options, num_draws=warmup, thin=1,
+                                tick=tick if ticks else None)
     return states, params, {}
 
 
@@ -190,11 +211,12 @@ class _Packing:
         return position, out
 
 
-def _advance(states, params, chain_keys, start, *, target, kernel, options, num_draws, thin):
+def _advance(states, params, chain_keys, start, *, target, kernel, options, num_draws, thin,
+             tick=None):
     """Advance every chain by ``num_draws * thin`` steps, keeping every ``thin``-th (traced).
 
     Returns the new states, positions ``(chains, num_draws, dim)`` and stats
-    ``(chains, num_draws)``.
+    ``(chains, num_draws)``. ``tick``, if given, is called once per kept draw.
     """
     packing = _Packing()
 
@@ -203,6 +225,9 @@ def _advance(states, params, chain_keys, start, *, target, kernel, options, num_
             p = kernel.prepare(p, options)
 
         def draw(state, i):
+            if tick is not None:
+                tick()
+
             def step(s, j):
                 k = jax.random.fold_in(chain_key, (start + i) * thin + j)
                 return kernel.step(k, s, target.flat_logdensity, p, options)
@@ -234,7 +259,7 @@ _STATIC = ("target", "kernel", "options", "chains", "layout", "warmup", "adapt")
 # from_params energy as an argument, not as constants: sampling the same
 # function with new parameter values (after each training epoch, along a
 # temperature sweep) reuses the compiled code.
-@jit_over_target(_STATIC)
+@jit_over_target((*_STATIC, "ticks"))
 def _begin_compiled(key, init, params, **static):
     return _begin(key, init, params, **static)
 
@@ -349,10 +374,17 @@ def _chunked_run(key, init, params, static, ckpt, meter, callback, *, method, se
         saved = ckpt.load(_fingerprint(static, seed, thin), like)
     timing = {}
     if saved is None:
-        meter.start(static["warmup"], f"{method} warmup")
-        states, params, warmup_trace = _begin_compiled(key, init, params, **static)
-        jax.block_until_ready(states)
-        meter.update(static["warmup"], {})
+        warmup = static["warmup"]
+        meter.start(warmup, f"{method} warmup")
+        # The warmup is one compiled call; the bar moves during it by ticks
+        # from inside (one per step), routed to this meter while it runs.
+        with ticks_to(meter, warmup) as ticked:
+            states, params, warmup_trace = _begin_compiled(key, init, params,
+                                                           ticks=meter.active and warmup > 0,
+                                                           **static)
+            jax.block_until_ready(states)
+        if warmup - ticked.count:  # a kernel whose warmup does not tick: fill the bar now
+            meter.update(warmup - ticked.count, {})
         meter.close()
         if ckpt is not None:
             ckpt.start(states, params, warmup_trace)

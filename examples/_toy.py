@@ -10,6 +10,20 @@ import numpy as np
 QUICK = os.environ.get("ENERGYMC_QUICK") == "1"
 
 
+def require_sklearn() -> None:
+    """Stop with an install hint when scikit-learn (digits, two moons) is missing.
+
+    scikit-learn is not a dependency of energymc itself; the examples' extra
+    brings it: ``pip install -e '.[examples]'``.
+    """
+    try:
+        import sklearn  # noqa: F401
+    except ModuleNotFoundError:
+        raise SystemExit("This example needs scikit-learn (for its data sets). Install the "
+                         "examples' extras: pip install -e '.[examples]'  (or pip install "
+                         "scikit-learn).") from None
+
+
 def mlp_init(key, sizes):
     """Weights of an MLP with layer widths ``sizes`` (e.g. ``[2, 64, 64, 1]``), Glorot-uniform."""
     params = []
@@ -38,6 +52,7 @@ def toy_data(name, n, seed=0):
     """``(n, 2)`` points of a 2-d toy set: ``"moons"``, ``"8gaussians"`` or ``"rings"``."""
     rng = np.random.default_rng(seed)
     if name == "moons":
+        require_sklearn()
         from sklearn.datasets import make_moons
 
         x, _ = make_moons(n, noise=0.05, random_state=seed)

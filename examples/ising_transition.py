@@ -14,9 +14,6 @@ Writes ``examples/output/ising_transition.png``.
 
 import time
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from _toy import quick_from_cli, save_figure  # noqa: E402

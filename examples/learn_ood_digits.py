@@ -13,18 +13,16 @@ import time
 
 import jax
 import jax.numpy as jnp
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import numpyro.optim as optim
-from _toy import QUICK, mlp_energy, mlp_init, out_path
-from sklearn.datasets import load_digits
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import train_test_split
+from _toy import QUICK, mlp_energy, mlp_init, out_path, require_sklearn
+require_sklearn()  # a clear install hint instead of an ImportError
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
 
-from energymc import learn
+from energymc import learn  # noqa: E402
 
 STEPS = 150 if QUICK else 4000
 

@@ -52,7 +52,9 @@ def main():
     print(results["ais"])
 
     os.makedirs(OUT, exist_ok=True)
-    fig = results["ais"].plot()
+    axes = emc.plots.plot_logz(results["ais"])
+    fig = axes[0].figure
+    fig.tight_layout()
     path = os.path.join(OUT, "logz_schedule.png")
     fig.savefig(path, dpi=100)
     print(f"schedule plot: {path}")

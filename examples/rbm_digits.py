@@ -16,27 +16,16 @@ from noise) and the held-out log-likelihood along training.
 import time
 
 import jax
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import numpyro  # noqa: E402
 import optax  # noqa: E402
-from _toy import quick_from_cli, save_figure  # noqa: E402
+from _toy import quick_from_cli, require_sklearn, save_figure  # noqa: E402
+require_sklearn()  # a clear install hint instead of an ImportError
 from sklearn.datasets import load_digits  # noqa: E402
 
 import energymc as emc  # noqa: E402
 from energymc.models import RBM  # noqa: E402
-
-
-def image_grid(ax, images, rows, title):
-    n = rows * (len(images) // rows)
-    tiles = np.asarray(images[:n]).reshape(rows, n // rows, 8, 8)
-    pad = np.pad(tiles, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=0.5)
-    ax.imshow(pad.transpose(0, 2, 1, 3).reshape(rows * 10, -1), cmap="gray_r", vmin=0, vmax=1)
-    ax.set_title(title)
-    ax.axis("off")
 
 
 def main(quick):
@@ -80,8 +69,11 @@ def main(quick):
     samples = rbm.sample_visible(jax.random.key(3), params, 40,
                                  num_steps=200 if quick else 2000, mean_field=True)
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
-    image_grid(axes[0], train[:40], 5, "training images")
-    image_grid(axes[1], samples, 5, "RBM samples (block Gibbs, p(v|h))")
+    emc.plots.plot_images(train[:40], shape=(8, 8), ncols=8, ax=axes[0], cmap="gray_r",
+                          vmin=0, vmax=1, title="training images")
+    emc.plots.plot_images(np.asarray(samples), shape=(8, 8), ncols=8, ax=axes[1],
+                          cmap="gray_r", vmin=0, vmax=1,
+                          title="RBM samples (block Gibbs, p(v|h))")
     axes[2].plot(np.arange(1, len(curve) + 1) * every, curve, "o-")
     axes[2].set_xlabel("PCD update")
     axes[2].set_ylabel("exact test log-likelihood (nats/image)")

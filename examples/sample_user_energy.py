@@ -11,9 +11,6 @@ tiny run). Writes ``examples/output/user_energy_*.png``.
 import os
 
 import jax.numpy as jnp
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import energymc as emc  # noqa: E402
