@@ -103,7 +103,9 @@ def _cmd_diagnose(args) -> int:
     except FileNotFoundError as exc:
         raise CLIError(str(exc)) from exc
     except (OSError, ValueError) as exc:
-        raise CLIError(f"{args.path} is not a netCDF file written by energymc: {exc}") from exc
+        # xarray's message may run to several lines (install hints): keep the first.
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise CLIError(f"{args.path} is not a netCDF file written by energymc: {first}") from exc
     if args.rows < 0:
         raise CLIError(f"--rows must be >= 0, got {args.rows}")
     try:
