@@ -1,7 +1,8 @@
 """The ``energymc`` command: demo, sample, diagnose, logz.
 
 Uses public names only. Bad arguments, a missing file or function: a one-line
-error on stderr and exit status 2, no traceback.
+error on stderr and exit status 2, no traceback. ``sample`` and ``diagnose``
+exit 1 when the diagnosis finds a problem (a verdict, not an error).
 """
 
 from __future__ import annotations
@@ -84,10 +85,13 @@ def _cmd_sample(args) -> int:
                      warmup=args.warmup, seed=args.seed, checkpoint=args.checkpoint,
                      **_method_options(args.option))
     print(run)
-    print(emc.diagnose(run, max_rows=10))
+    diagnosis = emc.diagnose(run, max_rows=10)
+    print(diagnosis)
+    print(diagnosis.table_text())
     if args.out:
         print(f"wrote {io.save(run, args.out)}")
-    return 0
+    # Like `diagnose`: 1 is a verdict (the run is written, but not to be trusted).
+    return 0 if diagnosis.ok else 1
 
 
 def _cmd_diagnose(args) -> int:
@@ -99,12 +103,17 @@ def _cmd_diagnose(args) -> int:
     except FileNotFoundError as exc:
         raise CLIError(str(exc)) from exc
     except (OSError, ValueError) as exc:
-        raise CLIError(f"{args.path} is not a netCDF file written by energymc: {exc}") from exc
-    if "posterior" not in idata.groups():
-        raise CLIError(f"{args.path} has no posterior group to diagnose")
-    diagnosis = emc.diagnose(idata, max_rows=args.rows)
+        # xarray's message may run to several lines (install hints): keep the first.
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise CLIError(f"{args.path} is not a netCDF file written by energymc: {first}") from exc
+    if args.rows < 0:
+        raise CLIError(f"--rows must be >= 0, got {args.rows}")
+    try:
+        diagnosis = emc.diagnose(idata, max_rows=args.rows)
+    except ValueError as exc:
+        raise CLIError(f"{args.path}: {exc}") from exc
     print(diagnosis)
-    print(diagnosis.table.to_string())
+    print(diagnosis.table_text())
     return 0 if diagnosis.ok else 1
 
 
@@ -127,6 +136,7 @@ def _cmd_demo(args) -> int:
 
     import energymc as emc
     from energymc import io
+    from energymc.diagnostics import plot_figure
     from energymc.models import reference
 
     os.makedirs(args.out, exist_ok=True)
@@ -142,8 +152,7 @@ def _cmd_demo(args) -> int:
         diagnosis = emc.diagnose(run, max_rows=4)
         print(diagnosis)
         nc = io.save(run, os.path.join(args.out, f"{name}.nc"))
-        axes = emc.plot_trace(run, compact=True)
-        fig = axes.ravel()[0].figure
+        fig = plot_figure(emc.plot_trace(run, compact=True))
         fig.suptitle(f"energymc demo: {name} (NUTS)")
         png = os.path.join(args.out, f"{name}_trace.png")
         fig.savefig(png, dpi=80)
@@ -155,9 +164,22 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _version() -> str:
+    """The installed distribution's version; the package's own when not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("energymc")
+    except metadata.PackageNotFoundError:
+        from energymc import __version__
+
+        return __version__
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="energymc",
                                 description="Sample exp(-E(x)), estimate log Z, diagnose chains.")
+    p.add_argument("--version", action="version", version=f"energymc {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="sample a banana and Neal's funnel with NUTS")
@@ -176,7 +198,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--option", action="append", metavar="KEY=VALUE",
                         help="method option, e.g. --option target_accept=0.9 (repeatable)")
 
-    s = sub.add_parser("sample", help="sample an energy defined in a Python file")
+    s = sub.add_parser("sample", help="sample an energy defined in a Python file; exit 1 if "
+                                      "the diagnosis finds problems")
     add_target(s)
     s.add_argument("--method", default="nuts")
     s.add_argument("--chains", type=int, default=4)
@@ -188,9 +211,11 @@ def _parser() -> argparse.ArgumentParser:
                         "resumes an interrupted run from there")
     s.set_defaults(func=_cmd_sample)
 
-    d = sub.add_parser("diagnose", help="diagnose a run saved as netCDF")
+    d = sub.add_parser("diagnose", help="diagnose a run saved as netCDF; exit 1 if problems "
+                                        "are found")
     d.add_argument("path")
-    d.add_argument("--rows", type=int, default=20, help="table rows (worst R-hat first)")
+    d.add_argument("--rows", type=int, default=20,
+                   help="table rows shown (worst first); every variable is judged")
     d.set_defaults(func=_cmd_diagnose)
 
     z = sub.add_parser("logz", help="estimate log Z of an energy defined in a Python file")

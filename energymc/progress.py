@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["make_meter", "TqdmMeter", "NullMeter", "tick", "ticks_to"]
+__all__ = ["make_meter", "TqdmMeter", "NullMeter", "tick", "tick_interval", "ticks_to"]
 
 
 class NullMeter:
@@ -126,31 +126,58 @@ _LOCK = threading.Lock()
 _LISTENER: _Listener | None = None
 
 
-def _host_tick() -> None:
+def _host_tick(steps) -> None:
     with _LOCK:
         listener = _LISTENER
         if listener is None or listener.count >= listener.total:
             return
-        listener.count += 1
+        n = min(int(steps), listener.total - listener.count)
+        listener.count += n
     try:
-        listener.meter.update(1, {})
+        listener.meter.update(n, {})
     except Exception:  # noqa: BLE001
         # An exception raised in a host callback aborts the whole compiled run;
         # a broken display must never cost the user their draws.
         pass
 
 
-def tick() -> None:
-    """Advance the listening meter by one step; call it inside compiled code (pure side).
+def tick(step=None, every: int = 1) -> None:
+    """Report progress from inside compiled code (the pure side); the host meter advances.
 
-    It takes no operands, so under ``jax.vmap`` over chains it stays one
-    callback per step, not one per chain. ``jax.debug.callback`` rather than
-    ``io_callback``: the tick returns nothing the computation depends on, so
-    it cannot change a single number of the run.
+    Parameters
+    ----------
+    step
+        The index of the current step, a scalar shared by all chains (e.g.
+        the counter of a ``lax.scan``), or ``None``.
+    every
+        With ``step``, only steps with ``step % every == 0`` call the host,
+        each reporting ``every`` steps. A host callback costs tens of
+        microseconds, as much as a cheap kernel's whole step, so loops of
+        thousands of steps report about a hundred times, not every time.
+        Without ``step`` every call reports one step.
+
+    Notes
+    -----
+    ``jax.debug.callback`` rather than ``io_callback``: the tick returns
+    nothing the computation depends on, so it cannot change a single number
+    of the run. Its only operand is the constant step count, never a chain's
+    value, so under ``jax.vmap`` over chains it stays one call per step, not
+    one per chain; and ``step`` must not depend on the chain either, or the
+    ``cond`` would become a ``select`` that calls the host every step.
     """
     import jax
 
-    jax.debug.callback(_host_tick)
+    every = max(int(every), 1)
+    if step is None or every == 1:
+        jax.debug.callback(_host_tick, every)
+        return
+    jax.lax.cond(step % every == 0, lambda: jax.debug.callback(_host_tick, every),
+                 lambda: None)
+
+
+def tick_interval(total: int, reports: int = 100) -> int:
+    """How many steps one tick should stand for, for about ``reports`` ticks in ``total`` steps."""
+    return max(int(total) // max(int(reports), 1), 1)
 
 
 @contextmanager

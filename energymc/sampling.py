@@ -31,7 +31,7 @@ import numpy as np
 from energymc import kernels as _kernels
 from energymc.energy import Energy, jit_over_target
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
-from energymc.progress import make_meter, tick, ticks_to
+from energymc.progress import make_meter, tick, tick_interval, ticks_to
 from energymc.results import Run
 
 __all__ = ["sample", "as_key"]
@@ -134,8 +134,10 @@ def _chain_keys(key, chains):
 def warmup_ticks(kernel) -> bool:
     """Whether ``kernel.warmup`` reports its steps: it takes a ``tick`` keyword.
 
-    A kernel whose warmup accepts ``tick=`` calls it once per warmup step
-    (``tick`` is :func:`energymc.progress.tick`, or ``None`` when no meter
+    A kernel whose warmup accepts ``tick=`` calls it in every warmup step,
+    ``tick(i, every)`` where it knows the step index ``i`` (``every`` from
+    :func:`energymc.progress.tick_interval`), ``tick()`` where it does not
+    (``tick`` is :func:`energymc.progress.tick`; ``None`` when no meter
     listens); the progress bar then moves during warmup. Other kernels' warmup
     is one silent compiled call and the bar fills when it ends.
     """
@@ -216,7 +218,9 @@ def _advance(states, params, chain_keys, start, *, target, kernel, options, num_
     """Advance every chain by ``num_draws * thin`` steps, keeping every ``thin``-th (traced).
 
     Returns the new states, positions ``(chains, num_draws, dim)`` and stats
-    ``(chains, num_draws)``. ``tick``, if given, is called once per kept draw.
+    ``(chains, num_draws)``. ``tick``, if given, is called with each draw's
+    index (:func:`energymc.progress.tick`, which reports about a hundred times
+    in all).
     """
     packing = _Packing()
 
@@ -226,7 +230,7 @@ def _advance(states, params, chain_keys, start, *, target, kernel, options, num_
 
         def draw(state, i):
             if tick is not None:
-                tick()
+                tick(i, tick_interval(num_draws))
 
             def step(s, j):
                 k = jax.random.fold_in(chain_key, (start + i) * thin + j)

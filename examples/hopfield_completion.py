@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from _toy import quick_from_cli, require_sklearn, save_figure  # noqa: E402
+
 require_sklearn()  # a clear install hint instead of an ImportError
 from sklearn.datasets import load_digits  # noqa: E402
 

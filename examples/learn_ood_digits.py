@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import numpyro.optim as optim
 from _toy import QUICK, mlp_energy, mlp_init, out_path, require_sklearn
+
 require_sklearn()  # a clear install hint instead of an ImportError
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402

@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import numpyro  # noqa: E402
 import optax  # noqa: E402
 from _toy import quick_from_cli, require_sklearn, save_figure  # noqa: E402
+
 require_sklearn()  # a clear install hint instead of an ImportError
 from sklearn.datasets import load_digits  # noqa: E402
 

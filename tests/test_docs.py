@@ -42,7 +42,7 @@ LEARN_STEPS = 20
 
 def blocks(path: Path) -> list[tuple[int, str]]:
     """``(line, code)`` of every ```python block of a Markdown file, in order."""
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     out = []
     for m in FENCE.finditer(text):
         line = text.count("\n", 0, m.start()) + 2  # first line of code, 1-based

@@ -203,7 +203,7 @@ def test_plot_images_square_and_each_scaling():
     # Signed filters: each divided by its largest |value|, zero in the middle of the map.
     tiles = [im.get_array()[1 + 5 * r:5 + 5 * r, 1 + 5 * c:5 + 5 * c]
              for r, c in [(0, 0), (1, 2)]]  # images 0 and 5 of a 3-column mosaic
-    for tile, raw in zip(tiles, filters[[0, 5]]):
+    for tile, raw in zip(tiles, filters[[0, 5]], strict=True):
         np.testing.assert_allclose(tile, raw.reshape(4, 4) / np.abs(raw).max(), rtol=1e-6)
     assert im.get_clim() == (-1.0, 1.0) and ax.get_title() == "filters"
     assert im.get_array().mask[0].all()  # the frame is masked: background, not a colour

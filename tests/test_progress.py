@@ -84,6 +84,24 @@ def test_ticks_reach_the_listener_once_per_step_under_vmap_and_jit():
     assert listener2.count == 3 and len(rec2.calls) == 3
 
 
+def test_throttled_ticks_call_the_host_every_few_steps_and_never_overfill():
+    rec = Recorder()
+
+    @jax.jit
+    def loop(x):
+        def body(c, i):
+            progress.tick(i, 3)  # i: the scan's counter, shared by all chains
+            return c + 1.0, None
+
+        return jax.vmap(lambda c: jax.lax.scan(body, c, jnp.arange(7))[0])(x)
+
+    with progress.ticks_to(rec, 7) as listener:
+        jax.block_until_ready(loop(jnp.zeros(3)))
+    # Steps 0, 3 and 6 call the host, three steps each; the last is cut to what is left.
+    assert rec.calls == [("update", 3), ("update", 3), ("update", 1)] and listener.count == 7
+    assert progress.tick_interval(25) == 1 and progress.tick_interval(1000) == 10
+
+
 def test_a_failing_meter_never_aborts_the_compiled_run():
     class Broken(Recorder):
         def update(self, n, postfix):
@@ -103,13 +121,14 @@ def test_a_failing_meter_never_aborts_the_compiled_run():
 
 # ------------------------------------------------------- warmup in sample()
 def test_burn_in_moves_the_bar_step_by_step_and_keeps_the_draws():
-    kw = dict(chains=2, draws=30, warmup=25, seed=3, adapt=False, step_size=0.5)
+    kw = dict(chains=2, draws=30, warmup=250, seed=3, adapt=False, step_size=0.5)
     rec = Recorder()
     on = emc.sample(TARGET, "mala", progress=rec, **kw)
     off = emc.sample(TARGET, "mala", progress=False, **kw)
     np.testing.assert_array_equal(on.flat_draws, off.flat_draws)
     warm, sampling_bar = rec.phases()
-    assert warm[:2] == (25, "mala warmup") and warm[2] == [1] * 25  # one tick per step
+    # A tick every other step (about a hundred in all), during the compiled warmup.
+    assert warm[:2] == (250, "mala warmup") and warm[2] == [2] * 125
     assert sum(sampling_bar[2]) == 30
 
 
