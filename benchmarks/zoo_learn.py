@@ -403,7 +403,94 @@ def binary_data(name: str) -> tuple[np.ndarray, np.ndarray, int]:
     return d["train"], d["test"], d["n_hidden"]
 
 
+# ---------------------------------------------------------------------------
+# Learners under defaults.
+# ---------------------------------------------------------------------------
+#: Updates per run, and the optimiser every learner gets (the user's choice,
+#: not a learner default): Adam with a step decaying geometrically 5e-2 -> 1e-3.
+STEPS = 1000
+
+
+def user_optim(steps: int = STEPS, start: float = 5e-2, end: float = 1e-3):
+    import numpyro.optim as optim
+
+    rate = (end / start) ** (1.0 / steps)
+    return optim.Adam(lambda i: start * rate**i)
+
+
+def learners_for(task: Task, d: dict) -> dict:
+    """Each applicable learner with default options, by label."""
+    from energymc import learn
+
+    opt = user_optim()
+    if task.kind == "gaussian":
+        return {"CD": learn.CD(d["energy_fn"], opt), "PCD": learn.CD(d["energy_fn"], opt,
+                                                                      persistent=True),
+                "NCE": learn.NCE(d["energy_fn"], opt), "DSM": learn.DSM(d["energy_fn"], opt),
+                "SSM": learn.SSM(d["energy_fn"], opt)}
+    out = {"CD": learn.CD(d["energy_fn"], opt), "PCD": learn.CD(d["energy_fn"], opt,
+                                                                 persistent=True)}
+    if task.kind == "rbm":
+        rbm = d["rbm"]
+        out["CD block Gibbs"] = learn.CD(d["energy_fn"], opt, sampler=rbm.block_gibbs)
+        out["PCD block Gibbs"] = learn.CD(d["energy_fn"], opt, persistent=True,
+                                          sampler=rbm.block_gibbs)
+    return out
+
+
+def evaluate(names, seeds=(0,), only=None) -> list[dict]:
+    """Every learner with defaults on every task in ``names``; one row per run."""
+    import time
+    import warnings
+
+    import jax
+
+    rows = []
+    for name in names:
+        task = get(name)
+        if task.kind == "binary":
+            continue  # RBM.fit on these: benchmarks/bench_rbm.py --zoo
+        d = task.build()
+        for label, learner in learners_for(task, d).items():
+            if only and label not in only:
+                continue
+            for seed in seeds:
+                t0 = time.perf_counter()
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    res = learner.run(jax.random.key(seed), STEPS, d["data"],
+                                      init_params=d["init_params"], progress=False)
+                wall = time.perf_counter() - t0
+                err = d["error"](res.params)
+                if label == "DSM":
+                    p = d["precision"](res.params)
+                    own = d["dsm_optimum"](float(learner.sigmas[0]))
+                    err["vs_own_optimum"] = float(np.linalg.norm(p - own) / np.linalg.norm(own))
+                    err["sigma"] = float(learner.sigmas[0])
+                row = {"task": name, "learner": label, "seed": seed, "wall_s": wall,
+                       "warned": len(res.problems), "other_warnings": len(caught)
+                       - len(res.problems), **err}
+                rows.append(row)
+                print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                for k, v in row.items()), flush=True)
+    return rows
+
+
 def main() -> Any:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", choices=["tuning", "held_out"], default=None,
+                        help="train every learner with default options on that half")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--tasks", nargs="+", default=None, help="only these tasks")
+    parser.add_argument("--learners", nargs="+", default=None, help="only these learners")
+    args = parser.parse_args()
+    if args.run:
+        names = TUNING if args.run == "tuning" else HELD_OUT
+        if args.tasks:
+            names = [n for n in names if n in args.tasks]
+        return evaluate(names, seeds=tuple(range(args.seeds)), only=args.learners)
     print(f"TUNING:   {', '.join(TUNING)}")
     print(f"HELD_OUT: {', '.join(HELD_OUT)}")
     for t in TASKS:

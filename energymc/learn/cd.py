@@ -299,7 +299,7 @@ class CD(LearnerBase):
     def _adapt_init(self, data):
         """The adapted step's state: its log and, by default, the data's variances as metric.
 
-        The initial step is ``0.5 d^(-1/3)`` in units of the metric (MALA's
+        The initial step is ``step_size`` if given, else ``0.5 d^(-1/3)`` in units of the metric (MALA's
         optimal step shrinks as ``d^(-1/3)``); a few updates of the
         Robbins-Monro rule in :meth:`_adapt` correct it.
         """
@@ -307,7 +307,8 @@ class CD(LearnerBase):
             return {}
         flat = data.reshape(data.shape[0], -1)
         dim = flat.shape[1]
-        step = jnp.asarray(0.5 * dim ** (-1.0 / 3.0), data.dtype)
+        start = 0.5 * dim ** (-1.0 / 3.0) if self.step_size is None else self.step_size
+        step = jnp.asarray(start, data.dtype)
         extra = {"log_step": jnp.log(step)}
         if self._data_metric:
             var = jnp.var(flat, axis=0)
