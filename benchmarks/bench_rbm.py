@@ -405,7 +405,8 @@ def zoo_compare(name, seeds=(0, 1, 2), quick=False):
     f = np.array([r["test"] for r in fits])
     r = np.array([r["test"] for r in recipe])
     ratios = np.array([a["wall"] for a in fits]) / np.array(sk_walls)
-    print(f"{name}: RBM.fit (defaults) test LL {f.mean():.3f} ({', '.join(f'{v:.3f}' for v in f)}); "
+    print(f"{name}: RBM.fit (defaults) test LL {f.mean():.3f} "
+          f"({', '.join(f'{v:.3f}' for v in f)}); "
           f"best recipe PCD_LONG {r.mean():.3f} ({', '.join(f'{v:.3f}' for v in r)}); "
           f"sklearn best {best['test']:.3f} (lr={best['lr']}, n_iter={best['n_iter']}); "
           f"fit - recipe {f.mean() - r.mean():+.3f} (goal >= -0.15); time ratio "

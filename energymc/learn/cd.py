@@ -299,9 +299,9 @@ class CD(LearnerBase):
     def _adapt_init(self, data):
         """The adapted step's state: its log and, by default, the data's variances as metric.
 
-        The initial step is ``step_size`` if given, else ``0.5 d^(-1/3)`` in units of the metric (MALA's
-        optimal step shrinks as ``d^(-1/3)``); a few updates of the
-        Robbins-Monro rule in :meth:`_adapt` correct it.
+        The initial step is ``step_size`` if given, else ``0.5 d^(-1/3)`` in
+        units of the metric (MALA's optimal step shrinks as ``d^(-1/3)``); a
+        few updates of the Robbins-Monro rule in :meth:`_adapt` correct it.
         """
         if not self.adapt_step:
             return {}
