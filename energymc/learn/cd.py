@@ -223,10 +223,19 @@ class CD(LearnerBase):
             has_step = "step_size" in self._kernel.defaults
             if self.step_size is None and opts.get("step_size") is not None:
                 self.step_size = check_positive("step_size", opts["step_size"])
-            # Online adaptation is the default whenever no step size is given.
-            self.adapt_step = has_step and (self.step_size is None if adapt_step is None
-                                            else adapt_step)
+            # Online adaptation is the default whenever no step size is given,
+            # for kernels with an acceptance to aim at (not MCLMC's).
+            can_adapt = has_step and ("target_accept" in self._kernel.defaults
+                                      or target_accept is not None)
+            if adapt_step and not can_adapt:
+                raise OptionError(f"sampler {sampler!r} has no acceptance rate to adapt its "
+                                  "step to; pass step_size= (and target_accept= to adapt).")
+            self.adapt_step = can_adapt and (self.step_size is None if adapt_step is None
+                                             else adapt_step)
             if has_step and self.step_size is None and not self.adapt_step:
+                if not can_adapt:
+                    raise OptionError(f"sampler {sampler!r} needs step_size=: it has no "
+                                      "acceptance rate to adapt a step to.")
                 raise OptionError("adapt_step=False runs the kernel with a fixed step: pass "
                                   "step_size= too (or leave adapt_step unset to adapt it).")
             if has_step:
