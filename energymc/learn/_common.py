@@ -75,7 +75,8 @@ class LearnResult:
         Dict of ``(num_steps,)`` NumPy arrays: ``loss``, ``grad_norm``,
         ``energy_data`` (mean energy of the batch) and method-specific entries
         (CD: ``energy_neg``, ``acceptance`` -- NaN for a callable sampler,
-        which reports none --, ``neg_ess``, ``diverging``; NCE:
+        which reports none --, ``neg_ess``, ``diverging``, ``step_size``,
+        ``chain_lag``, ``energy_shift``; NCE:
         ``energy_noise``, ``accuracy``, ``log_z``, each before its update). With ``eval_fn``,
         ``eval_step`` and ``eval`` hold the evaluation steps and values.
     state
