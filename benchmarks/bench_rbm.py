@@ -38,6 +38,7 @@ Run::
     python benchmarks/bench_rbm.py --screen     # SCREEN: 36 runs per setting, validation split
     python benchmarks/bench_rbm.py --ceiling    # regularised exact-gradient ML
     python benchmarks/bench_rbm.py --quick      # smoke test (ENERGYMC_QUICK=1 too)
+    python benchmarks/bench_rbm.py --zoo digits bars_stripes mob_b   # RBM.fit defaults
 """
 
 from __future__ import annotations
@@ -365,6 +366,55 @@ def screen(rbm, train, keys=(100, 200, 300), restarts=12, only=None, configs=Non
               f"+- {allv.std(ddof=1) / np.sqrt(len(allv)):.3f} over {len(allv)} runs", flush=True)
 
 
+def zoo_compare(name, seeds=(0, 1, 2), quick=False):
+    """``RBM(...).fit(train, seed=s)`` with defaults against the best recipe here
+    (``PCD_LONG``) and scikit-learn, on one binary data set of ``zoo_learn.py``.
+
+    scikit-learn gets the same 3x3 grid as on digits, its best setting chosen
+    by test log-likelihood (which favours it); that setting is re-timed right
+    before each ``fit`` and the ratio is of those pairs. Exact test
+    log-likelihoods, nats per image.
+    """
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import zoo_learn
+
+    from energymc.models import RBM
+
+    train, test, nh = zoo_learn.binary_data(name)
+    rbm = RBM(train.shape[1], nh)
+    print(f"\n{name}: {len(train)} train / {len(test)} test, RBM({rbm.n_visible}, {nh})")
+    if quick:
+        sk = sklearn_grid(rbm, train, test, [0.03], [5])
+    else:
+        sk = sklearn_grid(rbm, train, test, [0.01, 0.03, 0.1], [20, 100, 300])
+    best = max(sk, key=lambda r: r["test"])
+    fits, recipe, sk_walls = [], [], []
+    for s in seeds:
+        sk_walls.append(sklearn_fit(rbm, train, best["lr"], best["n_iter"])[1])
+        t0 = time.perf_counter()
+        res = rbm.fit(train, seed=s, **({"n_iter": 2} if quick else {}))
+        params = jax.block_until_ready(res.params)
+        wall = time.perf_counter() - t0
+        fits.append({"wall": wall, "test": exact_ll(rbm, params, train, test)[1]})
+        print(f"  RBM.fit seed={s}: test {fits[-1]['test']:8.3f}  {wall:.2f} s (sklearn best "
+              f"re-timed {sk_walls[-1]:.2f} s -> {wall / sk_walls[-1]:.2f}x)", flush=True)
+        cfg = {**PCD_LONG, "steps": 100} if quick else PCD_LONG
+        recipe.append(energymc_pcd(rbm, train, test, seed=s, **cfg))
+    f = np.array([r["test"] for r in fits])
+    r = np.array([r["test"] for r in recipe])
+    ratios = np.array([a["wall"] for a in fits]) / np.array(sk_walls)
+    print(f"{name}: RBM.fit (defaults) test LL {f.mean():.3f} "
+          f"({', '.join(f'{v:.3f}' for v in f)}); "
+          f"best recipe PCD_LONG {r.mean():.3f} ({', '.join(f'{v:.3f}' for v in r)}); "
+          f"sklearn best {best['test']:.3f} (lr={best['lr']}, n_iter={best['n_iter']}); "
+          f"fit - recipe {f.mean() - r.mean():+.3f} (goal >= -0.15); time ratio "
+          f"{ratios.mean():.2f}x (pairs {', '.join(f'{x:.2f}' for x in ratios)}; goal <= 2x)",
+          flush=True)
+    return {"fit": f, "recipe": r, "sklearn": best, "ratios": ratios}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
@@ -380,8 +430,14 @@ def main(argv=None):
                         help="with --tune/--screen: only these entries of TUNE/SCREEN (0-based)")
     parser.add_argument("--ceiling", action="store_true",
                         help="regularised exact-gradient maximum likelihood")
+    parser.add_argument("--zoo", nargs="+", default=None,
+                        help="RBM.fit with defaults vs PCD_LONG and sklearn on these binary "
+                             "sets of zoo_learn.py (digits, bars_stripes, mob_a, mob_b)")
     args = parser.parse_args(argv)
     quick = args.quick or os.environ.get("ENERGYMC_QUICK") == "1"
+    if args.zoo:
+        return {n: zoo_compare(n, seeds=tuple(range(args.seeds)), quick=quick)
+                for n in args.zoo}
 
     from energymc.models import RBM
 

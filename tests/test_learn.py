@@ -394,8 +394,13 @@ def test_bad_options_raise_before_compiling():
     with pytest.raises(emc.OptionError, match="must return an array shaped like x_batch"):
         learn.CD(gauss_energy, optim.Adam(1e-2), sampler=lambda k, p, x, n: x[:, 0]).run(
             jax.random.key(0), 5, X, init_params=P0)
-    with pytest.raises(emc.OptionError, match="exactly one of sigma"):
-        learn.DSM(gauss_energy, optim.Adam(1e-2))
+    with pytest.raises(emc.OptionError, match="at most one of sigma"):
+        learn.DSM(gauss_energy, optim.Adam(1e-2), sigma=0.1, sigmas=[1.0, 0.1])
+    with pytest.raises(emc.OptionError, match="antithetic"):
+        learn.DSM(gauss_energy, optim.Adam(1e-2), antithetic="yes")
+    with pytest.raises(emc.OptionError, match="needs step_size="):
+        learn.CD(gauss_energy, optim.Adam(1e-2), sampler="mclmc",
+                 sampler_options={"L": 1.0})
     with pytest.raises(emc.OptionError, match="sigmas must be"):
         learn.DSM(lambda p, x, s: gauss_energy(p, x), optim.Adam(1e-2), sigmas=[1.0, -1.0])
     with pytest.raises(emc.EnergyError, match="noise has batch\\+event shape"):

@@ -10,12 +10,13 @@ inside) or a NumPyro-style ``energy_fn(x)`` with ``numpyro.param`` sites, and a
 * :class:`DSM` -- denoising score matching, one or several noise levels.
 * :class:`SSM` -- sliced score matching.
 * :func:`annealed_langevin` -- sampling a multi-level DSM model.
+* :func:`default_sigma` -- DSM's noise level when none is given.
 """
 
 from energymc.learn._common import LearnerBase, LearnResult, LearnState
 from energymc.learn.cd import CD
 from energymc.learn.nce import NCE
-from energymc.learn.score import DSM, SSM, annealed_langevin, geometric_sigmas
+from energymc.learn.score import DSM, SSM, annealed_langevin, default_sigma, geometric_sigmas
 
 __all__ = [
     "CD",
@@ -26,5 +27,6 @@ __all__ = [
     "NCE",
     "SSM",
     "annealed_langevin",
+    "default_sigma",
     "geometric_sigmas",
 ]

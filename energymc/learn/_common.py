@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from energymc.errors import EnergyError, OptionError
+from energymc.errors import EnergyError, EnergymcWarning, OptionError
 from energymc.progress import make_meter
 
 __all__ = ["LearnState", "LearnResult", "LearnerBase"]
@@ -75,7 +75,8 @@ class LearnResult:
         Dict of ``(num_steps,)`` NumPy arrays: ``loss``, ``grad_norm``,
         ``energy_data`` (mean energy of the batch) and method-specific entries
         (CD: ``energy_neg``, ``acceptance`` -- NaN for a callable sampler,
-        which reports none --, ``neg_ess``, ``diverging``; NCE:
+        which reports none --, ``neg_ess``, ``diverging``, ``step_size``,
+        ``chain_lag``, ``energy_shift``; NCE:
         ``energy_noise``, ``accuracy``, ``log_z``, each before its update). With ``eval_fn``,
         ``eval_step`` and ``eval`` hold the evaluation steps and values.
     state
@@ -92,6 +93,10 @@ class LearnResult:
         (every restart's parameters, NumPy arrays with a leading ``R`` axis)
         and ``history`` (entries ``(R, num_steps)``; ``eval`` ``(R,
         num_evals)``).
+    problems
+        Plain-language reasons not to trust the result without a look, each
+        with a fix (e.g. persistent chains that lag the model); also issued
+        as :class:`energymc.errors.EnergymcWarning`. Empty when none.
     """
 
     params: Any
@@ -101,6 +106,27 @@ class LearnResult:
     log_z: float | None = None
     timing: dict = field(default_factory=dict)
     restarts: dict | None = None
+    problems: list = field(default_factory=list)
+
+    def _rows(self) -> list[tuple[str, str]]:
+        n = len(self.losses)
+        last = float(self.losses[-1]) if n else float("nan")
+        rows = [("updates", f"{n:,}"), ("final loss", f"{last:.4g}")]
+        if n >= 10:
+            tail = self.losses[-max(n // 10, 1):]
+            rows.append(("loss, last 10%", f"{float(np.mean(tail)):.4g} "
+                                           f"(sd {float(np.std(tail)):.2g})"))
+        if self.log_z is not None:
+            rows.append(("log_z", f"{self.log_z:.4g}"))
+        if "eval" in self.history and len(np.atleast_1d(self.history["eval"])):
+            rows.append(("last eval", f"{float(np.ravel(self.history['eval'])[-1]):.4g}"))
+        if self.restarts is not None:
+            rows.append(("restart kept", f"{self.restarts['best']} of "
+                                          f"{len(self.restarts['history']['loss'])}"))
+        if self.timing:
+            rows.append(("time", f"{self.timing.get('total_s', float('nan')):.2f} s"))
+        rows.append(("problems", "none" if not self.problems else "; ".join(self.problems)))
+        return rows
 
     def __repr__(self) -> str:
         last = float(self.losses[-1]) if len(self.losses) else float("nan")
@@ -108,7 +134,35 @@ class LearnResult:
                 + (f", log_z={self.log_z:.4g}" if self.log_z is not None else "")
                 + (f", restart {self.restarts['best']} of "
                    f"{len(self.restarts['history']['loss'])}"
-                   if self.restarts is not None else "") + ")")
+                   if self.restarts is not None else "")
+                + (f", {len(self.problems)} problem(s)" if self.problems else "") + ")")
+
+    def _repr_html_(self) -> str:
+        """A compact table for notebooks: a few summary rows, never the whole history."""
+        from energymc._display import html_table
+
+        return html_table("LearnResult", self._rows())
+
+    def history_frame(self):
+        """The per-update history as a ``pandas.DataFrame``, one row per update.
+
+        Columns are the per-update entries of :attr:`history` (``loss``,
+        ``grad_norm``, ...), indexed by ``update`` (1-based). The held-out
+        evaluations, recorded less often, are joined on their update number
+        as an ``eval`` column (NaN between evaluations). With restarts the
+        selected restart's history is shown.
+        """
+        import pandas as pd
+
+        n = len(self.losses)
+        cols = {k: np.asarray(v) for k, v in self.history.items()
+                if k not in ("eval", "eval_step") and np.ndim(v) == 1 and len(v) == n}
+        frame = pd.DataFrame(cols, index=pd.RangeIndex(1, n + 1, name="update"))
+        if "eval_step" in self.history:
+            ev = pd.Series(np.ravel(self.history["eval"]),
+                           index=np.asarray(self.history["eval_step"]), name="eval")
+            frame = frame.join(ev)
+        return frame
 
 
 # ---------------------------------------------------------------------------
@@ -547,7 +601,8 @@ class LearnerBase:
         return self._update(state, jnp.asarray(batch, dtype=jnp.result_type(float)))
 
     # -------------------------------------------------------------- the loop
-    def _chunk(self, state, data, *, num_steps: int, batch_size: int, restarts: bool = False):
+    def _chunk(self, state, data, cursor, *, num_steps: int, batch_size: int,
+               restarts: bool = False):
         # With restarts the state has a leading restart axis and every
         # restart takes its own update; the batch schedule (where in the
         # permutation, when to redraw it) is shared, so that redrawing stays
@@ -559,12 +614,17 @@ class LearnerBase:
         else:
             update, per_restart = self._update, (lambda f: f)
         if batch_size >= n:
-            return jax.lax.scan(lambda s, _: update(s, data), state, None, length=num_steps)
+            state, info = jax.lax.scan(lambda s, _: update(s, data), state, None,
+                                       length=num_steps)
+            return state, cursor, info
 
         # Batches are consecutive slices of a random permutation, redrawn when
-        # it runs out (epochs; every chunk starts a fresh one). Not
-        # random.choice(replace=False) per step: that permutes all n points
-        # every update, which cost ten times the update itself for n = 5000.
+        # it runs out (epochs). The permutation and the position in it pass
+        # from chunk to chunk (``cursor``), so that how the loop is cut into
+        # chunks -- by the progress bar or eval_every -- never changes the
+        # result. Not random.choice(replace=False) per step: that permutes all
+        # n points every update, which cost ten times the update itself for
+        # n = 5000.
         def split(key):
             key, sub = jax.random.split(key)
             return key, sub
@@ -586,12 +646,18 @@ class LearnerBase:
             state, info = update(state._replace(key=key), batch)
             return (state, perm, pos + batch_size), info
 
-        perm0 = jnp.arange(n)
-        if restarts:
-            perm0 = jnp.broadcast_to(perm0, (state.key.shape[0], n))
-        (state, _, _), info = jax.lax.scan(body, (state, perm0, jnp.asarray(n)), None,
-                                           length=num_steps)
-        return state, info
+        (state, perm, pos), info = jax.lax.scan(body, (state, *cursor), None, length=num_steps)
+        return state, (perm, pos), info
+
+    @staticmethod
+    def _first_cursor(n: int, batch_size: int, restarts: int):
+        """The batch cursor before the first update: an exhausted permutation."""
+        if batch_size >= n:
+            return None
+        perm = jnp.arange(n)
+        if restarts > 1:
+            perm = jnp.broadcast_to(perm, (restarts, n))
+        return perm, jnp.asarray(n)
 
     def run(self, key: jax.Array, num_steps: int, data, init_params: Any = None, *,
             batch_size: int | None = None, progress: Any = None,
@@ -724,10 +790,12 @@ class LearnerBase:
         meter.start(num_steps, self._name)
         t0 = time.perf_counter()
         done = 0
+        cursor = self._first_cursor(n, batch_size, restarts)
         try:
             for length in lengths:
-                state, info = self._jit_chunk(state, data, num_steps=length,
-                                              batch_size=batch_size, restarts=restarts > 1)
+                state, cursor, info = self._jit_chunk(state, data, cursor, num_steps=length,
+                                                      batch_size=batch_size,
+                                                      restarts=restarts > 1)
                 done += length
                 info = jax.device_get(info)
                 infos.append(info)
@@ -735,7 +803,8 @@ class LearnerBase:
                     evals.append([float(eval_fn(self.get_params(s))) for s in each(state)])
                     eval_steps.append(done)
                 if meter.active:
-                    post = {"loss": f"{float(np.mean(info['loss'])):.4g}"}
+                    # The latest update's loss (the mean over restarts).
+                    post = {"loss": f"{float(np.mean(info['loss'][-1])):.4g}"}
                     if evals:
                         post["eval"] = f"{max(evals[-1]):.4g}"
                     meter.update(length, post)
@@ -755,7 +824,7 @@ class LearnerBase:
                 history["eval"] = history["eval"][0]
             return LearnResult(params=self.get_params(state), losses=history["loss"],
                                history=history, state=state, log_z=self._result_log_z(state),
-                               timing=timing)
+                               timing=timing, problems=self._warn(history))
 
         states = each(state)
         params = [self.get_params(s) for s in states]
@@ -775,7 +844,18 @@ class LearnerBase:
             restarts={"scores": scores, "best": best,
                       "params": jax.tree.map(lambda *xs: np.stack(xs), *params),
                       "history": history},
+            problems=self._warn(chosen),
         )
+
+    def _problems(self, history: dict) -> list[str]:
+        """Reasons not to trust a finished run, read from its history (host code)."""
+        return []
+
+    def _warn(self, history: dict) -> list[str]:
+        problems = self._problems(history)
+        for p in problems:
+            warnings.warn(p, EnergymcWarning, stacklevel=3)
+        return problems
 
     def _start(self, key, data, init_params, batch_size):
         """The initial state of one run; a callable ``init_params`` draws its parameters."""

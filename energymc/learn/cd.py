@@ -37,6 +37,9 @@ from energymc.learn._common import (
 
 __all__ = ["CD"]
 
+#: Target Metropolis acceptance of an unadjusted Langevin move in CD's step adaptation.
+_ULA_TARGET = 0.995
+
 
 class CD(LearnerBase):
     """Contrastive divergence (CD-k, PCD, replay buffer) for ``energy_fn(params, x)``.
@@ -56,14 +59,38 @@ class CD(LearnerBase):
         Keep the chains between updates (PCD), or, with ``buffer_size``, keep a
         replay buffer.
     sampler
-        A method name for :func:`energymc.kernels.get` (``"langevin"``,
-        ``"mala"``, ``"hmc"``, ``"nuts"``, ``"barker"``, ``"rwm"``, ...) or a
-        callable ``sampler(key, params, x_batch, k) -> x_batch_new`` with
-        ``x_batch`` ``(batch, *event)`` (``(chains, *event)`` with ``chains=``)
-        and ``params`` in the user's form.
+        ``None`` (default): ``"mala"`` with an adapted step size for
+        continuous data, single-site ``"gibbs"`` when every data value is 0/1
+        or every one is -1/+1. Or a method name for
+        :func:`energymc.kernels.get` (``"mala"``, ``"langevin"``, ``"hmc"``,
+        ``"nuts"``, ``"barker"``, ``"rwm"``, ``"gibbs"``, ...) or a callable
+        ``sampler(key, params, x_batch, k) -> x_batch_new`` with ``x_batch``
+        ``(batch, *event)`` (``(chains, *event)`` with ``chains=``) and
+        ``params`` in the user's form (e.g. ``rbm.block_gibbs``).
     step_size
         The kernel's step size (BlackJAX's convention; for ``"langevin"``,
-        ``x + h grad log p + sqrt(2 h) noise``). Not used by a callable sampler.
+        ``x + h grad log p + sqrt(2 h) noise``). ``None`` (default): adapted
+        online (see ``adapt_step``). A number fixes it. Not used by a
+        callable sampler.
+    adapt_step
+        Adapt the step size during training (default: when ``step_size`` is
+        not given). After every update ``log h`` moves by ``acceptance -
+        target_accept`` (a Robbins-Monro rule with constant gain, so that the
+        step follows the model as it changes), and the kernel uses the data's
+        per-coordinate variances as its diagonal metric unless
+        ``sampler_options`` gives ``inverse_mass_matrix``. With
+        ``step_size=`` too, that is the starting step. ``history["step_size"]``
+        records the step of every update.
+    target_accept
+        The acceptance the adaptation aims at; default the kernel's own
+        (MALA 0.574, HMC 0.65, NUTS 0.8, Barker 0.4, RWM 0.234). For
+        unadjusted ``"langevin"`` it is the acceptance a Metropolis step
+        would have had -- a measure of the discretisation bias, which grows
+        with the step -- held at 0.995 by default.
+    lag_tolerance
+        PCD only: how far (in spreads of the chains' energy) the model may
+        move while its persistent chains catch up before the run is
+        reported as biased (see Notes).
     buffer_size
         With ``persistent=True``: the size of the replay buffer; ``None`` keeps
         persistent chains instead (see ``chains``).
@@ -107,26 +134,45 @@ class CD(LearnerBase):
 
     History: ``energy_neg`` (mean negative energy), ``acceptance`` (mean over
     chains and steps), ``diverging`` (fraction of chains with a rejected
-    non-finite proposal) and ``neg_ess``: ``B (1 - rho) / (1 + rho)``, with
-    ``rho`` the correlation across the ``B`` chains between the energy at the
-    start and at the end of the ``k`` steps -- how many of the negatives are
-    effectively fresh draws rather than copies of their starts. It is ``0``
-    when chains did not move and near ``B`` when they forgot their start.
+    non-finite proposal), ``step_size`` and ``neg_ess``: ``B (1 - rho) / (1 +
+    rho)``, with ``rho`` the correlation across the ``B`` chains between the
+    energy at the start and at the end of the ``k`` steps -- how many of the
+    negatives are effectively fresh draws rather than copies of their starts.
+    It is ``0`` when chains did not move and near ``B`` when they forgot their
+    start. ``chain_lag = B / neg_ess`` is then about how many updates the
+    chains need to forget their state.
+
+    Lagging chains (PCD): ``energy_shift`` is how far each update moved the
+    model's mean energy of the persistent chains' states, in units of its
+    spread over the chains. Over the last quarter of the updates, median
+    ``chain_lag`` times the mean ``energy_shift`` estimates how far the model
+    moves while the chains catch up. Above ``lag_tolerance`` the negatives
+    come from an outdated model and the gradient is biased: ``run`` says so
+    in ``result.problems`` and with an :class:`energymc.errors.EnergymcWarning`.
     """
 
     _name = "CD"
 
     def __init__(self, energy_fn: Callable, optim, k: int = 10, persistent: bool = False,
-                 sampler: str | Callable = "langevin", step_size: float = 0.01,
+                 sampler: str | Callable | None = None, step_size: float | None = None,
                  buffer_size: int | None = None, reinit_prob: float = 0.05,
                  energy_l2: float = 0.0, sampler_options: dict | None = None,
-                 noise: Any = None, ema: float | None = None, chains: int | None = None):
+                 noise: Any = None, ema: float | None = None, chains: int | None = None,
+                 adapt_step: bool | None = None, target_accept: float | None = None,
+                 lag_tolerance: float = 0.5):
         super().__init__(energy_fn, optim, ema=ema)
         self.k = check_int("k", k, 0)
         if not isinstance(persistent, bool):
             raise OptionError(f"persistent must be True or False; got {persistent!r}.")
         self.persistent = persistent
-        self.step_size = check_positive("step_size", step_size)
+        self.step_size = None if step_size is None else check_positive("step_size", step_size)
+        if adapt_step is not None and not isinstance(adapt_step, bool):
+            raise OptionError(f"adapt_step must be None, True or False; got {adapt_step!r}.")
+        if target_accept is not None:
+            ta = check_positive("target_accept", target_accept)
+            if not ta < 1.0:
+                raise OptionError(f"target_accept must be in (0, 1); got {target_accept!r}.")
+        self.lag_tolerance = check_positive("lag_tolerance", lag_tolerance)
         self.energy_l2 = check_positive("energy_l2", energy_l2, allow_zero=True)
         self.reinit_prob = float(reinit_prob)
         if not 0.0 <= self.reinit_prob <= 1.0:
@@ -151,58 +197,133 @@ class CD(LearnerBase):
         if noise is not None and not all(hasattr(noise, m) for m in ("sample", "log_prob")):
             raise OptionError("noise must be a NumPyro distribution (with sample and log_prob).")
         self.noise = noise
+        # None: MALA with an adapted step, or Gibbs once init sees 0/1 or +-1 data.
+        self._auto_sampler = sampler is None
+        self._init_args = (adapt_step, target_accept, sampler_options)
+        if sampler is None:
+            sampler = "mala"
         self.sampler = sampler
+        self._set_sampler(sampler, adapt_step, target_accept, sampler_options)
+        self._history_keys = ("loss", "grad_norm", "energy_data", "energy_neg", "acceptance",
+                              "diverging", "neg_ess", "step_size", "chain_lag", "energy_shift")
+
+    def _set_sampler(self, sampler, adapt_step, target_accept, sampler_options):
         if callable(sampler) and not isinstance(sampler, str):
             self._kernel = None
+            self.adapt_step, self.target_accept, self._data_metric = False, None, False
+            if adapt_step:
+                raise OptionError("adapt_step=True adapts a named kernel's step size; a "
+                                  "callable sampler tunes itself.")
             if sampler_options:
                 raise OptionError(
                     "sampler_options apply to a named kernel, not a callable sampler.")
         elif isinstance(sampler, str):
             self._kernel = _kernels.get(sampler)  # OptionError lists valid names
             opts = dict(sampler_options or {})
-            if "step_size" in self._kernel.defaults:
-                opts.setdefault("step_size", self.step_size)
+            has_step = "step_size" in self._kernel.defaults
+            if self.step_size is None and opts.get("step_size") is not None:
+                self.step_size = check_positive("step_size", opts["step_size"])
+            # Online adaptation is the default whenever no step size is given,
+            # for kernels with an acceptance to aim at (not MCLMC's).
+            can_adapt = has_step and ("target_accept" in self._kernel.defaults
+                                      or target_accept is not None)
+            if adapt_step and not can_adapt:
+                raise OptionError(f"sampler {sampler!r} has no acceptance rate to adapt its "
+                                  "step to; pass step_size= (and target_accept= to adapt).")
+            self.adapt_step = can_adapt and (self.step_size is None if adapt_step is None
+                                             else adapt_step)
+            if has_step and self.step_size is None and not self.adapt_step:
+                if not can_adapt:
+                    raise OptionError(f"sampler {sampler!r} needs step_size=: it has no "
+                                      "acceptance rate to adapt a step to.")
+                raise OptionError("adapt_step=False runs the kernel with a fixed step: pass "
+                                  "step_size= too (or leave adapt_step unset to adapt it).")
+            if has_step:
+                # A placeholder when adapting: the step then lives in the state.
+                opts["step_size"] = self.step_size if self.step_size is not None else 1.0
             self._options = _kernels.resolve_options(self._kernel, opts, context="CD")
             missing = [n for n, v in self._options if v is None and n in ("step_size", "L")]
             if missing:
                 raise OptionError(f"sampler {sampler!r} needs sampler_options={{{missing[0]!r}: "
                                   "...}}: CD runs kernels with fixed parameters.")
+            resolved = dict(self._options)
+            self.target_accept = (float(target_accept) if target_accept is not None
+                                  else resolved.get("target_accept"))
+            if self._kernel.name == "langevin" and target_accept is None:
+                # Unadjusted: the bias grows with the step, so the Metropolis
+                # acceptance the move would have had is held near 1, not at
+                # the 0.9 that sampling uses (0.9 left 35% error in a
+                # Gaussian's precision, 0.99 5%, 0.995 about 3%).
+                self.target_accept = _ULA_TARGET
+            # The data's variances as a diagonal metric, unless the user gave one.
+            self._data_metric = (self.adapt_step and "inverse_mass_matrix" in resolved
+                                 and resolved["inverse_mass_matrix"] is None)
         else:
             raise OptionError(
-                "sampler must be a method name such as 'langevin' or 'mala', or a callable "
+                "sampler must be None, a method name such as 'mala' or 'gibbs', or a callable "
                 f"sampler(key, params, x_batch, k) -> x_batch_new; got {sampler!r}."
             )
-        self._history_keys = ("loss", "grad_norm", "energy_data", "energy_neg", "acceptance",
-                              "diverging", "neg_ess")
 
     # ------------------------------------------------------------------ setup
     def _extra_init(self, key, data, internal, batch_size):
         event = data.shape[1:]
         num = batch_size if self.chains is None else self.chains
+        if self._auto_sampler and not isinstance(data, jax.core.Tracer):
+            vals = set(np.unique(np.asarray(data)).tolist())
+            discrete = vals <= {0.0, 1.0} or vals <= {-1.0, 1.0}
+            self.sampler = "gibbs" if discrete else "mala"
+            adapt_step, target_accept, sampler_options = self._init_args
+            self._set_sampler(self.sampler, None if discrete else adapt_step,
+                              None if discrete else target_accept,
+                              None if discrete else sampler_options)
         if self._kernel is not None:
             self._check_support(data)
         else:
             # The sampler sees the whole pool of chains at once.
             self._check_callable(key, internal, jax.ShapeDtypeStruct((num, *event), data.dtype))
+        extra = self._adapt_init(data)
         if not self.persistent:
-            return {}
+            return extra
         k_perm, k_buf = jax.random.split(key)
         if self.buffer_size is None:
             # PCD: the chains start at a random subset of the data (with
             # replacement only when the pool is larger than the data).
             n = data.shape[0]
             idx = jax.random.choice(k_perm, n, (num,), replace=num > n)
-            return {"chains": data[idx]}
+            # e_last: the chains' mean energy under the previous parameters,
+            # for the energy shift between updates (NaN before the first).
+            return {**extra, "chains": data[idx], "e_last": jnp.asarray(jnp.nan, data.dtype)}
         if self.buffer_size < batch_size:
             raise OptionError(f"buffer_size={self.buffer_size} is smaller than batch_size="
                               f"{batch_size}; the buffer must hold at least one batch.")
         flat = data.reshape(data.shape[0], -1)
-        extra = {"noise_loc": jnp.mean(flat, 0).reshape(event),
+        extra = {**extra, "noise_loc": jnp.mean(flat, 0).reshape(event),
                  "noise_scale": (jnp.std(flat, 0) + 1e-6).reshape(event)}
         if self.noise is not None:
             self._check_noise(event)
         # Du & Mordatch start the whole buffer from noise.
         extra["buffer"] = self._fresh(k_buf, extra, self.buffer_size, event)
+        return extra
+
+    def _adapt_init(self, data):
+        """The adapted step's state: its log and, by default, the data's variances as metric.
+
+        The initial step is ``step_size`` if given, else ``0.5 d^(-1/3)`` in
+        units of the metric (MALA's optimal step shrinks as ``d^(-1/3)``); a
+        few updates of the Robbins-Monro rule in :meth:`_adapt` correct it.
+        """
+        if not self.adapt_step:
+            return {}
+        flat = data.reshape(data.shape[0], -1)
+        dim = flat.shape[1]
+        start = 0.5 * dim ** (-1.0 / 3.0) if self.step_size is None else self.step_size
+        step = jnp.asarray(start, data.dtype)
+        extra = {"log_step": jnp.log(step)}
+        if self._data_metric:
+            var = jnp.var(flat, axis=0)
+            # Constant coordinates get the average variance, never zero.
+            floor = 1e-3 * jnp.mean(var) + 1e-8
+            extra["metric"] = jnp.maximum(var, floor)
         return extra
 
     def _check_noise(self, event):
@@ -254,12 +375,22 @@ class CD(LearnerBase):
         return extra["noise_loc"] + extra["noise_scale"] * z
 
     # --------------------------------------------------------- negative phase
-    def _run_kernel(self, key, params, x0):
-        """``k`` kernel steps from every row of ``x0``; returns (x, acceptance, diverging)."""
+    def _run_kernel(self, key, params, x0, extra):
+        """``k`` kernel steps from every row of ``x0``; returns (x, acceptance, diverging).
+
+        For unadjusted Langevin the acceptance is the one a Metropolis step
+        would have had (the MALA ratio of each move): not used to reject, it
+        measures how far the step is from leaving ``exp(-E)`` invariant.
+        """
         batch, event = x0.shape[0], x0.shape[1:]
         kernel, options = self._kernel, self._options
         dim = int(np.prod(event))
         kparams = kernel.default_params(dim, options)
+        if "log_step" in extra:
+            kparams = {**kparams, "step_size": jnp.exp(extra["log_step"]).astype(x0.dtype)}
+        if "metric" in extra:
+            kparams = {**kparams, "inverse_mass_matrix": extra["metric"].astype(x0.dtype)}
+        unadjusted = kernel.name == "langevin"
 
         def logdensity(z):
             lp = -self._spec.user_energy(params, z.reshape(event))
@@ -270,8 +401,12 @@ class CD(LearnerBase):
             state = kernel.init(k_init, z, logdensity, kparams, options)
 
             def one(s, kk):
-                s, st = kernel.step(kk, s, logdensity, kparams, options)
-                return s, (st["acceptance_rate"], st["diverging"])
+                new, st = kernel.step(kk, s, logdensity, kparams, options)
+                acc = st["acceptance_rate"]
+                if unadjusted:
+                    acc = jnp.where(st["diverging"], 0.0, _mala_acceptance(
+                        s, new, kparams["step_size"], kparams["inverse_mass_matrix"]))
+                return new, (acc.astype(x0.dtype), st["diverging"])
 
             state, (acc, div) = jax.lax.scan(one, state, jax.random.split(k_steps, self.k))
             return state.position, jnp.mean(acc), jnp.any(div)
@@ -280,7 +415,7 @@ class CD(LearnerBase):
         pos, acc, div = jax.vmap(chain)(jax.random.split(key, batch), flat)
         return pos.reshape(x0.shape), jnp.mean(acc), jnp.mean(div.astype(x0.dtype))
 
-    def _negatives(self, key, params, x0):
+    def _negatives(self, key, params, x0, extra):
         if self.k == 0:
             nan = jnp.asarray(jnp.nan, x0.dtype)
             return x0, nan, jnp.zeros((), x0.dtype)
@@ -288,7 +423,25 @@ class CD(LearnerBase):
             x = self.sampler(key, params, x0, self.k)
             nan = jnp.asarray(jnp.nan, x0.dtype)
             return jnp.asarray(x, x0.dtype), nan, jnp.zeros((), x0.dtype)
-        return self._run_kernel(key, params, x0)
+        return self._run_kernel(key, params, x0, extra)
+
+    def _adapt(self, extra, acc):
+        """One Robbins-Monro step of the log step size toward ``target_accept``.
+
+        ``log h <- log h + (acc - target)``, with ``acc`` the mean acceptance
+        over all chains and steps of this update (hundreds of proposals, so
+        little noise). A constant gain keeps tracking the model as it moves,
+        which a decaying gain (dual averaging's) would not. For MALA the
+        acceptance falls from 1 to 0 over about two units of ``log h``, so one
+        update removes most of the error without overshooting.
+        """
+        if "log_step" not in extra or self.k == 0:
+            return extra
+        ok = jnp.isfinite(acc)
+        delta = jnp.where(ok, acc - self.target_accept, 0.0)
+        log_step = jnp.clip(extra["log_step"] + delta, -25.0, 5.0)
+        return {**extra, "log_step": jax.lax.stop_gradient(log_step).astype(
+            extra["log_step"].dtype)}
 
     def _starts(self, key, extra, batch):
         """Where the chains start, and how to write their ends back into ``extra``."""
@@ -309,6 +462,44 @@ class CD(LearnerBase):
         x0 = jnp.where(restart, fresh, old)
         return x0, lambda neg: {**extra, "buffer": extra["buffer"].at[idx].set(neg)}
 
+    # ------------------------------------------------------------ the verdict
+    def _problems(self, history: dict) -> list[str]:
+        """Persistent chains that lag the model, judged over the last quarter of updates.
+
+        ``chain_lag`` (``B / neg_ess``) is how many updates the chains take to
+        forget their state; ``energy_shift`` how far each update moved the
+        model's energy of the chains' states, in units of its spread over the
+        chains. Their product -- how far the model moves while the chains
+        catch up -- above ``lag_tolerance`` means the negatives come from an
+        older model than the one being fitted, and the gradient is biased.
+        The mean shift, not its absolute value, enters: parameters that only
+        jitter around their optimum leave the chains' law unchanged.
+        """
+        if not self.persistent or self.buffer_size is not None or self.k == 0:
+            return []
+        lag = np.asarray(history.get("chain_lag", []), float)
+        shift = np.asarray(history.get("energy_shift", []), float)
+        if lag.size == 0:
+            return []
+        tail = slice(-max(lag.size // 4, 1), None)
+        lag_t, shift_t = np.median(lag[tail]), shift[tail]
+        shift_t = shift_t[np.isfinite(shift_t)]
+        drift = abs(float(np.mean(shift_t))) if shift_t.size else 0.0
+        stale = lag_t * drift if np.isfinite(lag_t) else (np.inf if drift > 0 else 0.0)
+        if not stale > self.lag_tolerance:
+            return []
+        fix = ("more kernel steps (k=)" if self._kernel is None else
+               "more kernel steps (k=), an adapted step size (leave step_size unset)")
+        return [
+            f"persistent chains lag the model: over the last {lag[tail].size} updates they "
+            f"needed about {lag_t:.3g} updates to forget their state (history['chain_lag']) "
+            f"while each update moved the model's energy of their states by "
+            f"{drift:.3g} of its spread (history['energy_shift']), so the negatives come "
+            f"from a model {stale:.2g} spreads away (tolerance {self.lag_tolerance:g}). The "
+            f"learned parameters are biased; use {fix}, or a smaller or decaying learning "
+            "rate."
+        ]
+
     # -------------------------------------------------------------------- loss
     def _loss(self, internal, extra, batch, key):
         k_start, k_neg = jax.random.split(key)
@@ -318,7 +509,7 @@ class CD(LearnerBase):
         fixed = jax.lax.stop_gradient(internal)
         user_fixed = self._spec.to_user(fixed)
         x0, write_back = self._starts(k_start, extra, batch)
-        neg, acc, div = self._negatives(k_neg, user_fixed, x0)
+        neg, acc, div = self._negatives(k_neg, user_fixed, x0, extra)
         neg = jax.lax.stop_gradient(neg)
         e_data = energy(internal, batch)
         e_neg = energy(internal, neg)
@@ -326,10 +517,27 @@ class CD(LearnerBase):
         if self.energy_l2 > 0:
             loss = loss + self.energy_l2 * (jnp.mean(e_data**2) + jnp.mean(e_neg**2))
         e_start = energy(fixed, x0)
+        e_end = jax.lax.stop_gradient(e_neg)
+        ess = _start_end_ess(e_start, e_end)
+        nan = jnp.asarray(jnp.nan, e_data.dtype)
+        step = jnp.exp(extra["log_step"]) if "log_step" in extra else jnp.asarray(
+            nan if self.step_size is None else self.step_size, e_data.dtype)
         info = {"energy_data": jnp.mean(e_data), "energy_neg": jnp.mean(e_neg),
-                "acceptance": acc, "diverging": div,
-                "neg_ess": _start_end_ess(e_start, jax.lax.stop_gradient(e_neg))}
-        return loss, (write_back(neg), info)
+                "acceptance": acc, "diverging": div, "neg_ess": ess,
+                "step_size": step.astype(e_data.dtype),
+                # Updates the chains take to forget their state: B / neg_ess.
+                "chain_lag": x0.shape[0] / jnp.maximum(ess, 1e-12),
+                "energy_shift": nan}
+        new_extra = self._adapt(write_back(neg), acc)
+        if "e_last" in extra:
+            # How far this update's parameters moved the energy of the chains'
+            # states, in units of its spread over the chains: the chains were
+            # drawn for the previous parameters.
+            sd = jnp.std(e_start)
+            info["energy_shift"] = (jnp.mean(e_start) - extra["e_last"]) / jnp.where(
+                sd > 0, sd, 1.0)
+            new_extra = {**new_extra, "e_last": jnp.mean(e_end)}
+        return loss, (new_extra, info)
 
 
 def _start_end_ess(e0, e1):
@@ -341,3 +549,25 @@ def _start_end_ess(e0, e1):
     rho = jnp.where(denom > 0, jnp.sum(a * c) / jnp.where(denom > 0, denom, 1.0), 1.0)
     rho = jnp.clip(rho, 0.0, 1.0)
     return b * (1.0 - rho) / (1.0 + rho)
+
+
+def _mala_acceptance(old, new, step, inverse_mass_matrix):
+    """Metropolis acceptance probability of the Langevin move ``old -> new``.
+
+    Proposal ``x' = x + h M grad log p(x) + sqrt(2h) M^(1/2) z`` with ``M``
+    the inverse mass matrix (diagonal ``(d,)`` or dense ``(d, d)``); the
+    ratio compares the reverse and forward proposal densities.
+    """
+    imm = jnp.asarray(inverse_mass_matrix)
+
+    def apply(g):
+        return imm @ g if imm.ndim == 2 else imm * g
+
+    def quad(r):
+        return r @ jnp.linalg.solve(imm, r) if imm.ndim == 2 else jnp.sum(r * r / imm)
+
+    x, y = old.position, new.position
+    fwd = y - x - step * apply(old.logdensity_grad)
+    bwd = x - y - step * apply(new.logdensity_grad)
+    log_ratio = new.logdensity - old.logdensity - (quad(bwd) - quad(fwd)) / (4.0 * step)
+    return jnp.where(jnp.isfinite(log_ratio), jnp.exp(jnp.minimum(log_ratio, 0.0)), 0.0)

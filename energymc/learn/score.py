@@ -30,7 +30,7 @@ from energymc import kernels as _kernels
 from energymc.errors import EnergyError, OptionError
 from energymc.learn._common import LearnerBase, check_int, check_positive
 
-__all__ = ["DSM", "SSM", "annealed_langevin", "geometric_sigmas"]
+__all__ = ["DSM", "SSM", "annealed_langevin", "default_sigma", "geometric_sigmas"]
 
 
 def geometric_sigmas(sigma_max: float, sigma_min: float, num: int) -> np.ndarray:
@@ -39,6 +39,40 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, num: int) -> np.ndarray
     sigma_min = check_positive("sigma_min", sigma_min)
     num = check_int("num", num, 1)
     return np.geomspace(sigma_max, sigma_min, num)
+
+
+def default_sigma(data, fraction: float = 0.1) -> float:
+    """DSM's default noise level: ``fraction`` times the data's smallest principal sd.
+
+    DSM fits the data convolved with ``N(0, sigma^2 I)``: for Gaussian data
+    with covariance ``S`` its optimum precision is ``(S + sigma^2 I)^-1``, off
+    the maximum-likelihood ``S^-1`` by at most ``sigma^2 / lambda_min(S)``
+    relative -- 1% at ``fraction=0.1``. A smaller ``sigma`` would lower that
+    bias but raise the variance of the loss's gradient (as ``1 / sigma``).
+    Directions with almost no variance (data on a subspace, e.g. constant
+    pixels) would drive ``sigma`` to zero, so ``lambda_min`` is floored at
+    ``1e-4`` of the mean variance. For more than 2000 coordinates the
+    smallest per-coordinate variance stands in for ``lambda_min``.
+
+    Parameters
+    ----------
+    data
+        ``(n, *event)`` training points.
+
+    Returns
+    -------
+    float
+    """
+    flat = np.asarray(data, float).reshape(len(data), -1)
+    if flat.shape[1] <= 2000 and flat.shape[0] > 1:
+        cov = np.atleast_2d(np.cov(flat, rowvar=False))
+        lam = np.linalg.eigvalsh(cov)
+        mean_var = float(np.mean(np.diag(cov)))
+    else:
+        lam = np.var(flat, axis=0)
+        mean_var = float(np.mean(lam))
+    lam_min = max(float(np.min(lam)), 1e-4 * mean_var, 1e-12)
+    return float(fraction * np.sqrt(lam_min))
 
 
 def _check_sigmas(sigmas) -> np.ndarray:
@@ -72,16 +106,30 @@ class DSM(LearnerBase):
     sigmas
         Several noise levels (any order; stored largest first), for the
         score-based row with :meth:`sample` / :func:`annealed_langevin`.
+    antithetic
+        Noise every point twice, with ``eps`` and ``-eps`` (default). Same
+        expected loss; at small ``sigma`` the gradient's variance drops by
+        orders of magnitude, for twice the score evaluations.
+
+    With neither, one level is chosen from the training data by
+    :func:`default_sigma` (a tenth of the data's smallest standard deviation
+    along a principal axis), so that the optimum is within about 1% of the
+    maximum-likelihood fit; ``learner.sigmas`` holds it after ``init``/``run``.
     """
 
     _name = "DSM"
 
     def __init__(self, energy_fn: Callable, optim, sigma: float | None = None,
-                 sigmas: Sequence[float] | None = None):
-        if (sigma is None) == (sigmas is None):
-            raise OptionError("DSM takes exactly one of sigma= (one noise level) or sigmas= "
+                 sigmas: Sequence[float] | None = None, antithetic: bool = True):
+        if sigma is not None and sigmas is not None:
+            raise OptionError("DSM takes at most one of sigma= (one noise level) or sigmas= "
                               "(several, with a noise-conditional energy_fn(params, x, sigma)).")
+        if not isinstance(antithetic, bool):
+            raise OptionError(f"antithetic must be True or False; got {antithetic!r}.")
+        self.antithetic = antithetic
         self.conditional = sigmas is not None
+        # Neither: one level chosen from the data when the learner is initialised.
+        self._auto_sigma = sigma is None and sigmas is None
         self._energy_extra_args = 1 if self.conditional else 0
         super().__init__(energy_fn, optim)
         if self.conditional:
@@ -93,8 +141,15 @@ class DSM(LearnerBase):
                 raise EnergyError("with sigmas= the energy is noise-conditional: write "
                                   "energy_fn(params, x, sigma) (or energy_fn(x, sigma) with "
                                   "numpyro.param sites).")
-        else:
+        elif sigma is not None:
             self.sigmas = np.asarray([check_positive("sigma", sigma)])
+        else:
+            self.sigmas = np.asarray([1.0])  # replaced in init, from the data
+
+    def _extra_init(self, key, data, internal, batch_size):
+        if self._auto_sigma and not isinstance(data, jax.core.Tracer):
+            self.sigmas = np.asarray([default_sigma(data)])
+        return {}
 
     def _extra_args_for_check(self):
         return (jnp.asarray(self.sigmas[0], jnp.result_type(float)),) if self.conditional else ()
@@ -110,9 +165,17 @@ class DSM(LearnerBase):
         level = jax.random.randint(k_lvl, (b,), 0, sig.shape[0])
         s = sig[level]
         eps = jax.random.normal(k_eps, batch.shape, batch.dtype)
-        noisy = batch + s.reshape((b,) + (1,) * (batch.ndim - 1)) * eps
+        if self.antithetic:
+            # Each point noised by +eps and -eps: the term of the loss that is
+            # odd in eps -- at small sigma nearly all of its gradient's noise,
+            # sigma s(x).eps -- cancels within the pair; the expected loss is
+            # unchanged.
+            batch, eps, s = (jnp.concatenate([batch, batch]), jnp.concatenate([eps, -eps]),
+                             jnp.concatenate([s, s]))
+        noisy = batch + s.reshape((s.shape[0],) + (1,) * (batch.ndim - 1)) * eps
         scores = jax.vmap(lambda x, si: self._score(internal, x, si))(noisy, s)
         per_point = jax.vmap(lambda sc, si, e: 0.5 * _sqnorm(si * sc + e))(scores, s, eps)
+        batch = batch[:b]
         xtra = (lambda si: (si,)) if self.conditional else (lambda si: ())
         e_data = jax.vmap(lambda x, si: self._spec.energy(internal, x, *xtra(si)))(
             batch, jnp.full((b,), sig[-1]))

@@ -104,6 +104,9 @@ def _default_betas(num_temps: int) -> np.ndarray:
                            np.linspace(0.9, 1.0, n3 + 1)])
 
 
+#: Updates of :meth:`RBM.fit` when ``n_iter`` is not given.
+FIT_UPDATES = 15_000
+
 #: Most uniforms :meth:`RBM.block_gibbs` draws at once (4 MiB in float32): a
 #: block of sweeps shares one draw up to this size.
 _UNIFORMS_PER_DRAW = 2**20
@@ -317,6 +320,87 @@ class RBM:
                               f"got {np.shape(init)}.")
         return _sample_visible(self, key, params, init, int(num_samples), int(num_steps),
                                bool(mean_field))
+
+    # ---------------------------------------------------------------- fitting
+    def fit(self, data, seed=0, *, learning_rate: float = 0.02, batch_size: int = 100,
+            n_iter: int | None = None, k: int = 3, weight_decay: float = 1e-3,
+            ema: float | None = 0.99, progress=None, init_params=None):
+        """Train on binary ``data`` with a recipe that needs no tuning; returns a ``LearnResult``.
+
+        Persistent contrastive divergence (:class:`energymc.learn.CD` with
+        :meth:`block_gibbs`, ``k`` sweeps per update, one persistent chain per
+        batch row), Adam with momentum 0.5 and a cosine-decayed step (from
+        ``learning_rate`` to 1% of it), L2 weight decay on ``W`` only, and an
+        exponential moving average of the parameters. Chosen on the tuning
+        half of ``benchmarks/zoo_learn.py`` (digits) and checked on held-out
+        binary sets (``benchmarks/RESULTS.md``). The option names follow
+        scikit-learn's ``BernoulliRBM`` (whose ``n_components`` is
+        ``n_hidden`` here).
+
+        Parameters
+        ----------
+        data
+            ``(n, n_visible)`` binary (0/1) training data.
+        seed
+            An int or a ``jax.random.key``; same seed, same result.
+        learning_rate
+            Adam's initial step.
+        batch_size
+            Rows per update (at most ``n``).
+        n_iter
+            Passes over the data (epochs), as in scikit-learn. ``None``
+            (default): :data:`FIT_UPDATES` updates whatever the data size.
+        k
+            Block-Gibbs sweeps per update.
+        weight_decay
+            L2 penalty ``weight_decay / 2 |W|^2`` per example (biases free).
+        ema
+            Parameter averaging decay (``None`` turns it off).
+        progress
+            As for :meth:`energymc.learn.LearnerBase.run`.
+        init_params
+            Starting parameters; default :meth:`init_params` with the data's
+            base rates as visible biases.
+
+        Returns
+        -------
+        energymc.learn.LearnResult
+            ``result.params`` is the fitted ``{"W", "b", "c"}``; score it with
+            :meth:`log_likelihood` and :meth:`log_z_exact` (or
+            :meth:`log_z_ais` when both layers are large).
+        """
+        import numpyro.optim
+        import optax
+
+        from energymc.learn import CD
+        from energymc.learn._common import check_int, check_positive
+        from energymc.sampling import as_key
+
+        data = self.check_data(data)
+        n = data.shape[0]
+        batch_size = min(check_int("batch_size", batch_size, 1), n)
+        learning_rate = check_positive("learning_rate", learning_rate)
+        weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
+        if n_iter is None:
+            steps = FIT_UPDATES
+        else:
+            steps = check_int("n_iter", n_iter, 1) * max(n // batch_size, 1)
+        key = as_key(seed)
+        k_init, k_run = jax.random.split(key)
+        schedule = optax.cosine_decay_schedule(learning_rate, steps, alpha=0.01)
+        tx = optax.adam(schedule, b1=0.5)
+        if weight_decay:
+            # Added to W's gradient before Adam: the penalty weight_decay/2 |W|^2.
+            tx = optax.chain(optax.add_decayed_weights(
+                weight_decay, mask={"W": True, "b": False, "c": False}), tx)
+        learner = CD(self.free_energy, numpyro.optim.optax_to_numpyro(tx),
+                     k=check_int("k", k, 1), persistent=True, sampler=self.block_gibbs, ema=ema)
+        if init_params is None:
+            init_params = self.init_params(k_init, data=data)
+        else:
+            _check_params(init_params, self.n_visible, self.n_hidden)
+        return learner.run(k_run, steps, data, init_params=init_params, batch_size=batch_size,
+                           progress=progress)
 
     # -------------------------------------------------------------- log Z, LL
     def log_z_exact(self, params, max_units: int = exact.MAX_DIM) -> float:
