@@ -7,7 +7,15 @@ from data, and diagnose chains with ArviZ.
 __version__ = "0.1.0"
 
 from energymc import exact, io, learn, models, plots
-from energymc.diagnostics import Diagnosis, diagnose, plot_rank, plot_trace, summary
+from energymc.diagnostics import (
+    Diagnosis,
+    diagnose,
+    plot_energy,
+    plot_pair,
+    plot_rank,
+    plot_trace,
+    summary,
+)
 from energymc.energy import Energy
 from energymc.errors import EnergyError, EnergymcError, EnergymcWarning, OptionError
 from energymc.logz import LogZ, log_partition
@@ -30,6 +38,8 @@ __all__ = [
     "learn",
     "log_partition",
     "models",
+    "plot_energy",
+    "plot_pair",
     "plot_rank",
     "plots",
     "plot_trace",
