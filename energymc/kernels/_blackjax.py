@@ -29,6 +29,7 @@ from blackjax.mcmc.mala import MALAState
 from energymc._base import WarmupResult
 from energymc._numerics import nonfinite_to_neginf
 from energymc.errors import OptionError
+from energymc.progress import tick_interval
 
 __all__ = ["CONTINUOUS_KERNELS"]
 
@@ -348,17 +349,26 @@ class AdjustedKernel:
             return opts["metric"]
         return "welford_dense" if opts["dense_mass"] else self.diag_metric
 
-    def warmup(self, key, position, logdensity_fn, num_steps, options):
+    def warmup(self, key, position, logdensity_fn, num_steps, options, tick=None):
         opts = dict(options)
+        every = tick_interval(num_steps)
+
+        def info_fn(state, info, adapt_state):
+            if tick is not None:
+                # The dual-averaging counter is shared by all chains (so the
+                # tick is not repeated under vmap); it restarts with each
+                # window, and the meter caps the count at the total.
+                tick(adapt_state.ss_state.step, every)
+            # One stacked record per step: one write per step, not two.
+            return jnp.stack([info.acceptance_rate, adapt_state.step_size])
+
         # staged_adaptation is the engine behind blackjax.window_adaptation
         # (same Stan schedule and dual averaging); called directly so that the
         # mass-matrix estimator can be chosen.
         adapt = blackjax.staged_adaptation(
             _ALGORITHMS[self.name], _finite_logdensity(logdensity_fn),
             metric=self.metric(options), target_acceptance_rate=opts["target_accept"],
-            # One stacked record per step: one write per step, not two.
-            adaptation_info_fn=lambda state, info, adapt_state: jnp.stack(
-                [info.acceptance_rate, adapt_state.step_size]),
+            adaptation_info_fn=info_fn,
             **self._extra(options),
         )
         (state, params), info = adapt.run(key, position, num_steps)
@@ -432,9 +442,8 @@ class LangevinKernel:
                      "diverging": ~ok, "step_size": params["step_size"],
                      "mh_acceptance": mh.astype(new.logdensity.dtype)}
 
-    def warmup(self, key, position, logdensity_fn, num_steps, options):
-        return _MALA.warmup(key, position, logdensity_fn, num_steps,
-                            options)
+    def warmup(self, key, position, logdensity_fn, num_steps, options, tick=None):
+        return _MALA.warmup(key, position, logdensity_fn, num_steps, options, tick=tick)
 
     def default_params(self, dim, options):
         return _MALA.default_params(dim, options)
