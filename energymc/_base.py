@@ -105,7 +105,14 @@ class Kernel(Protocol):
 
     def warmup(self, key: PRNGKey, position: Array, logdensity_fn: LogDensityFn,
                num_steps: int, options: tuple) -> WarmupResult:
-        """Tune ``params`` for one chain over ``num_steps`` steps."""
+        """Tune ``params`` for one chain over ``num_steps`` steps.
+
+        A kernel may also accept ``tick=None``: when given (a progress meter is
+        on), it calls ``tick(i, every)`` once per step with a step counter
+        ``i`` that is shared by all chains (``every`` from
+        :func:`energymc.progress.tick_interval`), so that the warmup bar moves
+        while the compiled warmup runs. The draws must not depend on it.
+        """
 
     def default_params(self, dim: int, options: tuple) -> dict:
         """Parameters used when ``adapt=False`` (user values fill them in)."""

@@ -54,6 +54,7 @@ from energymc._base import WarmupResult
 from energymc._random import uniform
 from energymc.errors import OptionError
 from energymc.kernels import register
+from energymc.progress import tick_interval
 
 __all__ = ["GibbsState", "GradientState", "GIBBS", "GWG", "DMALA"]
 
@@ -229,23 +230,29 @@ class GibbsKernel:
         rate = flips.astype(state.position.dtype) / dim
         return new, {"lp": new.logdensity, "acceptance_rate": rate, "diverging": bad}
 
-    def warmup(self, key, position, logdensity_fn, num_steps, options):
-        return _burn_in(self, key, position, logdensity_fn, num_steps, options)
+    def warmup(self, key, position, logdensity_fn, num_steps, options, tick=None):
+        return _burn_in(self, key, position, logdensity_fn, num_steps, options, tick)
 
     def default_params(self, dim, options):
         return {}
 
 
-def _burn_in(kernel, key, position, logdensity_fn, num_steps, options):
-    """Warmup for kernels with nothing to tune: plain steps."""
+def _burn_in(kernel, key, position, logdensity_fn, num_steps, options, tick=None):
+    """Warmup for kernels with nothing to tune: plain steps (``tick`` reports progress)."""
     init_key, key = jax.random.split(key)
     state = kernel.init(init_key, position, logdensity_fn, {}, options)
+    every = tick_interval(num_steps)
 
-    def body(state, k):
+    def body(state, xs):
+        k, i = xs
+        if tick is not None:
+            # The step counter is not batched under vmap: one report per step.
+            tick(i, every)
         state, stats = kernel.step(k, state, logdensity_fn, {}, options)
         return state, stats["acceptance_rate"]
 
-    state, acc = jax.lax.scan(body, state, jax.random.split(key, num_steps))
+    state, acc = jax.lax.scan(body, state, (jax.random.split(key, num_steps),
+                                            jnp.arange(num_steps)))
     return WarmupResult(state, {}, {"acceptance_rate": acc})
 
 
@@ -326,8 +333,8 @@ class GWGKernel:
         return state, {"lp": state.logdensity, "acceptance_rate": jnp.mean(acc),
                        "diverging": jnp.any(bad)}
 
-    def warmup(self, key, position, logdensity_fn, num_steps, options):
-        return _burn_in(self, key, position, logdensity_fn, num_steps, options)
+    def warmup(self, key, position, logdensity_fn, num_steps, options, tick=None):
+        return _burn_in(self, key, position, logdensity_fn, num_steps, options, tick)
 
     def default_params(self, dim, options):
         return {}
@@ -386,9 +393,10 @@ class DMALAKernel:
         return new, {"lp": new.logdensity, "acceptance_rate": acc, "diverging": bad,
                      "step_size": step_size}
 
-    def warmup(self, key, position, logdensity_fn, num_steps, options):
+    def warmup(self, key, position, logdensity_fn, num_steps, options, tick=None):
         opts = dict(options)
         support = _support(logdensity_fn, options)
+        every = tick_interval(num_steps)
         target = opts["target_accept"]
         if not 0.0 < float(target) < 1.0:
             raise OptionError(f"dmala: target_accept must be in (0, 1); got {target!r}.")
@@ -399,6 +407,8 @@ class DMALAKernel:
 
         def body(carry, k):
             state, da = carry
+            if tick is not None:
+                tick(da.step, every)  # the dual-averaging counter, shared by all chains
             step_size = _clip_step(jnp.exp(da.log_step_size))
             state, acc, _ = _dmala_one(k, state, logdensity_fn, step_size, support)
             da = da_update(da, _finite_or_zero(acc))
