@@ -1,4 +1,4 @@
-"""A catalogue of known-bad and known-good runs: ``diagnose`` flags every bad one, passes every good one.
+"""Known-bad and known-good runs: ``diagnose`` flags every bad one, passes every good one.
 
 Every run is a real ``emc.sample`` call at a small size. A bad case names the
 check that must catch it (a phrase of its problem sentence); a good case must
