@@ -34,8 +34,10 @@ AIS_DEFAULTS = {
     "min_ess": None,
 }
 
-BDMC_DEFAULTS = {**AIS_DEFAULTS, "samples": None, "sample_method": None,
-                 "sample_warmup": 1000}
+BDMC_DEFAULTS = {**AIS_DEFAULTS, "samples": None, "reverse_start": "forward",
+                 "sample_method": None, "sample_warmup": 1000}
+
+REVERSE_STARTS = ("forward", "mcmc")
 
 # Kernels that do not leave pi_beta invariant would bias every weight.
 _UNADJUSTED = ("langevin", "mclmc")
@@ -267,6 +269,10 @@ def validate_bdmc(target, opts):
         o["_samples"] = flat
     else:
         o["_samples"] = None
+    if o["reverse_start"] not in REVERSE_STARTS:
+        raise OptionError(f"reverse_start= must be one of {', '.join(REVERSE_STARTS)}; got "
+                          f"{o['reverse_start']!r}. 'forward' resamples the forward run's final "
+                          "particles (every mode it found), 'mcmc' runs sample_method= chains.")
     return o
 
 
@@ -306,6 +312,18 @@ def run_bdmc(target, ref, key, o) -> dict:
     if o["_samples"] is not None:
         x_exact = o["_samples"]
         exact = True
+    elif o["reverse_start"] == "forward":
+        # The forward run's final particles, resampled by their weights: they
+        # hold every mode the forward run found, in its proportions. An MCMC
+        # run started at one point often sits in one mode, and the reverse run
+        # from it then gave an "upper" bound below the lower one.
+        n = o["particles"]
+        w = np.asarray(fwd["weights"], dtype=float)
+        idx = jax.random.choice(jax.random.fold_in(key, 3), w.size, (n,),
+                                p=jnp.asarray(w / w.sum()))
+        x_exact = jnp.asarray(fwd["particles"])[idx]
+        exact = False
+        o["_sample_method"] = "forward particles"
     else:
         seed = int(jax.random.randint(jax.random.fold_in(key, 2), (), 0, 2**31 - 1))
         x_exact = _approximate_samples(target, o["particles"], seed, o)
@@ -325,15 +343,16 @@ def run_bdmc(target, ref, key, o) -> dict:
     _, stderr_r, ess_r, _ = _weight_summary(logw)
     problems = list(fwd["problems"])
     if not exact:
-        problems_note = ("upper bound from approximate target draws (MCMC, "
-                         f"method={o['_sample_method']!r}), not exact samples")
+        problems_note = ("upper bound from approximate target draws "
+                         f"({o['_sample_method']}), not exact samples")
     else:
         problems_note = None
     if upper < lower - 3 * math.hypot(fwd["stderr"], stderr_r):
         problems.append(
             f"the upper bound {upper:.3f} lies below the lower bound {lower:.3f}: the target "
-            "draws used for the reverse run are not exact (an MCMC run that missed mass?). "
-            "Pass exact samples= or a longer sample_warmup=."
+            "draws used for the reverse run are not exact (they missed or mis-weighted "
+            "mass). Pass exact samples=, or use more particles= and a higher cess= so that "
+            "the forward run, whose final particles start the reverse one, finds every mode."
         )
     rev_stages = _records(out, n_r)
     stages = dict(fwd["stages"])
