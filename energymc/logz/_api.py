@@ -104,8 +104,9 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         An int or a ``jax.random.key``; same seed, same estimate.
     replicates
         Independent runs (default: 4 for ``ais``, ``smc`` and ``bdmc``, 1 for the
-        others); ``log_z`` is then the log of their mean ``Z``, ``stderr``
-        the larger of their spread and their own stderrs over ``sqrt(R)``,
+        others and along a model's own ``AnnealingPath``); ``log_z`` is then
+        the log of their mean ``Z``, ``stderr`` the larger of their spread
+        and their own stderrs over ``sqrt(R)``,
         and a spread larger than the runs' own stderrs allow is flagged
         (``replicates``/``spread`` are reported).
     budget
@@ -198,7 +199,9 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
                           f"valid options are: {', '.join(sorted(valid_opts))}.")
     budget_s, budget_evals = _check_budget(budget, replicates)
     if replicates is None:
-        replicates = DEFAULT_REPLICATES[method]
+        # A model's own path (e.g. RBM.ais_path) comes with its exact moves and
+        # its own budget (num_temps in the thousands): one run, as before.
+        replicates = 1 if isinstance(base, AnnealingPath) else DEFAULT_REPLICATES[method]
     if isinstance(replicates, bool) or not isinstance(replicates, (int, np.integer)) \
             or replicates < 1:
         raise OptionError(f"replicates= must be an integer >= 1; got {replicates!r}.")
