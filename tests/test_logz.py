@@ -7,6 +7,7 @@ module-level fixtures; long runs are marked ``slow``.
 """
 
 import math
+import re
 import warnings
 
 import jax.numpy as jnp
@@ -72,7 +73,8 @@ def gauss():
 def ais_gauss(gauss):
     with warnings.catch_warnings():
         warnings.simplefilter("error", EnergymcWarning)
-        return emc.log_partition(gauss, method="ais", seed=0, scale=2.0)
+        # One run (replicates=1): these tests read a single run's particles.
+        return emc.log_partition(gauss, method="ais", seed=0, scale=2.0, replicates=1)
 
 
 def _check(est, truth, tol):
@@ -149,7 +151,7 @@ def test_ais_weighted_particles_are_draws(ais_gauss):
 
 
 def test_ais_same_seed_same_answer_other_seeds_agree(gauss, ais_gauss):
-    again = emc.log_partition(gauss, method="ais", seed=0, scale=2.0)
+    again = emc.log_partition(gauss, method="ais", seed=0, scale=2.0, replicates=1)
     assert again.log_z == ais_gauss.log_z
     for seed in (1, 2):
         _check(emc.log_partition(gauss, method="ais", seed=seed, scale=2.0), GAUSS_LOGZ, 0.15)
@@ -273,13 +275,15 @@ def test_smc_fixed_and_pilot_schedules(gauss):
     # schedule="pilot": an adaptive run on another key sets the betas, a
     # second run follows them. It must equal a fixed-schedule run along the
     # same betas with the same seed, plus the pilot's cost.
-    est = emc.log_partition(gauss, method="smc", seed=2, scale=2.0, schedule="pilot")
+    est = emc.log_partition(gauss, method="smc", seed=2, scale=2.0, schedule="pilot",
+                            replicates=1)
     _check(est, GAUSS_LOGZ, 0.15)
     sched = est.info["schedule"]
     assert sched[0] == 0.0 and sched[-1] == 1.0 and np.all(np.diff(sched) > 0)
     np.testing.assert_allclose(est.stages["beta"], sched[1:], rtol=1e-6)
     assert est.info["pilot_grad_evals"] > 0
-    fixed = emc.log_partition(gauss, method="smc", seed=2, scale=2.0, schedule=sched)
+    fixed = emc.log_partition(gauss, method="smc", seed=2, scale=2.0, schedule=sched,
+                              replicates=1)
     assert fixed.log_z == est.log_z
     assert est.num_grad_evals == pytest.approx(fixed.num_grad_evals
                                                + est.info["pilot_grad_evals"])
@@ -293,7 +297,7 @@ def test_smc_fixed_and_pilot_schedules(gauss):
     assert reps.replicates[1] != reps.replicates[0]  # still independent runs
     # A schedule given by hand is followed as given.
     lin = emc.log_partition(gauss, method="smc", seed=3, scale=2.0,
-                            schedule=np.linspace(0.0, 1.0, 21))
+                            schedule=np.linspace(0.0, 1.0, 21), replicates=1)
     np.testing.assert_allclose(lin.stages["beta"], np.linspace(0.05, 1.0, 20), rtol=1e-6)
     _check(lin, GAUSS_LOGZ, 0.15)
 
@@ -492,7 +496,8 @@ _INDEP_TARGET = emc.Energy(lambda x: -x @ _H, init=jnp.zeros(12), support="binar
 @pytest.mark.parametrize("schedule", ["adaptive", "linear"])
 def test_ais_along_a_path_is_unbiased_and_a_wrong_move_is_not(schedule):
     est = emc.log_partition(_INDEP_TARGET, method="ais", base=_indep_path(_exact_step),
-                            seed=5, particles=512, schedule=schedule, num_temps=50)
+                            seed=5, particles=512, schedule=schedule, num_temps=50,
+                            replicates=1)
     assert isinstance(est, emc.LogZ) and est.reliable, est.problems
     assert est.info["kernel"] == "independent"
     assert est.info["log_z_base"] == pytest.approx(12 * math.log(2.0))
@@ -501,7 +506,8 @@ def test_ais_along_a_path_is_unbiased_and_a_wrong_move_is_not(schedule):
     # Negative control: moves that do not leave pi_beta invariant bias log Z
     # far beyond the error bar.
     bad = emc.log_partition(_INDEP_TARGET, method="ais", base=_indep_path(_wrong_step),
-                            seed=5, particles=512, schedule=schedule, num_temps=50)
+                            seed=5, particles=512, schedule=schedule, num_temps=50,
+                            replicates=1)
     assert abs(bad.log_z - _INDEP_LOGZ) > 5 * bad.stderr + 0.05, (bad.log_z, bad.stderr)
 
 
@@ -517,3 +523,118 @@ def test_path_checks_before_annealing():
     short = emc.Energy(lambda x: -x @ _H[:6], init=jnp.zeros(6), support="binary")
     with pytest.raises(OptionError, match=r"must return \(n, 6\)"):
         emc.log_partition(short, method="ais", base=path)
+
+
+# --------------------------------------------------------------------------
+# Reprs: a flagged record shows what is known, never midpoint ± small stderr
+# --------------------------------------------------------------------------
+def _record(problems=(), lower=None, upper=None, log_z=40.5733, stderr=0.0795):
+    stages = {"beta": np.array([0.5, 1.0]), "ess": np.array([200.0, 150.0]),
+              "acceptance": np.array([0.8, 0.7])}
+    return emc.LogZ(method="bdmc" if lower is not None else "ais", target=None, log_z=log_z,
+                    stderr=stderr, ess=150.0, num_particles=256, stages=stages, particles=None,
+                    weights=None, lower=lower, upper=upper, problems=problems)
+
+
+def test_repr_reliable_shows_estimate_and_stderr():
+    text = repr(_record())
+    assert "40.5733 ± 0.0795" in text and re.search(r"reliable +: yes", text)
+
+
+def test_repr_flagged_bracket_shows_bounds_only():
+    rec = _record(problems=["something was wrong; do this."], lower=40.1, upper=41.3)
+    for text in (repr(rec), rec._repr_html_()):
+        assert "between 40.10 and 41.30" in text
+        assert "±" not in text and "40.5733" not in text
+
+
+def test_repr_flagged_inverted_or_unbounded_shows_no_interval():
+    inverted = _record(problems=["the upper bound lies below the lower bound"], lower=41.32,
+                       upper=39.83)
+    plain = _record(problems=["the final weight ESS is 3"])
+    for rec in (inverted, plain):
+        text = repr(rec)
+        assert "no reliable interval" in text and "±" not in text and "40.5733" not in text
+    assert "INVERTED" in repr(inverted)
+
+
+def test_html_repr_is_bounded():
+    rec = _record(problems=[f"problem number {i}" for i in range(10)])
+    html = rec._repr_html_()
+    assert "problem number 3" in html and "problem number 4" not in html
+    assert "and 6 more" in html and len(html) < 3000
+
+
+def test_stages_frame():
+    frame = _record().stages_frame()
+    assert list(frame.columns) == ["beta", "ess", "acceptance"]
+    assert frame.index.name == "stage" and len(frame) == 2
+    np.testing.assert_array_equal(frame["beta"].to_numpy(), [0.5, 1.0])
+
+
+def test_bdmc_default_reverse_run_starts_from_forward_particles():
+    """On a bimodal target the default reverse run covers both modes: the bracket holds
+    the truth (within noise) or the record is flagged, in every seed."""
+    target = emc.Energy(mixture, init=jnp.zeros(1), name="mixture")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EnergymcWarning)
+        for seed in range(3):
+            est = emc.log_partition(target, method="bdmc", seed=seed, scale=5.0, particles=128,
+                                    replicates=1)
+            assert est.info["note"].endswith("(forward particles), not exact samples")
+            noise = 3 * math.hypot(est.info["lower_stderr"], est.info["upper_stderr"])
+            assert (est.lower - noise <= MIX_LOGZ <= est.upper + noise) or not est.reliable, est
+
+
+# --------------------------------------------------------------------------
+# budget=: precision without the method's knobs
+# --------------------------------------------------------------------------
+def test_budget_in_grad_evals_runs_replicates_until_spent(gauss):
+    opts = dict(method="ais", scale=2.0, particles=64, schedule="linear", num_temps=20,
+                checks=False)
+    one = emc.log_partition(gauss, seed=5, replicates=1, **opts)
+    est = emc.log_partition(gauss, seed=5, budget={"grad_evals": 5.5 * one.num_grad_evals},
+                            **opts)
+    assert len(est.replicates) == 5
+    assert est.replicates[0] == one.log_z  # replicate r uses the same key as replicates=
+    again = emc.log_partition(gauss, seed=5, budget={"grad_evals": 5.5 * one.num_grad_evals},
+                              **opts)
+    assert again.log_z == est.log_z
+    small = emc.log_partition(gauss, seed=5, budget=1e-3, **opts)  # seconds: at least 2
+    assert len(small.replicates) == 2
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"budget": -1.0}, "budget= must be seconds"),
+    ({"budget": {"seconds": 3}}, "one key, 'grad_evals'"),
+    ({"budget": {"grad_evals": 0}}, "N > 0"),
+    ({"budget": 10.0, "replicates": 2}, "not both"),
+])
+def test_budget_bad_values_raise(gauss, kwargs, match):
+    with pytest.raises(OptionError, match=match):
+        emc.log_partition(gauss, **kwargs)
+
+
+def test_progress_reports_stages_and_changes_nothing(gauss):
+    class Meter:
+        def __init__(self):
+            self.calls = []
+
+        def start(self, total, description):
+            self.calls.append(("start", total))
+
+        def update(self, n, postfix):
+            self.calls.append(("update", n))
+
+        def close(self):
+            self.calls.append(("close", None))
+
+    meter = Meter()
+    opts = dict(method="ais", seed=6, scale=2.0, particles=64, replicates=2)
+    quiet = emc.log_partition(gauss, progress=False, **opts)
+    shown = emc.log_partition(gauss, progress=meter, **opts)
+    assert shown.log_z == quiet.log_z and shown.stderr == quiet.stderr
+    assert meter.calls == [("start", 3), ("update", 1), ("update", 1), ("update", 1),
+                           ("close", None)]
+    with pytest.raises(OptionError, match="progress must be"):
+        emc.log_partition(gauss, progress="yes")

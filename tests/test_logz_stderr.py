@@ -69,7 +69,8 @@ def wells():
 def _smc_wells(wells, seed, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EnergymcWarning)
-        return emc.log_partition(wells, method="smc", seed=seed, scale=2.0, particles=256, **kw)
+        return emc.log_partition(wells, method="smc", seed=seed, scale=2.0, particles=256,
+                                 replicates=1, **kw)
 
 
 def test_smc_genealogy_stderr_covers_where_the_delta_method_did_not(wells):
@@ -77,7 +78,8 @@ def test_smc_genealogy_stderr_covers_where_the_delta_method_did_not(wells):
     # per-step delta-method stderr. The genealogy estimate covers it, and
     # the run is flagged because it rests on few lineages.
     with pytest.warns(EnergymcWarning, match="effective initial particles"):
-        est = emc.log_partition(wells, method="smc", seed=4, scale=2.0, particles=256)
+        est = emc.log_partition(wells, method="smc", seed=4, scale=2.0, particles=256,
+                                replicates=1)
     err = abs(est.log_z - WELLS_LOGZ)
     assert err > 3 * est.info["stderr_delta"], est.info      # the old error bar fails
     assert err <= 3 * est.stderr, est                        # the new one covers
@@ -104,7 +106,8 @@ def test_smc_flags_lineages_that_collapse_faster_than_resampling_explains(wells)
     # Control: on a Gaussian the moves decorrelate the weights between
     # stages, the lineages thin like neutral drift, and nothing is flagged.
     gauss = emc.Energy(lambda x: 0.5 * jnp.sum((x / 0.5) ** 2), init=jnp.zeros(16))
-    good = emc.log_partition(gauss, method="smc", seed=0, scale=2.0, particles=512)
+    good = emc.log_partition(gauss, method="smc", seed=0, scale=2.0, particles=512,
+                             replicates=1)
     assert good.info["lineage_ratio"] > 0.5 and good.reliable
     with pytest.raises(OptionError, match="min_lineage_ratio"):
         emc.log_partition(wells, method="smc", min_lineage_ratio=-1)
@@ -140,7 +143,7 @@ def test_smc_hmc_moves_and_slow_tempering_on_wells(wells):
     for seed in range(8):
         est = emc.log_partition(wells, method="smc", seed=seed, scale=2.0, particles=2048,
                                 target_ess=0.9, kernel="hmc", mcmc_steps=4,
-                                kernel_options={"num_integration_steps": 5})
+                                kernel_options={"num_integration_steps": 5}, replicates=1)
         err = abs(est.log_z - WELLS_LOGZ)
         assert err <= 0.1 and err <= 3 * est.stderr, (seed, err, est)
         assert est.reliable, est.problems

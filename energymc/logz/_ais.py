@@ -14,8 +14,8 @@ from energymc.errors import OptionError
 from energymc.logz._anneal import AnnealConfig, anneal, schedule
 from energymc.logz._path import AnnealingPath, anneal_path
 
-__all__ = ["AIS_DEFAULTS", "BDMC_DEFAULTS", "run_ais", "run_bdmc", "run_path_ais",
-           "resolve_kernel"]
+__all__ = ["AIS_DEFAULTS", "BDMC_DEFAULTS", "forward_particles", "run_ais", "run_bdmc",
+           "run_path_ais", "resolve_kernel"]
 
 SCHEDULES = ("adaptive", "linear", "geometric", "sigmoidal")
 
@@ -34,8 +34,10 @@ AIS_DEFAULTS = {
     "min_ess": None,
 }
 
-BDMC_DEFAULTS = {**AIS_DEFAULTS, "samples": None, "sample_method": None,
-                 "sample_warmup": 1000}
+BDMC_DEFAULTS = {**AIS_DEFAULTS, "samples": None, "reverse_start": "forward",
+                 "sample_method": None, "sample_warmup": 1000}
+
+REVERSE_STARTS = ("forward", "mcmc")
 
 # Kernels that do not leave pi_beta invariant would bias every weight.
 _UNADJUSTED = ("langevin", "mclmc")
@@ -267,6 +269,10 @@ def validate_bdmc(target, opts):
         o["_samples"] = flat
     else:
         o["_samples"] = None
+    if o["reverse_start"] not in REVERSE_STARTS:
+        raise OptionError(f"reverse_start= must be one of {', '.join(REVERSE_STARTS)}; got "
+                          f"{o['reverse_start']!r}. 'forward' resamples the forward run's final "
+                          "particles (every mode it found), 'mcmc' runs sample_method= chains.")
     return o
 
 
@@ -297,43 +303,68 @@ def _approximate_samples(target, n, key_seed, o):
     return jnp.asarray(flat)
 
 
-def run_bdmc(target, ref, key, o) -> dict:
-    """Forward AIS (stochastic lower bound) and reverse AIS from target draws (upper bound)."""
-    fwd = run_ais(target, ref, jax.random.fold_in(key, 0), o)
+def _reverse(target, ref, fwd, key, o, x_start):
+    """Reverse AIS from ``x_start`` along the forward run's betas, from 1 down to 0.
+
+    Returns ``(upper, stderr, ess, out)``: ``mean(exp(logw))`` estimates
+    ``1/Z`` when ``x_start`` are exact target draws, so ``upper = -log`` of it
+    is then a stochastic upper bound on log Z.
+    """
     kernel, kopts, _, cfg, _ = _prepare(target, ref, o)
     betas_f = np.concatenate([[0.0], fwd["stages"]["beta"]])
     betas_r = jnp.asarray(betas_f[::-1].copy(), jnp.result_type(float))
+    # Start with the forward run's tuned step size and mass matrix at beta = 1.
+    params = jax.tree.map(jnp.asarray, fwd["info"]["final_params"])
+    out = anneal(key, ref, x_start, betas_r, params, target=target, kernel=kernel,
+                 options=kopts, cfg=cfg._replace(adaptive=False))
+    logw = np.asarray(out["logw"], dtype=float)
+    upper = -(float(logsumexp(logw)) - math.log(logw.size))
+    _, stderr_r, ess_r, _ = _weight_summary(logw)
+    return upper, stderr_r, ess_r, out
+
+
+def forward_particles(fwd, key, n):
+    """``n`` of the forward run's final particles, resampled by weight: ``(n, dim)``.
+
+    They hold every mode the forward run found, in its proportions.
+    """
+    w = np.asarray(fwd["weights"], dtype=float)
+    idx = jax.random.choice(key, w.size, (n,), p=jnp.asarray(w / w.sum()))
+    return jnp.asarray(fwd["particles"])[idx]
+
+
+def run_bdmc(target, ref, key, o) -> dict:
+    """Forward AIS (stochastic lower bound) and reverse AIS from target draws (upper bound)."""
+    fwd = run_ais(target, ref, jax.random.fold_in(key, 0), o)
     if o["_samples"] is not None:
         x_exact = o["_samples"]
         exact = True
+    elif o["reverse_start"] == "forward":
+        # An MCMC run started at one point often sits in one mode, and the
+        # reverse run from it then gave an "upper" bound below the lower one.
+        x_exact = forward_particles(fwd, jax.random.fold_in(key, 3), o["particles"])
+        exact = False
+        o["_sample_method"] = "forward particles"
     else:
         seed = int(jax.random.randint(jax.random.fold_in(key, 2), (), 0, 2**31 - 1))
         x_exact = _approximate_samples(target, o["particles"], seed, o)
         exact = False
-    # Start the reverse run with the forward run's tuned step size and mass
-    # matrix at beta = 1, where it starts.
-    params = fwd["info"]["final_params"]
-    params = jax.tree.map(jnp.asarray, params)
-    cfg_r = cfg._replace(adaptive=False)
-    out = anneal(jax.random.fold_in(key, 1), ref, x_exact, betas_r, params, target=target,
-                 kernel=kernel, options=kopts, cfg=cfg_r)
-    logw = np.asarray(out["logw"], dtype=float)
-    n_r = logw.size
-    # mean(exp(logw)) estimates 1/Z, so -log of it is an upper bound on log Z.
-    upper = -(float(logsumexp(logw)) - math.log(n_r))
+    upper, stderr_r, ess_r, out = _reverse(target, ref, fwd, jax.random.fold_in(key, 1), o,
+                                           x_exact)
+    n_r = int(np.shape(out["logw"])[0])
     lower = fwd["log_z"]
-    _, stderr_r, ess_r, _ = _weight_summary(logw)
     problems = list(fwd["problems"])
     if not exact:
-        problems_note = ("upper bound from approximate target draws (MCMC, "
-                         f"method={o['_sample_method']!r}), not exact samples")
+        problems_note = ("upper bound from approximate target draws "
+                         f"({o['_sample_method']}), not exact samples")
     else:
         problems_note = None
     if upper < lower - 3 * math.hypot(fwd["stderr"], stderr_r):
         problems.append(
             f"the upper bound {upper:.3f} lies below the lower bound {lower:.3f}: the target "
-            "draws used for the reverse run are not exact (an MCMC run that missed mass?). "
-            "Pass exact samples= or a longer sample_warmup=."
+            "draws used for the reverse run are not exact (they missed or mis-weighted "
+            "mass). Pass exact samples=, or use more particles= and a higher cess= so that "
+            "the forward run, whose final particles start the reverse one, finds every mode."
         )
     rev_stages = _records(out, n_r)
     stages = dict(fwd["stages"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 import warnings
 from typing import Any
@@ -13,14 +14,20 @@ from jax.scipy.special import logsumexp
 
 from energymc.energy import Energy
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
+from energymc.logz._checks import replicate_check
 from energymc.logz._path import AnnealingPath, check_path
 from energymc.logz._reference import fit_gaussian, make_reference
 from energymc.logz._result import LogZ
 
 __all__ = ["log_partition", "METHODS"]
 
-# Options every method takes: how the reference q0 is built.
-_BASE_DEFAULTS = {"scale": 1.0, "probs": None, "pilot_draws": 500}
+# Options every method takes: how the reference q0 is built. scale=2: a base
+# wider than the target costs a few more stages, one narrower than it leaves
+# the particles to grow into the target's tails by local moves, which they do
+# too slowly. On the zoo's TUNING half (funnel2, banana50, student50,
+# gaussian10; 2 seeds x 2 replicates) AIS errors were -0.17..-0.27 nats at
+# scale 1 and -0.13..+0.07 at scale 2, with no change on mixture10d3.
+_BASE_DEFAULTS = {"scale": 2.0, "probs": None, "pilot_draws": 500}
 
 
 _SPEC = {  # name -> (module, defaults, validate, run, supports)
@@ -69,8 +76,14 @@ def _pilot(target, draws, seed):
 _PILOT_COST: dict[int, float] = {}
 
 
+# Independent replicates by default where a run is cheap: their spread checks
+# each run's own stderr (see energymc.logz._checks.replicate_check).
+DEFAULT_REPLICATES = {"ais": 4, "smc": 4, "bdmc": 4, "nested": 1, "pt": 1}
+
+
 def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: Any = 0,
-                  replicates: int = 1, **options) -> LogZ:
+                  replicates: int | None = None, checks: bool = True, budget: Any = None,
+                  progress: Any = None, **options) -> LogZ:
     """Estimate ``log Z = log ∫ exp(-E(x)) dx`` with an error bar.
 
     Every method anneals along the geometric path
@@ -88,19 +101,45 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         lower and upper bounds), ``"nested"`` (BlackJAX nested slice
         sampling), ``"pt"`` (parallel tempering, stepping-stone estimate).
     base
-        The reference ``q0``: ``None`` (a Gaussian ``N(init, scale^2 I)`` for
-        real targets, uniform for discrete), ``"gaussian"``, ``"pilot"`` (a
-        Gaussian fitted to a short NUTS run), ``"uniform"``, ``"bernoulli"``
-        (with ``probs=``), or a NumPyro distribution with draws ``(dim,)``.
+        The reference ``q0``: ``None`` (a Gaussian ``N(init, scale^2 I)``
+        for real targets, ``scale=2`` by default; uniform for discrete),
+        ``"gaussian"``, ``"pilot"`` (a Gaussian fitted to a short NUTS run),
+        ``"uniform"``, ``"bernoulli"`` (with ``probs=``), or a NumPyro
+        distribution with draws ``(dim,)``.
     seed
         An int or a ``jax.random.key``; same seed, same estimate.
     replicates
-        Independent runs; ``log_z`` is then the log of their mean ``Z``,
-        ``stderr`` comes from their spread, and ``replicates``/``spread`` are
-        reported.
+        Independent runs (default: 4 for ``ais``, ``smc`` and ``bdmc``, 1 for the
+        others and along a model's own ``AnnealingPath``); ``log_z`` is then
+        the log of their mean ``Z``, ``stderr`` the larger of their spread
+        and their own stderrs over ``sqrt(R)``,
+        and a spread larger than the runs' own stderrs allow is flagged
+        (``replicates``/``spread`` are reported).
+    budget
+        Buy precision without touching the method's knobs: independent
+        replicates (each with the method's default settings) are run until
+        the budget is spent, at least 2 of them, and pooled as for
+        ``replicates=``. A number is wall-clock seconds for the runs
+        (compilation included; the count of replicates then depends on the
+        machine, so the estimate is not reproducible); ``{"grad_evals": N}``
+        counts gradient evaluations instead (reproducible). The error shrinks
+        like ``1/sqrt(replicates)``; it does not remove a bias every run
+        shares. Not together with ``replicates=``.
+    progress
+        A bar (``tqdm.auto``) advancing once per host-side stage: each
+        replicate (one compiled run) and the mode check. ``None`` (default)
+        shows it in a terminal or notebook and not under ``CI``; ``True``,
+        ``False``, or an object with ``start``/``update``/``close``. It never
+        changes the estimate.
+    checks
+        Run the checks that flag a confidently wrong estimate (default
+        ``True``): the replicate spread check, and for real targets a second
+        estimate by importance sampling from a Gaussian mixture at the local
+        minima the particles found (``info["checks"]``; see the
+        partition-functions guide).
     **options
         Method options (an unknown one raises an error listing the valid
-        ones). Common: ``scale`` (sd of the default Gaussian), ``probs``,
+        ones). Common: ``scale`` (sd of the default Gaussian, 2), ``probs``,
         ``pilot_draws``. AIS/BDMC: ``particles`` (256), ``schedule``
         (``"adaptive"``, ``"linear"``, ``"geometric"``, ``"sigmoidal"`` or an
         array of betas), ``num_temps`` (100, fixed schedules), ``cess``
@@ -108,8 +147,11 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         energymc kernel, ``"gibbs"`` for discrete targets),
         ``kernel_options``, ``mcmc_steps`` (2 per stage), ``step_size``,
         ``target_accept``, ``adapt_mass``, ``min_ess``, ``max_stages``.
-        BDMC adds ``samples`` (exact target draws; otherwise a long
-        ``sample_method`` run, only approximately exact). SMC: ``particles``,
+        BDMC adds ``samples`` (exact target draws) and ``reverse_start``:
+        without ``samples`` the reverse run starts from the forward run's
+        final particles resampled by weight (``"forward"``, default: every
+        mode the forward run found) or from a ``sample_method`` MCMC run
+        (``"mcmc"``, with ``sample_warmup``); both only approximately exact. SMC: ``particles``,
         ``target_ess``, ``kernel``, ``mcmc_steps``, ``waste_free``,
         ``min_families`` (flag below this many effective surviving lineages),
         ``min_lineage_ratio`` (flag when ``eve_ess * stages / particles``,
@@ -161,6 +203,11 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     if unknown:
         raise OptionError(f"log_partition(method={method!r}) got unknown option(s) {unknown}; "
                           f"valid options are: {', '.join(sorted(valid_opts))}.")
+    budget_s, budget_evals = _check_budget(budget, replicates)
+    if replicates is None:
+        # A model's own path (e.g. RBM.ais_path) comes with its exact moves and
+        # its own budget (num_temps in the thousands): one run, as before.
+        replicates = 1 if isinstance(base, AnnealingPath) else DEFAULT_REPLICATES[method]
     if isinstance(replicates, bool) or not isinstance(replicates, (int, np.integer)) \
             or replicates < 1:
         raise OptionError(f"replicates= must be an integer >= 1; got {replicates!r}.")
@@ -175,10 +222,36 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         ref = _reference(target, base, opts, pilot_draws, key)
     o = validate(target, opts)
 
+    from energymc.progress import make_meter
+
+    meter = make_meter(progress)
+    meter.start(None if budget is not None else int(replicates) + int(bool(checks)),
+                f"log Z ({method})")
     t0 = time.perf_counter()
-    results = [run(target, ref, jax.random.fold_in(key, r), o) for r in range(int(replicates))]
+
+    def one(r):
+        res = run(target, ref, jax.random.fold_in(key, r), o)
+        meter.update(1, {"replicate": r, "log_z": f"{res['log_z']:.4f}"})
+        return res
+
+    if budget is None:
+        results = [one(r) for r in range(int(replicates))]
+    else:
+        results, evals = [], 0.0
+        while len(results) < _MAX_BUDGET_REPLICATES:
+            results.append(one(len(results)))
+            evals += results[-1]["grad_evals"]
+            spent, n = time.perf_counter() - t0, len(results)
+            # Stop when one more replicate (at the mean cost so far) would overspend.
+            if n >= 2 and ((budget_s is not None and spent * (n + 1) / n > budget_s)
+                           or (budget_evals is not None and evals * (n + 1) / n > budget_evals)):
+                break
     total = time.perf_counter() - t0
     est = _combine(method, target, results, o, total)
+    if checks:
+        _mode_check(est, target, ref, jax.random.fold_in(key, 10**6 + 1))
+        meter.update(1, {"check": est.info["checks"]["modes"].get("status", "")[:20]})
+    meter.close()
     est.info["base"] = repr(ref)
     est.info["reference"] = ref
     pilot = _PILOT_COST.pop(id(ref), 0.0)
@@ -191,6 +264,30 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     return est
 
 
+_MAX_BUDGET_REPLICATES = 1000
+
+
+def _check_budget(budget, replicates):
+    """``(seconds, grad_evals)`` from ``budget=`` (one of them ``None``); checked eagerly."""
+    if budget is None:
+        return None, None
+    if replicates is not None:
+        raise OptionError("give budget= or replicates=, not both: budget= chooses the number "
+                          "of replicates itself.")
+    if isinstance(budget, dict):
+        if set(budget) != {"grad_evals"}:
+            raise OptionError(f"budget= as a dict takes one key, 'grad_evals'; got "
+                              f"{sorted(budget)}. E.g. budget={{'grad_evals': 2e6}}.")
+        n = budget["grad_evals"]
+        if isinstance(n, bool) or not isinstance(n, (int, float)) or not n > 0:
+            raise OptionError(f"budget={{'grad_evals': N}} needs a number N > 0; got {n!r}.")
+        return None, float(n)
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0:
+        raise OptionError(f"budget= must be seconds (a number > 0, e.g. 30.0) or "
+                          f"{{'grad_evals': N}}; got {budget!r}.")
+    return float(budget), None
+
+
 def _reference(target, base, opts, pilot_draws, key):
     """The reference q0 from ``base=`` (pops the base options out of ``opts``)."""
     return make_reference(
@@ -199,13 +296,51 @@ def _reference(target, base, opts, pilot_draws, key):
             jax.random.fold_in(key, 10**6), (), 0, 2**31 - 1))))
 
 
+def _mode_check(est, target, ref, key):
+    """Run :func:`mode_check` where it applies; record it and any problem on ``est``."""
+    from energymc.logz._checks import mode_check
+
+    checks = est.info.setdefault("checks", {})
+    if target.support != "real" or isinstance(ref, AnnealingPath) or est.particles is None \
+            or est.weights is None or not math.isfinite(est.log_z):
+        checks["modes"] = {"status": "skipped: needs real particles from a geometric path"}
+        return
+    t0 = time.perf_counter()
+    problem, info = mode_check(target, est.particles, est.weights, est.log_z, est.stderr, key)
+    info["seconds"] = time.perf_counter() - t0
+    checks["modes"] = info
+    est.timing["checks_s"] = info["seconds"]
+    if problem:
+        est.problems.append(problem)
+
+
+def _merge_problems(per_run):
+    """One sentence per kind of problem, naming the replicates that had it.
+
+    Replicates usually fail the same way with different numbers; listing the
+    same sentence R times buries the other problems. The first replicate's
+    wording (with its numbers) stands for the kind.
+    """
+    if len(per_run) == 1:
+        return list(per_run[0])
+    kinds: dict[str, tuple[str, list[int]]] = {}
+    for r, problems in enumerate(per_run):
+        for p in problems:
+            kind = re.sub(r"[-+]?\d+(\.\d+)?(e[-+]?\d+)?", "#", p)
+            kinds.setdefault(kind, (p, []))[1].append(r)
+    out = []
+    for p, runs in kinds.values():
+        who = (f"replicate {runs[0]}" if len(runs) == 1 else
+               f"{len(runs)} of {len(per_run)} replicates ({', '.join(map(str, runs))}; "
+               f"numbers from replicate {runs[0]})")
+        out.append(f"{who}: {p}")
+    return out
+
+
 def _combine(method, target, results, o, total) -> LogZ:
     first = results[0]
     R = len(results)
-    problems = []
-    for r, res in enumerate(results):
-        for p in res["problems"]:
-            problems.append(p if R == 1 else f"replicate {r}: {p}")
+    problems = _merge_problems([res["problems"] for res in results])
     info = dict(first["info"])
     lower = first.get("lower")
     upper = first.get("upper")
@@ -217,7 +352,10 @@ def _combine(method, target, results, o, total) -> LogZ:
         log_z = float(logsumexp(reps) - math.log(R))
         # The replicates are independent, so their spread measures the error of
         # any one; the mean of R of them has 1/sqrt(R) of it.
-        stderr = float(np.std(reps, ddof=1) / math.sqrt(R))
+        stderr, problem, rinfo = replicate_check(reps, [res["stderr"] for res in results])
+        info.setdefault("checks", {})["replicates"] = rinfo
+        if problem:
+            problems.append(problem)
         if lower is not None:
             lows = np.array([res["lower"] for res in results])
             ups = np.array([res["upper"] for res in results])

@@ -56,8 +56,11 @@ class LogZ:
     spread
         Standard deviation of ``replicates`` (``None`` for one replicate).
     reliable
-        ``False`` when a diagnostic says the estimate should not be trusted;
-        ``problems`` then says why and what to do.
+        ``False`` when a diagnostic or a check says the estimate should not
+        be trusted; ``problems`` then says why and what to do, and the
+        record's text and HTML views show only what is known (``bdmc``
+        bounds that bracket, or "no reliable interval"), never
+        ``log_z ± stderr``.
     problems
         Plain-language sentences, each with a suggested fix.
     num_grad_evals
@@ -174,14 +177,49 @@ class LogZ:
         fig.tight_layout()
         return fig
 
+    # ---------------------------------------------------------------- tables
+    def stages_frame(self):
+        """The per-stage record as a ``pandas.DataFrame``, one row per stage.
+
+        Columns are the keys of :attr:`stages` (``beta``, ``ess``,
+        ``acceptance``, ``step_size``, ...; for ``pt`` one row per rung);
+        the index is named ``stage``.
+        """
+        import pandas as pd
+
+        n = max((len(v) for v in self.stages.values()), default=0)
+        cols = {k: v for k, v in self.stages.items() if np.ndim(v) == 1 and len(v) == n}
+        frame = pd.DataFrame(cols)
+        frame.index.name = "stage"
+        return frame
+
     # ------------------------------------------------------------------ repr
+    #: Problems shown in a repr; the rest are counted ("... and 3 more").
+    MAX_PROBLEM_ROWS = 4
+
+    def _estimate_row(self) -> str:
+        """What is known about log Z, never more precise than the run supports."""
+        if self.reliable:
+            return f"{_fmt(self.log_z)} ± {_fmt(self.stderr)} (stderr, nats)"
+        if (self.lower is not None and self.upper is not None
+                and math.isfinite(self.lower) and math.isfinite(self.upper)
+                and self.lower <= self.upper):
+            return (f"between {self.lower:.2f} and {self.upper:.2f} (bounds; "
+                    "flagged, no finer estimate is reliable)")
+        # A midpoint ± stderr here would read as precise: show the raw number
+        # at two decimals, labelled as untrusted.
+        raw = "n/a" if not math.isfinite(self.log_z) else f"{self.log_z:.2f}"
+        return f"no reliable interval (raw estimate {raw}, not to be trusted: see problems)"
+
     def _rows(self) -> list[tuple[str, str]]:
         rows = [("target", repr(getattr(self.target, "name", "?"))),
                 ("method", self.method),
-                ("log Z", f"{_fmt(self.log_z)} ± {_fmt(self.stderr)} (stderr, nats)")]
+                ("log Z", self._estimate_row())]
         if self.lower is not None:
+            ok = self.upper is not None and self.lower <= self.upper
             rows.append(("bounds", f"[{_fmt(self.lower)}, {_fmt(self.upper)}] "
-                                   f"(gap {self.upper - self.lower:.4f})"))
+                                   + (f"(gap {self.upper - self.lower:.4f})" if ok
+                                      else "(INVERTED: not a bracket)")))
         if self.replicates is not None and len(self.replicates) > 1:
             rows.append(("replicates", f"{len(self.replicates)}, spread (sd) {self.spread:.4f}"))
         rows.append(("particles", f"{self.num_particles}, final weight ESS {self.ess:.1f}"))
@@ -192,8 +230,12 @@ class LogZ:
         if self.timing:
             rows.append(("time", f"{self.timing.get('total_s', 0.0):.2f}s"))
         rows.append(("reliable", "yes" if self.reliable else "NO"))
-        for p in self.problems:
+        shown = self.problems[:self.MAX_PROBLEM_ROWS]
+        for p in shown:
             rows.append(("problem", p))
+        if len(self.problems) > len(shown):
+            rows.append(("problem", f"... and {len(self.problems) - len(shown)} more "
+                                    "(all in .problems)"))
         return rows
 
     def __repr__(self) -> str:

@@ -1,0 +1,129 @@
+"""log Z under default options on the zoo's held-out half (``benchmarks/zoo.py``).
+
+For every method (``default`` is ``emc.log_partition(target)``, the others
+``method=NAME`` with nothing else set) and every target of the chosen half,
+the script runs ``--seeds`` seeds and reports:
+
+* ``med|err|``: median absolute error in nats against the exact log Z;
+* ``cover``: fraction of runs with ``|err| <= 3 stderr`` **or** flagged
+  (``reliable=False``): a flagged run is not a silent miss;
+* ``silent``: runs with ``|err| > 3 stderr`` and ``reliable=True`` (must be 0);
+* ``flagged``: runs flagged ``reliable=False``;
+* ``cold s`` / ``warm s``: wall seconds of the first run (compilation
+  included) and the median of the others (same process, so compiled code is
+  reused), on this machine's CPUs.
+
+Defaults were chosen on ``zoo.TUNING`` only; run this on ``--half held_out``
+(the default) to report. Usage::
+
+    python benchmarks/bench_zoo_logz.py --seeds 3
+    python benchmarks/bench_zoo_logz.py --methods default,smc --targets mixture6d3,wells8
+    python benchmarks/bench_zoo_logz.py --half tuning --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import zoo  # noqa: E402
+
+import energymc as emc  # noqa: E402
+
+_DISCRETE_OK = ("default", "ais", "bdmc", "pt")
+
+
+def run_one(entry, target, method, seed):
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if method == "default":
+            est = emc.log_partition(target, seed=seed)
+        else:
+            est = emc.log_partition(target, method=method, seed=seed)
+    dt = time.perf_counter() - t0
+    err = est.log_z - entry.log_z
+    return {"target": entry.name, "family": entry.family, "dim": entry.dim, "method": method,
+            "seed": seed, "log_z": est.log_z, "truth": entry.log_z, "err": err,
+            "stderr": est.stderr, "reliable": est.reliable, "seconds": dt,
+            "lower": est.lower, "upper": est.upper, "grad_evals": est.num_grad_evals,
+            "silent": bool(est.reliable and abs(err) > 3 * est.stderr),
+            "problems": [p[:120] for p in est.problems]}
+
+
+def summarise(rows):
+    out = []
+    keys = sorted({(r["method"], r["target"]) for r in rows},
+                  key=lambda k: (k[0], [e.name for e in zoo.ZOO].index(k[1])))
+    for method, name in keys:
+        rs = [r for r in rows if r["method"] == method and r["target"] == name]
+        errs = np.abs([r["err"] for r in rs])
+        cover = np.mean([abs(r["err"]) <= 3 * r["stderr"] or not r["reliable"] for r in rs])
+        secs = [r["seconds"] for r in rs]
+        bracket = [r for r in rs if r["lower"] is not None]
+        out.append({"method": method, "target": name, "dim": rs[0]["dim"], "runs": len(rs),
+                    "med_abs_err": float(np.median(errs)), "coverage": float(cover),
+                    "silent": int(sum(r["silent"] for r in rs)),
+                    "flagged": int(sum(not r["reliable"] for r in rs)),
+                    "cold_s": secs[0],
+                    "warm_s": float(np.median(secs[1:])) if len(secs) > 1 else math.nan,
+                    "bracketed": (int(sum(r["lower"] <= r["truth"] <= r["upper"]
+                                          for r in bracket)) if bracket else None)})
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--methods", default="default",
+                    help="comma list of default, ais, smc, bdmc, nested, pt")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--half", choices=("held_out", "tuning", "all"), default="held_out")
+    ap.add_argument("--targets", default=None, help="comma list of zoo names (default: the half)")
+    ap.add_argument("--max-dim", type=int, default=None)
+    ap.add_argument("--json", default=None, help="write every run's record here")
+    args = ap.parse_args(argv)
+    half = {"held_out": zoo.HELD_OUT, "tuning": zoo.TUNING, "all": zoo.ZOO}[args.half]
+    entries = ([zoo.by_name(n) for n in args.targets.split(",")] if args.targets else half)
+    if args.max_dim:
+        entries = [e for e in entries if e.dim <= args.max_dim]
+    methods = args.methods.split(",")
+    rows = []
+    for entry in entries:
+        target = entry.build()
+        for method in methods:
+            if target.support != "real" and method not in _DISCRETE_OK:
+                continue
+            for seed in range(args.seeds):
+                r = run_one(entry, target, method, seed)
+                rows.append(r)
+                print(f"{entry.name:12s} {method:8s} seed {seed}  err {r['err']:+.3f}  "
+                      f"stderr {r['stderr']:.3f}  {'ok' if r['reliable'] else 'FLAGGED':7s} "
+                      f"{'SILENT MISS ' if r['silent'] else ''}{r['seconds']:.1f}s", flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1))
+    print()
+    print("| method | target | dim | runs | med abs err | coverage | silent | flagged | "
+          "cold s | warm s | bracketed |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for s in summarise(rows):
+        br = "" if s["bracketed"] is None else f"{s['bracketed']}/{s['runs']}"
+        print(f"| {s['method']} | {s['target']} | {s['dim']} | {s['runs']} | "
+              f"{s['med_abs_err']:.3f} | {s['coverage']:.2f} | {s['silent']} | {s['flagged']} | "
+              f"{s['cold_s']:.1f} | {s['warm_s']:.1f} | {br} |")
+    total_silent = sum(r["silent"] for r in rows)
+    print(f"\n{len(rows)} runs, {total_silent} silent misses, "
+          f"{sum(not r['reliable'] for r in rows)} flagged.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""Checks that catch a confidently wrong log Z: replicate spread and a mode-mixture estimate.
+
+Both run on the host after the estimator, and each returns a problem
+sentence (with a fix) or ``None`` plus the numbers it used, which
+:func:`energymc.log_partition` stores in ``LogZ.info["checks"]``.
+
+* :func:`replicate_check` — independent replicates must scatter no more
+  than their own error bars say. Each replicate's ``stderr`` is an
+  estimate from inside one run; when it is too small (resampling that
+  concentrated the weight on a few lineages, a heavy-tailed weight
+  distribution) the replicates disagree more than it allows.
+* :func:`mode_check` — a second estimator along another path. The final
+  particles are sent down the energy (gradient descent) to the local minima
+  they sit in; a Gaussian mixture with one component per minimum (Laplace
+  covariance, slightly widened) is an importance-sampling proposal ``g``
+  whose estimate ``mean(exp(-E(x)) / g(x))`` is unbiased for ``Z`` whatever
+  the annealing did. If it is clearly above the annealing estimate, the
+  annealing under-weighted modes that its own particles found (the typical
+  failure on unequal mixtures: a narrow mode gains its mass late in the
+  schedule, after the particles that could have entered it were resampled
+  away). It cannot see a mode that no particle reached.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.scipy.special import logsumexp
+
+from energymc.energy import jit_over_target
+
+__all__ = ["mode_check", "replicate_check", "REPLICATE_LEVEL"]
+
+#: Upper 0.999 quantile of chi^2_k / k, k = R - 1 (R = 2..8): the replicate
+#: spread check's threshold, so a correct stderr is flagged once in 1,000 runs.
+REPLICATE_LEVEL = {1: 10.83, 2: 6.91, 3: 5.42, 4: 4.62, 5: 4.10, 6: 3.74, 7: 3.47}
+
+
+def replicate_check(log_zs, stderrs):
+    """Compare the spread of ``R`` independent estimates with their own stderrs.
+
+    Parameters
+    ----------
+    log_zs
+        ``(R,)`` replicate estimates of log Z.
+    stderrs
+        ``(R,)`` each replicate's own stderr.
+
+    Returns
+    -------
+    stderr : float
+        Stderr of the pooled estimate ``log mean exp(log_zs)``: the larger of
+        the replicates' spread and their own stderrs, divided by ``sqrt(R)``
+        (the spread of 4 replicates alone is itself too noisy to trust).
+    problem : str or None
+        Set when ``(R - 1) s^2 / mean(stderr^2)`` exceeds the 0.999 quantile
+        of ``chi^2_{R-1}``.
+    info : dict
+        ``spread`` (sd of the replicates), ``own`` (rms of their stderrs),
+        ``ratio`` (spread / own).
+    """
+    z = np.asarray(log_zs, dtype=float)
+    se = np.asarray(stderrs, dtype=float)
+    R = z.size
+    spread = float(np.std(z, ddof=1)) if R > 1 else 0.0
+    own = float(np.sqrt(np.mean(se**2)))
+    stderr = max(spread, own) / math.sqrt(R)
+    # Float32 rounding of log Z sets a floor under any stderr (a base equal to
+    # the target gives stderr 0 and replicates equal to the last bits).
+    floor = 1e-5 * max(1.0, float(np.max(np.abs(z)))) if np.all(np.isfinite(z)) else 0.0
+    ratio = spread / max(own, floor) if max(own, floor) > 0 else math.inf
+    info = {"spread": spread, "own": own, "ratio": ratio}
+    if R < 2 or not np.all(np.isfinite(z)):
+        return stderr, None, info
+    level = REPLICATE_LEVEL.get(R - 1, 3.0)
+    if ratio**2 > level:
+        return stderr, (
+            f"the {R} independent replicates scatter {ratio:.1f}x more than their own error "
+            f"bars allow (sd {spread:.3f} against a per-run stderr of {own:.3f}): each run's "
+            "stderr is too small, so the estimate is less certain than any one run says and may "
+            "be biased. Use more particles= or a base closer to the target (base='pilot'), "
+            "and compare methods."), info
+    return stderr, None, info
+
+
+def _widen(dim):
+    # Proposal covariance c^2 * Laplace: wider than the mode (heavier tails are
+    # safer for importance sampling), but only by 1 + 1/sqrt(d) in variance so
+    # that the weight variance, ~ (c^2 / sqrt(2 c^2 - 1))^d, stays O(1) in high d.
+    return 1.0 + 1.0 / math.sqrt(dim)
+
+
+@jit_over_target(("target", "steps"))
+def _descend(y0, scale, *, target, steps):
+    """Gradient descent (Adam, cosine decay) from ``y0`` ``(n, dim)`` in units of ``scale``."""
+    opt = optax.adam(optax.cosine_decay_schedule(0.3, steps, alpha=1e-3))
+    energy = lambda y: target.flat_energy(y * scale)
+    grad = jax.vmap(jax.grad(energy))
+
+    def body(carry, _):
+        y, state = carry
+        g = grad(y)
+        g = jnp.where(jnp.isfinite(g), g, 0.0)
+        upd, state = opt.update(g, state, y)
+        return (optax.apply_updates(y, upd), state), None
+
+    (y, _), _ = jax.lax.scan(body, (y0, opt.init(y0)), None, length=steps)
+    return y * scale, jax.vmap(target.flat_energy)(y * scale)
+
+
+@jit_over_target(("target",))
+def _hessian(x, *, target):
+    return jax.hessian(target.flat_energy)(x)
+
+
+@jit_over_target(("target",))
+def _is_logw(x, locs, chols, log_pi, *, target):
+    """``-E(x) - log g(x)`` for the Gaussian mixture ``g``; ``x`` ``(m, dim)``."""
+
+    def log_comp(loc, chol):
+        y = jax.scipy.linalg.solve_triangular(chol, (x - loc).T, lower=True).T
+        logdet = jnp.sum(jnp.log(jnp.diag(chol)))
+        return -0.5 * jnp.sum(y**2, axis=1) - logdet - 0.5 * x.shape[1] * math.log(2 * math.pi)
+
+    log_g = logsumexp(jax.vmap(log_comp)(locs, chols) + log_pi[:, None], axis=0)
+    lw = -jax.vmap(target.flat_energy)(x) - log_g
+    return jnp.where(jnp.isfinite(lw), lw, -jnp.inf)
+
+
+def mode_check(target, particles, weights, log_z, stderr, key, *, starts=32, steps=400,
+               max_modes=8, draws=4096, min_ess_frac=0.05):
+    """Importance sampling from a Gaussian mixture at the particles' local minima.
+
+    Parameters
+    ----------
+    target
+        A real-support :class:`energymc.Energy`.
+    particles, weights
+        ``(n, dim)`` final particles and ``(n,)`` normalised weights.
+    log_z, stderr
+        The annealing estimate to check, in nats.
+    key
+        A ``jax.random.key``.
+    starts, steps
+        Particles sent downhill, and descent steps.
+    max_modes
+        Distinct minima kept (lowest energy first).
+    draws
+        Importance-sampling draws.
+    min_ess_frac
+        The comparison is made only when the proposal fits: importance ESS at
+        least this fraction of ``draws``.
+
+    Returns
+    -------
+    problem : str or None
+        Set when the mixture estimate exceeds ``log_z`` by more than 3
+        combined standard errors (the annealing lost mass its particles
+        found), or, with a well-fitting mixture (importance ESS at least half
+        the draws), lies more than 3 combined standard errors below it.
+    info : dict
+        ``log_z``, ``stderr``, ``ess`` of the mixture estimate, ``modes``
+        (count) and ``status`` (``"compared"`` or why not).
+    """
+    x = np.asarray(particles, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    n, dim = x.shape
+    k_pick, k_draw = jax.random.split(key)
+    dtype = jnp.result_type(float)
+    idx = np.asarray(jax.random.choice(k_pick, n, (min(starts, n),), p=jnp.asarray(w / w.sum())))
+    sd = np.std(x, axis=0)
+    sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+    scale = jnp.asarray(sd, dtype)
+    y0 = jnp.asarray(x[idx] / sd, dtype)
+    mins, energies = _descend(y0, scale, target=target, steps=steps)
+    mins, energies = np.asarray(mins, dtype=float), np.asarray(energies, dtype=float)
+    order = [i for i in np.argsort(energies) if np.isfinite(energies[i])]
+    locs, chols, log_mass = [], [], []
+    widen = _widen(dim)
+    max_var = float(np.max(sd**2))
+    for i in order:
+        m = mins[i]
+        if any(float((m - loc) @ np.linalg.solve(c @ c.T, m - loc)) < 4.0 * widen
+               for loc, c in zip(locs, chols, strict=True)):
+            continue  # within 2 sd of a kept mode: the same one
+        h = np.asarray(_hessian(jnp.asarray(m, dtype), target=target), dtype=float)
+        if not np.all(np.isfinite(h)):
+            continue
+        lam, vec = np.linalg.eigh(0.5 * (h + h.T))
+        # Flat or concave directions (a ring's tangent, a saddle): no wider than
+        # 3 particle sds, so the proposal still covers where the particles were.
+        lam = np.maximum(lam, 1.0 / (9.0 * max_var))
+        cov = (vec / lam) @ vec.T * widen
+        chols.append(np.linalg.cholesky(0.5 * (cov + cov.T)))
+        locs.append(m)
+        log_mass.append(-energies[i] + 0.5 * dim * math.log(2 * math.pi)
+                        - 0.5 * float(np.sum(np.log(lam))))
+        if len(locs) >= max_modes:
+            break
+    if not locs:
+        return None, {"status": "skipped: no finite local minimum found", "modes": 0}
+    k = len(locs)
+    lm = np.asarray(log_mass)
+    pi = np.exp(lm - np.max(lm))
+    pi = pi / pi.sum()
+    # Defensive floor: every found mode gets draws even if its Laplace mass is
+    # (wrongly) tiny; the weights below stay exact for the mixture used.
+    pi = np.maximum(pi, 0.25 / k)
+    pi = pi / pi.sum()
+    k_c, k_e = jax.random.split(k_draw)
+    comp = np.asarray(jax.random.choice(k_c, k, (draws,), p=jnp.asarray(pi)))
+    eps = np.asarray(jax.random.normal(k_e, (draws, dim), dtype), dtype=float)
+    locs_a, chols_a = np.stack(locs), np.stack(chols)
+    xs = locs_a[comp] + np.einsum("nij,nj->ni", chols_a[comp], eps)
+    lw = np.asarray(_is_logw(jnp.asarray(xs, dtype), jnp.asarray(locs_a, dtype),
+                             jnp.asarray(chols_a, dtype), jnp.asarray(np.log(pi), dtype),
+                             target=target), dtype=float)
+    info = {"modes": k, "draws": draws}
+    if not np.any(np.isfinite(lw)):
+        return None, {**info, "status": "skipped: no finite importance weight"}
+    lse = float(logsumexp(lw))
+    wn = np.exp(lw - lse)
+    ess = 1.0 / float(np.sum(wn**2))
+    is_log_z = lse - math.log(draws)
+    is_se = math.sqrt(max(1.0 / ess - 1.0 / draws, 0.0))
+    info.update(log_z=is_log_z, stderr=is_se, ess=ess)
+    if ess < min_ess_frac * draws:
+        return None, {**info, "status": f"skipped: the mixture fits poorly (ESS {ess:.0f})"}
+    info["status"] = "compared"
+    gap = is_log_z - log_z
+    if gap > 3.0 * math.hypot(stderr, is_se):
+        return (f"a second estimate, by importance sampling from a Gaussian at each of the {k} "
+                f"local minima the particles found, is {gap:.2f} nats higher ({is_log_z:.3f} ± "
+                f"{is_se:.3f}): the annealing under-weighted modes it had found (typical of "
+                "unequal mixtures, where a narrow mode gains its mass late), so log Z is too "
+                "low. Use slower annealing (target_ess=0.9 for smc, cess=0.999 for ais) with "
+                "more particles=, or method='pt'."), info
+    if -gap > 3.0 * math.hypot(stderr, is_se) and ess >= 0.5 * draws:
+        # The mixture fits well, and it is unbiased whatever the annealing did:
+        # an estimate far above it came from a few overweighted particles.
+        return (f"a second estimate, by importance sampling from a Gaussian at each of the {k} "
+                f"local minima the particles found (importance ESS {ess:.0f} of {draws}), is "
+                f"{-gap:.2f} nats lower ({is_log_z:.3f} ± {is_se:.3f}): the two disagree beyond "
+                "their error bars, so at least one is wrong. Use more particles= and slower "
+                "annealing, or compare with method='pt'."), info
+    return None, info

@@ -1,0 +1,132 @@
+"""The checks that flag a confidently wrong log Z, each with a negative control.
+
+* replicate spread: consistent replicates pass (and rarely fail: at most the
+  designed 1 in 1,000), replicates that scatter beyond their stderrs fail;
+* mode mixture: a correct estimate passes, one that lost mass (too low) and
+  one that is too high fail;
+* both run by default inside ``log_partition``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.scipy.special import logsumexp
+
+import energymc as emc
+from energymc.logz._checks import mode_check, replicate_check
+
+# --------------------------------------------------------- replicate spread
+
+
+def test_replicate_check_passes_consistent_replicates():
+    rng = np.random.default_rng(11)
+    flagged = 0
+    for _ in range(2000):
+        se = rng.uniform(0.05, 0.2)
+        z = 3.0 + se * rng.normal(size=4)
+        stderr, problem, info = replicate_check(z, np.full(4, se))
+        flagged += problem is not None
+        assert stderr >= se / 2 - 1e-12  # never below the runs' own error over sqrt(R)
+    # Designed false-alarm rate 0.001: 2 expected in 2000; 10 would be p < 1e-4.
+    assert flagged <= 10
+
+
+def test_replicate_check_flags_stderrs_that_are_too_small():
+    """Negative control: the runs scatter 4x more than their stderrs say."""
+    z = 3.0 + np.array([-0.5, 0.4, -0.3, 0.45])
+    stderr, problem, info = replicate_check(z, np.full(4, 0.1))
+    assert problem is not None and "replicates scatter" in problem
+    assert info["ratio"] > 2.0
+    assert stderr == pytest.approx(np.std(z, ddof=1) / 2)
+
+
+# --------------------------------------------------------------- mode mixture
+
+_W, _S, _MU = np.array([0.7, 0.3]), np.array([1.0, 0.3]), np.array([[-3.0, 0.0], [3.0, 1.0]])
+_LOG_Z = 1.5  # amplitudes below put mass w_k e^1.5 in mode k
+
+
+def _mixture():
+    la = jnp.asarray(np.log(_W) - (np.log(2 * np.pi) + 2 * np.log(_S)) + _LOG_Z)
+    mu, s = jnp.asarray(_MU), jnp.asarray(_S)
+
+    def energy(x):
+        return -logsumexp(la - 0.5 * jnp.sum((x - mu) ** 2, axis=1) / s**2)
+
+    return emc.Energy(energy, init=jnp.zeros(2))
+
+
+def _draws(n, seed):
+    rng = np.random.default_rng(seed)
+    k = rng.choice(2, size=n, p=_W)
+    return _MU[k] + _S[k, None] * rng.normal(size=(n, 2))
+
+
+def test_mode_check_passes_a_correct_estimate():
+    x = _draws(200, 0)
+    problem, info = mode_check(_mixture(), x, np.full(200, 1 / 200), _LOG_Z, 0.05,
+                               jax.random.key(0))
+    assert problem is None
+    assert info["status"] == "compared" and info["modes"] == 2
+    # The mixture estimate itself is right to within its own error bar.
+    assert abs(info["log_z"] - _LOG_Z) < 4 * info["stderr"] + 1e-3
+
+
+@pytest.mark.parametrize("offset,word", [(-0.6, "higher"), (+0.6, "lower")])
+def test_mode_check_flags_a_wrong_estimate(offset, word):
+    """Negative controls: an estimate 0.6 nats off with stderr 0.05 is flagged."""
+    x = _draws(200, 1)
+    problem, info = mode_check(_mixture(), x, np.full(200, 1 / 200), _LOG_Z + offset, 0.05,
+                               jax.random.key(1))
+    assert problem is not None and f"nats {word}" in problem
+
+
+def test_mode_check_cannot_see_a_mode_no_particle_reached():
+    """Its documented limit: particles only in the major mode, estimate of that mode's mass."""
+    x = _draws(400, 2)
+    x = x[x[:, 0] < 0][:200]
+    problem, info = mode_check(_mixture(), x, np.full(len(x), 1 / len(x)),
+                               _LOG_Z + math.log(0.7), 0.05, jax.random.key(2))
+    assert info["modes"] == 1 and problem is None
+
+
+# ------------------------------------------------------ inside log_partition
+
+
+def test_log_partition_runs_both_checks_by_default():
+    target = emc.Energy(lambda x: 0.5 * jnp.sum(x**2), init=jnp.zeros(3))
+    est = emc.log_partition(target, method="ais", seed=3, particles=64)
+    assert len(est.replicates) == 4
+    assert {"replicates", "modes"} <= set(est.info["checks"])
+    assert est.info["checks"]["modes"]["status"] == "compared"
+    assert est.reliable, est.problems
+    assert abs(est.log_z - 1.5 * math.log(2 * math.pi)) <= 3 * est.stderr + 1e-4
+    off = emc.log_partition(target, method="ais", seed=3, particles=64, replicates=1,
+                            checks=False)
+    assert off.replicates is None and "checks" not in off.info
+
+
+def test_log_partition_flags_a_missed_minor_mode_weight():
+    """End to end: SMC with few particles and fast tempering on the unequal 2-d mixture
+    under-weights the narrow mode; whenever it errs beyond 3 stderrs, it is flagged."""
+    target = _mixture()
+    for seed in range(3):
+        est = emc.log_partition(target, method="smc", seed=seed, particles=64, target_ess=0.3,
+                                mcmc_steps=2)
+        err = est.log_z - _LOG_Z
+        assert est.reliable is False or abs(err) <= 3 * est.stderr, (seed, err, est.stderr)
+
+
+def test_replicates_problems_are_merged_by_kind():
+    from energymc.logz._api import _merge_problems
+
+    merged = _merge_problems([["the final weight ESS is 1.5 of 256 particles"],
+                              ["the final weight ESS is 3.0 of 256 particles", "stopped early"],
+                              []])
+    assert merged == ["2 of 3 replicates (0, 1; numbers from replicate 0): the final weight "
+                      "ESS is 1.5 of 256 particles", "replicate 1: stopped early"]
