@@ -39,7 +39,8 @@ from scipy import integrate, special
 
 import energymc as emc
 
-__all__ = ["Entry", "ZOO", "TUNING", "HELD_OUT", "FAMILIES", "by_name"]
+__all__ = ["Entry", "ZOO", "TUNING", "HELD_OUT", "FAMILIES", "by_name", "LEARN_TASKS",
+           "LEARN_TUNING", "LEARN_HELD_OUT"]
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -349,8 +350,18 @@ def by_name(name: str) -> Entry:
     raise KeyError(f"no zoo entry {name!r}; entries: {', '.join(e.name for e in ZOO)}")
 
 
+# The zoo's learner tasks (known optima: Gaussian MLEs, Boltzmann machines and
+# RBMs fitted exactly by enumeration, binary data sets for RBM.fit) live in
+# zoo_learn.py, with their own split, also fixed before any learner default was
+# tuned (benchmarks/zoo_learn.py --run, bench_rbm.py --zoo).
+from zoo_learn import HELD_OUT as LEARN_HELD_OUT  # noqa: E402
+from zoo_learn import TASKS as LEARN_TASKS  # noqa: E402
+from zoo_learn import TUNING as LEARN_TUNING  # noqa: E402
+
 if __name__ == "__main__":
     for half, entries in (("TUNING", TUNING), ("HELD_OUT", HELD_OUT)):
         print(half)
         for e in entries:
             print(f"  {e.name:12s} {e.family:9s} dim {e.dim:4d}  log Z {e.log_z:.6f}")
+    for half, tasks in (("LEARN_TUNING", LEARN_TUNING), ("LEARN_HELD_OUT", LEARN_HELD_OUT)):
+        print(half, ", ".join(getattr(t, "name", str(t)) for t in tasks))

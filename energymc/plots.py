@@ -220,7 +220,13 @@ def plot_logz(est, axes=None):
     sched.set_ylabel("inverse temperature β")
     if np.all(beta > 0) and beta.max() / beta.min() > 100:
         sched.set_yscale("log")  # geometric schedules are straight lines on a log scale
-    sched.set_title(f"{getattr(est, 'method', '')}: log Z = {est.log_z:.3f} ± {est.stderr:.3f}")
+    # A flagged estimate gets no precise-looking "x ± se" in the title.
+    if getattr(est, "reliable", True):
+        title = f"log Z = {est.log_z:.3f} ± {est.stderr:.3f}"
+    else:
+        title = "log Z flagged: " + ("see est.problems" if "no reliable" in est.estimate_text
+                                      else est.estimate_text.split(" (")[0])
+    sched.set_title(f"{getattr(est, 'method', '')}: {title}", fontsize="medium")
     drew = False
     n = max(int(getattr(est, "num_particles", 0)), 1)
     if "ess" in stages:

@@ -311,8 +311,9 @@ def test_logz_to_arviz_and_plot(ais_gauss, tmp_path):
     assert idata.posterior["x"].shape == (1, 256, _D)
     assert idata.sample_stats["weight"].shape == (1, 256)
     assert idata.constant_data["beta"].shape == (ais_gauss.num_stages,)
-    fig = ais_gauss.plot()
-    fig.savefig(tmp_path / "schedule.png")
+    axes = ais_gauss.plot()
+    assert len(axes) == 2 and axes[0].figure is axes[1].figure  # axes, not a Figure
+    axes[0].figure.savefig(tmp_path / "schedule.png")
     assert (tmp_path / "schedule.png").stat().st_size > 0
     text = repr(ais_gauss)
     assert "log Z" in text and "stderr" in text and "reliable" in text

@@ -135,6 +135,19 @@ def test_plot_logz_on_given_axes_and_bad_input(logz_est):
         plots.plot_logz(empty)
 
 
+def test_plot_logz_title_never_precise_when_flagged():
+    stages = {"beta": np.linspace(0.1, 1.0, 5), "ess": np.full(5, 50.0)}
+    common = dict(method="ais", target=None, log_z=3.21, stderr=0.01, ess=50.0,
+                  num_particles=100, stages=stages, particles=None, weights=None)
+    good = emc.LogZ(**common)
+    assert "± 0.010" in plots.plot_logz(good)[0].get_title()  # control: reliable shows x ± se
+    bad = emc.LogZ(**common, problems=("the replicates disagree",))
+    title = plots.plot_logz(bad)[0].get_title()
+    assert "flagged" in title and "±" not in title and "3.210" not in title
+    bracket = emc.LogZ(**common, lower=3.0, upper=3.5, problems=("gap",))
+    assert "between 3.00 and 3.50" in plots.plot_logz(bracket)[0].get_title()
+
+
 # ------------------------------------------------------------------- losses
 def test_plot_losses_array_and_heldout_pairs():
     losses = np.linspace(2.0, 0.5, 200) + 0.1 * np.random.default_rng(0).normal(size=200)

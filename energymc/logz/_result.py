@@ -141,7 +141,9 @@ class LogZ:
         return logz_to_arviz(self)
 
     def plot(self, ax=None):
-        """Weight ESS and acceptance along the schedule (matplotlib).
+        """The schedule and the per-stage weight ESS and acceptance (matplotlib).
+
+        Delegates to :func:`energymc.plots.plot_logz`.
 
         Parameters
         ----------
@@ -150,32 +152,17 @@ class LogZ:
 
         Returns
         -------
-        matplotlib.figure.Figure
+        numpy.ndarray
+            The two axes (never a Figure, so a notebook draws it once).
         """
-        import matplotlib.pyplot as plt
+        from energymc.plots import plot_logz
 
-        if ax is None:
-            fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
-        else:
-            fig = ax[0].figure
-        beta = self.stages.get("beta", np.array([]))
-        x = np.arange(1, len(beta) + 1)
-        if "ess" in self.stages:
-            ax[0].plot(beta, self.stages["ess"] / max(self.num_particles, 1), marker=".")
-            ax[0].set_ylabel("weight ESS / particles")
-        ax[0].set_xlabel("inverse temperature β")
-        ax[0].set_ylim(0, 1.05)
-        ax[0].set_title(f"{self.method}: log Z = {self.log_z:.3f} ± {self.stderr:.3f}")
-        if "acceptance" in self.stages:
-            ax[1].plot(x, self.stages["acceptance"], marker=".", label="move acceptance")
-        if "swap_acceptance" in self.stages:
-            ax[1].plot(x, self.stages["swap_acceptance"], marker=".", label="swap acceptance")
-        ax[1].set_xlabel("stage")
-        ax[1].set_ylabel("acceptance")
-        ax[1].set_ylim(0, 1.05)
-        ax[1].legend(loc="lower left", fontsize="small")
-        fig.tight_layout()
-        return fig
+        return plot_logz(self, axes=ax)
+
+    @property
+    def estimate_text(self) -> str:
+        """What is known about log Z in words: ``"x ± se"`` only when the record is reliable."""
+        return self._estimate_row()
 
     # ---------------------------------------------------------------- tables
     def stages_frame(self):
