@@ -1,4 +1,4 @@
-"""NCE with default options on an off-origin Gaussian: the data-balanced ``log_z`` start.
+"""NCE on an off-origin Gaussian: the fixed ``log_z`` start against the balanced one.
 
 The data: 1000 points of a 3-d Gaussian with a dense covariance and mean
 ``(1, -0.5, 0.5)`` (0.5-1 sd from the origin). The energy
@@ -8,10 +8,12 @@ optimum is closed-form (the sample mean and the inverse of the biased sample
 covariance). The optimiser is the user's, as in ``benchmarks/zoo_learn.py``:
 Adam with a step decaying geometrically from 5e-2 to 1e-3.
 
-Check: default NCE reaches the MLE precision within 5% (relative Frobenius
-error) and the mean within 0.1 sd. Negative control: the old fixed start
-``init_log_z=0.0`` misses by more than 20% (measured: 41% against 1.2% for
-the default, seed 0), so the check can fail.
+Check: NCE with ``init_log_z="data"`` (every other option at its default)
+reaches the MLE precision within 5% (relative Frobenius error) and the mean
+within 0.1 sd. Negative control: the default fixed start ``init_log_z=0``
+misses by more than 20% (measured: 41% against 1.2%, seed 0), so the check
+can fail. The balanced start is not the default: on the held-out zoo it did
+worse (``benchmarks/RESULTS.md``, "NCE's stall").
 """
 
 from __future__ import annotations
@@ -66,8 +68,8 @@ def _fit(**options):
     return err, mean_sd, res
 
 
-def test_default_nce_recovers_off_origin_gaussian():
-    err, mean_sd, res = _fit()
+def test_balanced_log_z_start_recovers_off_origin_gaussian():
+    err, mean_sd, res = _fit(init_log_z="data")
     assert err < 0.05, f"precision error {err:.3f}"
     assert mean_sd < 0.1, f"mean {mean_sd:.3f} sd off"
     # The start was chosen from the data: the first update's log_z is not 0,
@@ -76,15 +78,16 @@ def test_default_nce_recovers_off_origin_gaussian():
     assert np.isfinite(res.log_z)
 
 
-def test_fixed_log_z_start_misses_negative_control():
-    err, _, _ = _fit(init_log_z=0.0)
-    assert err > 0.20, f"the old start reached {err:.3f}; the check above could not fail"
+def test_default_fixed_log_z_start_misses_negative_control():
+    err, _, res = _fit()
+    assert res.history["log_z"][0] == 0.0
+    assert err > 0.20, f"the fixed start reached {err:.3f}; the check above could not fail"
 
 
 def test_balanced_start_centres_the_log_odds():
     """The start is where the median log-odds over the data is 0 (computed here by hand)."""
     x, _, _, _ = _data()
-    learner = learn.NCE(_energy, optim.Adam(1e-2))
+    learner = learn.NCE(_energy, optim.Adam(1e-2), init_log_z="data")
     init = {"l": jnp.zeros(len(TRIL[0])), "mu": jnp.zeros(DIM)}
     state = learner.init(jax.random.key(0), x, init)
     log_z = float(learner.get_log_z(state))
@@ -102,7 +105,7 @@ def test_balanced_start_centres_the_log_odds():
     assert float(learn.NCE.get_log_z(learner, state)) == -3.0
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "zero"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "zero", None])
 def test_init_log_z_must_be_a_finite_number(bad):
     with pytest.raises(OptionError, match="init_log_z"):
         learn.NCE(_energy, optim.Adam(1e-2), init_log_z=bad)

@@ -6,13 +6,15 @@ A logistic classifier tells data from noise with the log-odds
 data point. ``log_z`` is a free parameter: at the optimum the model is
 normalised, so NCE returns a normalised density and its log-partition.
 
-``log_z`` starts, by default, where the classifier is balanced on the data
-(the median of ``G`` over the training points is 0). A fixed start such as 0
-can sit tens of nats from the initial model's level on the data; the
-optimiser then closes the gap through the energy's scale (many parameters,
-each moving a step per update) faster than through ``log_z`` (one), and the
-model lands in a flat region far from the optimum (``benchmarks/RESULTS.md``,
-"NCE's stall").
+``log_z`` starts at ``init_log_z`` (0 by default), or with
+``init_log_z="data"`` where the classifier is balanced on the data (the
+median of ``G`` over the training points is 0). A fixed start can sit tens of
+nats from the initial model's level on the data; the optimiser then closes
+the gap through the energy's scale (many parameters, each moving a step per
+update) faster than through ``log_z`` (one), and the model can land in a flat
+region far from the optimum. The balanced start removes that gap, but it did
+not help on every zoo task, so it is not the default
+(``benchmarks/RESULTS.md``, "NCE's stall").
 """
 
 from __future__ import annotations
@@ -48,10 +50,12 @@ class NCE(LearnerBase):
     noise_ratio
         ``nu``, noise points per data point (at least one noise point per batch).
     init_log_z
-        Initial value of the ``log_z`` parameter. Default ``None``: chosen in
-        :meth:`init` from the data so that the classifier starts balanced,
+        Initial value of the ``log_z`` parameter, or ``"data"``: chosen in
+        :meth:`init` so that the classifier starts balanced,
         ``median_i [-E(x_i) - log(nu p_noise(x_i))]`` over (up to
-        ``1024`` of) the training points at the initial parameters.
+        ``1024`` of) the training points at the initial parameters. It helps
+        when the initial energy is far from the data in level and scale but
+        not in location (see ``docs/learning.md``).
 
     Notes
     -----
@@ -64,40 +68,40 @@ class NCE(LearnerBase):
     _name = "NCE"
 
     def __init__(self, energy_fn: Callable, optim, noise: Any = None, noise_ratio: float = 1.0,
-                 init_log_z: float | None = None):
+                 init_log_z: float | str = 0.0):
         super().__init__(energy_fn, optim)
         if noise is not None and not all(hasattr(noise, m) for m in ("sample", "log_prob")):
             raise OptionError("noise must be a NumPyro distribution (with sample and log_prob), "
                               "or None for a Gaussian fitted to the data.")
         self.noise = noise
         self.noise_ratio = check_positive("noise_ratio", noise_ratio)
-        if init_log_z is not None:
+        if not _is_data(init_log_z):
             try:
                 init_log_z = float(init_log_z)
             except (TypeError, ValueError):
-                raise OptionError(f"init_log_z must be a number or None (chosen from the "
+                raise OptionError(f"init_log_z must be a number or 'data' (chosen from the "
                                   f"data); got {init_log_z!r}.") from None
             if not math.isfinite(init_log_z):
-                raise OptionError(f"init_log_z must be finite, or None (chosen from the "
+                raise OptionError(f"init_log_z must be finite, or 'data' (chosen from the "
                                   f"data); got {init_log_z!r}.")
         self.init_log_z = init_log_z
 
     # ------------------------------------------------------------------ params
     def _add_internal(self, internal, data):
-        # With init_log_z=None the value is replaced in init(), once the noise is fitted.
-        start = 0.0 if self.init_log_z is None else self.init_log_z
+        # With init_log_z="data" the value is replaced in init(), once the noise is fitted.
+        start = 0.0 if _is_data(self.init_log_z) else self.init_log_z
         return {"energy": internal, "log_z": jnp.asarray(start, data.dtype)}
 
     def init(self, key: jax.Array, data, init_params: Any = None, *,
              batch_size: int | None = None) -> LearnState:
         """Initial :class:`LearnState`; see :meth:`LearnerBase.init`.
 
-        With ``init_log_z=None`` the ``log_z`` parameter starts at the median
+        With ``init_log_z="data"`` the ``log_z`` parameter starts at the median
         over the training points of ``-E(x) - log(nu p_noise(x))``, so that the
         classifier's log-odds ``G`` start centred on the data.
         """
         state = super().init(key, data, init_params, batch_size=batch_size)
-        if self.init_log_z is not None:
+        if not _is_data(self.init_log_z):
             return state
         internal = self.optim.get_params(state.optim_state)
         data = check_data(data)
@@ -200,6 +204,11 @@ class NCE(LearnerBase):
                 "accuracy": acc.astype(batch.dtype), "log_z": log_z}
         return loss, (extra, info)
 
+
+
+def _is_data(value) -> bool:
+    """Whether ``init_log_z`` asks for the balanced start chosen from the data."""
+    return isinstance(value, str) and value == "data"
 
 
 def _gauss_logp(extra, z):
