@@ -418,15 +418,20 @@ def user_optim(steps: int = STEPS, start: float = 5e-2, end: float = 1e-3):
     return optim.Adam(lambda i: start * rate**i)
 
 
-def learners_for(task: Task, d: dict) -> dict:
-    """Each applicable learner with default options, by label."""
+def learners_for(task: Task, d: dict, nce_options: dict | None = None) -> dict:
+    """Each applicable learner with default options, by label.
+
+    ``nce_options`` (runner option ``--nce-init-log-z``) overrides NCE's
+    defaults, to compare a candidate default with the current one.
+    """
     from energymc import learn
 
     opt = user_optim()
     if task.kind == "gaussian":
         return {"CD": learn.CD(d["energy_fn"], opt), "PCD": learn.CD(d["energy_fn"], opt,
                                                                       persistent=True),
-                "NCE": learn.NCE(d["energy_fn"], opt), "DSM": learn.DSM(d["energy_fn"], opt),
+                "NCE": learn.NCE(d["energy_fn"], opt, **(nce_options or {})),
+                "DSM": learn.DSM(d["energy_fn"], opt),
                 "SSM": learn.SSM(d["energy_fn"], opt)}
     out = {"CD": learn.CD(d["energy_fn"], opt), "PCD": learn.CD(d["energy_fn"], opt,
                                                                  persistent=True)}
@@ -438,7 +443,7 @@ def learners_for(task: Task, d: dict) -> dict:
     return out
 
 
-def evaluate(names, seeds=(0,), only=None) -> list[dict]:
+def evaluate(names, seeds=(0,), only=None, nce_options=None) -> list[dict]:
     """Every learner with defaults on every task in ``names``; one row per run."""
     import time
     import warnings
@@ -451,7 +456,7 @@ def evaluate(names, seeds=(0,), only=None) -> list[dict]:
         if task.kind == "binary":
             continue  # RBM.fit on these: benchmarks/bench_rbm.py --zoo
         d = task.build()
-        for label, learner in learners_for(task, d).items():
+        for label, learner in learners_for(task, d, nce_options).items():
             if only and label not in only:
                 continue
             for seed in seeds:
@@ -485,12 +490,19 @@ def main() -> Any:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--tasks", nargs="+", default=None, help="only these tasks")
     parser.add_argument("--learners", nargs="+", default=None, help="only these learners")
+    parser.add_argument("--nce-init-log-z", default=None,
+                        help="NCE's init_log_z instead of its default: a number, or 'data'")
     args = parser.parse_args()
+    nce_options = None
+    if args.nce_init_log_z is not None:
+        v = args.nce_init_log_z
+        nce_options = {"init_log_z": v if v == "data" else float(v)}
     if args.run:
         names = TUNING if args.run == "tuning" else HELD_OUT
         if args.tasks:
             names = [n for n in names if n in args.tasks]
-        return evaluate(names, seeds=tuple(range(args.seeds)), only=args.learners)
+        return evaluate(names, seeds=tuple(range(args.seeds)), only=args.learners,
+                        nce_options=nce_options)
     print(f"TUNING:   {', '.join(TUNING)}")
     print(f"HELD_OUT: {', '.join(HELD_OUT)}")
     for t in TASKS:

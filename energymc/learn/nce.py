@@ -5,10 +5,21 @@ A logistic classifier tells data from noise with the log-odds
 ``log p_model(x) = -E_theta(x) - log_z`` and ``nu`` noise points are drawn per
 data point. ``log_z`` is a free parameter: at the optimum the model is
 normalised, so NCE returns a normalised density and its log-partition.
+
+``log_z`` starts at ``init_log_z`` (0 by default), or with
+``init_log_z="data"`` where the classifier is balanced on the data (the
+median of ``G`` over the training points is 0). A fixed start can sit tens of
+nats from the initial model's level on the data; the optimiser then closes
+the gap through the energy's scale (many parameters, each moving a step per
+update) faster than through ``log_z`` (one), and the model can land in a flat
+region far from the optimum. The balanced start removes that gap, but it did
+not help on every zoo task, so it is not the default
+(``benchmarks/RESULTS.md``, "NCE's stall").
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from energymc.errors import EnergyError, OptionError
-from energymc.learn._common import LearnerBase, check_positive
+from energymc.learn._common import LearnerBase, LearnState, check_data, check_positive
 
 __all__ = ["NCE"]
 
@@ -39,7 +50,12 @@ class NCE(LearnerBase):
     noise_ratio
         ``nu``, noise points per data point (at least one noise point per batch).
     init_log_z
-        Initial value of the ``log_z`` parameter.
+        Initial value of the ``log_z`` parameter, or ``"data"``: chosen in
+        :meth:`init` so that the classifier starts balanced,
+        ``median_i [-E(x_i) - log(nu p_noise(x_i))]`` over (up to
+        ``1024`` of) the training points at the initial parameters. It helps
+        when the initial energy is far from the data in level and scale but
+        not in location (see ``docs/learning.md``).
 
     Notes
     -----
@@ -52,18 +68,64 @@ class NCE(LearnerBase):
     _name = "NCE"
 
     def __init__(self, energy_fn: Callable, optim, noise: Any = None, noise_ratio: float = 1.0,
-                 init_log_z: float = 0.0):
+                 init_log_z: float | str = 0.0):
         super().__init__(energy_fn, optim)
         if noise is not None and not all(hasattr(noise, m) for m in ("sample", "log_prob")):
             raise OptionError("noise must be a NumPyro distribution (with sample and log_prob), "
                               "or None for a Gaussian fitted to the data.")
         self.noise = noise
         self.noise_ratio = check_positive("noise_ratio", noise_ratio)
-        self.init_log_z = float(init_log_z)
+        if not _is_data(init_log_z):
+            try:
+                init_log_z = float(init_log_z)
+            except (TypeError, ValueError):
+                raise OptionError(f"init_log_z must be a number or 'data' (chosen from the "
+                                  f"data); got {init_log_z!r}.") from None
+            if not math.isfinite(init_log_z):
+                raise OptionError(f"init_log_z must be finite, or 'data' (chosen from the "
+                                  f"data); got {init_log_z!r}.")
+        self.init_log_z = init_log_z
 
     # ------------------------------------------------------------------ params
     def _add_internal(self, internal, data):
-        return {"energy": internal, "log_z": jnp.asarray(self.init_log_z, data.dtype)}
+        # With init_log_z="data" the value is replaced in init(), once the noise is fitted.
+        start = 0.0 if _is_data(self.init_log_z) else self.init_log_z
+        return {"energy": internal, "log_z": jnp.asarray(start, data.dtype)}
+
+    def init(self, key: jax.Array, data, init_params: Any = None, *,
+             batch_size: int | None = None) -> LearnState:
+        """Initial :class:`LearnState`; see :meth:`LearnerBase.init`.
+
+        With ``init_log_z="data"`` the ``log_z`` parameter starts at the median
+        over the training points of ``-E(x) - log(nu p_noise(x))``, so that the
+        classifier's log-odds ``G`` start centred on the data.
+        """
+        state = super().init(key, data, init_params, batch_size=batch_size)
+        if not _is_data(self.init_log_z):
+            return state
+        internal = self.optim.get_params(state.optim_state)
+        data = check_data(data)
+        b = min(data.shape[0], 128) if batch_size is None else batch_size
+        log_z = self._balanced_log_z(internal, state.extra, data, b)
+        return state._replace(optim_state=self.optim.init({**internal, "log_z": log_z}))
+
+    def _balanced_log_z(self, internal, extra, data, batch_size: int) -> jax.Array:
+        """``log_z`` at which the median log-odds over (up to 1024) data points is 0."""
+        n = data.shape[0]
+        # An evenly spaced subset: the data may be sorted, and a large energy
+        # (a network on images) need not be evaluated on every point.
+        points = data[:: max(1, -(-n // 1024))]
+        # The noise ratio actually used with this batch size (as in _loss).
+        log_nu = jnp.log(max(1, int(round(self.noise_ratio * batch_size))) / batch_size)
+        e = jax.vmap(self._spec.energy, in_axes=(None, 0))(internal["energy"], points)
+        a = -e - self._data_logp(extra, points) - log_nu
+        log_z = jnp.nanmedian(jnp.where(jnp.isfinite(a), a, jnp.nan)).astype(data.dtype)
+        if not isinstance(log_z, jax.core.Tracer) and not bool(jnp.isfinite(log_z)):
+            raise EnergyError(
+                "could not choose NCE's initial log_z: the energy or the noise's log-density "
+                "is not finite on any data point at the initial parameters. Check the energy "
+                "there, or pass init_log_z= a number.")
+        return log_z
 
     def _model_params(self, internal):
         return internal["energy"]
@@ -142,6 +204,11 @@ class NCE(LearnerBase):
                 "accuracy": acc.astype(batch.dtype), "log_z": log_z}
         return loss, (extra, info)
 
+
+
+def _is_data(value) -> bool:
+    """Whether ``init_log_z`` asks for the balanced start chosen from the data."""
+    return isinstance(value, str) and value == "data"
 
 
 def _gauss_logp(extra, z):
