@@ -6,7 +6,8 @@ from data, and diagnose chains with ArviZ.
 
 __version__ = "0.1.0"
 
-from energymc import exact, io, learn, models, plots
+from energymc import _compilation_cache, exact, io, learn, models, plots
+from energymc._compilation_cache import compilation_cache_dir
 from energymc.diagnostics import (
     Diagnosis,
     diagnose,
@@ -22,6 +23,10 @@ from energymc.logz import LogZ, log_partition
 from energymc.results import Run
 from energymc.sampling import sample
 
+# At import, before any sampler compiles (the imports above compile nothing),
+# so that a fresh process finds the programs an earlier one stored.
+_compilation_cache.configure()
+
 __all__ = [
     "Diagnosis",
     "Energy",
@@ -32,6 +37,7 @@ __all__ = [
     "OptionError",
     "Run",
     "__version__",
+    "compilation_cache_dir",
     "diagnose",
     "exact",
     "io",
