@@ -23,8 +23,9 @@ from energymc.logz import LogZ, log_partition
 from energymc.results import Run
 from energymc.sampling import sample
 
-# At import, before any sampler compiles (the imports above compile nothing),
-# so that a fresh process finds the programs an earlier one stored.
+# At import, before any sampler compiles, so that a fresh process finds the
+# programs an earlier one stored. (The imports above compile one scalar
+# ``log``; JAX opens its cache lazily, so nothing is lost by calling it here.)
 _compilation_cache.configure()
 
 __all__ = [
