@@ -6,7 +6,8 @@ from data, and diagnose chains with ArviZ.
 
 __version__ = "0.1.0"
 
-from energymc import exact, io, learn, models, plots
+from energymc import _compilation_cache, exact, io, learn, models, plots
+from energymc._compilation_cache import compilation_cache_dir
 from energymc.diagnostics import (
     Diagnosis,
     diagnose,
@@ -22,6 +23,11 @@ from energymc.logz import LogZ, log_partition
 from energymc.results import Run
 from energymc.sampling import sample
 
+# At import, before any sampler compiles, so that a fresh process finds the
+# programs an earlier one stored. (The imports above compile one scalar
+# ``log``; JAX opens its cache lazily, so nothing is lost by calling it here.)
+_compilation_cache.configure()
+
 __all__ = [
     "Diagnosis",
     "Energy",
@@ -32,6 +38,7 @@ __all__ = [
     "OptionError",
     "Run",
     "__version__",
+    "compilation_cache_dir",
     "diagnose",
     "exact",
     "io",
