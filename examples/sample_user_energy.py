@@ -43,10 +43,11 @@ def main():
 
     best = runs["nuts"]
     print("\n", best.summary())
-    axes = emc.plot_trace(best, compact=True)
-    axes.ravel()[0].figure.savefig(os.path.join(OUT, "user_energy_trace.png"), dpi=80)
-    axes = emc.plot_rank(best)
-    axes.ravel()[0].figure.savefig(os.path.join(OUT, "user_energy_rank.png"), dpi=80)
+    # plot_figure gives the matplotlib figure of ArviZ 0.x axes or a 1.x PlotCollection.
+    fig = emc.diagnostics.plot_figure(emc.plot_trace(best))
+    fig.savefig(os.path.join(OUT, "user_energy_trace.png"), dpi=80)
+    fig = emc.diagnostics.plot_figure(emc.plot_rank(best))
+    fig.savefig(os.path.join(OUT, "user_energy_rank.png"), dpi=80)
 
     fig, ax = plt.subplots(1, 3, figsize=(12, 4), sharex=True, sharey=True)
     for a, (method, run) in zip(ax, runs.items(), strict=True):

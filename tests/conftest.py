@@ -4,6 +4,9 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("CI", "true")  # progress bars off unless a test asks
+# Hermetic runs: the suite neither reads nor fills the user's compilation cache
+# (tests/test_compilation_cache.py checks the cache in subprocesses of its own).
+os.environ.setdefault("ENERGYMC_COMPILATION_CACHE", "0")
 
 import numpy as np
 import pytest
@@ -49,6 +52,22 @@ def mcse_z_scores(draws: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> dict[
             rho = cov[i, j] / (sd[i] * sd[j])
             z_corr.append((y.mean() - rho) / (y.std() / np.sqrt(_ess(y))))
     return {"mean": np.array(z_mean), "var": np.array(z_var), "corr": np.array(z_corr)}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module.
+
+    The suite compiles thousands of small programs in one process; each keeps
+    memory mappings alive, and past the kernel's ``vm.max_map_count`` (65,530
+    here) XLA's next compilation crashed the whole run with a segmentation
+    fault. Modules share no compiled state, so clearing costs only what a
+    module recompiles.
+    """
+    yield
+    import jax
+
+    jax.clear_caches()
 
 
 @pytest.fixture

@@ -111,7 +111,9 @@ class DSM(LearnerBase):
         expected loss; at small ``sigma`` the gradient's variance drops by
         orders of magnitude, for twice the score evaluations.
 
-    With neither, one level is chosen from the training data by
+    Notes
+    -----
+    With neither ``sigma`` nor ``sigmas``, one level is chosen from the training data by
     :func:`default_sigma` (a tenth of the data's smallest standard deviation
     along a principal axis), so that the optimum is within about 1% of the
     maximum-likelihood fit; ``learner.sigmas`` holds it after ``init``/``run``.
