@@ -104,7 +104,8 @@ def test_logz_to_arviz_carries_particles_stages_and_the_estimate(tmp_path):
                             method="ais", seed=0, particles=64, num_temps=10)
     data = est.to_arviz()
     post = diagnostics._group(data, "posterior")
-    assert post["x"].shape == (1, 64, 2)
+    # The default 4 replicates pool their final particles: 4 x 64 weighted draws.
+    assert post["x"].shape == (1, 4 * 64, 2) == (1, len(est.weights), 2)
     weights = diagnostics._group(data, "sample_stats")["weight"].values
     np.testing.assert_allclose(weights.sum(), 1.0, rtol=1e-5)
     stages = diagnostics._group(data, "constant_data")
