@@ -1,6 +1,7 @@
 """Progress: the on/off policy, warmup ticks from inside compiled code, same draws on and off."""
 
 import dataclasses
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -17,12 +18,14 @@ class Recorder:
 
     def __init__(self):
         self.calls = []
+        self.postfixes = []  # one per update
 
     def start(self, total, description):
         self.calls.append(("start", total, description))
 
     def update(self, n, postfix):
         self.calls.append(("update", n))
+        self.postfixes.append(dict(postfix))
 
     def close(self):
         self.calls.append(("close",))
@@ -183,3 +186,107 @@ def test_a_kernel_without_ticks_still_completes_the_warmup_bar():
     emc.sample(TARGET, "mala", progress=rec, chains=2, draws=20, warmup=30, seed=5)
     warm = rec.phases()[0]
     assert warm[0] == 30 and sum(warm[2]) == 30
+
+
+# ------------------------------------------------------- stages of log Z
+def _run_stages(ticks, betas):
+    """A compiled loop over ``betas`` (traced) that ticks like an annealing loop does."""
+
+    @jax.jit
+    def loop(betas):
+        def body(carry):
+            i, beta, acc = carry
+            beta_new = betas[i + 1]
+            ticks(i, beta, beta_new)
+            return i + 1, beta_new, acc + beta_new
+
+        return jax.lax.while_loop(lambda c: c[0] < betas.shape[0] - 1, body,
+                                  (0, betas[0], 0.0))[2]
+
+    return loop(betas)
+
+
+def test_stage_ticks_count_stages_or_beta_and_call_the_host_about_a_hundred_times():
+    # A fixed schedule: the bar counts stages, every other one for 250 stages.
+    rec = Recorder()
+    betas = jnp.linspace(0.0, 1.0, 251)
+    with progress.ticks_to(rec, 250, {"replicate": 0}) as listener:
+        _run_stages(progress.StageTicks(250), betas)
+    assert rec.calls == [("update", 2)] * 125 and listener.count == 250
+    assert rec.postfixes[0] == {"replicate": 0, "stage": 2, "beta": "0.008"}
+    assert rec.postfixes[-1]["stage"] == 250 and rec.postfixes[-1]["beta"] == "1.000"
+    # An adaptive schedule (stages unknown): percent of the way in beta, one host
+    # call per percent crossed, however many stages (here 1000, some within a percent).
+    rec = Recorder()
+    betas = jnp.linspace(0.0, 1.0, 1001) ** 3
+    with progress.ticks_to(rec, progress.BETA_UNITS) as listener:
+        _run_stages(progress.StageTicks(None), betas)
+    assert listener.count == 100 and sum(n for _, n in rec.calls) == 100
+    assert len(rec.calls) <= 100
+    shown = [float(p["beta"]) for p in rec.postfixes]
+    assert shown == sorted(shown) and shown[-1] == 1.0 and shown[0] < 0.02
+    # Reverse AIS (beta from 1 to 0) after a forward run: units offset, progress 1 - beta.
+    rec = Recorder()
+    with progress.ticks_to(rec, 200) as listener:
+        listener.count = 100  # the forward run's share is done
+        _run_stages(progress.StageTicks(None, offset=100, reverse=True), betas[::-1])
+    assert listener.count == 200 and sum(n for _, n in rec.calls) == 100
+    # Negative control: a loop compiled without ticks reports nothing.
+    rec = Recorder()
+    with progress.ticks_to(rec, 250):
+        _run_stages(lambda *a: None, jnp.linspace(0.0, 1.0, 251))
+    assert rec.calls == []
+
+
+def test_log_partition_moves_the_bar_by_beta_inside_each_run_and_keeps_the_estimate():
+    # Adaptive AIS: stages are unknown in advance, so each replicate's run
+    # counts percent of the way from beta = 0 to 1.
+    kw = dict(method="ais", seed=1, replicates=2, checks=False, particles=8, mcmc_steps=1,
+              kernel="rwm")
+    rec = Recorder()
+    with pytest.warns(emc.EnergymcWarning):  # 8 particles: flagged, as it should be
+        on = emc.log_partition(TARGET, progress=rec, **kw)
+    with pytest.warns(emc.EnergymcWarning):
+        off = emc.log_partition(TARGET, progress=False, **kw)
+    assert on.log_z == off.log_z and on.stderr == off.stderr
+    np.testing.assert_array_equal(on.particles, off.particles)
+    np.testing.assert_array_equal(on.stages["beta"], off.stages["beta"])
+    (total, description, updates), = rec.phases()
+    assert (total, description) == (2 * progress.BETA_UNITS, "log Z (ais)")
+    assert sum(updates) == total
+    for r in (0, 1):
+        shown = [p for p in rec.postfixes if p["replicate"] == r and "beta" in p]
+        # Moved from inside the compiled run: several times, with rising stage and beta.
+        assert 3 <= len(shown) <= progress.BETA_UNITS
+        betas = [float(p["beta"]) for p in shown]
+        assert betas == sorted(betas) and 0.0 < betas[0] and betas[-1] == 1.0
+        assert [p["stage"] for p in shown] == sorted(p["stage"] for p in shown)
+    # The estimate of each replicate closes its share of the bar.
+    assert [p.get("log_z") for p in rec.postfixes if "log_z" in p] == [
+        f"{v:.4f}" for v in on.replicates]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method,kw,units", [
+    ("smc", dict(schedule=np.linspace(0.0, 1.0, 6)), 5),  # stages given: counts stages
+    ("smc", dict(), progress.BETA_UNITS),  # adaptive: counts beta
+    ("bdmc", dict(schedule="linear", num_temps=250), 500),  # forward 250, reverse 250
+    ("bdmc", dict(), 2 * progress.BETA_UNITS),
+])
+def test_smc_and_bdmc_report_their_stages_and_keep_the_estimate(method, kw, units):
+    kw = dict(method=method, seed=2, replicates=2, checks=False, particles=16, mcmc_steps=1,
+              **kw)
+    rec = Recorder()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", emc.EnergymcWarning)
+        on = emc.log_partition(TARGET, progress=rec, **kw)
+        off = emc.log_partition(TARGET, progress=False, **kw)
+    assert on.log_z == off.log_z and on.stderr == off.stderr
+    np.testing.assert_array_equal(on.particles, off.particles)
+    (total, _, updates), = rec.phases()
+    assert total == 2 * units and sum(updates) == total
+    shown = [p for p in rec.postfixes if "stage" in p]
+    # Each replicate's run reported from inside, never more than once per unit.
+    assert {p["replicate"] for p in shown} == {0, 1} and len(shown) <= 2 * units
+    if method == "bdmc":  # the reverse run follows the forward one: beta goes back to 0
+        assert float(shown[-1]["beta"]) == 0.0
