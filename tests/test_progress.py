@@ -135,6 +135,41 @@ def test_burn_in_moves_the_bar_step_by_step_and_keeps_the_draws():
     assert sum(sampling_bar[2]) == 30
 
 
+def test_pt_warmup_ticks_every_other_step_and_tunes_the_same():
+    pt = kernels.get("pt")
+    assert sampling.warmup_ticks(pt)
+    # RWM moves the replicas: the cheapest to compile; the ticks do not depend on it.
+    opts = kernels.resolve_options(pt, {"replicas": 3, "base_kernel": "rwm"})
+
+    def warm(tick):
+        run = jax.jit(jax.vmap(lambda k, x: pt.warmup(k, x, TARGET.flat_logdensity, 200, opts,
+                                                      tick=tick)))
+        return run(jax.random.split(jax.random.key(4), 2), jnp.zeros((2, 2)))
+
+    rec = Recorder()
+    with progress.ticks_to(rec, 200) as listener:
+        on = jax.block_until_ready(warm(progress.tick))
+    off = warm(None)
+    for a, b in zip(jax.tree.leaves(on[:2]), jax.tree.leaves(off[:2]), strict=True):
+        np.testing.assert_array_equal(a, b)  # state and tuned params
+    # Four rounds of 50 steps for 2 chains, a tick every other step: 100 host
+    # calls during the compiled warmup, not one per chain.
+    assert rec.calls == [("update", 2)] * 100 and listener.count == 200
+
+
+@pytest.mark.slow
+def test_pt_warmup_moves_the_sample_bar_and_keeps_the_draws():
+    kw = dict(chains=2, draws=10, warmup=200, seed=4, replicas=4)
+    rec = Recorder()
+    on = emc.sample(TARGET, "pt", progress=rec, **kw)
+    off = emc.sample(TARGET, "pt", progress=False, **kw)
+    np.testing.assert_array_equal(on.flat_draws, off.flat_draws)
+    warm = rec.phases()[0]
+    # Four rounds of 50 steps, a tick every other step: the bar moves 100 times
+    # during the compiled warmup, not once at its end.
+    assert warm[:2] == (200, "pt warmup") and warm[2] == [2] * 100
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class _TickingMala:
     """MALA whose warmup reports each step: the contract a kernel opts in to with ``tick=``.
