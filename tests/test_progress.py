@@ -325,3 +325,28 @@ def test_smc_and_bdmc_report_their_stages_and_keep_the_estimate(method, kw, unit
     assert {p["replicate"] for p in shown} == {0, 1} and len(shown) <= 2 * units
     if method == "bdmc":  # the reverse run follows the forward one: beta goes back to 0
         assert float(shown[-1]["beta"]) == 0.0
+
+
+# ------------------------------------------------------ learners' evaluations
+def test_learner_with_eval_every_beyond_the_run_evaluates_once_at_the_end():
+    import numpyro.optim as optim
+
+    from energymc import learn
+
+    def energy(params, x):  # N(m, I): score matching moves m to the data's mean
+        return 0.5 * jnp.sum((x - params["m"]) ** 2)
+
+    data = jnp.asarray(np.random.default_rng(0).normal(2.0, 1.0, (64, 2)), jnp.float32)
+
+    def closeness(params):
+        return -float(jnp.sum((params["m"] - 2.0) ** 2))
+
+    kw = dict(init_params={"m": jnp.zeros(2)}, eval_fn=closeness, progress=False)
+    res = learn.SSM(energy, optim.Adam(0.1)).run(jax.random.key(0), 5, data, eval_every=10, **kw)
+    np.testing.assert_array_equal(res.history["eval_step"], [5])
+    assert res.history["eval"].shape == (1,) and res.history["eval"][0] == closeness(res.params)
+    # A run that reaches multiples of eval_every is unchanged (and reuses the
+    # compiled 5-step chunk).
+    again = learn.SSM(energy, optim.Adam(0.1)).run(jax.random.key(0), 10, data, eval_every=5,
+                                                   **kw)
+    np.testing.assert_array_equal(again.history["eval_step"], [5, 10])
