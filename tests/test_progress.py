@@ -301,6 +301,35 @@ def test_log_partition_moves_the_bar_by_beta_inside_each_run_and_keeps_the_estim
         f"{v:.4f}" for v in on.replicates]
 
 
+def _independent_units_path():
+    """Six independent binary units with fields h, annealed from uniform by exact draws."""
+    h = jnp.linspace(-2.0, 2.0, 6)
+
+    def step(p, key, x, beta):
+        return jax.random.bernoulli(key, jax.nn.sigmoid(beta * p["h"]), x.shape).astype(x.dtype)
+
+    path = emc.logz.AnnealingPath(
+        log_f=lambda p, x, beta: beta * (x @ p["h"]), step=step,
+        sample_base=lambda p, key, n: jax.random.bernoulli(key, 0.5, (n, 6)).astype(p["h"].dtype),
+        log_z_base=lambda p: 6 * jnp.log(2.0), params={"h": h}, name="independent")
+    return emc.Energy(lambda x: -x @ h, init=jnp.zeros(6), support="binary"), path
+
+
+def test_ais_along_a_models_own_path_moves_the_bar_by_stage():
+    target, path = _independent_units_path()
+    kw = dict(method="ais", base=path, seed=3, particles=32, schedule="linear", num_temps=300)
+    rec = Recorder()
+    on = emc.log_partition(target, progress=rec, **kw)
+    off = emc.log_partition(target, progress=False, **kw)
+    assert on.log_z == off.log_z
+    np.testing.assert_array_equal(on.particles, off.particles)
+    # One replicate (a path's default) of 300 stages, a host call every third
+    # stage, then the check (skipped for a path: it still closes the bar).
+    (total, _, updates), = rec.phases()
+    assert total == 301 and updates == [3] * 100 + [0, 1]
+    assert rec.postfixes[-3]["stage"] == 300 and rec.postfixes[-3]["beta"] == "1.000"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method,kw,units", [
     ("smc", dict(schedule=np.linspace(0.0, 1.0, 6)), 5),  # stages given: counts stages

@@ -267,7 +267,8 @@ def run_path_ais(target, path: AnnealingPath, key, o) -> dict:
                        mcmc_steps=o["mcmc_steps"], target_accept=None, adapt_mass=False,
                        tunable=False)
     n = o["particles"]
-    out = anneal_path(key, path.params, _betas(sched, o["num_temps"]), path=path, n=n, cfg=cfg)
+    out = anneal_path(key, path.params, _betas(sched, o["num_temps"]), path=path, n=n, cfg=cfg,
+                      ticks=_stage_ticks(o))
     log_z_base = float(path.log_z_base(path.params))
     log_z_rel, stderr, ess, w = _weight_summary(out["logw"])
     stages = _records(out, n)
