@@ -315,6 +315,7 @@ def _independent_units_path():
     return emc.Energy(lambda x: -x @ h, init=jnp.zeros(6), support="binary"), path
 
 
+@pytest.mark.slow
 def test_ais_along_a_models_own_path_moves_the_bar_by_stage():
     target, path = _independent_units_path()
     kw = dict(method="ais", base=path, seed=3, particles=32, schedule="linear", num_temps=300)
