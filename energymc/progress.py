@@ -11,6 +11,11 @@ manner of diffrax's progress meter, compiled code calls :func:`tick` once per
 step; the tick reaches the host through ``jax.debug.callback`` and advances
 whichever meter :func:`ticks_to` has made the listener. With no listener a
 tick does nothing, and code compiled without ticks contains none.
+
+Annealing loops (AIS, SMC, BDMC) report their stages the same way through a
+:class:`StageTicks`: by the stage count when the schedule fixes it, and by
+the inverse temperature ``beta`` when an adaptive schedule chooses the
+stages as it goes (their number is unknown until the end).
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["make_meter", "TqdmMeter", "NullMeter", "tick", "tick_interval", "ticks_to"]
+__all__ = ["make_meter", "TqdmMeter", "NullMeter", "StageTicks", "tick", "tick_interval",
+           "ticks_to"]
 
 
 class NullMeter:
@@ -112,12 +118,16 @@ def make_meter(progress) -> NullMeter | TqdmMeter | _UserMeter:
 
 # ----------------------------------------------------------------------- ticks
 class _Listener:
-    """The meter that ticks advance, and how many it has taken (at most ``total``)."""
+    """The meter that ticks advance, and how many it has taken (at most ``total``).
 
-    def __init__(self, meter, total: int):
+    ``postfix`` is shown with every update (e.g. which replicate is running).
+    """
+
+    def __init__(self, meter, total: int, postfix: Mapping[str, Any] | None = None):
         self.meter = meter
         self.total = int(total)
         self.count = 0
+        self.postfix = dict(postfix or {})
 
 
 # Ticks arrive on the thread XLA runs the callback on, not the caller's: the
@@ -133,8 +143,26 @@ def _host_tick(steps) -> None:
             return
         n = min(int(steps), listener.total - listener.count)
         listener.count += n
+    _show(listener, n, listener.postfix)
+
+
+def _host_stage(position, stage, beta) -> None:
+    # ``position`` is absolute (units done in this run), not an increment: a
+    # tick that arrives late (callbacks are unordered) moves nothing back.
+    with _LOCK:
+        listener = _LISTENER
+        if listener is None:
+            return
+        n = min(int(position), listener.total) - listener.count
+        if n <= 0:
+            return
+        listener.count += n
+    _show(listener, n, {**listener.postfix, "stage": int(stage), "beta": f"{float(beta):.3f}"})
+
+
+def _show(listener, n, postfix) -> None:
     try:
-        listener.meter.update(n, {})
+        listener.meter.update(n, postfix)
     except Exception:  # noqa: BLE001
         # An exception raised in a host callback aborts the whole compiled run;
         # a broken display must never cost the user their draws.
@@ -180,15 +208,75 @@ def tick_interval(total: int, reports: int = 100) -> int:
     return max(int(total) // max(int(reports), 1), 1)
 
 
+# Units of the bar for one run of an adaptive schedule: percent of the way in beta.
+BETA_UNITS = 100
+
+
+class StageTicks(NamedTuple):
+    """How an annealing loop reports its stages from inside compiled code.
+
+    Static (hashable, compared by value): a loop compiled with one reports,
+    one compiled without (``None`` in its place) contains no callback. The
+    loop calls it once per stage, ``ticks(i, beta_before, beta_after)``, with
+    ``i`` the stage index and the inverse temperatures the stage went between
+    (scalars shared by all particles, never a particle's value). The host is
+    called about a hundred times per run at most, not once per stage.
+
+    Attributes
+    ----------
+    stages
+        The number of stages when the schedule fixes it: the bar moves by
+        stages. ``None`` for an adaptive schedule, whose number of stages is
+        known only at the end: the bar moves by ``beta`` instead, in
+        :data:`BETA_UNITS` (percent) from 0 to 1.
+    offset
+        Units already done in this run before the loop (BDMC's reverse run
+        comes after its forward run in the same bar).
+    reverse
+        ``beta`` runs from 1 down to 0 (reverse AIS): progress is ``1 - beta``.
+    """
+
+    stages: int | None = None
+    offset: int = 0
+    reverse: bool = False
+
+    @property
+    def units(self) -> int:
+        """Bar units this loop accounts for."""
+        return BETA_UNITS if self.stages is None else int(self.stages)
+
+    def __call__(self, i, beta_before, beta_after) -> None:
+        import jax
+        import jax.numpy as jnp
+
+        done = i + 1
+        if self.stages is None:
+            def units(beta):
+                frac = 1.0 - beta if self.reverse else beta
+                return jnp.floor(BETA_UNITS * jnp.clip(frac, 0.0, 1.0)).astype(jnp.int32)
+
+            now = units(beta_after)
+            # Only when beta crosses a new percent: at most BETA_UNITS calls.
+            report = now > units(beta_before)
+        else:
+            now = jnp.minimum(done, self.stages).astype(jnp.int32)
+            every = tick_interval(self.stages)
+            report = (done % every == 0) | (done == self.stages)
+        jax.lax.cond(report,
+                     lambda: jax.debug.callback(_host_stage, self.offset + now, done, beta_after),
+                     lambda: None)
+
+
 @contextmanager
-def ticks_to(meter, total: int) -> Iterator[_Listener]:
+def ticks_to(meter, total: int, postfix: Mapping[str, Any] | None = None) -> Iterator[_Listener]:
     """Route :func:`tick` calls to ``meter`` (at most ``total`` of them) while inside.
 
     Yields the listener, whose ``count`` says how many ticks arrived, so the
-    caller can complete the bar for code that did not tick.
+    caller can complete the bar for code that did not tick. ``postfix`` is
+    shown with each update (stage ticks add the stage and ``beta``).
     """
     global _LISTENER
-    listener = _Listener(meter, total)
+    listener = _Listener(meter, total, postfix)
     with _LOCK:
         previous, _LISTENER = _LISTENER, listener
     try:

@@ -125,7 +125,11 @@ class Run:
 
     # ----------------------------------------------------- ArviZ and reports
     def to_arviz(self):
-        """An ``arviz.InferenceData`` with ``posterior`` and ``sample_stats``."""
+        """The draws as ArviZ data: an ``arviz.InferenceData`` (ArviZ 0.x) or an
+        ``xarray.DataTree`` (ArviZ 1.x), with groups ``posterior`` and ``sample_stats``.
+
+        Delegates to :func:`energymc.diagnostics.to_arviz`.
+        """
         from energymc.diagnostics import to_arviz
 
         return to_arviz(self)

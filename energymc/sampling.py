@@ -449,9 +449,12 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
         ``"nuts"``, ``"hmc"``, ``"mala"``, ``"langevin"`` (unadjusted, biased),
         ``"barker"``, ``"rwm"``, ``"mclmc"``; discrete targets take the discrete
         methods (see :func:`energymc.kernels.names`).
-    chains, draws, warmup
-        Number of chains (run vectorised), kept draws per chain and warmup
-        steps per chain.
+    chains
+        Number of chains (run vectorised).
+    draws
+        Kept draws per chain.
+    warmup
+        Warmup steps per chain.
     seed
         An int or a ``jax.random.key``. Same seed, same draws.
     init

@@ -44,6 +44,7 @@ import numpy as np
 from energymc._base import WarmupResult
 from energymc.errors import OptionError
 from energymc.kernels import get, register, resolve_options
+from energymc.progress import tick_interval
 
 __all__ = ["PTState", "PT", "new_state", "pt_step", "pt_warmup", "initial_ladder"]
 
@@ -226,7 +227,7 @@ def _respace(betas, rejection):
 
 def pt_warmup(key, positions, betas, base_params, path: _Path, base, base_opts, *,
               num_steps: int, n_local: int, target_accept, tunable: bool,
-              adapt_ladder: bool = True):
+              adapt_ladder: bool = True, tick=None):
     """Adapt step sizes, mass matrices and the ladder of one PT chain.
 
     ``num_steps`` rounds are cut into up to four equal stretches (one
@@ -236,6 +237,10 @@ def pt_warmup(key, positions, betas, base_params, path: _Path, base, base_opts, 
     last, the ladder is re-spaced (if ``adapt_ladder``), each replica's
     diagonal mass matrix is set to the variance of its states, and tuned
     values are carried to the new rungs by interpolation in ``beta``.
+
+    ``tick`` (:func:`energymc.progress.tick` or ``None``) is called in
+    every round with the round's index, so a progress meter moves during the
+    warmup; it changes no number.
 
     Returns
     -------
@@ -252,6 +257,7 @@ def pt_warmup(key, positions, betas, base_params, path: _Path, base, base_opts, 
     # The remainder of num_steps / n_rounds (at most 3 steps) is not run.
     length = num_steps // n_rounds
     dtype = positions.dtype
+    every = tick_interval(num_steps)
 
     def stretch(carry, r, length):
         state, betas, params = carry
@@ -259,6 +265,10 @@ def pt_warmup(key, positions, betas, base_params, path: _Path, base, base_opts, 
 
         def body(c, i):
             state, params, acc_sum, att_sum, m1, m2 = c
+            if tick is not None:
+                # Scan counters, shared by all chains: one host call per
+                # reported step under vmap, not one per chain.
+                tick(r * length + i, every)
             state, st = pt_step(jax.random.fold_in(rkey, i), state, betas, params, path, base,
                                 base_opts, n_local)
             if tunable and target_accept is not None:
@@ -460,7 +470,7 @@ class PTKernel:
             stats["step_size"] = params["base"]["step_size"][-1]
         return new, stats
 
-    def warmup(self, key, position, logdensity_fn, num_steps, options):
+    def warmup(self, key, position, logdensity_fn, num_steps, options, tick=None):
         opts = dict(options)
         dim = position.shape[0]
         base, bopts, path, betas, ta = self._setup(logdensity_fn, options, dim, position.dtype)
@@ -469,7 +479,7 @@ class PTKernel:
         state, betas, params, info = pt_warmup(
             key, positions, betas, params, path, base, bopts, num_steps=num_steps,
             n_local=opts["local_steps"], target_accept=ta, tunable=_tunable(base),
-            adapt_ladder=opts["adapt_ladder"])
+            adapt_ladder=opts["adapt_ladder"], tick=tick)
         trace = {}
         return WarmupResult(state, {"betas": betas, "base": params}, trace)
 

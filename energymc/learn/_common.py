@@ -693,7 +693,9 @@ class LearnerBase:
             Every ``eval_every`` updates call ``eval_fn(params)`` on the host
             with the current user-form parameters (e.g. a held-out
             log-likelihood through ``emc.log_partition``) and record its float
-            value in ``history["eval"]``.
+            value in ``history["eval"]`` (steps in ``history["eval_step"]``).
+            With ``eval_every > num_steps`` it is called once, after the last
+            update.
         restarts
             Train this many independent runs side by side, in one compiled,
             vectorised loop (cheaper than one after another: one compilation,
@@ -799,7 +801,10 @@ class LearnerBase:
                 done += length
                 info = jax.device_get(info)
                 infos.append(info)
-                if eval_fn is not None and done % eval_every == 0:
+                # With eval_every > num_steps no multiple is reached: evaluate
+                # once after the last update rather than record nothing.
+                if eval_fn is not None and (done % eval_every == 0
+                                            or (done == num_steps and not evals)):
                     evals.append([float(eval_fn(self.get_params(s))) for s in each(state)])
                     eval_steps.append(done)
                 if meter.active:

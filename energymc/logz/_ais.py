@@ -13,9 +13,10 @@ from energymc import kernels as _kernels
 from energymc.errors import OptionError
 from energymc.logz._anneal import AnnealConfig, anneal, schedule
 from energymc.logz._path import AnnealingPath, anneal_path
+from energymc.progress import StageTicks
 
-__all__ = ["AIS_DEFAULTS", "BDMC_DEFAULTS", "forward_particles", "run_ais", "run_bdmc",
-           "run_path_ais", "resolve_kernel"]
+__all__ = ["AIS_DEFAULTS", "BDMC_DEFAULTS", "ais_progress_units", "bdmc_progress_units",
+           "forward_particles", "run_ais", "run_bdmc", "run_path_ais", "resolve_kernel"]
 
 SCHEDULES = ("adaptive", "linear", "geometric", "sigmoidal")
 
@@ -150,6 +151,31 @@ def _betas(sched, num_temps):
     return jnp.asarray(np.asarray(sched, dtype=float), jnp.result_type(float))
 
 
+def _stage_ticks(o, offset=0, reverse=False):
+    """How one annealing run reports its stages (``None`` unless ``o["_ticks"]``).
+
+    By stage for a fixed schedule, by ``beta`` for the adaptive one (see
+    :class:`energymc.progress.StageTicks`).
+    """
+    sched = o["schedule"]
+    if isinstance(sched, str):
+        stages = None if sched == "adaptive" else int(o["num_temps"])
+    else:
+        stages = int(np.size(sched)) - 1
+    ticks = StageTicks(stages, offset, reverse)
+    return ticks if o.get("_ticks") else None
+
+
+def ais_progress_units(o) -> int:
+    """Progress-bar units of one AIS run: its stages, or percent of ``beta`` if adaptive."""
+    return _stage_ticks({**o, "_ticks": True}).units
+
+
+def bdmc_progress_units(o) -> int:
+    """Progress-bar units of one BDMC run: the forward run's, then as many for the reverse."""
+    return 2 * ais_progress_units(o)
+
+
 def _weight_summary(logw):
     logw = np.asarray(logw, dtype=float)
     n = logw.size
@@ -222,7 +248,7 @@ def run_ais(target, ref, key, o) -> dict:
     k_init, k_run = jax.random.split(key)
     x0 = ref.sample(k_init, n)
     out = anneal(k_run, ref, x0, betas, params0, target=target, kernel=kernel, options=kopts,
-                 cfg=cfg)
+                 cfg=cfg, ticks=_stage_ticks(o))
     log_z, stderr, ess, w = _weight_summary(out["logw"])
     stages = _records(out, n)
     return {"log_z": log_z, "stderr": stderr, "ess": ess, "stages": stages,
@@ -241,7 +267,8 @@ def run_path_ais(target, path: AnnealingPath, key, o) -> dict:
                        mcmc_steps=o["mcmc_steps"], target_accept=None, adapt_mass=False,
                        tunable=False)
     n = o["particles"]
-    out = anneal_path(key, path.params, _betas(sched, o["num_temps"]), path=path, n=n, cfg=cfg)
+    out = anneal_path(key, path.params, _betas(sched, o["num_temps"]), path=path, n=n, cfg=cfg,
+                      ticks=_stage_ticks(o))
     log_z_base = float(path.log_z_base(path.params))
     log_z_rel, stderr, ess, w = _weight_summary(out["logw"])
     stages = _records(out, n)
@@ -315,8 +342,10 @@ def _reverse(target, ref, fwd, key, o, x_start):
     betas_r = jnp.asarray(betas_f[::-1].copy(), jnp.result_type(float))
     # Start with the forward run's tuned step size and mass matrix at beta = 1.
     params = jax.tree.map(jnp.asarray, fwd["info"]["final_params"])
+    # On the bar the reverse run follows the forward one, measured like it.
+    ticks = _stage_ticks(o, offset=ais_progress_units(o), reverse=True)
     out = anneal(key, ref, x_start, betas_r, params, target=target, kernel=kernel,
-                 options=kopts, cfg=cfg._replace(adaptive=False))
+                 options=kopts, cfg=cfg._replace(adaptive=False), ticks=ticks)
     logw = np.asarray(out["logw"], dtype=float)
     upper = -(float(logsumexp(logw)) - math.log(logw.size))
     _, stderr_r, ess_r, _ = _weight_summary(logw)

@@ -144,8 +144,9 @@ def _safe_ll(target_lp, ref, z):
     return jnp.where(jnp.isnan(v), -jnp.inf, v)
 
 
-@jit_over_target(("target", "kernel", "options", "cfg"))
-def anneal(key, ref, x0, betas, params0, *, target, kernel, options, cfg: AnnealConfig):
+@jit_over_target(("target", "kernel", "options", "cfg", "ticks"))
+def anneal(key, ref, x0, betas, params0, *, target, kernel, options, cfg: AnnealConfig,
+           ticks=None):
     """Run AIS from ``betas[0]`` to ``betas[-1]`` (or adaptively from 0 to 1).
 
     Parameters
@@ -166,6 +167,10 @@ def anneal(key, ref, x0, betas, params0, *, target, kernel, options, cfg: Anneal
     target, kernel, options, cfg
         Static: the :class:`energymc.Energy`, the kernel object, its resolved
         options and an :class:`AnnealConfig`.
+    ticks
+        Static: an :class:`energymc.progress.StageTicks` that reports each
+        stage to a progress meter, or ``None`` (no callback is compiled in).
+        It changes no number of the run.
 
     Returns
     -------
@@ -262,6 +267,8 @@ def anneal(key, ref, x0, betas, params0, *, target, kernel, options, cfg: Anneal
         rec["log_z"] = rec["log_z"].at[i].set(lz)
         # One gradient per particle to (re)initialise the kernel at the new beta.
         evals = evals + jnp.sum(costs) + n
+        if ticks is not None:
+            ticks(i, beta, beta_new)
         return i + 1, beta_new, x, logw, ll, params, rec, evals, beta_next
 
     ll0 = ll_fn(x0)

@@ -52,6 +52,22 @@ def _method(name):
 
 METHODS = ("ais", "smc", "bdmc", "nested", "pt")
 
+# Methods whose compiled run reports its stages to the progress bar: name ->
+# (module, function giving the bar units of one run). The others move the
+# bar once per run.
+_STAGE_PROGRESS = {"ais": ("_ais", "ais_progress_units"), "bdmc": ("_ais", "bdmc_progress_units"),
+                   "smc": ("_smc", "smc_progress_units")}
+
+
+def _progress_units(method, o) -> int:
+    """Bar units of one run of ``method`` under options ``o`` (1: once per run)."""
+    if method not in _STAGE_PROGRESS:
+        return 1
+    import importlib
+
+    mod_name, fn = _STAGE_PROGRESS[method]
+    return int(getattr(importlib.import_module(f"energymc.logz.{mod_name}"), fn)(o))
+
 
 # Pilot NUTS chains. Many short chains rather than a few long ones: chains
 # that all start in one mode of a multimodal target fit a base that misses
@@ -126,11 +142,16 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         like ``1/sqrt(replicates)``; it does not remove a bias every run
         shares. Not together with ``replicates=``.
     progress
-        A bar (``tqdm.auto``) advancing once per host-side stage: each
-        replicate (one compiled run) and the mode check. ``None`` (default)
-        shows it in a terminal or notebook and not under ``CI``; ``True``,
-        ``False``, or an object with ``start``/``update``/``close``. It never
-        changes the estimate.
+        A bar (``tqdm.auto``). AIS, BDMC and SMC move it stage by stage from
+        inside each compiled run (about a hundred updates per run at most),
+        showing the replicate, the stage and the inverse temperature
+        ``beta``: a fixed schedule counts stages; an adaptive one, whose
+        number of stages is unknown until it ends, counts percent of the way
+        from ``beta = 0`` to 1 (BDMC: forward run, then reverse run). Other
+        methods move it once per replicate; the mode check is one more step.
+        ``None`` (default) shows it in a terminal or notebook and not under
+        ``CI``; ``True``, ``False``, or an object with
+        ``start``/``update``/``close``. It never changes the estimate.
     checks
         Run the checks that flag a confidently wrong estimate (default
         ``True``): the replicate spread check, and for real targets a second
@@ -222,16 +243,23 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         ref = _reference(target, base, opts, pilot_draws, key)
     o = validate(target, opts)
 
-    from energymc.progress import make_meter
+    from energymc.progress import make_meter, ticks_to
 
     meter = make_meter(progress)
-    meter.start(None if budget is not None else int(replicates) + int(bool(checks)),
+    # With a meter on, the compiled runs report their stages (o["_ticks"]);
+    # with it off they are compiled without any callback.
+    o["_ticks"] = meter.active
+    units = _progress_units(method, o) if meter.active else 1
+    meter.start(None if budget is not None else int(replicates) * units + int(bool(checks)),
                 f"log Z ({method})")
     t0 = time.perf_counter()
 
     def one(r):
-        res = run(target, ref, jax.random.fold_in(key, r), o)
-        meter.update(1, {"replicate": r, "log_z": f"{res['log_z']:.4f}"})
+        with ticks_to(meter, units, {"replicate": r}) as ticked:
+            res = run(target, ref, jax.random.fold_in(key, r), o)
+        # Complete the run's share of the bar (a run that stopped early, or
+        # that cannot tick) and show its estimate.
+        meter.update(units - ticked.count, {"replicate": r, "log_z": f"{res['log_z']:.4f}"})
         return res
 
     if budget is None:

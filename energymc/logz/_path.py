@@ -112,9 +112,13 @@ def _next_beta(inc, beta, cess):
     return jnp.where(1.0 - b < 1e-6, jnp.ones_like(b), b)
 
 
-@jax.jit(static_argnames=("path", "n", "cfg"))
-def anneal_path(key, params, betas, *, path: AnnealingPath, n: int, cfg: AnnealConfig):
+@jax.jit(static_argnames=("path", "n", "cfg", "ticks"))
+def anneal_path(key, params, betas, *, path: AnnealingPath, n: int, cfg: AnnealConfig,
+                ticks=None):
     """AIS along ``path`` from 0 to 1 with ``n`` particles.
+
+    ``ticks`` (static), an :class:`energymc.progress.StageTicks` or ``None``,
+    reports each stage to a progress meter and changes no number.
 
     Returns the same record as :func:`energymc.logz._anneal.anneal`:
     ``x``, ``logw`` (relative to the base: add ``log_z_base``),
@@ -160,6 +164,8 @@ def anneal_path(key, params, betas, *, path: AnnealingPath, n: int, cfg: AnnealC
         rec["acceptance"] = rec["acceptance"].at[i].set(jnp.nan)  # exact moves: no rejections
         rec["step_size"] = rec["step_size"].at[i].set(jnp.nan)
         rec["log_z"] = rec["log_z"].at[i].set(logsumexp(logw) - jnp.log(n))
+        if ticks is not None:
+            ticks(i, beta, beta_new)
         return i + 1, beta_new, x, logw, rec, beta_next
 
     beta0 = jnp.zeros((), dtype)

@@ -129,7 +129,8 @@ class LogZ:
 
     # ------------------------------------------------------------ ArviZ, plot
     def to_arviz(self):
-        """An ``arviz.InferenceData``: weighted particles, stage record and log Z.
+        """ArviZ data: an ``arviz.InferenceData`` (ArviZ 0.x) or an ``xarray.DataTree``
+        (ArviZ 1.x) holding the weighted particles, stage record and log Z.
 
         Groups: ``posterior`` (the final particles as one chain, with
         ``sample_stats.weight``), ``constant_data`` (the stage record on a

@@ -28,8 +28,10 @@ from energymc._numerics import nonfinite_to_neginf
 from energymc.energy import jit_over_target
 from energymc.errors import OptionError
 from energymc.logz._ais import _STEP0, _check_int, resolve_kernel
+from energymc.progress import StageTicks
 
-__all__ = ["SMC_DEFAULTS", "genealogy_variance", "run_smc", "validate_smc"]
+__all__ = ["SMC_DEFAULTS", "genealogy_variance", "run_smc", "smc_progress_units",
+           "validate_smc"]
 
 SMC_DEFAULTS = {
     "particles": 512,
@@ -120,12 +122,27 @@ def _check_schedule(schedule, max_stages):
     return b[1:]
 
 
-@jit_over_target(("target", "kernel", "options", "cfg"))
-def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg):
+def _stage_ticks(o):
+    """How one SMC run reports its stages (``None`` unless ``o["_ticks"]``): by
+    stage along a given schedule, by ``beta`` when it is chosen as the run goes
+    (adaptive, and ``"pilot"``, whose stages are known only after its pilot)."""
+    ticks = StageTicks(None if o["_betas"] is None else int(o["_betas"].size))
+    return ticks if o.get("_ticks") else None
+
+
+def smc_progress_units(o) -> int:
+    """Progress-bar units of one SMC run (the pilot run of ``schedule="pilot"`` is not shown)."""
+    return _stage_ticks({**o, "_ticks": True}).units
+
+
+@jit_over_target(("target", "kernel", "options", "cfg", "ticks"))
+def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, ticks=None):
     """Run tempered SMC from q0 to the target; pure, compiled once.
 
     ``betas`` is ``(max_stages,)``: the fixed schedule padded with 1 when
     ``cfg.fixed``, ignored (BlackJAX picks each next beta from the ESS) if not.
+    ``ticks`` (static), an :class:`energymc.progress.StageTicks` or ``None``,
+    reports each stage to a progress meter and changes no number.
     """
     n = cfg.particles
     target_lp = target.flat_logdensity
@@ -184,6 +201,7 @@ def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg):
     def body(carry):
         i, state, log_z, rec, evals, eve = carry
         step_used = state.parameter_override["step_size"][0]
+        beta_before = state.sampler_state.tempering_param
         if cfg.fixed:
             state, info = alg.step(jax.random.fold_in(key, i), state, tempering_param=betas[i])
         else:
@@ -213,6 +231,8 @@ def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg):
         rec["step_size"] = rec["step_size"].at[i].set(step_used)
         rec["log_z"] = rec["log_z"].at[i].set(log_z + inc)
         rec["var"] = rec["var"].at[i].set(var)
+        if ticks is not None:
+            ticks(i, beta_before, state.sampler_state.tempering_param)
         return i + 1, state, log_z + inc, rec, evals + cost.astype(dtype) + n, eve
 
     carry = (jnp.asarray(0), state, jnp.asarray(0.0, dtype), rec, jnp.asarray(0.0, dtype),
@@ -311,7 +331,7 @@ def run_smc(target, ref, key, o) -> dict:
     if betas is not None:
         padded[:betas.size] = betas
     out = _smc(key, ref, step, jnp.asarray(padded, dtype), target=target,
-               kernel=kernel, options=kopts, cfg=cfg)
+               kernel=kernel, options=kopts, cfg=cfg, ticks=_stage_ticks(o))
     k = int(out["num_stages"])
     rec = {name: np.asarray(v)[:k] for name, v in out["record"].items()}
     w = np.asarray(out["weights"], dtype=float)
