@@ -14,7 +14,6 @@ Host zone: ``run``'s loop, the progress meter and ``eval_fn`` calls.
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 import warnings
@@ -26,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from energymc._util import n_positional
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
 from energymc.progress import make_meter
 
@@ -274,21 +274,6 @@ def check_batch(batch, event_shape: tuple) -> None:
         )
 
 
-def _n_positional(fn) -> int | None:
-    """How many positional parameters ``fn`` takes; ``None`` when it cannot be told."""
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None
-    n = 0
-    for p in sig.parameters.values():
-        if p.kind == p.VAR_POSITIONAL:
-            return None
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty:
-            n += 1
-    return n
-
-
 # ---------------------------------------------------------------------------
 # Parameters: a plain pytree passed as init_params, or numpyro.param sites.
 # ---------------------------------------------------------------------------
@@ -400,7 +385,7 @@ class LearnerBase:
         self.energy_fn = energy_fn
         self.optim = optim
         self.ema = check_ema(ema)
-        n = _n_positional(energy_fn)
+        n = n_positional(energy_fn)
         # One argument (two for a noise-conditional energy): a NumPyro-style
         # energy whose parameters are numpyro.param sites.
         self._numpyro_style = n == 1 + self._energy_extra_args
@@ -522,7 +507,7 @@ class LearnerBase:
             Size of the batches ``update`` will see (persistent CD sizes its
             chains by it); default ``min(n, 128)``.
         """
-        from energymc.sampling import as_key
+        from energymc._util import as_key
 
         key = as_key(key)
         data = check_data(data)
@@ -722,7 +707,7 @@ class LearnerBase:
             the selected restart's and ``result.restarts`` keeps every
             restart's scores, parameters and history.
         """
-        from energymc.sampling import as_key, chunk_lengths
+        from energymc._util import as_key, chunk_lengths
 
         key = as_key(key)
         num_steps = check_int("num_steps", num_steps, 1)
