@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from energymc._util import n_positional
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
@@ -218,17 +219,26 @@ def _averaged(average, internal):
     return jax.tree.map(lambda a, p: jnp.where(w > 0, a / safe, p), average["sum"], internal)
 
 
-def check_optim(optim) -> None:
+def check_optim(optim):
+    """The optimiser the learner drives: a ``numpyro.optim`` optimiser as given, or an
+    optax ``GradientTransformation`` wrapped by ``numpyro.optim.optax_to_numpyro``
+    (as NumPyro's ``SVI`` does).
+
+    Raises
+    ------
+    OptionError
+        For anything else, naming what to pass.
+    """
     if all(hasattr(optim, m) for m in ("init", "update", "get_params")) and hasattr(
             optim, "get_params_fn"):
-        return
-    hint = ""
-    if hasattr(optim, "init") and hasattr(optim, "update"):
-        hint = (" It looks like an optax GradientTransformation: wrap it with "
-                "numpyro.optim.optax_to_numpyro(...).")
+        return optim
+    if isinstance(optim, optax.GradientTransformation):
+        import numpyro.optim
+
+        return numpyro.optim.optax_to_numpyro(optim)
     raise OptionError(
-        f"optim must be a numpyro.optim optimiser such as numpyro.optim.Adam(1e-2); "
-        f"got {type(optim).__name__}.{hint}"
+        f"optim must be a numpyro.optim optimiser such as numpyro.optim.Adam(1e-2), or an "
+        f"optax GradientTransformation such as optax.adam(1e-2); got {type(optim).__name__}."
     )
 
 
@@ -381,9 +391,8 @@ class LearnerBase:
                 f"energy_fn must be a callable energy_fn(params, x) -> scalar; got "
                 f"{type(energy_fn).__name__}."
             )
-        check_optim(optim)
         self.energy_fn = energy_fn
-        self.optim = optim
+        self.optim = check_optim(optim)
         self.ema = check_ema(ema)
         n = n_positional(energy_fn)
         # One argument (two for a noise-conditional energy): a NumPyro-style
@@ -556,7 +565,7 @@ class LearnerBase:
         (loss, (extra, info)), grads = jax.value_and_grad(self._loss, has_aux=True)(
             internal, state.extra, batch, sub)
         optim_state = self.optim.update(grads, state.optim_state, value=loss)
-        gnorm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+        gnorm = optax.tree.norm(grads)
         info = {"loss": loss, "grad_norm": gnorm, **info}
         average = self._match_average(state, internal).average
         if average is not None:
