@@ -94,3 +94,42 @@ def test_no_private_names_imported_across_modules():
 def test_private_import_scanner_finds_what_it_should(source, expected):
     """The scanner itself: it flags each planted offence and nothing else (negative controls)."""
     assert private_imports(source, "energymc.logz._smc") == expected
+
+
+def test_every_registered_kernel_follows_the_contract_with_its_defaults():
+    """Built-in kernels subclass _base.Kernel, so every optional hook exists with its default."""
+    import numpy as np
+
+    from energymc import kernels
+    from energymc._base import KERNEL_HOOKS, Kernel
+
+    for name in kernels.names():
+        kernel = kernels.get(name)
+        assert Kernel in type(kernel).__mro__, name
+        assert all(hasattr(kernel, hook) for hook in KERNEL_HOOKS), name
+    # Kernel facts live on the kernel: MCLMC costs two gradients a step, RWM one
+    # energy, NUTS what its stats say.
+    stats = {"lp": np.zeros((2, 5))}
+    assert kernels.get("mclmc").count_grad_evals(stats, thin=3) == 2 * 10 * 3
+    assert kernels.get("rwm").count_grad_evals(stats, thin=3) == 10 * 3
+    assert kernels.get("nuts").count_grad_evals({**stats, "n_steps": np.full((2, 5), 7)}, 1) == 70
+    assert kernels.get("gibbs").tunable is False and kernels.get("mala").tunable is True
+
+
+def test_register_refuses_a_kernel_missing_a_hook():
+    from energymc import kernels
+
+    class NoHooks:
+        name = "no_hooks_test"
+
+    with pytest.raises(TypeError, match="subclass energymc._base.Kernel"):
+        kernels.register(NoHooks())
+    assert "no_hooks_test" not in kernels.names()
+
+
+def test_version_comes_from_package_metadata():
+    from importlib import metadata
+
+    import energymc
+
+    assert energymc.__version__ == metadata.version("energymc")
