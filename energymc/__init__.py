@@ -4,10 +4,9 @@ Sample ``exp(-E(x))`` with BlackJAX kernels, estimate ``log Z``, learn ``E``
 from data, and diagnose chains with ArviZ.
 """
 
-__version__ = "0.1.0"
-
 from energymc import _compilation_cache, exact, io, learn, models, plots
 from energymc._compilation_cache import compilation_cache_dir
+from energymc._util import version as _version
 from energymc.diagnostics import (
     Diagnosis,
     diagnose,
@@ -27,6 +26,9 @@ from energymc.sampling import sample
 # programs an earlier one stored. (The imports above compile one scalar
 # ``log``; JAX opens its cache lazily, so nothing is lost by calling it here.)
 _compilation_cache.configure()
+
+#: The installed distribution's version, from package metadata (one source: pyproject.toml).
+__version__ = _version()
 
 __all__ = [
     "Diagnosis",

@@ -17,11 +17,13 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
+import numpy as np
 
 __all__ = [
     "Array",
     "PRNGKey",
     "LogDensityFn",
+    "KERNEL_HOOKS",
     "Kernel",
     "KernelState",
     "Learner",
@@ -74,6 +76,11 @@ class Kernel(Protocol):
     choices (``dense_mass``, ``num_integration_steps``, ...) that select code.
     ``params`` is a dict of arrays: tunable numbers that do not.
 
+    A kernel subclasses this class (every built-in kernel does) and so
+    inherits the default of each optional hook below; callers use the hooks
+    directly, never ``hasattr``. :func:`energymc.kernels.register` refuses an
+    object that lacks one of them.
+
     Attributes
     ----------
     name
@@ -82,11 +89,20 @@ class Kernel(Protocol):
         Which target supports this kernel can sample (subset of ``SUPPORTS``).
     defaults
         Every valid option with its default value.
+    summed_stats
+        Optional (default ``()``): names of stats that are counts; with
+        ``thin > 1`` they are summed over the thinned steps (others keep the
+        last step's value; ``diverging`` is any, ``acceptance_rate`` the mean).
+    grad_evals_per_step
+        Optional (default 1): gradient (or energy) evaluations one step costs
+        when the step's stats carry no ``n_steps`` (see :meth:`count_grad_evals`).
     """
 
     name: str
     supports: tuple[str, ...]
     defaults: Mapping[str, Any]
+    summed_stats: tuple[str, ...] = ()
+    grad_evals_per_step: int = 1
 
     def init(self, key: PRNGKey, position: Array, logdensity_fn: LogDensityFn,
              params: dict, options: tuple) -> Any:
@@ -107,25 +123,58 @@ class Kernel(Protocol):
                num_steps: int, options: tuple) -> WarmupResult:
         """Tune ``params`` for one chain over ``num_steps`` steps.
 
-        A kernel may also accept ``tick=None``: when given (a progress meter is
-        on), it calls ``tick(i, every)`` once per step with a step counter
-        ``i`` that is shared by all chains (``every`` from
+        Optional keyword (default: not taken): a kernel whose warmup accepts
+        ``tick=None`` gets, when a progress meter is on, a callable it calls
+        as ``tick(i, every)`` once per step with a step counter ``i`` that is
+        shared by all chains (``every`` from
         :func:`energymc.progress.tick_interval`), so that the warmup bar moves
-        while the compiled warmup runs. The draws must not depend on it.
+        while the compiled warmup runs. The draws must not depend on it. A
+        warmup without ``tick`` is one compiled call; its bar completes at the
+        end (``energymc.sampling.warmup_ticks`` tells the two apart).
         """
 
     def default_params(self, dim: int, options: tuple) -> dict:
         """Parameters used when ``adapt=False`` (user values fill them in)."""
 
-    # Optional: ``validate(options, dim)`` raises OptionError for values that
-    # cannot work; sample() calls it, when present, before compiling.
-    # Optional: ``prepare(params, options)`` returns the params ``step`` is then
-    # called with, computed once per chain and stretch of steps rather than
-    # every step (e.g. the Cholesky factor of a dense mass matrix); the
-    # result lives only inside the traced loop and need not be a pytree.
-    # Optional: ``summed_stats``, a tuple of stat names that are counts; with
-    # ``thin > 1`` they are summed over the thinned steps (others keep the
-    # last step's value; ``diverging`` is any, ``acceptance_rate`` the mean).
+    # ------------------------------------------------ optional hooks (defaults)
+    def validate(self, options: tuple, dim: int) -> None:
+        """Raise ``OptionError`` for option values that cannot work (default: accept all).
+
+        Called by ``sample`` and the log Z estimators before anything compiles.
+        """
+        return None
+
+    def prepare(self, params: dict, options: tuple) -> Any:
+        """The params ``step`` is then called with (default: ``params`` unchanged).
+
+        Computed once per chain and stretch of steps rather than every step
+        (e.g. the Cholesky factor of a dense mass matrix); the result lives
+        only inside the traced loop and need not be a pytree.
+        """
+        return params
+
+    @property
+    def tunable(self) -> bool:
+        """Whether warmup or a log Z estimator has a step size to tune
+        (default: ``"step_size"`` is one of the kernel's options)."""
+        return "step_size" in self.defaults
+
+    def count_grad_evals(self, stats: Mapping[str, Any], thin: int) -> int:
+        """Gradient (or energy) evaluations behind ``stats`` of ``(chains, draws)`` steps kept
+        every ``thin`` steps (host code).
+
+        Default: the sum of ``n_steps`` when the kernel reports it (HMC, NUTS),
+        else ``grad_evals_per_step`` per step.
+        """
+        if "n_steps" in stats:
+            return int(np.sum(stats["n_steps"]) * thin)
+        return int(np.size(stats["lp"]) * thin * self.grad_evals_per_step)
+
+
+#: The hooks a registered kernel must have; subclassing :class:`Kernel` gives
+#: each its default.
+KERNEL_HOOKS = ("init", "step", "warmup", "default_params", "validate", "prepare",
+                "summed_stats", "grad_evals_per_step", "tunable", "count_grad_evals")
 
 
 @runtime_checkable

@@ -165,15 +165,10 @@ def _cmd_demo(args) -> int:
 
 
 def _version() -> str:
-    """The installed distribution's version; the package's own when not installed."""
-    from importlib import metadata
+    """The installed distribution's version (read from package metadata in ``_util``)."""
+    from energymc._util import version
 
-    try:
-        return metadata.version("energymc")
-    except metadata.PackageNotFoundError:
-        from energymc import __version__
-
-        return __version__
+    return version()
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -185,11 +185,11 @@ def to_arviz(run):
     ``sample_stats.lp`` is the log-density ``-E`` (ArviZ's convention);
     ``attrs`` carry the method, seed, target name and energymc version.
     """
-    from energymc import __version__
+    from energymc._util import version
 
     stats = {k: np.asarray(v) for k, v in run.stats.items()}
     attrs = {"method": run.method, "seed": str(run.seed), "target": str(run.target.name),
-             "energymc_version": __version__, "num_warmup": int(run.warmup_steps),
+             "energymc_version": version(), "num_warmup": int(run.warmup_steps),
              "thin": int(run.thin), "inference_library": "energymc"}
     for k, v in run.options.items():
         if isinstance(v, (bool, int, float, str)):
@@ -532,7 +532,7 @@ def logz_to_arviz(est):
     ``ess``, ``acceptance``, ...); ``attrs``: ``log_z``, ``stderr``, ``ess``,
     the method, bounds and reliability, so the estimate travels with the draws.
     """
-    from energymc import __version__
+    from energymc._util import version
 
     posterior = sample_stats = None
     if est.particles is not None:
@@ -545,7 +545,7 @@ def logz_to_arviz(est):
     attrs = {"method": est.method, "log_z": est.log_z, "stderr": est.stderr, "ess": est.ess,
              "reliable": int(est.reliable), "problems": " | ".join(est.problems),
              "target": str(getattr(est.target, "name", "")),
-             "energymc_version": __version__, "inference_library": "energymc"}
+             "energymc_version": version(), "inference_library": "energymc"}
     if est.lower is not None:
         attrs["log_z_lower"], attrs["log_z_upper"] = est.lower, est.upper
     if est.replicates is not None:

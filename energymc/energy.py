@@ -115,7 +115,7 @@ class Energy:
     def from_params(cls, energy_fn: Callable, params: Any, init: Any, **kwargs) -> Energy:
         """Fix the parameters of a learner-style ``energy_fn(params, x)``."""
         kwargs.setdefault("name", getattr(energy_fn, "__name__", "energy"))
-        return cls(_BoundEnergy(energy_fn, params), init, **kwargs)
+        return cls(BoundEnergy(energy_fn, params), init, **kwargs)
 
     @classmethod
     def from_numpyro(cls, model: Callable, *args, seed: int = 0, **kwargs) -> Energy:
@@ -235,7 +235,7 @@ class Energy:
         travel as an argument and :meth:`_bind` puts them back inside the
         traced function. Other energies return ``(self, None)``.
         """
-        if not isinstance(self.fn, _BoundEnergy):
+        if not isinstance(self.fn, BoundEnergy):
             return self, None
         skeleton = copy.copy(self)
         skeleton.fn = _ParamSlot(self.fn.energy_fn, self.fn.params)
@@ -246,7 +246,7 @@ class Energy:
         if not isinstance(self.fn, _ParamSlot):
             return self
         bound = copy.copy(self)
-        bound.fn = _BoundEnergy(self.fn.energy_fn, params)
+        bound.fn = BoundEnergy(self.fn.energy_fn, params)
         return bound
 
     # -------------------------------------------------------- identity, display
@@ -272,7 +272,7 @@ class Energy:
 
         origin = ("NumPyro model" if self.is_numpyro else
                   "log-density (sign flipped)" if self._sign < 0 else
-                  "energy_fn with fixed params" if isinstance(self.fn, _BoundEnergy) else
+                  "energy_fn with fixed params" if isinstance(self.fn, BoundEnergy) else
                   "energy function")
         head = html_table("energymc Energy", [("name", repr(self.name)), ("dim", str(self.dim)),
                                               ("support", self.support), ("from", origin)])
@@ -310,7 +310,7 @@ def jit_over_target(static_argnames: tuple):
     return decorate
 
 
-class _BoundEnergy:
+class BoundEnergy:
     """``x -> energy_fn(params, x)``, hashable by the function and params' identity."""
 
     def __init__(self, energy_fn: Callable, params: Any):

@@ -118,10 +118,9 @@ class Run:
     @property
     def num_grad_evals(self) -> int:
         """Gradient (or energy) evaluations spent sampling, all chains together."""
-        if "n_steps" in self.stats:
-            return int(np.sum(self.stats["n_steps"]) * self.thin)
-        per_step = {"mclmc": 2, "rwm": 1}.get(self.method, 1)
-        return int(self.chains * self.num_draws * self.thin * per_step)
+        from energymc import kernels
+
+        return kernels.get(self.method).count_grad_evals(self.stats, self.thin)
 
     # ----------------------------------------------------- ArviZ and reports
     def to_arviz(self):

@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from energymc import kernels as _kernels
+from energymc._util import as_key, chunk_lengths
+from energymc._util import check_int as _check_count
 from energymc.energy import Energy, jit_over_target
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
 from energymc.progress import make_meter, tick, tick_interval, ticks_to
@@ -37,27 +39,6 @@ from energymc.results import Run
 __all__ = ["sample", "as_key"]
 
 _WARMUP_KEY, _SAMPLE_KEY, _INIT_KEY = 0, 1, 2
-
-
-def as_key(seed) -> jax.Array:
-    """A typed PRNG key from an int seed or an existing key."""
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        return jax.random.key(int(seed))
-    if isinstance(seed, jax.Array):
-        if jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
-            return seed
-        if seed.shape == (2,) and seed.dtype == jnp.uint32:
-            return jax.random.wrap_key_data(seed)
-    raise OptionError(
-        f"seed must be an int or a jax.random.key; got {type(seed).__name__}. "
-        "Pass e.g. seed=0 or seed=jax.random.key(0)."
-    )
-
-
-def _check_count(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise OptionError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
 
 
 def _check_target(target) -> Energy:
@@ -225,8 +206,7 @@ def _advance(states, params, chain_keys, start, *, target, kernel, options, num_
     packing = _Packing()
 
     def one_chain(state, p, chain_key):
-        if hasattr(kernel, "prepare"):
-            p = kernel.prepare(p, options)
+        p = kernel.prepare(p, options)
 
         def draw(state, i):
             if tick is not None:
@@ -245,7 +225,7 @@ def _advance(states, params, chain_keys, start, *, target, kernel, options, num_
             kept["diverging"] = jnp.any(stats["diverging"])
             kept["acceptance_rate"] = jnp.mean(stats["acceptance_rate"])
             # Counts (e.g. PT's round trips) add up over the stretch.
-            for name in getattr(kernel, "summed_stats", ()):
+            for name in kernel.summed_stats:
                 kept[name] = jnp.sum(stats[name], axis=0)
             return state, packing.pack(state.position, kept)
 
@@ -289,25 +269,6 @@ def _whole_run(key, init, params, *, draws, thin, **static):
         states, params, chain_keys, 0, target=static["target"], kernel=static["kernel"],
         options=static["options"], num_draws=draws, thin=thin)
     return states, params, trace, positions, stats
-
-
-def chunk_lengths(draws: int, chunked: bool) -> list[int]:
-    """Chunk lengths summing to ``draws``; as few distinct lengths as possible.
-
-    Every distinct length compiles once, so prefer a divisor of ``draws``
-    giving 10 to 40 chunks. Shared with the learners' training loop.
-    """
-    if not chunked or draws < 20:
-        return [draws]
-    for n_chunks in range(20, 41):
-        if draws % n_chunks == 0:
-            return [draws // n_chunks] * n_chunks
-    for n_chunks in range(19, 9, -1):
-        if draws % n_chunks == 0:
-            return [draws // n_chunks] * n_chunks
-    size = math.ceil(draws / 20)
-    full, rest = divmod(draws, size)
-    return [size] * full + ([rest] if rest else [])
 
 
 def _validate_support(target: Energy, kernel) -> None:
@@ -493,8 +454,7 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
         # Discrete kernels flip 0<->1 or -1<->+1: tell them which, explicitly.
         options = {**options, "support": target.support}
     opts = _kernels.resolve_options(kernel, options)
-    if hasattr(kernel, "validate"):
-        kernel.validate(opts, target.dim)
+    kernel.validate(opts, target.dim)
     chains = _check_count("chains", chains, 1)
     draws = _check_count("draws", draws, 1)
     warmup = _check_count("warmup", warmup, 0)

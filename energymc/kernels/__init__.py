@@ -8,7 +8,7 @@ so :func:`energymc.sample`, ``Run`` and the ArviZ export treat both alike.
 
 from __future__ import annotations
 
-from energymc._base import Kernel
+from energymc._base import KERNEL_HOOKS, Kernel
 from energymc.errors import OptionError
 from energymc.kernels._blackjax import CONTINUOUS_KERNELS
 
@@ -18,7 +18,20 @@ _REGISTRY: dict[str, Kernel] = dict(CONTINUOUS_KERNELS)
 
 
 def register(kernel: Kernel) -> Kernel:
-    """Make ``kernel`` available to :func:`energymc.sample` under ``kernel.name``."""
+    """Make ``kernel`` available to :func:`energymc.sample` under ``kernel.name``.
+
+    Raises
+    ------
+    TypeError
+        When ``kernel`` lacks one of the contract's hooks
+        (:data:`energymc._base.KERNEL_HOOKS`); subclassing
+        :class:`energymc._base.Kernel` gives every optional hook its default.
+    """
+    missing = [h for h in KERNEL_HOOKS if not hasattr(kernel, h)]
+    if missing:
+        raise TypeError(
+            f"kernel {getattr(kernel, 'name', kernel)!r} lacks {', '.join(missing)}; subclass "
+            "energymc._base.Kernel, which gives every optional hook its default.")
     _REGISTRY[kernel.name] = kernel
     return kernel
 

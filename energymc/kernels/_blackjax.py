@@ -26,8 +26,8 @@ import jax.scipy.linalg as jsl
 from blackjax.mcmc.diffusions import overdamped_langevin
 from blackjax.mcmc.mala import MALAState
 
-from energymc._base import WarmupResult
-from energymc._numerics import nonfinite_to_neginf
+from energymc._base import Kernel, WarmupResult
+from energymc._util import langevin_mh_acceptance, nonfinite_to_neginf
 from energymc.errors import OptionError
 from energymc.progress import tick_interval
 
@@ -252,7 +252,7 @@ def _initial_imm(dim, dense):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class AdjustedKernel:
+class AdjustedKernel(Kernel):
     """A Metropolis-adjusted BlackJAX kernel tuned by ``window_adaptation``.
 
     Options common to all: ``dense_mass`` (bool), ``target_accept`` (float),
@@ -385,25 +385,8 @@ class AdjustedKernel:
                 "inverse_mass_matrix": imm}
 
 
-def _langevin_mh_acceptance(old, new, step_size):
-    """min(1, MH ratio) that MALA would have given the Euler move ``old -> new`` (both in y).
-
-    ULA never rejects, so this is recorded only as a diagnostic: its stationary
-    law is off from exp(-E) by an amount that grows with the step, and a low
-    would-be acceptance is the sign, visible from the run alone, that the step
-    is too large for the energy's curvature (``energymc.diagnose`` flags it).
-    The proposal is ``y' = y + h g(y) + sqrt(2h) xi``, Gaussian with variance 2h.
-    """
-    def log_q(to, frm):
-        return -jnp.sum((to.position - frm.position - step_size * frm.logdensity_grad) ** 2) / (
-            4.0 * step_size)
-
-    log_ratio = new.logdensity - old.logdensity + log_q(old, new) - log_q(new, old)
-    return jnp.where(jnp.isfinite(log_ratio), jnp.exp(jnp.minimum(log_ratio, 0.0)), 0.0)
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
-class LangevinKernel:
+class LangevinKernel(Kernel):
     """Unadjusted Langevin (ULA): BlackJAX's overdamped Langevin Euler step, no
     Metropolis correction. Biased: its stationary law differs from exp(-E) by
     an amount that grows with the step size. Warmup tunes the step size and a
@@ -437,7 +420,7 @@ class LangevinKernel:
         ok = jnp.isfinite(new.logdensity) & jnp.all(jnp.isfinite(new.logdensity_grad))
         # No accept step to absorb numerical trouble: refuse the move and count it.
         new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
-        mh = jnp.where(ok, _langevin_mh_acceptance(old_y, new_y, params["step_size"]), 0.0)
+        mh = jnp.where(ok, langevin_mh_acceptance(old_y, new_y, params["step_size"]), 0.0)
         return new, {"lp": new.logdensity, "acceptance_rate": ok.astype(new.logdensity.dtype),
                      "diverging": ~ok, "step_size": params["step_size"],
                      "mh_acceptance": mh.astype(new.logdensity.dtype)}
@@ -450,7 +433,7 @@ class LangevinKernel:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class MCLMCKernel:
+class MCLMCKernel(Kernel):
     """Microcanonical Langevin Monte Carlo, tuned by ``blackjax.mclmc_find_L_and_step_size``.
 
     Unadjusted like ULA (no Metropolis step); its energy-variance tuning keeps
@@ -460,6 +443,8 @@ class MCLMCKernel:
 
     name: str = "mclmc"
     supports: tuple = ("real",)
+    # Not a dataclass field (no annotation): a fact of the kernel, not an option.
+    grad_evals_per_step = 2
     defaults: Mapping = dataclasses.field(default_factory=lambda: MappingProxyType(
         {"L": None, "step_size": None, "diagonal_preconditioning": True}))
 

@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 
-from energymc._base import WarmupResult
+from energymc._base import Kernel, WarmupResult
 from energymc._random import uniform
 from energymc.errors import OptionError
 from energymc.kernels import register
@@ -195,7 +195,7 @@ def _gibbs_sweep_colored(key, state, logdensity_fn, support, scan, delta_fn, col
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class GibbsKernel:
+class GibbsKernel(Kernel):
     """Single-site Gibbs (heat bath). One step = one sweep of ``dim`` site updates.
 
     Options: ``scan`` (``"random"``: a fresh random order every sweep;
@@ -303,7 +303,7 @@ def _gwg_one(key, state, logdensity_fn, support):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class GWGKernel:
+class GWGKernel(Kernel):
     """Gibbs-with-Gradients: one gradient-informed single-site flip, MH-corrected.
 
     Options: ``num_updates`` (proposals per step, default 1; ``dim`` gives a
@@ -369,7 +369,7 @@ def _dmala_one(key, state, logdensity_fn, step_size, support):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class DMALAKernel:
+class DMALAKernel(Kernel):
     """Discrete Langevin (DMALA): parallel gradient-informed flips, MH-corrected.
 
     Options: ``target_accept`` (default 0.574), ``step_size`` (initial value

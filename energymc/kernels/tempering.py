@@ -41,7 +41,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from energymc._base import WarmupResult
+from energymc._base import Kernel, WarmupResult
+from energymc._util import default_step
 from energymc.errors import OptionError
 from energymc.kernels import get, register, resolve_options
 from energymc.progress import tick_interval
@@ -87,12 +88,15 @@ def new_state(positions, ll) -> PTState:
                    jnp.asarray(0, jnp.int32), labels, (labels == 0) & (R > 1))
 
 
-class _Path(NamedTuple):
+class TemperedPath(NamedTuple):
     """``log pi_beta = lq + beta * ll``; ``ref`` (optional) samples ``q0`` exactly."""
 
     lq: Callable
     ll: Callable
     ref: Any = None
+
+
+_Path = TemperedPath  # the short name this module's signatures use
 
 
 def initial_ladder(num_replicas: int, beta_min: float, dtype=None) -> jax.Array:
@@ -346,17 +350,6 @@ def _tunable(base) -> bool:
     return "step_size" in base.defaults
 
 
-_STEP0 = {"dmala": (0.5, 0.0), "mala": (0.5, -1 / 3), "barker": (0.8, -1 / 6), "hmc": (0.2, -1 / 4),
-          "nuts": (0.3, -1 / 4), "rwm": (1.0, -1 / 2)}
-
-
-def default_step(name: str, dim: int) -> float:
-    """A starting step size in whitened units, scaled with dimension at each kernel's known
-    optimal rate (MALA d^-1/3, HMC d^-1/4, RWM d^-1/2)."""
-    c, e = _STEP0.get(name, (0.3, -1 / 4))
-    return c * dim**e
-
-
 def initial_base_params(base, base_opts, betas, dim, variance=None, step_size=None):
     """Per-replica base params ``(R, ...)``: a start for warmup (or fixed, ``adapt=False``)."""
     R = betas.shape[0]
@@ -376,7 +369,7 @@ def initial_base_params(base, base_opts, betas, dim, variance=None, step_size=No
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class PTKernel:
+class PTKernel(Kernel):
     """Parallel tempering over an adaptive ladder; see the module docstring.
 
     Options: ``replicas`` (8), ``base_kernel`` (``None``: ``mala`` for real,
@@ -426,8 +419,7 @@ class PTKernel:
             if bo is not None and not isinstance(bo, dict):
                 raise OptionError("pt: base_options must be a dict of the base kernel's options.")
             bopts = resolve_options(base, dict(bo or {}), context="pt base_kernel")
-            if hasattr(base, "validate"):
-                base.validate(bopts, dim)
+            base.validate(bopts, dim)
 
     # ---------------------------------------------------------------- pieces
     def _setup(self, logdensity_fn, options, dim, dtype):

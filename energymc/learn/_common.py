@@ -14,7 +14,6 @@ Host zone: ``run``'s loop, the progress meter and ``eval_fn`` calls.
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 import warnings
@@ -25,7 +24,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
+from energymc._util import n_positional
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
 from energymc.progress import make_meter
 
@@ -218,17 +219,26 @@ def _averaged(average, internal):
     return jax.tree.map(lambda a, p: jnp.where(w > 0, a / safe, p), average["sum"], internal)
 
 
-def check_optim(optim) -> None:
+def check_optim(optim):
+    """The optimiser the learner drives: a ``numpyro.optim`` optimiser as given, or an
+    optax ``GradientTransformation`` wrapped by ``numpyro.optim.optax_to_numpyro``
+    (as NumPyro's ``SVI`` does).
+
+    Raises
+    ------
+    OptionError
+        For anything else, naming what to pass.
+    """
     if all(hasattr(optim, m) for m in ("init", "update", "get_params")) and hasattr(
             optim, "get_params_fn"):
-        return
-    hint = ""
-    if hasattr(optim, "init") and hasattr(optim, "update"):
-        hint = (" It looks like an optax GradientTransformation: wrap it with "
-                "numpyro.optim.optax_to_numpyro(...).")
+        return optim
+    if isinstance(optim, optax.GradientTransformation):
+        import numpyro.optim
+
+        return numpyro.optim.optax_to_numpyro(optim)
     raise OptionError(
-        f"optim must be a numpyro.optim optimiser such as numpyro.optim.Adam(1e-2); "
-        f"got {type(optim).__name__}.{hint}"
+        f"optim must be a numpyro.optim optimiser such as numpyro.optim.Adam(1e-2), or an "
+        f"optax GradientTransformation such as optax.adam(1e-2); got {type(optim).__name__}."
     )
 
 
@@ -272,21 +282,6 @@ def check_batch(batch, event_shape: tuple) -> None:
             f"batch has shape {shape}; the learner was initialised with points of shape "
             f"{tuple(event_shape)}, so a batch must be (batch_size, *{tuple(event_shape)})."
         )
-
-
-def _n_positional(fn) -> int | None:
-    """How many positional parameters ``fn`` takes; ``None`` when it cannot be told."""
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None
-    n = 0
-    for p in sig.parameters.values():
-        if p.kind == p.VAR_POSITIONAL:
-            return None
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty:
-            n += 1
-    return n
 
 
 # ---------------------------------------------------------------------------
@@ -396,11 +391,10 @@ class LearnerBase:
                 f"energy_fn must be a callable energy_fn(params, x) -> scalar; got "
                 f"{type(energy_fn).__name__}."
             )
-        check_optim(optim)
         self.energy_fn = energy_fn
-        self.optim = optim
+        self.optim = check_optim(optim)
         self.ema = check_ema(ema)
-        n = _n_positional(energy_fn)
+        n = n_positional(energy_fn)
         # One argument (two for a noise-conditional energy): a NumPyro-style
         # energy whose parameters are numpyro.param sites.
         self._numpyro_style = n == 1 + self._energy_extra_args
@@ -522,7 +516,7 @@ class LearnerBase:
             Size of the batches ``update`` will see (persistent CD sizes its
             chains by it); default ``min(n, 128)``.
         """
-        from energymc.sampling import as_key
+        from energymc._util import as_key
 
         key = as_key(key)
         data = check_data(data)
@@ -571,7 +565,7 @@ class LearnerBase:
         (loss, (extra, info)), grads = jax.value_and_grad(self._loss, has_aux=True)(
             internal, state.extra, batch, sub)
         optim_state = self.optim.update(grads, state.optim_state, value=loss)
-        gnorm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+        gnorm = optax.tree.norm(grads)
         info = {"loss": loss, "grad_norm": gnorm, **info}
         average = self._match_average(state, internal).average
         if average is not None:
@@ -724,7 +718,7 @@ class LearnerBase:
             the selected restart's and ``result.restarts`` keeps every
             restart's scores, parameters and history.
         """
-        from energymc.sampling import as_key, chunk_lengths
+        from energymc._util import as_key, chunk_lengths
 
         key = as_key(key)
         num_steps = check_int("num_steps", num_steps, 1)

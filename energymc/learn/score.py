@@ -136,9 +136,9 @@ class DSM(LearnerBase):
         super().__init__(energy_fn, optim)
         if self.conditional:
             self.sigmas = _check_sigmas(sigmas)
-            from energymc.learn._common import _n_positional
+            from energymc._util import n_positional
 
-            n = _n_positional(energy_fn)
+            n = n_positional(energy_fn)
             if n is not None and n < 2:
                 raise EnergyError("with sigmas= the energy is noise-conditional: write "
                                   "energy_fn(params, x, sigma) (or energy_fn(x, sigma) with "

@@ -10,6 +10,8 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from energymc import kernels as _kernels
+from energymc._util import check_option_int as _check_int
+from energymc._util import default_step, kish_ess
 from energymc.errors import OptionError
 from energymc.logz._anneal import AnnealConfig, anneal, schedule
 from energymc.logz._path import AnnealingPath, anneal_path
@@ -43,12 +45,6 @@ REVERSE_STARTS = ("forward", "mcmc")
 # Kernels that do not leave pi_beta invariant would bias every weight.
 _UNADJUSTED = ("langevin", "mclmc")
 _EXCLUDED = _UNADJUSTED + ("pt",)
-
-# A starting step size per kernel, in units where q0 is whitened; the
-# per-stage tuning takes it from there. Scalings follow the known optimal
-# rates in dimension (MALA d^-1/3, HMC d^-1/4, RWM d^-1/2).
-_STEP0 = {"dmala": (0.5, 0.0), "mala": (0.5, -1 / 3), "barker": (0.8, -1 / 6), "hmc": (0.2, -1 / 4),
-          "nuts": (0.3, -1 / 4), "rwm": (1.0, -1 / 2)}
 
 
 def resolve_kernel(target, name, kernel_options, context):
@@ -86,15 +82,8 @@ def resolve_kernel(target, name, kernel_options, context):
     if "support" in kernel.defaults and kopts.get("support") is None and target.support != "real":
         kopts["support"] = target.support
     options = _kernels.resolve_options(kernel, kopts, context=context)
-    if hasattr(kernel, "validate"):
-        kernel.validate(options, target.dim)
+    kernel.validate(options, target.dim)
     return kernel, options
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise OptionError(f"{name}= must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
 
 
 def validate_ais(target, opts, context="log_partition"):
@@ -128,13 +117,12 @@ def validate_ais(target, opts, context="log_partition"):
 def _initial_params(kernel, options, ref, dim, step_size, target_accept):
     # Any kernel with a step size gets it tuned per stage (dmala has one but no
     # mass matrix); kernels with neither (gibbs, gwg) run as they are.
-    tunable = "step_size" in kernel.defaults
+    tunable = kernel.tunable
     dtype = jnp.result_type(float)
     if not tunable:
         return kernel.default_params(dim, options), False, None
     if step_size is None:
-        c, p = _STEP0.get(kernel.name, (0.3, -1 / 4))
-        step_size = c * dim**p
+        step_size = default_step(kernel.name, dim)
     if target_accept is None:
         target_accept = dict(options).get("target_accept", None)
     params = {"step_size": jnp.asarray(step_size, dtype)}
@@ -184,7 +172,7 @@ def _weight_summary(logw):
     if not math.isfinite(lse):
         return log_z, math.inf, 0.0, np.full(n, 1.0 / n)
     w = np.exp(logw - lse)
-    ess = 1.0 / float(np.sum(w**2))
+    ess = float(kish_ess(w))
     # Delta method: var(Z^)/Z^2 = (N sum W^2 - 1) / N, so
     # stderr(log Z^) = sqrt(1/ESS - 1/N).
     stderr = math.sqrt(max(1.0 / ess - 1.0 / n, 0.0))

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from blackjax.smc.ess import log_ess as blackjax_log_ess
 from jax.scipy.special import logsumexp
 
 from energymc.energy import jit_over_target
@@ -91,7 +92,7 @@ def schedule(kind: str, num_temps: int) -> jax.Array:
 
 def log_ess(logw: jax.Array) -> jax.Array:
     """``log`` of Kish's effective sample size of unnormalised log-weights ``(n,)``."""
-    return 2.0 * logsumexp(logw) - logsumexp(2.0 * logw)
+    return blackjax_log_ess(logw)
 
 
 def _next_delta(logw, ll, beta, cess):

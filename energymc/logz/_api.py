@@ -12,6 +12,7 @@ import jax
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from energymc._util import kish_ess
 from energymc.energy import Energy
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
 from energymc.logz._checks import replicate_check
@@ -204,7 +205,7 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     >>> est = emc.log_partition(target, method="ais", seed=0)   # doctest: +SKIP
     >>> est.log_z   # ≈ 1.5 * log(2 pi) = 2.757                   # doctest: +SKIP
     """
-    from energymc.sampling import as_key
+    from energymc._util import as_key
 
     if not isinstance(target, Energy):
         if callable(target):
@@ -399,7 +400,7 @@ def _combine(method, target, results, o, total) -> LogZ:
             weights = np.concatenate(
                 [res["weights"] * s for res, s in zip(results, scale, strict=True)])
             weights = weights / weights.sum()
-            ess = float(1.0 / np.sum(weights**2))
+            ess = float(kish_ess(weights))
         else:
             particles, weights, ess = None, None, float(sum(res["ess"] for res in results))
         info["replicate_stderr"] = [res["stderr"] for res in results]

@@ -31,6 +31,7 @@ import numpy as np
 import optax
 from jax.scipy.special import logsumexp
 
+from energymc._util import kish_ess, nonfinite_to_neginf
 from energymc.energy import jit_over_target
 
 __all__ = ["mode_check", "replicate_check", "REPLICATE_LEVEL"]
@@ -128,7 +129,7 @@ def _is_logw(x, locs, chols, log_pi, *, target):
 
     log_g = logsumexp(jax.vmap(log_comp)(locs, chols) + log_pi[:, None], axis=0)
     lw = -jax.vmap(target.flat_energy)(x) - log_g
-    return jnp.where(jnp.isfinite(lw), lw, -jnp.inf)
+    return nonfinite_to_neginf(lw)
 
 
 def mode_check(target, particles, weights, log_z, stderr, key, *, starts=32, steps=400,
@@ -224,7 +225,7 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, starts=32, ste
         return None, {**info, "status": "skipped: no finite importance weight"}
     lse = float(logsumexp(lw))
     wn = np.exp(lw - lse)
-    ess = 1.0 / float(np.sum(wn**2))
+    ess = float(kish_ess(wn))
     is_log_z = lse - math.log(draws)
     is_se = math.sqrt(max(1.0 / ess - 1.0 / draws, 0.0))
     info.update(log_z=is_log_z, stderr=is_se, ess=ess)

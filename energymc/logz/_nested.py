@@ -20,9 +20,10 @@ import numpy as np
 from blackjax.ns import utils as ns_utils
 from jax.scipy.special import logsumexp
 
+from energymc._util import check_option_int as _check_int
+from energymc._util import kish_ess
 from energymc.energy import jit_over_target
 from energymc.errors import OptionError
-from energymc.logz._ais import _check_int
 
 __all__ = ["NESTED_DEFAULTS", "run_nested", "validate_nested"]
 
@@ -130,7 +131,7 @@ def run_nested(target, ref, key, o) -> dict:
     logw = logsumexp(sims, axis=1) - math.log(sims.shape[1])
     logw = np.where(np.isfinite(logw), logw, -np.inf)
     w = np.exp(logw - logsumexp(logw))
-    ess = float(1.0 / np.sum(w**2))
+    ess = float(kish_ess(w))
     problems = []
     if not converged:
         problems.append(f"nested sampling hit max_iterations={o['max_iterations']} before "

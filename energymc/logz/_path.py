@@ -106,7 +106,7 @@ def _next_beta(inc, beta, cess):
     def frac(delta):
         a = inc(beta + delta)
         a = jnp.where(jnp.isnan(a), -jnp.inf, a)
-        return jnp.exp(2.0 * logsumexp(a) - logsumexp(2.0 * a) - jnp.log(a.shape[0]))
+        return jnp.exp(log_ess(a) - jnp.log(a.shape[0]))
 
     b = beta + largest_step(frac, 1.0 - beta, cess)
     return jnp.where(1.0 - b < 1e-6, jnp.ones_like(b), b)

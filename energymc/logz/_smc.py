@@ -24,10 +24,11 @@ from blackjax.smc import resampling
 from blackjax.smc.tuning.from_particles import particles_stds
 from blackjax.smc.waste_free import waste_free_smc
 
-from energymc._numerics import nonfinite_to_neginf
+from energymc._util import check_option_int as _check_int
+from energymc._util import default_step, kish_ess, nonfinite_to_neginf
 from energymc.energy import jit_over_target
 from energymc.errors import OptionError
-from energymc.logz._ais import _STEP0, _check_int, resolve_kernel
+from energymc.logz._ais import resolve_kernel
 from energymc.progress import StageTicks
 
 __all__ = ["SMC_DEFAULTS", "genealogy_variance", "run_smc", "smc_progress_units",
@@ -216,7 +217,7 @@ def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, ticks=No
         inc = info.log_likelihood_increment
         stats = info.update_info
         w = state.sampler_state.weights
-        ess = 1.0 / jnp.sum(w**2)
+        ess = kish_ess(w)
         # Var of one increment by the delta method, (1/ESS - 1/N); summed over
         # steps this ignores the correlation that resampling leaves between
         # them, so it is an approximation (replicates give an honest spread).
@@ -297,8 +298,7 @@ def run_smc(target, ref, key, o) -> dict:
     kernel, kopts, cfg = o["_kernel"], o["_kernel_options"], o["_cfg"]
     step = o["step_size"]
     if step is None:
-        c, p = _STEP0.get(kernel.name, (0.3, -1 / 4))
-        step = c * target.dim**p
+        step = default_step(kernel.name, target.dim)
     dtype = jnp.result_type(float)
     step = jnp.asarray(step, dtype)
     betas, pilot_evals, problems = o["_betas"], 0.0, []
@@ -336,7 +336,7 @@ def run_smc(target, ref, key, o) -> dict:
     rec = {name: np.asarray(v)[:k] for name, v in out["record"].items()}
     w = np.asarray(out["weights"], dtype=float)
     w = w / w.sum()
-    ess = float(1.0 / np.sum(w**2))
+    ess = float(kish_ess(w))
     if float(out["final_beta"]) < 1.0:
         problems.append(f"SMC stopped at beta={float(out['final_beta']):.4g} after "
                         f"max_stages={cfg.max_stages}; raise max_stages= or lower target_ess=.")

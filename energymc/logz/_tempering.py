@@ -25,17 +25,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from energymc._util import check_option_int as _check_int
 from energymc.energy import jit_over_target
 from energymc.errors import OptionError
 from energymc.kernels.tempering import (
-    _Path,
-    _tunable,
+    TemperedPath,
     initial_base_params,
     initial_ladder,
     pt_step,
     pt_warmup,
 )
-from energymc.logz._ais import _check_int, resolve_kernel
+from energymc.logz._ais import resolve_kernel
 
 __all__ = ["PT_LOGZ_DEFAULTS", "multichain_ess", "run_pt_logz", "validate_pt_logz"]
 
@@ -94,13 +94,13 @@ def _run(key, ref, step_size, *, target, base, bopts, cfg: _Cfg):
     def ll_fn(z):
         return target_lp(z) - ref.log_prob(z)
 
-    path = _Path(ref.log_prob, ll_fn, ref)
+    path = TemperedPath(ref.log_prob, ll_fn, ref)
     dim = target.dim
     betas0 = initial_ladder(cfg.replicas, 0.0, target.flat_init.dtype)
     # Rung beta has a density between q0 and p: start from q0's variance.
     var = jnp.broadcast_to(ref.variance(), (cfg.replicas, dim))
     params0 = initial_base_params(base, bopts, betas0, dim, variance=var, step_size=step_size)
-    tunable = _tunable(base)
+    tunable = base.tunable
 
     def chain(k):
         k0, kw, ks = jax.random.split(k, 3)
@@ -190,8 +190,8 @@ def _autocorrelated_stderr(betas, ll):
 def run_pt_logz(target, ref, key, o) -> dict:
     cfg, base, bopts = o["_cfg"], o["_kernel"], o["_kernel_options"]
     step = o["step_size"]
-    if _tunable(base) and step is None:
-        from energymc.kernels.tempering import default_step
+    if base.tunable and step is None:
+        from energymc._util import default_step
 
         step = default_step(base.name, target.dim)
     out = _run(key, ref, None if step is None else jnp.asarray(step, jnp.result_type(float)),

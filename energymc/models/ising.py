@@ -17,7 +17,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from energymc import exact
-from energymc.energy import Energy, _BoundEnergy
+from energymc.energy import BoundEnergy, Energy
 from energymc.errors import EnergyError
 
 __all__ = ["Ising", "critical_beta", "onsager_magnetization"]
@@ -200,7 +200,7 @@ class Ising(Energy):
         # a temperature sweep compiles once (see Energy._split).
         dtype = jnp.result_type(float)
         params = {k: jnp.asarray(v, dtype) for k, v in self._values.items()}
-        super().__init__(_BoundEnergy(self._lattice, params), init=jnp.ones(shape),
+        super().__init__(BoundEnergy(self._lattice, params), init=jnp.ones(shape),
                          support="spin", name=f"ising{'x'.join(map(str, shape))}", check=False)
         #: Colour of every site (flat), ``(num_sites,)``: sites of a colour do not interact.
         self.colors = _colors(shape, periodic)

@@ -372,9 +372,9 @@ class RBM:
         import numpyro.optim
         import optax
 
+        from energymc._util import as_key
         from energymc.learn import CD
         from energymc.learn._common import check_int, check_positive
-        from energymc.sampling import as_key
 
         data = self.check_data(data)
         n = data.shape[0]

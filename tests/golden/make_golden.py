@@ -1,0 +1,43 @@
+"""Record the golden values that tests/test_golden.py compares against.
+
+Run ONCE, from the repository root, before the issue-13 refactor:
+
+    CI=true JAX_PLATFORMS=cpu ENERGYMC_COMPILATION_CACHE=0 python tests/golden/make_golden.py
+
+It writes ``tests/golden/golden.npz``. Every case below is a function of
+nothing but literal seeds and tiny sizes, so the same code on the same JAX
+build reproduces the same bits; the refactor must keep them.
+Rerunning it after the refactor would overwrite the very values the test
+guards -- do that only for a deliberate, documented change of arithmetic.
+"""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("CI", "true")
+os.environ.setdefault("ENERGYMC_COMPILATION_CACHE", "0")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+from cases import CASES  # noqa: E402
+
+
+def main() -> None:
+    out = {}
+    for name, case in CASES.items():
+        start = time.perf_counter()
+        values = case()
+        print(f"{name}: {time.perf_counter() - start:.1f} s")
+        for field, value in values.items():
+            out[f"{name}/{field}"] = np.asarray(value)
+    path = Path(__file__).with_name("golden.npz")
+    np.savez(path, **out)
+    print(f"wrote {len(out)} arrays to {path}")
+
+
+if __name__ == "__main__":
+    main()
