@@ -7,6 +7,9 @@ from data, and diagnose chains with ArviZ.
 __version__ = "0.1.0"
 
 from energymc import _compilation_cache, exact, io, learn, models, plots
+from energymc import metrics
+from energymc import nn
+from energymc import ood
 from energymc._compilation_cache import compilation_cache_dir
 from energymc.diagnostics import (
     Diagnosis,
@@ -44,7 +47,10 @@ __all__ = [
     "io",
     "learn",
     "log_partition",
+    "metrics",
     "models",
+    "nn",
+    "ood",
     "plot_energy",
     "plot_pair",
     "plot_rank",
