@@ -6,10 +6,7 @@ from data, and diagnose chains with ArviZ.
 
 __version__ = "0.1.0"
 
-from energymc import _compilation_cache, exact, io, learn, models, plots
-from energymc import metrics
-from energymc import nn
-from energymc import ood
+from energymc import _compilation_cache, exact, io, learn, metrics, models, nn, ood, plots
 from energymc._compilation_cache import compilation_cache_dir
 from energymc.diagnostics import (
     Diagnosis,

@@ -194,9 +194,12 @@ class MLP(eqx.Module):
 class ModuleEnergy:
     """An Equinox module as a learner's ``energy_fn(params, x)``.
 
-    The module's inexact arrays become the parameters (``self.params``, pass
-    them as ``init_params``); the rest is closed over. ``energy_fn(params,
-    x)`` rebuilds the module and reads its output as an energy.
+    The module's inexact arrays become the parameters (``self.params``, a
+    list of arrays; pass it as ``init_params``); the rest is closed over.
+    ``energy_fn(params, x)`` rebuilds the module and reads its output as an
+    energy. The parameters are a plain list rather than the partitioned
+    module because a module is callable, and the learners read a callable
+    ``init_params`` as a function that draws parameters.
 
     Parameters
     ----------
@@ -222,12 +225,18 @@ class ModuleEnergy:
             raise OptionError(f"module must be an equinox.Module; got {type(module).__name__}.")
         if output not in ("energy", "logits"):
             raise OptionError(f"output must be 'energy' or 'logits'; got {output!r}.")
-        self.params, self._static = eqx.partition(module, eqx.is_inexact_array)
+        params, self._static = eqx.partition(module, eqx.is_inexact_array)
+        leaves, self._treedef = jax.tree.flatten(params)
+        self.params = list(leaves)
         self.output = output
 
     def module(self, params) -> eqx.Module:
         """The module with ``params`` (e.g. ``result.params``) in place of its weights."""
-        return eqx.combine(params, self._static)
+        if not isinstance(params, (list, tuple)) or len(params) != self._treedef.num_leaves:
+            raise OptionError(
+                f"params must be the list of {self._treedef.num_leaves} arrays that "
+                "ModuleEnergy.params holds (or result.params of a learner started from it).")
+        return eqx.combine(jax.tree.unflatten(self._treedef, list(params)), self._static)
 
     def logits(self, params, x) -> jax.Array:
         """The module's raw output for ONE point ``x``."""

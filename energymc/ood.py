@@ -30,7 +30,6 @@ Scores are computed under jit in batches; AUROC/AUPR are host code.
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
