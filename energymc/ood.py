@@ -113,7 +113,10 @@ def scores(energy: Callable, x, methods: Sequence[str] = METHODS, *, sigma: floa
     _check_energy(energy, x)
     out = {m: [] for m in methods}
     key = jax.random.key(seed)
-    fn = _score_fn(energy, methods, float(sigma), int(num_samples))
+    try:
+        fn = _score_fn(energy, methods, float(sigma), int(num_samples))
+    except TypeError:  # an unhashable energy (e.g. an Equinox module): no caching
+        fn = _score_fn.__wrapped__(energy, methods, float(sigma), int(num_samples))
     n = x.shape[0]
     size = min(int(batch_size), n)
     for start in range(0, n, size):

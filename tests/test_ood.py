@@ -136,3 +136,17 @@ def test_bad_input_is_refused():
         emc.ood.scores(lambda z: jnp.sum(z), np.zeros(3))
     with pytest.raises(OptionError, match="NaN"):
         emc.ood.auroc([0.0, np.nan], [1.0])
+
+
+def test_an_unhashable_energy_module_is_scored():
+    import equinox as eqx
+
+    class Quadratic(eqx.Module):
+        a: jax.Array
+
+        def __call__(self, x):
+            return 0.5 * self.a * jnp.sum(x**2)
+
+    x = np.array([[1.0], [2.0]], np.float32)
+    s = emc.ood.scores(Quadratic(jnp.asarray(2.0)), x, ("energy",))
+    np.testing.assert_allclose(s["energy"], [1.0, 4.0], rtol=1e-6)
