@@ -4,7 +4,7 @@ Sample ``exp(-E(x))`` with BlackJAX kernels, estimate ``log Z``, learn ``E``
 from data, and diagnose chains with ArviZ.
 """
 
-from energymc import _compilation_cache, exact, io, learn, models, plots
+from energymc import _compilation_cache, exact, io, learn, metrics, models, nn, ood, plots
 from energymc._compilation_cache import compilation_cache_dir
 from energymc._util import version as _version
 from energymc.diagnostics import (
@@ -46,7 +46,10 @@ __all__ = [
     "io",
     "learn",
     "log_partition",
+    "metrics",
     "models",
+    "nn",
+    "ood",
     "plot_energy",
     "plot_pair",
     "plot_rank",

@@ -6,6 +6,7 @@ inside) or a NumPyro-style ``energy_fn(x)`` with ``numpyro.param`` sites, and a
 ``run`` for a compiled loop with a progress bar.
 
 * :class:`CD` -- contrastive divergence: CD-k, persistent CD, replay buffer.
+* :class:`JEM` -- a classifier whose logits also define an energy (JEM).
 * :class:`NCE` -- noise-contrastive estimation; learns ``log_z`` too.
 * :class:`DSM` -- denoising score matching, one or several noise levels.
 * :class:`SSM` -- sliced score matching.
@@ -15,12 +16,14 @@ inside) or a NumPyro-style ``energy_fn(x)`` with ``numpyro.param`` sites, and a
 
 from energymc.learn._common import LearnerBase, LearnResult, LearnState
 from energymc.learn.cd import CD
+from energymc.learn.jem import JEM
 from energymc.learn.nce import NCE
 from energymc.learn.score import DSM, SSM, annealed_langevin, default_sigma, geometric_sigmas
 
 __all__ = [
     "CD",
     "DSM",
+    "JEM",
     "LearnResult",
     "LearnState",
     "LearnerBase",

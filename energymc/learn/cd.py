@@ -14,8 +14,9 @@ variant:
   Mordatch 2019).
 
 The kernel is an energymc kernel (``energymc.kernels.get(name)``) driven with
-fixed parameters, or a user callable ``sampler(key, params, x_batch, k)``, e.g.
-block Gibbs for an RBM.
+fixed parameters; ``"sgld"``, short-run Langevin with a noise scale set apart
+from the step size (Du & Mordatch 2019); or a user callable
+``sampler(key, params, x_batch, k)``, e.g. block Gibbs for an RBM.
 """
 
 from __future__ import annotations
@@ -66,7 +67,10 @@ class CD(LearnerBase):
         ``"nuts"``, ``"barker"``, ``"rwm"``, ``"gibbs"``, ...) or a callable
         ``sampler(key, params, x_batch, k) -> x_batch_new`` with ``x_batch``
         ``(batch, *event)`` (``(chains, *event)`` with ``chains=``) and
-        ``params`` in the user's form (e.g. ``rbm.block_gibbs``).
+        ``params`` in the user's form (e.g. ``rbm.block_gibbs``). Or
+        ``"sgld"``: ``k`` steps of ``x <- x - step_size grad E(x) +
+        noise_scale z`` with ``z ~ N(0, I)``, no Metropolis correction and no
+        adaptation (needs ``step_size=``; see ``noise_scale`` and Notes).
     step_size
         The kernel's step size (BlackJAX's convention; for ``"langevin"``,
         ``x + h grad log p + sqrt(2 h) noise``). ``None`` (default): adapted
@@ -115,6 +119,16 @@ class CD(LearnerBase):
     noise
         Replay buffer only: a NumPyro distribution with the data's event shape
         for fresh chains. Default: a diagonal Gaussian fitted to the data.
+    noise_scale
+        ``sampler="sgld"`` only: the standard deviation of the noise added at
+        each step. ``None`` (default) uses ``sqrt(2 step_size)``, which makes
+        the step an unadjusted Langevin step for ``exp(-E)``. Any other value
+        samples (for a small step) ``exp(-E / T)`` with ``T = noise_scale^2 /
+        (2 step_size)``: see Notes.
+    bounds
+        ``sampler="sgld"`` only: ``(low, high)``; every step's position is
+        clipped to this box (e.g. ``(0, 1)`` for images scaled to ``[0,
+        1]``), as Du & Mordatch do. ``None`` (default): no clipping.
     ema
         Parameter averaging: a decay in ``[0, 1)`` (e.g. ``0.99``, an average
         over about the last ``1 / (1 - ema)`` updates). ``result.params`` and
@@ -149,6 +163,17 @@ class CD(LearnerBase):
     moves while the chains catch up. Above ``lag_tolerance`` the negatives
     come from an outdated model and the gradient is biased: ``run`` says so
     in ``result.problems`` and with an :class:`energymc.errors.EnergymcWarning`.
+
+    SGLD with a mismatched noise scale: the step ``x - h grad E + s z``
+    leaves (as ``h -> 0``) ``exp(-E / T)`` invariant, ``T = s^2 / (2h)``.
+    Contrastive divergence stops when its negatives look like the data, so
+    with ``T != 1`` it learns ``E_theta ~ -T log p_data``: the samples of the
+    same short-run sampler look right, but ``exp(-E_theta)`` itself is
+    ``p_data^T`` -- flatter than the data for ``T < 1`` (the usual image
+    settings, e.g. ``h = 10, s = 0.005`` have ``T ~ 1e-6``) -- so its
+    likelihoods, ``log Z`` and exact MCMC samples describe a different
+    distribution. ``tests/test_deep.py`` shows it on a Gaussian: the learned
+    precision is ``1/T`` times too small.
     """
 
     _name = "CD"
@@ -159,7 +184,8 @@ class CD(LearnerBase):
                  energy_l2: float = 0.0, sampler_options: dict | None = None,
                  noise: Any = None, ema: float | None = None, chains: int | None = None,
                  adapt_step: bool | None = None, target_accept: float | None = None,
-                 lag_tolerance: float = 0.5):
+                 lag_tolerance: float = 0.5, noise_scale: float | None = None,
+                 bounds: tuple | None = None):
         super().__init__(energy_fn, optim, ema=ema)
         self.k = check_int("k", k, 0)
         if not isinstance(persistent, bool):
@@ -197,6 +223,7 @@ class CD(LearnerBase):
         if noise is not None and not all(hasattr(noise, m) for m in ("sample", "log_prob")):
             raise OptionError("noise must be a NumPyro distribution (with sample and log_prob).")
         self.noise = noise
+        self.noise_scale, self.bounds = self._check_sgld(sampler, noise_scale, bounds)
         # None: MALA with an adapted step, or Gibbs once init sees 0/1 or +-1 data.
         self._auto_sampler = sampler is None
         self._init_args = (adapt_step, target_accept, sampler_options)
@@ -207,8 +234,40 @@ class CD(LearnerBase):
         self._history_keys = ("loss", "grad_norm", "energy_data", "energy_neg", "acceptance",
                               "diverging", "neg_ess", "step_size", "chain_lag", "energy_shift")
 
+    def _check_sgld(self, sampler, noise_scale, bounds):
+        """``noise_scale`` and ``bounds`` checked; both belong to ``sampler="sgld"``."""
+        if sampler != "sgld":
+            if noise_scale is not None or bounds is not None:
+                raise OptionError(
+                    "noise_scale= and bounds= are options of sampler='sgld' (Langevin with a "
+                    "separately set noise scale); pass sampler='sgld' with them.")
+            return None, None
+        if noise_scale is not None:
+            noise_scale = check_positive("noise_scale", noise_scale)
+        if bounds is not None:
+            try:
+                low, high = (float(b) for b in bounds)
+            except (TypeError, ValueError):
+                raise OptionError(f"bounds must be a pair (low, high); got {bounds!r}.") from None
+            if not low < high:
+                raise OptionError(f"bounds must have low < high; got {bounds!r}.")
+            bounds = (low, high)
+        return noise_scale, bounds
+
     def _set_sampler(self, sampler, adapt_step, target_accept, sampler_options):
-        if callable(sampler) and not isinstance(sampler, str):
+        if sampler == "sgld":
+            self._kernel = None
+            self.adapt_step, self.target_accept, self._data_metric = False, None, False
+            if adapt_step or target_accept is not None:
+                raise OptionError("sampler='sgld' runs with a fixed step and has no acceptance "
+                                  "rate to adapt to; drop adapt_step/target_accept.")
+            if sampler_options:
+                raise OptionError("sampler='sgld' takes step_size=, noise_scale= and bounds=, "
+                                  "not sampler_options.")
+            if self.step_size is None:
+                raise OptionError("sampler='sgld' needs step_size= (e.g. step_size=0.01): it "
+                                  "is not adapted.")
+        elif callable(sampler) and not isinstance(sampler, str):
             self._kernel = None
             self.adapt_step, self.target_accept, self._data_metric = False, None, False
             if adapt_step:
@@ -278,6 +337,8 @@ class CD(LearnerBase):
                               None if discrete else sampler_options)
         if self._kernel is not None:
             self._check_support(data)
+        elif self.sampler == "sgld":
+            pass
         else:
             # The sampler sees the whole pool of chains at once.
             self._check_callable(key, internal, jax.ShapeDtypeStruct((num, *event), data.dtype))
@@ -375,7 +436,7 @@ class CD(LearnerBase):
         return extra["noise_loc"] + extra["noise_scale"] * z
 
     # --------------------------------------------------------- negative phase
-    def _run_kernel(self, key, params, x0, extra):
+    def _run_kernel(self, key, params, x0, extra, k=None):
         """``k`` kernel steps from every row of ``x0``; returns (x, acceptance, diverging).
 
         For unadjusted Langevin the acceptance is the one a Metropolis step
@@ -408,22 +469,92 @@ class CD(LearnerBase):
                         s, new, kparams["step_size"], kparams["inverse_mass_matrix"]))
                 return new, (acc.astype(x0.dtype), st["diverging"])
 
-            state, (acc, div) = jax.lax.scan(one, state, jax.random.split(k_steps, self.k))
+            state, (acc, div) = jax.lax.scan(one, state, jax.random.split(
+                k_steps, self.k if k is None else k))
             return state.position, jnp.mean(acc), jnp.any(div)
 
         flat = x0.reshape(batch, dim)
         pos, acc, div = jax.vmap(chain)(jax.random.split(key, batch), flat)
         return pos.reshape(x0.shape), jnp.mean(acc), jnp.mean(div.astype(x0.dtype))
 
+    def sample_negatives(self, key, params, x0, state=None, k: int | None = None):
+        """Run the negative phase's sampler from ``x0`` under user-form ``params``.
+
+        For instance short-run samples of a trained model from noise, or more
+        steps from the replay buffer (``state.extra["buffer"]``).
+
+        Parameters
+        ----------
+        key
+            A ``jax.random.key`` or an int seed.
+        params
+            User-form parameters, e.g. ``result.params``.
+        x0
+            ``(n, *event)`` starting points.
+        state
+            The run's final :class:`LearnState` (``result.state``), whose
+            adapted step size and metric a named kernel then uses; not
+            needed for ``"sgld"`` or a callable sampler.
+        k
+            Steps; default the learner's ``k``.
+
+        Returns
+        -------
+        jax.Array
+            ``(n, *event)``.
+        """
+        from energymc.sampling import as_key
+
+        if self._spec is None:
+            raise OptionError("call init() or run() first: the parameter form is set there.")
+        k = self.k if k is None else check_int("k", k, 0)
+        x0 = jnp.asarray(x0, dtype=jnp.result_type(float))
+        extra = {} if state is None else state.extra
+        if self.adapt_step and "log_step" not in extra:
+            raise OptionError("this learner adapts its step size: pass state=result.state.")
+        key = as_key(key)
+        if k == 0:
+            return x0
+        if self.sampler == "sgld":
+            return self._sgld(key, params, x0, k)[0]
+        if self._kernel is None:
+            return jnp.asarray(self.sampler(key, params, x0, k), x0.dtype)
+        return self._run_kernel(key, params, x0, extra, k)[0]
+
     def _negatives(self, key, params, x0, extra):
         if self.k == 0:
             nan = jnp.asarray(jnp.nan, x0.dtype)
             return x0, nan, jnp.zeros((), x0.dtype)
+        if self.sampler == "sgld":
+            return self._sgld(key, params, x0)
         if self._kernel is None:
             x = self.sampler(key, params, x0, self.k)
             nan = jnp.asarray(jnp.nan, x0.dtype)
             return jnp.asarray(x, x0.dtype), nan, jnp.zeros((), x0.dtype)
         return self._run_kernel(key, params, x0, extra)
+
+    def _sgld(self, key, params, x0, k=None):
+        """``k`` SGLD steps from every row of ``x0``; returns (x, NaN acceptance, diverging).
+
+        A step that would give a non-finite position is not taken (the chain
+        stays put) and counted in ``diverging``.
+        """
+        h = jnp.asarray(self.step_size, x0.dtype)
+        s = jnp.asarray(np.sqrt(2.0 * self.step_size) if self.noise_scale is None
+                        else self.noise_scale, x0.dtype)
+        grad = jax.vmap(jax.grad(lambda z: self._spec.user_energy(params, z)))
+        axes = tuple(range(1, x0.ndim))
+
+        def step(x, kk):
+            new = x - h * grad(x) + s * jax.random.normal(kk, x.shape, x.dtype)
+            if self.bounds is not None:
+                new = jnp.clip(new, self.bounds[0], self.bounds[1])
+            ok = jnp.all(jnp.isfinite(new), axis=axes)
+            return jnp.where(ok.reshape((-1,) + (1,) * (x.ndim - 1)), new, x), ~ok
+
+        x, bad = jax.lax.scan(step, x0, jax.random.split(key, self.k if k is None else k))
+        nan = jnp.asarray(jnp.nan, x0.dtype)
+        return x, nan, jnp.mean(jnp.any(bad, axis=0).astype(x0.dtype))
 
     def _adapt(self, extra, acc):
         """One Robbins-Monro step of the log step size toward ``target_accept``.
