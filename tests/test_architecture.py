@@ -133,31 +133,3 @@ def test_version_comes_from_package_metadata():
     import energymc
 
     assert energymc.__version__ == metadata.version("energymc")
-
-
-def test_shared_langevin_acceptance_equals_the_copy_in_learn_cd():
-    """``_util.langevin_mh_acceptance`` with a mass matrix is learn/cd.py's
-    ``_mala_acceptance`` bit for bit, so cd.py can call the shared one
-    (issue 13); without one it is the kernels' whitened form."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    from blackjax.mcmc.mala import MALAState
-
-    from energymc._util import langevin_mh_acceptance
-    from energymc.learn import cd
-
-    def state(key):
-        x = jax.random.normal(key, (3,))
-        lp, g = jax.value_and_grad(lambda z: -0.5 * jnp.sum(z**2 * jnp.arange(1.0, 4.0)))(x)
-        return MALAState(x, lp, g)
-
-    # A move downhill, so the probability is below 1 and depends on every term.
-    old, new = state(jax.random.key(1)), state(jax.random.key(0))
-    dense = jnp.array([[1.0, 0.2, 0.0], [0.2, 0.8, 0.1], [0.0, 0.1, 0.5]])
-    for imm in (jnp.array([1.0, 0.5, 2.0]), dense):
-        want = cd._mala_acceptance(old, new, 0.3, imm)
-        assert np.array_equal(langevin_mh_acceptance(old, new, 0.3, imm), want)
-    # Negative control: a different step gives a different probability.
-    assert not np.array_equal(langevin_mh_acceptance(old, new, 0.31, dense),
-                              cd._mala_acceptance(old, new, 0.3, dense))

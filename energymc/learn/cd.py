@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from energymc import kernels as _kernels
+from energymc._util import langevin_mh_acceptance
 from energymc.errors import EnergyError, OptionError
 from energymc.learn._common import (
     LearnerBase,
@@ -465,7 +466,7 @@ class CD(LearnerBase):
                 new, st = kernel.step(kk, s, logdensity, kparams, options)
                 acc = st["acceptance_rate"]
                 if unadjusted:
-                    acc = jnp.where(st["diverging"], 0.0, _mala_acceptance(
+                    acc = jnp.where(st["diverging"], 0.0, langevin_mh_acceptance(
                         s, new, kparams["step_size"], kparams["inverse_mass_matrix"]))
                 return new, (acc.astype(x0.dtype), st["diverging"])
 
@@ -680,25 +681,3 @@ def _start_end_ess(e0, e1):
     rho = jnp.where(denom > 0, jnp.sum(a * c) / jnp.where(denom > 0, denom, 1.0), 1.0)
     rho = jnp.clip(rho, 0.0, 1.0)
     return b * (1.0 - rho) / (1.0 + rho)
-
-
-def _mala_acceptance(old, new, step, inverse_mass_matrix):
-    """Metropolis acceptance probability of the Langevin move ``old -> new``.
-
-    Proposal ``x' = x + h M grad log p(x) + sqrt(2h) M^(1/2) z`` with ``M``
-    the inverse mass matrix (diagonal ``(d,)`` or dense ``(d, d)``); the
-    ratio compares the reverse and forward proposal densities.
-    """
-    imm = jnp.asarray(inverse_mass_matrix)
-
-    def apply(g):
-        return imm @ g if imm.ndim == 2 else imm * g
-
-    def quad(r):
-        return r @ jnp.linalg.solve(imm, r) if imm.ndim == 2 else jnp.sum(r * r / imm)
-
-    x, y = old.position, new.position
-    fwd = y - x - step * apply(old.logdensity_grad)
-    bwd = x - y - step * apply(new.logdensity_grad)
-    log_ratio = new.logdensity - old.logdensity - (quad(bwd) - quad(fwd)) / (4.0 * step)
-    return jnp.where(jnp.isfinite(log_ratio), jnp.exp(jnp.minimum(log_ratio, 0.0)), 0.0)
