@@ -13,7 +13,6 @@ the run is cut into chunks nor on how many other chains run beside it.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import math
@@ -349,12 +348,16 @@ def _as_checkpoint(checkpoint):
                       f"got {type(checkpoint).__name__}.")
 
 
-def _fingerprint(static, seed, thin) -> dict:
-    """What identifies a run for resuming: everything that changes its draws but ``draws``."""
+def _fingerprint(static, seed, thin, init) -> dict:
+    """What identifies a run for resuming: everything that changes its draws but ``draws``.
+
+    Besides the arguments, the energy's traced program, the data it closes over,
+    its parameters and the starting points are hashed (:mod:`energymc._fingerprint`),
+    so that an edited energy or a model refitted on new data is refused, not resumed.
+    """
+    from energymc._fingerprint import array_digest, program_digests
+
     target = static["target"]
-    digest = hashlib.sha1()
-    for leaf in jax.tree.leaves(target._split()[1]):
-        digest.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
     if isinstance(seed, jax.Array):
         seed = np.asarray(jax.random.key_data(seed)).tolist()
     options = {k: (np.asarray(v).tolist() if hasattr(v, "__array__") else
@@ -363,7 +366,8 @@ def _fingerprint(static, seed, thin) -> dict:
     fp = {"target": target.name, "dim": target.dim, "support": target.support,
           "method": static["kernel"].name, "options": options, "seed": seed,
           "chains": static["chains"], "warmup": static["warmup"], "adapt": static["adapt"],
-          "thin": thin, "params_sha1": digest.hexdigest()}
+          "thin": thin, **program_digests(target),
+          "init_sha256": array_digest([target.flat_init, static["layout"] != "none", init])}
     return json.loads(json.dumps(fp))  # as it reads back from disk (tuples -> lists)
 
 
@@ -375,7 +379,7 @@ def _chunked_run(key, init, params, static, ckpt, meter, callback, *, method, se
     saved = None
     if ckpt is not None:
         like = jax.eval_shape(partial(_begin, **static), key, init, params)
-        saved = ckpt.load(_fingerprint(static, seed, thin), like)
+        saved = ckpt.load(_fingerprint(static, seed, thin, init), like)
     timing = {}
     if saved is None:
         warmup = static["warmup"]
@@ -408,7 +412,7 @@ def _chunked_run(key, init, params, static, ckpt, meter, callback, *, method, se
             run._append(pos, stats)
     t1 = time.perf_counter()
     meter.start(draws - done, method if not done else f"{method} (resumed at draw {done})")
-    for length in chunk_lengths(draws - done, chunked=True) if draws > done else []:
+    for length in _remaining_chunks(draws, done):
         states, pos, stats = _sample_chunk(states, params, key, done, target=target,
                                            kernel=kernel, options=opts, chains=chains,
                                            num_draws=length, thin=thin)
@@ -427,6 +431,23 @@ def _chunked_run(key, init, params, static, ckpt, meter, callback, *, method, se
     timing["total_s"] = time.perf_counter() - t0
     run._finish(states, timing)
     return run
+
+
+def _remaining_chunks(draws: int, done: int) -> list[int]:
+    """Chunk lengths for draws ``done`` to ``draws``.
+
+    A resumed run keeps the schedule of an uninterrupted one when it stopped
+    on one of its chunk boundaries (it always does unless ``draws`` grew):
+    the same compiled chunks then run, which makes the resumed draws equal
+    bit for bit, not just to rounding, and compiles nothing new.
+    """
+    if draws <= done:
+        return []
+    schedule = chunk_lengths(draws, chunked=True)
+    bounds = np.cumsum([0, *schedule]).tolist()
+    if done in bounds:
+        return schedule[bounds.index(done):]
+    return chunk_lengths(draws - done, chunked=True)
 
 
 def _new_run(target, method, seed, opts, chains, warmup, thin, params, warmup_trace) -> Run:

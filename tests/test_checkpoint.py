@@ -8,12 +8,16 @@ import pytest
 
 import energymc as emc
 from energymc.errors import OptionError
+from energymc.io import CheckpointError
 
 RUN = dict(chains=2, warmup=40, seed=7)
 
 
+SCALE = np.ones(1)  # data the energy closes over, as a notebook's energy would
+
+
 def quadratic(x):
-    return 0.5 * jnp.sum(x**2)
+    return 0.5 * jnp.sum(SCALE * x**2)
 
 
 class Interrupt(Exception):
@@ -73,7 +77,7 @@ def test_a_checkpoint_of_another_run_is_refused_not_mixed_in(tmp_path, target):
     scaled = lambda p, x: quadratic(x / p)  # noqa: E731
     emc.sample(emc.Energy.from_params(scaled, jnp.asarray(1.0), jnp.zeros(3)), "mala",
                draws=20, checkpoint=tmp_path / "p", **RUN)
-    with pytest.raises(OptionError, match="params_sha1"):
+    with pytest.raises(OptionError, match="parameters changed"):
         emc.sample(emc.Energy.from_params(scaled, jnp.asarray(2.0), jnp.zeros(3)), "mala",
                    draws=20, checkpoint=tmp_path / "p", **RUN)
     with pytest.raises(OptionError, match="is a file"):
@@ -101,3 +105,69 @@ def test_parallel_tempering_states_round_trip(tmp_path):
     resumed = emc.sample(emc.Energy(quadratic, init=jnp.zeros(2)), "pt", draws=30,
                          checkpoint=tmp_path / "pt", **RUN)
     np.testing.assert_allclose(resumed.flat_draws, ladder.flat_draws, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------ fingerprints that cannot lie
+def scaled_energy(scale):
+    """A fresh function object each call, same code: as a re-run notebook cell makes."""
+    w = np.full(3, scale)
+
+    def energy(x):
+        return 0.5 * jnp.sum(w * x**2)
+
+    return emc.Energy(energy, init=jnp.zeros(3))
+
+
+def test_same_code_and_data_give_the_same_fingerprint_and_any_change_is_named():
+    from energymc._fingerprint import program_digests
+
+    base = program_digests(scaled_energy(1.0))
+    assert program_digests(scaled_energy(1.0)) == base  # no ids or addresses in it
+
+    def energy(x):  # same name, edited body
+        return 0.5 * jnp.sum(x**2) + 0.1 * jnp.sum(x)
+
+    edited = program_digests(emc.Energy(energy, init=jnp.zeros(3)))
+    assert edited["program_sha256"] != base["program_sha256"]
+    new_data = program_digests(scaled_energy(2.0))
+    assert new_data["program_sha256"] == base["program_sha256"]
+    assert new_data["data_sha256"] != base["data_sha256"]
+
+
+def test_refitting_a_numpyro_model_on_new_data_is_seen():
+    import numpyro
+    import numpyro.distributions as dist
+
+    from energymc._fingerprint import program_digests
+
+    def model(y):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    first = program_digests(emc.Energy.from_numpyro(model, np.arange(4.0)))
+    refit = program_digests(emc.Energy.from_numpyro(model, np.arange(4.0) + 1.0))
+    assert refit["program_sha256"] == first["program_sha256"]
+    assert refit["data_sha256"] != first["data_sha256"]
+
+
+def test_an_edited_energy_is_refused_by_its_old_checkpoint(tmp_path, target, monkeypatch):
+    ckpt = tmp_path / "run"
+    emc.sample(target, "mala", draws=60, checkpoint=ckpt, **RUN)
+
+    def edited(x):  # the cell edited and re-run: same name, same data, new body
+        return 0.5 * jnp.sum(SCALE * x**2) + 0.1 * jnp.sum(x)
+
+    edited.__name__ = "quadratic"
+    with pytest.raises(CheckpointError, match="the energy's program changed") as err:
+        emc.sample(emc.Energy(edited, init=jnp.zeros(3)), "mala", draws=60, checkpoint=ckpt,
+                   **RUN)
+    assert "data it closes over" not in str(err.value)
+    monkeypatch.setitem(globals(), "SCALE", np.full(1, 2.0))
+    with pytest.raises(CheckpointError, match="the data it closes over changed") as err:
+        emc.sample(target, "mala", draws=60, checkpoint=ckpt, **RUN)
+    assert "program changed" not in str(err.value)
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match="starting points changed"):
+        emc.sample(target, "mala", draws=60, checkpoint=ckpt, init=jnp.ones(3), **RUN)
+    rebuilt = emc.Energy(lambda x: quadratic(x), init=jnp.zeros(3), name="quadratic")
+    assert emc.sample(rebuilt, "mala", draws=60, checkpoint=ckpt, **RUN).num_draws == 60
