@@ -1,5 +1,6 @@
 """Checkpoints: a run streamed to disk resumes after an interruption with the same draws."""
 
+import json
 import os
 
 import jax.numpy as jnp
@@ -171,3 +172,74 @@ def test_an_edited_energy_is_refused_by_its_old_checkpoint(tmp_path, target, mon
         emc.sample(target, "mala", draws=60, checkpoint=ckpt, init=jnp.ones(3), **RUN)
     rebuilt = emc.Energy(lambda x: quadratic(x), init=jnp.zeros(3), name="quadratic")
     assert emc.sample(rebuilt, "mala", draws=60, checkpoint=ckpt, **RUN).num_draws == 60
+
+
+# ------------------------------------------------------- damage and kills
+def chunked_reference(target):
+    """An uninterrupted run cut into the same compiled chunks as a checkpointed one."""
+    return emc.sample(target, "mala", draws=60, callback=lambda run: None, **RUN)
+
+
+def snapshot(directory):
+    return {p.name: p.read_bytes() for p in directory.iterdir()}
+
+
+def test_damaged_files_are_named_nothing_is_deleted_and_the_last_good_state_resumes(
+        tmp_path, target):
+    ckpt = tmp_path / "run"
+    with pytest.raises(Interrupt):
+        emc.sample(target, "mala", draws=60, checkpoint=ckpt, callback=interrupt_after(3), **RUN)
+    state = ckpt / "state.npz"
+    state.write_bytes(state.read_bytes()[:200])  # truncated, e.g. by a disk-full copy
+    before = snapshot(ckpt)
+    with pytest.raises(CheckpointError, match=r"state\.npz \(the chains' state\) is damaged or "
+                                              r"truncated.*rename state\.prev\.npz to state\.npz.*"
+                                              r"resume from draw 6"):
+        emc.sample(target, "mala", draws=60, checkpoint=ckpt, **RUN)
+    assert snapshot(ckpt) == before  # the last good state is kept, nothing rewritten
+
+    chunk = ckpt / "draws-000000003.npz"
+    good_chunk = chunk.read_bytes()
+    garbled = bytearray(good_chunk)
+    garbled[len(garbled) // 2] ^= 0xFF  # one flipped byte inside the positions
+    chunk.write_bytes(bytes(garbled))
+    os.replace(ckpt / "state.prev.npz", state)
+    with pytest.raises(CheckpointError, match=r"draws-000000003\.npz \(a chunk of draws\) is "
+                                              r"damaged"):
+        emc.sample(target, "mala", draws=60, checkpoint=ckpt, **RUN)
+    chunk.write_bytes(good_chunk)
+    resumed = emc.sample(target, "mala", draws=60, checkpoint=ckpt, **RUN)
+    assert np.array_equal(resumed.flat_draws, chunked_reference(target).flat_draws)
+
+    (ckpt / "meta.json").write_text('{"format": 2, "fingerprint": {"tar')
+    with pytest.raises(CheckpointError, match=r"meta\.json is damaged \(JSONDecodeError"):
+        emc.sample(target, "mala", draws=60, checkpoint=ckpt, **RUN)
+
+
+def test_what_a_kill_leaves_behind_resumes_to_the_exact_draws(tmp_path, target):
+    """The fast stand-in for the SIGKILL test below: the files a kill can leave."""
+    ckpt = tmp_path / "run"
+    with pytest.raises(Interrupt):
+        emc.sample(target, "mala", draws=60, checkpoint=ckpt, callback=interrupt_after(2), **RUN)
+    # Killed while writing the next chunk and the next state: half-written temporaries,
+    # and a chunk file that landed but that no state lists yet.
+    (ckpt / "state.npz.tmp").write_bytes((ckpt / "state.npz").read_bytes()[:100])
+    (ckpt / "draws-000000009.npz.tmp").write_bytes(b"PK\x03\x04")
+    (ckpt / "draws-000000006.npz").write_bytes((ckpt / "draws-000000003.npz").read_bytes())
+    resumed = emc.sample(target, "mala", draws=60, checkpoint=ckpt, **RUN)
+    assert np.array_equal(resumed.flat_draws, chunked_reference(target).flat_draws)
+    assert not [p for p in ckpt.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_checkpoint_files_are_json_and_npz_never_pickle(tmp_path, target):
+    ckpt = tmp_path / "run"
+    emc.sample(target, "mala", draws=60, checkpoint=ckpt, **RUN)
+    names = sorted(p.name for p in ckpt.iterdir())
+    assert names[-3:] == ["meta.json", "state.npz", "state.prev.npz"]
+    for path in ckpt.iterdir():
+        if path.suffix == ".json":
+            assert json.loads(path.read_text())["fingerprint"]["method"] == "mala"
+            continue
+        assert path.suffix == ".npz"
+        with np.load(path, allow_pickle=False) as z:  # raises on any pickled object
+            assert all(z[k].dtype.kind != "O" for k in z.files)
