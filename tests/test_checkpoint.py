@@ -243,3 +243,62 @@ def test_checkpoint_files_are_json_and_npz_never_pickle(tmp_path, target):
         assert path.suffix == ".npz"
         with np.load(path, allow_pickle=False) as z:  # raises on any pickled object
             assert all(z[k].dtype.kind != "O" for k in z.files)
+
+
+KILLED_CHILD = '''
+import sys, time
+import jax.numpy as jnp
+import energymc as emc
+
+
+def energy(x):
+    return 0.5 * jnp.sum(x**2) + 0.1 * jnp.sum(x**4)
+
+
+if __name__ == "__main__":
+    # A pause after every chunk so that the kill lands in the middle of the run.
+    emc.sample(emc.Energy(energy, init=jnp.zeros(3)), "mala", draws=60, chains=2, warmup=40,
+               seed=7, checkpoint=sys.argv[1], callback=lambda run: time.sleep(0.3))
+'''
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_resumes_to_exactly_the_uninterrupted_draws(tmp_path):
+    import importlib.util
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "killed_child.py"
+    script.write_text(KILLED_CHILD)
+    ckpt = tmp_path / "run"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, str(script), str(ckpt)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while not (ckpt / "draws-000000000.npz").exists():
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "the child never wrote its first chunk"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    with np.load(ckpt / "state.npz") as state:
+        assert int(state["done"]) < 60  # killed mid-run, not after it
+
+    # The same function, imported here: same program, so the fingerprint matches
+    # across processes (no ids or addresses in it) and the run resumes.
+    spec = importlib.util.spec_from_file_location("killed_child", script)
+    child = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(child)
+    target = emc.Energy(child.energy, init=jnp.zeros(3))
+    resumed = emc.sample(target, "mala", draws=60, checkpoint=ckpt, **RUN)
+    whole = emc.sample(target, "mala", draws=60, callback=lambda run: None, **RUN)
+    assert np.array_equal(resumed.flat_draws, whole.flat_draws)
+    for name, values in whole.stats.items():
+        assert np.array_equal(resumed.stats[name], values), name
