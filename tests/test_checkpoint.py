@@ -1,5 +1,6 @@
 """Checkpoints: a run streamed to disk resumes after an interruption with the same draws."""
 
+import importlib.util
 import json
 import os
 
@@ -264,7 +265,6 @@ if __name__ == "__main__":
 
 @pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_to_exactly_the_uninterrupted_draws(tmp_path):
-    import importlib.util
     import signal
     import subprocess
     import sys
@@ -302,3 +302,42 @@ def test_a_run_killed_with_sigkill_resumes_to_exactly_the_uninterrupted_draws(tm
     assert np.array_equal(resumed.flat_draws, whole.flat_draws)
     for name, values in whole.stats.items():
         assert np.array_equal(resumed.stats[name], values), name
+
+
+# ------------------------------------------------------ energymc resume DIR
+def test_energymc_resume_continues_a_run_the_command_line_started(tmp_path, capsys):
+    from energymc.cli import main
+
+    energy_file = tmp_path / "energies.py"
+    energy_file.write_text("import jax.numpy as jnp\n\n\ndef quadratic(x):\n"
+                           "    return 0.5 * jnp.sum(x**2)\n")
+    ckpt = str(tmp_path / "run")
+    main(["sample", f"{energy_file}:quadratic", "--dim", "3", "--method", "mala",
+          "--chains", "2", "--draws", "60", "--warmup", "40", "--seed", "7",
+          "--checkpoint", ckpt])
+    capsys.readouterr()
+    status = main(["resume", ckpt, "--draws", "90"])
+    out = capsys.readouterr().out
+    assert status in (0, 1) and "2 x 90" in out  # extended by the recorded command
+
+    spec = importlib.util.spec_from_file_location("energies", energy_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    target = emc.Energy(module.quadratic, init=jnp.zeros(3))
+    saved = emc.sample(target, "mala", draws=90, checkpoint=ckpt, **RUN)  # nothing left to run
+    whole = emc.sample(target, "mala", draws=90, callback=lambda run: None, **RUN)
+    assert np.array_equal(saved.flat_draws, whole.flat_draws)
+
+
+def test_energymc_resume_explains_what_it_cannot_resume(tmp_path, target, capsys):
+    from energymc.cli import main
+
+    ckpt = tmp_path / "run"
+    emc.sample(target, "mala", draws=60, checkpoint=ckpt, **RUN)
+    assert main(["resume", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert "started from Python (energy 'quadratic')" in err
+    assert f"emc.sample(target, 'mala', chains=2, warmup=40, seed=7, thin=1, draws=..., " \
+           f"checkpoint={str(ckpt)!r})" in err
+    assert main(["resume", str(tmp_path)]) == 2
+    assert "holds no checkpoint" in capsys.readouterr().err
