@@ -216,10 +216,17 @@ class Checkpoint:
         return os.path.join(self.path, name)
 
     # -------------------------------------------------------------- reading
-    def load(self, fingerprint: dict, like) -> dict | None:
+    @property
+    def chunks(self) -> list[str]:
+        """Names of the chunk files written so far, in draw order."""
+        return list(self._chunks)
+
+    def load(self, fingerprint: dict, like, read_draws: bool = True) -> dict | None:
         """The saved progress of this run, or ``None`` if the directory holds none.
 
         ``like`` is ``(states, params, warmup_trace)`` as shape structures.
+        With ``read_draws=False`` every chunk file is still checked, one at a
+        time, but ``"chunks"`` comes back empty (the draws stay on disk).
         Raises :class:`CheckpointError` if the directory holds a different
         run or a file of it is damaged (nothing is deleted then).
         """
@@ -241,11 +248,11 @@ class Checkpoint:
                 "another checkpoint directory (or delete this one) to start anew."
             )
         try:
-            return self._read_progress(like)
+            return self._read_progress(like, read_draws)
         except _Damaged as bad:
             raise CheckpointError(self._damage_message(bad)) from bad.exc
 
-    def _read_progress(self, like) -> dict:
+    def _read_progress(self, like, read_draws: bool) -> dict:
         arrays = _read_npz(self._file(_STATE), "the chains' state")
         states, params, trace = like
         self._chunks = [str(c) for c in arrays.pop("chunks").tolist()]
@@ -254,7 +261,9 @@ class Checkpoint:
         for name in self._chunks:
             chunk = _read_npz(self._file(name), "a chunk of draws")
             positions = chunk.pop("positions")
-            chunks.append((positions, {k[len("stat_"):]: v for k, v in chunk.items()}))
+            if read_draws:
+                chunks.append((positions, {k[len("stat_"):]: v for k, v in chunk.items()}))
+            del chunk, positions
         return {"done": done, "chunks": chunks,
                 "states": _arrays_to_tree(arrays, "s", states),
                 "params": _arrays_to_tree(arrays, "p", params),

@@ -372,14 +372,15 @@ def _fingerprint(static, seed, thin, init) -> dict:
 
 
 def _chunked_run(key, init, params, static, ckpt, meter, callback, *, method, seed, draws,
-                 thin, t0) -> Run:
+                 thin, t0, stream=False) -> Run:
     """Warmup, then draws in compiled chunks with host work (progress, callback,
-    checkpoint) between them."""
+    checkpoint) between them. With ``stream`` the draws stay in the checkpoint's
+    files (chunks of a few MB) and the returned Run reads them from there."""
     target, kernel, opts, chains = (static[k] for k in ("target", "kernel", "options", "chains"))
     saved = None
     if ckpt is not None:
         like = jax.eval_shape(partial(_begin, **static), key, init, params)
-        saved = ckpt.load(_fingerprint(static, seed, thin, init), like)
+        saved = ckpt.load(_fingerprint(static, seed, thin, init), like, read_draws=not stream)
     timing = {}
     if saved is None:
         warmup = static["warmup"]
@@ -407,19 +408,27 @@ def _chunked_run(key, init, params, static, ckpt, meter, callback, *, method, se
     timing["warmup_s"] = time.perf_counter() - t0
     run = _new_run(target, method, seed, opts, chains, static["warmup"], thin, params,
                    warmup_trace)
-    if saved is not None:
+    max_len = None
+    if stream:
+        from energymc.store import ChunkStore, chunk_cap
+
+        run._use_store(ChunkStore(ckpt.path, ckpt.chunks, done))
+        max_len = chunk_cap(chains, target.dim, target.flat_init.dtype.itemsize)
+    elif saved is not None:
         for pos, stats in saved["chunks"]:
             run._append(pos, stats)
     t1 = time.perf_counter()
     meter.start(draws - done, method if not done else f"{method} (resumed at draw {done})")
-    for length in _remaining_chunks(draws, done):
+    for length in _remaining_chunks(draws, done, max_len):
         states, pos, stats = _sample_chunk(states, params, key, done, target=target,
                                            kernel=kernel, options=opts, chains=chains,
                                            num_draws=length, thin=thin)
-        run._append(pos, stats)
         if ckpt is not None:
             ckpt.append(done, pos, stats, states)
         done += length
+        if stream:
+            run._use_store(ChunkStore(ckpt.path, ckpt.chunks, done))
+        run._append(pos, stats)
         if meter.active:
             meter.update(length, run._progress_postfix())
         if callback is not None:
@@ -433,8 +442,8 @@ def _chunked_run(key, init, params, static, ckpt, meter, callback, *, method, se
     return run
 
 
-def _remaining_chunks(draws: int, done: int) -> list[int]:
-    """Chunk lengths for draws ``done`` to ``draws``.
+def _remaining_chunks(draws: int, done: int, max_len: int | None = None) -> list[int]:
+    """Chunk lengths for draws ``done`` to ``draws``, each at most ``max_len``.
 
     A resumed run keeps the schedule of an uninterrupted one when it stopped
     on one of its chunk boundaries (it always does unless ``draws`` grew):
@@ -444,6 +453,10 @@ def _remaining_chunks(draws: int, done: int) -> list[int]:
     if draws <= done:
         return []
     schedule = chunk_lengths(draws, chunked=True)
+    if max_len is not None and max(schedule) > max_len:
+        # Streaming: chunks of a fixed size, so memory does not grow with draws.
+        full, rest = divmod(draws, max_len)
+        schedule = [max_len] * full + ([rest] if rest else [])
     bounds = np.cumsum([0, *schedule]).tolist()
     if done in bounds:
         return schedule[bounds.index(done):]
@@ -459,7 +472,7 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
            warmup: int = 1000, seed: Any = 0, init: Any = None, thin: int = 1,
            progress: Any = None, adapt: bool = True,
            callback: Callable[[Run], None] | None = None, checkpoint: Any = None,
-           **options) -> Run:
+           store: Any = None, **options) -> Run:
     """Draw from ``exp(-E(x))`` with a BlackJAX (or discrete) kernel.
 
     Parameters
@@ -493,6 +506,11 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
         written there after warmup and after every chunk, and a later call
         with the same arguments resumes from it (same draws as an
         uninterrupted run; a larger ``draws`` extends a finished one).
+    store
+        A directory: like ``checkpoint`` (and resumed the same way), but the
+        draws also stay there: they are written in chunks of a few MB and the
+        returned :class:`Run` keeps none in memory; its summary and headline
+        numbers are computed chunk by chunk (see :mod:`energymc.store`).
     **options
         Method options (``dense_mass``, ``target_accept``,
         ``max_num_doublings``, ``num_integration_steps``, ...). An unknown one
@@ -533,6 +551,12 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
     meter = make_meter(progress)
     static = dict(target=target, kernel=kernel, options=opts, chains=chains, layout=layout,
                   warmup=warmup, adapt=adapt and warmup > 0)
+    if store is not None:
+        if checkpoint is not None and os.path.abspath(getattr(checkpoint, "path", checkpoint)) \
+                != os.path.abspath(os.fspath(getattr(store, "path", store))):
+            raise OptionError("store= writes the checkpoint too; pass one directory, as store= "
+                              "alone (or checkpoint= and store= the same).")
+        checkpoint = store
     ckpt = _as_checkpoint(checkpoint)
     chunked = meter.active or callback is not None or ckpt is not None
     t0 = time.perf_counter()
@@ -547,7 +571,8 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
         run._finish(states, timing)
     else:
         run = _chunked_run(key, init, params, static, ckpt, meter, callback,
-                           method=method, seed=seed, draws=draws, thin=thin, t0=t0)
+                           method=method, seed=seed, draws=draws, thin=thin, t0=t0,
+                           stream=store is not None)
     if run.num_divergent and kernel.name in ("nuts", "hmc"):
         warnings.warn(f"{run.num_divergent} divergent transitions after warmup; "
                       "see emc.diagnose(run).", EnergymcWarning, stacklevel=2)

@@ -1,0 +1,88 @@
+"""Streamed runs: draws written to disk as they come, a Run that reads them from there."""
+
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+import energymc as emc
+from energymc import store as store_module
+from energymc.errors import OptionError
+
+RUN = dict(chains=2, warmup=40, draws=60, seed=3)
+
+
+def two_leaves(x):
+    return 0.5 * jnp.sum(x["a"] ** 2) + 0.5 * (x["b"] - 1.0) ** 2
+
+
+@pytest.fixture(scope="module")
+def target():
+    return emc.Energy(two_leaves, init={"a": jnp.zeros(3), "b": jnp.zeros(())})
+
+
+@pytest.fixture(scope="module")
+def runs(target, tmp_path_factory):
+    """The same run streamed to a store and kept in memory (same compiled chunks)."""
+    directory = tmp_path_factory.mktemp("streamed") / "run"
+    stored = emc.sample(target, "mala", store=directory, **RUN)
+    in_memory = emc.sample(target, "mala", callback=lambda run: None, **RUN)
+    return stored, in_memory, directory
+
+
+def test_a_stored_run_keeps_no_draws_in_memory_and_reads_the_same_ones(runs):
+    stored, in_memory, _ = runs
+    assert stored.stored and not in_memory.stored
+    assert stored._chunks_pos == [] and stored._chunks_stats == []
+    assert stored.num_draws == 60
+    assert np.array_equal(stored.flat_draws, in_memory.flat_draws)
+    for name, values in in_memory.stats.items():
+        assert np.array_equal(stored.stats[name], values), name
+    assert stored.mean_acceptance == pytest.approx(in_memory.mean_acceptance, rel=1e-12)
+    assert stored.num_divergent == in_memory.num_divergent
+    assert stored._variable_rows() == in_memory._variable_rows()
+    assert repr(stored).split("time")[0] == repr(in_memory).split("time")[0]
+
+
+def test_the_summary_of_a_stored_run_is_arviz_s_batch_by_batch(runs, monkeypatch):
+    stored, in_memory, _ = runs
+    monkeypatch.setattr(store_module, "_BATCH_BYTES", 1)  # one coordinate per batch
+    table = stored.summary()
+    assert list(table.index) == ["a[0]", "a[1]", "a[2]", "b"]
+    pd.testing.assert_frame_equal(table, in_memory.summary())
+    # The negative control: a coordinate's rows from other draws do differ.
+    shuffled = emc.sample(emc.Energy(two_leaves, init={"a": jnp.zeros(3), "b": jnp.zeros(())}),
+                          "mala", callback=lambda run: None, **{**RUN, "seed": 4})
+    assert not np.allclose(shuffled.summary()["mean"], table["mean"])
+
+
+def test_diagnose_and_arviz_export_work_on_a_stored_run(runs):
+    stored, in_memory, _ = runs
+    a, b = emc.diagnose(stored), emc.diagnose(in_memory)
+    assert a.ok == b.ok and a.problems == b.problems
+    pd.testing.assert_frame_equal(a.table, b.table)
+    posterior = stored.to_arviz().posterior
+    assert posterior["a"].shape == (2, 60, 3)
+
+
+def test_a_stored_run_writes_chunks_of_bounded_size(target, tmp_path, monkeypatch):
+    # 2 chains x 4 coordinates x 4 bytes = 32 bytes a draw: at most 3 draws a chunk
+    # (a run of 9 draws is otherwise one chunk).
+    monkeypatch.setattr(store_module, "_CHUNK_BYTES", 3 * 32 + 31)
+    stored = emc.sample(target, "mala", store=tmp_path / "small", **{**RUN, "draws": 9})
+    chunks = sorted(p for p in os.listdir(tmp_path / "small") if p.startswith("draws-"))
+    assert chunks == ["draws-000000000.npz", "draws-000000003.npz", "draws-000000006.npz"]
+    assert stored.flat_draws.shape == (2, 9, 4)
+    with pytest.raises(OptionError, match="store= writes the checkpoint too"):
+        emc.sample(target, "mala", store=tmp_path / "a", checkpoint=tmp_path / "b", **RUN)
+
+
+def test_a_store_resumes_like_a_checkpoint(target, runs):
+    stored, in_memory, directory = runs
+    again = emc.sample(target, "mala", store=directory, **RUN)  # finished: nothing to run
+    assert again.stored and np.array_equal(again.flat_draws, in_memory.flat_draws)
+    as_checkpoint = emc.sample(target, "mala", checkpoint=directory, **RUN)
+    assert not as_checkpoint.stored
+    assert np.array_equal(as_checkpoint.flat_draws, in_memory.flat_draws)
