@@ -452,15 +452,20 @@ def _remaining_chunks(draws: int, done: int, max_len: int | None = None) -> list
     """
     if draws <= done:
         return []
-    schedule = chunk_lengths(draws, chunked=True)
-    if max_len is not None and max(schedule) > max_len:
+
+    def schedule_for(n):
+        lengths = chunk_lengths(n, chunked=True)
+        if max_len is None or max(lengths) <= max_len:
+            return lengths
         # Streaming: chunks of a fixed size, so memory does not grow with draws.
-        full, rest = divmod(draws, max_len)
-        schedule = [max_len] * full + ([rest] if rest else [])
+        full, rest = divmod(n, max_len)
+        return [max_len] * full + ([rest] if rest else [])
+
+    schedule = schedule_for(draws)
     bounds = np.cumsum([0, *schedule]).tolist()
     if done in bounds:
         return schedule[bounds.index(done):]
-    return chunk_lengths(draws - done, chunked=True)
+    return schedule_for(draws - done)
 
 
 def _new_run(target, method, seed, opts, chains, warmup, thin, params, warmup_trace) -> Run:
