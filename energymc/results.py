@@ -259,6 +259,22 @@ class Run:
             rows.append([name, str(shape), f"{mean:.4g}", f"{sd:.4g}"])
         return ["variable", "shape", "mean", "sd"], rows
 
+    def _view(self, flat: np.ndarray):
+        """Flat ``(chains, n, dim)`` positions as the draws users see, in numpy.
+
+        Without a NumPyro postprocess that is a reshape per leaf (views, no
+        copies), not JAX's unravel, which would allocate the chunk several times.
+        """
+        if self.target.is_numpyro:
+            return self.target.postprocess(flat)
+        leaves, treedef = jax.tree.flatten(self.target.init)
+        out, offset = [], 0
+        for leaf in leaves:
+            size = int(np.size(leaf))
+            out.append(flat[..., offset:offset + size].reshape(*flat.shape[:-1], *np.shape(leaf)))
+            offset += size
+        return jax.tree.unflatten(treedef, out)
+
     def _leaf_moments(self):
         """``[(name, event shape, mean, sd)]`` per leaf; chunk by chunk for a stored run."""
         if self._store is None:
@@ -267,7 +283,7 @@ class Run:
                     for path, leaf in jax.tree_util.tree_flatten_with_path(self.draws)[0]]
         acc = {}
         for chunk in self._store.iter("positions"):
-            tree = self.target.postprocess(chunk["positions"])
+            tree = self._view(chunk["positions"])
             for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
                 leaf = np.asarray(leaf, dtype=np.float64)
                 name = jax.tree_util.keystr(path) or "x"

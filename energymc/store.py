@@ -174,8 +174,11 @@ def summary(run, **kwargs):
     labels = _labels(_display_layout(run))
     step = batch_size(run.chains, store.done)
     tables = []
+    # Without a NumPyro postprocess the flat positions are already the draws
+    # users see, in the same order (ravel_pytree's): no per-chunk transform.
+    post = (lambda f: display_columns(run, f)) if run.target.is_numpyro else None
     for start in range(0, len(labels), step):
-        cols = store.columns(start, start + step, postprocess=lambda f: display_columns(run, f))
+        cols = store.columns(start, start + step, postprocess=post)
         part = labels[start:start + step]
         variables, offset = {}, 0
         for name in dict.fromkeys(v for v, _ in part):  # in order, each once

@@ -11,7 +11,8 @@ import energymc as emc
 from energymc import store as store_module
 from energymc.errors import OptionError
 
-RUN = dict(chains=2, warmup=40, draws=60, seed=3)
+# Untuned MALA (no adaptation to compile): these tests are about files, not mixing.
+RUN = dict(chains=2, warmup=40, draws=60, seed=3, adapt=False, step_size=0.8)
 
 
 def two_leaves(x):
