@@ -443,7 +443,7 @@ def _chunked_run(key, init, params, static, ckpt, meter, callback, *, method, se
 
 
 def _remaining_chunks(draws: int, done: int, max_len: int | None = None) -> list[int]:
-    """Chunk lengths for draws ``done`` to ``draws``, each at most ``max_len``.
+    """Chunk lengths for draws ``done`` to ``draws``; ``max_len`` each when streaming.
 
     A resumed run keeps the schedule of an uninterrupted one when it stopped
     on one of its chunk boundaries (it always does unless ``draws`` grew):
@@ -454,10 +454,10 @@ def _remaining_chunks(draws: int, done: int, max_len: int | None = None) -> list
         return []
 
     def schedule_for(n):
-        lengths = chunk_lengths(n, chunked=True)
-        if max_len is None or max(lengths) <= max_len:
-            return lengths
-        # Streaming: chunks of a fixed size, so memory does not grow with draws.
+        if max_len is None:
+            return chunk_lengths(n, chunked=True)
+        # Streaming: chunks of one size (a few MB) whatever the run's length, so
+        # that the memory a streamed run needs is set by the chunk, not by draws.
         full, rest = divmod(n, max_len)
         return [max_len] * full + ([rest] if rest else [])
 

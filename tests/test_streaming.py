@@ -87,3 +87,26 @@ def test_a_store_resumes_like_a_checkpoint(target, runs):
     as_checkpoint = emc.sample(target, "mala", checkpoint=directory, **RUN)
     assert not as_checkpoint.stored
     assert np.array_equal(as_checkpoint.flat_draws, in_memory.flat_draws)
+
+
+@pytest.mark.slow
+def test_a_stored_numpyro_run_summarises_its_constrained_sites(tmp_path, monkeypatch):
+    import numpyro
+    import numpyro.distributions as dist
+
+    def model(y):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0).expand([2]))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+        numpyro.sample("y", dist.Normal(mu[0] + mu[1], sigma), obs=y)
+
+    target = emc.Energy.from_numpyro(model, np.array([0.3, -0.2, 0.5]))
+    run = dict(chains=2, warmup=100, draws=200, seed=3)  # tuned: a posterior's scales
+    stored = emc.sample(target, "mala", store=tmp_path / "np", **run)
+    in_memory = emc.sample(target, "mala", callback=lambda run: None, **run)
+    assert 0.3 < stored.mean_acceptance < 1.0  # the chains move: the table has numbers
+    monkeypatch.setattr(store_module, "_BATCH_BYTES", 1)
+    table = stored.summary()
+    assert list(table.index) == ["mu[0]", "mu[1]", "sigma"]
+    assert (table.loc["sigma", "mean"] > 0).all()  # the constrained (positive) site
+    pd.testing.assert_frame_equal(table, in_memory.summary())
+    assert stored._variable_rows() == in_memory._variable_rows()
