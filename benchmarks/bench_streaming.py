@@ -80,7 +80,7 @@ def main(argv=None) -> None:
         label = "streamed (`store=`)" if mode == "store" else "in memory"
         for key, until in (("peak_run_mb", "sample + repr"), ("peak_mb", "+ summary()")):
             print(f"| {label} | {until} | {a[key]:.0f} | {b[key]:.0f} | "
-                  f"+{b[key] - a[key]:.0f} |")
+                  f"{b[key] - a[key]:+.0f} |")
     print("\nseconds (sampling / repr + summary + variable means):")
     for (mode, draws), r in results.items():
         print(f"  {mode:6s} {draws:>9,}: {r['sample_s']:.1f} / {r['report_s']:.1f}")
