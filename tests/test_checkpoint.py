@@ -136,6 +136,7 @@ def test_same_code_and_data_give_the_same_fingerprint_and_any_change_is_named():
     assert new_data["data_sha256"] != base["data_sha256"]
 
 
+@pytest.mark.slow  # two NumPyro initialisations; the closure case below is the fast one
 def test_refitting_a_numpyro_model_on_new_data_is_seen():
     import numpyro
     import numpyro.distributions as dist

@@ -28,8 +28,13 @@ def target():
 def runs(target, tmp_path_factory):
     """The same run streamed to a store and kept in memory (same compiled chunks)."""
     directory = tmp_path_factory.mktemp("streamed") / "run"
-    stored = emc.sample(target, "mala", store=directory, **RUN)
+    with pytest.MonkeyPatch.context() as mp:
+        # Chunks of 3 draws (2 chains x 4 coordinates x 4 bytes = 32 bytes a draw),
+        # as the in-memory run's: one compiled chunk serves both runs.
+        mp.setattr(store_module, "_CHUNK_BYTES", 3 * 32)
+        stored = emc.sample(target, "mala", store=directory, **RUN)
     in_memory = emc.sample(target, "mala", callback=lambda run: None, **RUN)
+    assert len([p for p in os.listdir(directory) if p.startswith("draws-")]) == 20
     return stored, in_memory, directory
 
 
