@@ -1,4 +1,4 @@
-"""The ``energymc`` command: demo, sample, diagnose, logz.
+"""The ``energymc`` command: demo, sample, resume, diagnose, logz.
 
 Uses public names only. Bad arguments, a missing file or function: a one-line
 error on stderr and exit status 2, no traceback. ``sample`` and ``diagnose``
@@ -76,13 +76,27 @@ def _method_options(pairs: list[str]) -> dict:
     return options
 
 
+# What `energymc resume` needs to run `sample` again: every argument of it.
+_SAMPLE_ARGS = ("target", "dim", "init", "logdensity", "seed", "option", "method", "chains",
+                "draws", "warmup", "out")
+
+
 def _cmd_sample(args) -> int:
     import energymc as emc
     from energymc import io
 
     target = _target_from_args(args)
+    checkpoint = None
+    if args.checkpoint:
+        # Recorded in the directory so that `energymc resume DIR` can rebuild this
+        # command; paths made absolute so it works from any working directory.
+        command = {k: getattr(args, k) for k in _SAMPLE_ARGS}
+        path, name = args.target.rsplit(":", 1)
+        command["target"] = f"{os.path.abspath(path)}:{name}"
+        command["out"] = os.path.abspath(args.out) if args.out else None
+        checkpoint = io.Checkpoint(args.checkpoint, command=command)
     run = emc.sample(target, args.method, chains=args.chains, draws=args.draws,
-                     warmup=args.warmup, seed=args.seed, checkpoint=args.checkpoint,
+                     warmup=args.warmup, seed=args.seed, checkpoint=checkpoint,
                      **_method_options(args.option))
     print(run)
     diagnosis = emc.diagnose(run, max_rows=10)
@@ -92,6 +106,33 @@ def _cmd_sample(args) -> int:
         print(f"wrote {io.save(run, args.out)}")
     # Like `diagnose`: 1 is a verdict (the run is written, but not to be trusted).
     return 0 if diagnosis.ok else 1
+
+
+def _cmd_resume(args) -> int:
+    """Continue the run in a checkpoint directory that ``energymc sample`` started."""
+    from energymc import io
+
+    if not os.path.isdir(args.dir):
+        raise CLIError(f"no such directory: {args.dir}")
+    meta = io.read_meta(args.dir)
+    if meta is None:
+        raise CLIError(f"{args.dir} holds no checkpoint (no meta.json): nothing to resume. "
+                       "Start a run with `energymc sample ... --checkpoint DIR`.")
+    command = meta.get("command")
+    if not command:
+        fp = meta["fingerprint"]
+        raise CLIError(
+            f"{args.dir} holds a run started from Python (energy {fp['target']!r}); the "
+            "command line cannot rebuild a Python energy. Resume it from Python with the "
+            f"same energy and arguments: emc.sample(target, {fp['method']!r}, "
+            f"chains={fp['chains']}, warmup={fp['warmup']}, seed={fp['seed']!r}, "
+            f"thin={fp['thin']}, draws=..., checkpoint={args.dir!r})")
+    values = {k: command.get(k) for k in _SAMPLE_ARGS}
+    if args.draws is not None:
+        values["draws"] = args.draws
+    if args.out is not None:
+        values["out"] = args.out
+    return _cmd_sample(argparse.Namespace(**values, checkpoint=args.dir))
 
 
 def _cmd_diagnose(args) -> int:
@@ -205,6 +246,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="stream the run to DIR as it goes; rerunning the same command "
                         "resumes an interrupted run from there")
     s.set_defaults(func=_cmd_sample)
+
+    r = sub.add_parser("resume", help="continue a run that `sample --checkpoint DIR` started "
+                                      "(after an interruption, or for more draws)")
+    r.add_argument("dir", metavar="DIR", help="the checkpoint directory")
+    r.add_argument("--draws", type=int, help="draws per chain in all (default: as started); "
+                                             "more than before extends the run")
+    r.add_argument("--out", help="write the run to this netCDF file (default: as started)")
+    r.set_defaults(func=_cmd_resume)
 
     d = sub.add_parser("diagnose", help="diagnose a run saved as netCDF; exit 1 if problems "
                                         "are found")

@@ -5,7 +5,6 @@ Host-side container; nothing here runs under jit.
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any
 
 import jax
@@ -63,20 +62,33 @@ class Run:
         self.timing: dict = {}
         self._flat = None
         self._stats = None
+        self._draws = None
+        # A ChunkStore when the draws stay on disk (sample(store=...)): nothing
+        # below then keeps draws in memory; each result reads the files when asked.
+        self._store = None
+        self._last_stats = None
+        self._divergent_so_far = 0
 
     # ------------------------------------------------------------ loop hooks
     def _append(self, positions, stats) -> None:
-        self._chunks_pos.append(positions)
-        self._chunks_stats.append(stats)
+        self._last_stats = stats
+        self._divergent_so_far += int(np.sum(np.asarray(stats["diverging"])))
+        if self._store is None:
+            self._chunks_pos.append(positions)
+            self._chunks_stats.append(stats)
         self._flat = None
         self._stats = None
-        self.__dict__.pop("draws", None)
+        self._draws = None
+
+    def _use_store(self, store) -> None:
+        """Read draws and stats from ``store`` (a :class:`energymc.store.ChunkStore`)."""
+        self._store = store
+        self._chunks_pos, self._chunks_stats = [], []
+        self._flat = self._stats = self._draws = None
 
     def _progress_postfix(self) -> dict:
-        last = self._chunks_stats[-1]
-        acc = float(np.mean(np.asarray(last["acceptance_rate"])))
-        div = int(sum(int(np.sum(np.asarray(s["diverging"]))) for s in self._chunks_stats))
-        return {"accept": f"{acc:.2f}", "divergent": div}
+        acc = float(np.mean(np.asarray(self._last_stats["acceptance_rate"])))
+        return {"accept": f"{acc:.2f}", "divergent": self._divergent_so_far}
 
     def _finish(self, states, timing) -> None:
         self.last_state = states
@@ -84,13 +96,22 @@ class Run:
 
     # -------------------------------------------------------------- results
     @property
+    def stored(self) -> bool:
+        """Whether the draws stay on disk (``sample(store=...)``) and are read when asked."""
+        return self._store is not None
+
+    @property
     def flat_draws(self) -> np.ndarray:
+        if self._store is not None:  # read every time: holding it would undo streaming
+            return self._store.concat("positions")
         if self._flat is None:
             self._flat = np.concatenate([np.asarray(p) for p in self._chunks_pos], axis=1)
         return self._flat
 
     @property
     def stats(self) -> dict[str, np.ndarray]:
+        if self._store is not None:
+            return {k: self._store.concat(f"stat_{k}") for k in self._store.stat_names()}
         if self._stats is None:
             keys = self._chunks_stats[0].keys()
             self._stats = {
@@ -99,28 +120,51 @@ class Run:
             }
         return self._stats
 
-    @cached_property
+    @property
     def draws(self) -> Any:
-        return jax.tree.map(np.asarray, self.target.postprocess(self.flat_draws))
+        if self._store is not None:
+            return jax.tree.map(np.asarray, self.target.postprocess(self.flat_draws))
+        if self._draws is None:
+            self._draws = jax.tree.map(np.asarray, self.target.postprocess(self.flat_draws))
+        return self._draws
 
     @property
     def num_draws(self) -> int:
-        return int(self.flat_draws.shape[1])
+        if self._store is not None:
+            return self._store.done
+        return int(sum(np.shape(p)[1] for p in self._chunks_pos))
+
+    def _per_chain_mean(self, name: str) -> np.ndarray | None:
+        """``(chains,)`` mean over draws of a stat (chunk by chunk for a stored run)."""
+        if self._store is not None:
+            if name not in self._store.stat_names():
+                return None
+            return self._store.per_chain_sum(f"stat_{name}") / max(self.num_draws, 1)
+        if name not in self.stats:
+            return None
+        return np.mean(np.asarray(self.stats[name], dtype=np.float64), axis=1)
 
     @property
     def num_divergent(self) -> int:
-        return int(np.sum(self.stats["diverging"]))
+        return int(round(float(np.sum(self._per_chain_mean("diverging")) * self.num_draws)))
 
     @property
     def mean_acceptance(self) -> float:
-        return float(np.mean(self.stats["acceptance_rate"]))
+        return float(np.mean(self._per_chain_mean("acceptance_rate")))
 
     @property
     def num_grad_evals(self) -> int:
         """Gradient (or energy) evaluations spent sampling, all chains together."""
         from energymc import kernels
 
-        return kernels.get(self.method).count_grad_evals(self.stats, self.thin)
+        kernel = kernels.get(self.method)
+        if self._store is None:
+            return kernel.count_grad_evals(self.stats, self.thin)
+        # A stored run: the same count from per-chain sums, read chunk by chunk.
+        steps = self._per_chain_mean("n_steps")
+        if steps is not None:
+            return int(round(float(np.sum(steps)) * self.num_draws)) * self.thin
+        return int(self.chains * self.num_draws * self.thin * kernel.grad_evals_per_step)
 
     # ----------------------------------------------------- ArviZ and reports
     def to_arviz(self):
@@ -134,7 +178,15 @@ class Run:
         return to_arviz(self)
 
     def summary(self, **kwargs):
-        """``arviz.summary`` of the draws (a pandas DataFrame)."""
+        """``arviz.summary`` of the draws (a pandas DataFrame).
+
+        For a stored run (``sample(store=...)``) ArviZ summarises a batch of
+        coordinates at a time, read from the files (:func:`energymc.store.summary`).
+        """
+        if self._store is not None:
+            from energymc.store import summary
+
+            return summary(self, **kwargs)
         from energymc.diagnostics import summary
 
         return summary(self, **kwargs)
@@ -193,7 +245,7 @@ class Run:
 
     def _chain_rows(self) -> tuple[list[str], list[list[str]]]:
         """Per-chain acceptance, divergences, mean log-density and tuned step size."""
-        stats = self.stats
+        acc, div, lp = (self._per_chain_mean(k) for k in ("acceptance_rate", "diverging", "lp"))
         header = ["chain", "acceptance", "divergences", "mean lp"]
         steps = self.warmup["params"].get("step_size")
         if steps is not None:
@@ -201,9 +253,9 @@ class Run:
             header.append("step size")
         rows = []
         for c in range(self.chains):
-            row = [str(c), f"{np.mean(stats['acceptance_rate'][c]):.3f}",
-                   str(int(np.sum(stats["diverging"][c])))]
-            row.append(f"{np.mean(stats['lp'][c]):.4g}" if "lp" in stats else "")
+            row = [str(c), f"{np.mean(acc[c]):.3f}",
+                   str(int(round(float(np.sum(div[c])) * self.num_draws)))]
+            row.append(f"{np.mean(lp[c]):.4g}" if lp is not None else "")
             if steps is not None:
                 row.append(f"{steps[c]:.3g}" if steps.size == self.chains else "")
             rows.append(row)
@@ -211,14 +263,50 @@ class Run:
 
     def _variable_rows(self) -> tuple[list[str], list[list[str]]]:
         """Each leaf of the draws: its shape per draw, mean and sd over chains and draws."""
-        leaves = jax.tree_util.tree_flatten_with_path(self.draws)[0]
         rows = []
-        for path, leaf in leaves:
-            name = jax.tree_util.keystr(path) or "x"
-            leaf = np.asarray(leaf)
-            rows.append([name, str(tuple(leaf.shape[2:])), f"{np.mean(leaf):.4g}",
-                         f"{np.std(leaf):.4g}"])
+        for name, shape, mean, sd in self._leaf_moments():
+            rows.append([name, str(shape), f"{mean:.4g}", f"{sd:.4g}"])
         return ["variable", "shape", "mean", "sd"], rows
+
+    def _view(self, flat: np.ndarray):
+        """Flat ``(chains, n, dim)`` positions as the draws users see, in numpy.
+
+        Without a NumPyro postprocess that is a reshape per leaf (views, no
+        copies), not JAX's unravel, which would allocate the chunk several times.
+        """
+        if self.target.is_numpyro:
+            return self.target.postprocess(flat)
+        leaves, treedef = jax.tree.flatten(self.target.init)
+        out, offset = [], 0
+        for leaf in leaves:
+            size = int(np.size(leaf))
+            out.append(flat[..., offset:offset + size].reshape(*flat.shape[:-1], *np.shape(leaf)))
+            offset += size
+        return jax.tree.unflatten(treedef, out)
+
+    def _leaf_moments(self):
+        """``[(name, event shape, mean, sd)]`` per leaf; chunk by chunk for a stored run."""
+        if self._store is None:
+            return [(jax.tree_util.keystr(path) or "x", tuple(np.shape(leaf)[2:]),
+                     float(np.mean(leaf)), float(np.std(leaf)))
+                    for path, leaf in jax.tree_util.tree_flatten_with_path(self.draws)[0]]
+        acc = {}
+        for chunk in self._store.iter("positions"):
+            tree = self._view(chunk["positions"])
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+                leaf = np.asarray(leaf, dtype=np.float64)
+                name = jax.tree_util.keystr(path) or "x"
+                # Sums of deviations from the first chunk's mean: no cancellation
+                # when the mean is large against the sd.
+                n, shift, s1, s2, _ = acc.get(name, (0, float(leaf.mean()), 0.0, 0.0, None))
+                d = leaf - shift
+                acc[name] = (n + leaf.size, shift, s1 + d.sum(), s2 + np.square(d).sum(),
+                             tuple(leaf.shape[2:]))
+        out = []
+        for name, (n, shift, s1, s2, shape) in acc.items():
+            m = s1 / n
+            out.append((name, shape, shift + m, float(np.sqrt(max(s2 / n - m**2, 0.0)))))
+        return out
 
     def __repr__(self) -> str:
         text = text_block("Run", self._headline())

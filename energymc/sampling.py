@@ -13,7 +13,6 @@ the run is cut into chunks nor on how many other chains run beside it.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import math
@@ -310,12 +309,16 @@ def _as_checkpoint(checkpoint):
                       f"got {type(checkpoint).__name__}.")
 
 
-def _fingerprint(static, seed, thin) -> dict:
-    """What identifies a run for resuming: everything that changes its draws but ``draws``."""
+def _fingerprint(static, seed, thin, init) -> dict:
+    """What identifies a run for resuming: everything that changes its draws but ``draws``.
+
+    Besides the arguments, the energy's traced program, the data it closes over,
+    its parameters and the starting points are hashed (:mod:`energymc._fingerprint`),
+    so that an edited energy or a model refitted on new data is refused, not resumed.
+    """
+    from energymc._fingerprint import array_digest, program_digests
+
     target = static["target"]
-    digest = hashlib.sha1()
-    for leaf in jax.tree.leaves(target._split()[1]):
-        digest.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
     if isinstance(seed, jax.Array):
         seed = np.asarray(jax.random.key_data(seed)).tolist()
     options = {k: (np.asarray(v).tolist() if hasattr(v, "__array__") else
@@ -324,19 +327,21 @@ def _fingerprint(static, seed, thin) -> dict:
     fp = {"target": target.name, "dim": target.dim, "support": target.support,
           "method": static["kernel"].name, "options": options, "seed": seed,
           "chains": static["chains"], "warmup": static["warmup"], "adapt": static["adapt"],
-          "thin": thin, "params_sha1": digest.hexdigest()}
+          "thin": thin, **program_digests(target),
+          "init_sha256": array_digest([target.flat_init, static["layout"] != "none", init])}
     return json.loads(json.dumps(fp))  # as it reads back from disk (tuples -> lists)
 
 
 def _chunked_run(key, init, params, static, ckpt, meter, callback, *, method, seed, draws,
-                 thin, t0) -> Run:
+                 thin, t0, stream=False) -> Run:
     """Warmup, then draws in compiled chunks with host work (progress, callback,
-    checkpoint) between them."""
+    checkpoint) between them. With ``stream`` the draws stay in the checkpoint's
+    files (chunks of a few MB) and the returned Run reads them from there."""
     target, kernel, opts, chains = (static[k] for k in ("target", "kernel", "options", "chains"))
     saved = None
     if ckpt is not None:
         like = jax.eval_shape(partial(_begin, **static), key, init, params)
-        saved = ckpt.load(_fingerprint(static, seed, thin), like)
+        saved = ckpt.load(_fingerprint(static, seed, thin, init), like, read_draws=not stream)
     timing = {}
     if saved is None:
         warmup = static["warmup"]
@@ -364,19 +369,27 @@ def _chunked_run(key, init, params, static, ckpt, meter, callback, *, method, se
     timing["warmup_s"] = time.perf_counter() - t0
     run = _new_run(target, method, seed, opts, chains, static["warmup"], thin, params,
                    warmup_trace)
-    if saved is not None:
+    max_len = None
+    if stream:
+        from energymc.store import ChunkStore, chunk_cap
+
+        run._use_store(ChunkStore(ckpt.path, ckpt.chunks, done))
+        max_len = chunk_cap(chains, target.dim, target.flat_init.dtype.itemsize)
+    elif saved is not None:
         for pos, stats in saved["chunks"]:
             run._append(pos, stats)
     t1 = time.perf_counter()
     meter.start(draws - done, method if not done else f"{method} (resumed at draw {done})")
-    for length in chunk_lengths(draws - done, chunked=True) if draws > done else []:
+    for length in _remaining_chunks(draws, done, max_len):
         states, pos, stats = _sample_chunk(states, params, key, done, target=target,
                                            kernel=kernel, options=opts, chains=chains,
                                            num_draws=length, thin=thin)
-        run._append(pos, stats)
         if ckpt is not None:
             ckpt.append(done, pos, stats, states)
         done += length
+        if stream:
+            run._use_store(ChunkStore(ckpt.path, ckpt.chunks, done))
+        run._append(pos, stats)
         if meter.active:
             meter.update(length, run._progress_postfix())
         if callback is not None:
@@ -390,6 +403,32 @@ def _chunked_run(key, init, params, static, ckpt, meter, callback, *, method, se
     return run
 
 
+def _remaining_chunks(draws: int, done: int, max_len: int | None = None) -> list[int]:
+    """Chunk lengths for draws ``done`` to ``draws``; ``max_len`` each when streaming.
+
+    A resumed run keeps the schedule of an uninterrupted one when it stopped
+    on one of its chunk boundaries (it always does unless ``draws`` grew):
+    the same compiled chunks then run, which makes the resumed draws equal
+    bit for bit, not just to rounding, and compiles nothing new.
+    """
+    if draws <= done:
+        return []
+
+    def schedule_for(n):
+        if max_len is None:
+            return chunk_lengths(n, chunked=True)
+        # Streaming: chunks of one size (a few MB) whatever the run's length, so
+        # that the memory a streamed run needs is set by the chunk, not by draws.
+        full, rest = divmod(n, max_len)
+        return [max_len] * full + ([rest] if rest else [])
+
+    schedule = schedule_for(draws)
+    bounds = np.cumsum([0, *schedule]).tolist()
+    if done in bounds:
+        return schedule[bounds.index(done):]
+    return schedule_for(draws - done)
+
+
 def _new_run(target, method, seed, opts, chains, warmup, thin, params, warmup_trace) -> Run:
     return Run(target=target, method=method, seed=seed, options=dict(opts), chains=chains,
                warmup_steps=warmup, thin=thin, warmup_params=params, warmup_trace=warmup_trace)
@@ -399,7 +438,7 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
            warmup: int = 1000, seed: Any = 0, init: Any = None, thin: int = 1,
            progress: Any = None, adapt: bool = True,
            callback: Callable[[Run], None] | None = None, checkpoint: Any = None,
-           **options) -> Run:
+           store: Any = None, **options) -> Run:
     """Draw from ``exp(-E(x))`` with a BlackJAX (or discrete) kernel.
 
     Parameters
@@ -436,6 +475,11 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
         written there after warmup and after every chunk, and a later call
         with the same arguments resumes from it (same draws as an
         uninterrupted run; a larger ``draws`` extends a finished one).
+    store
+        A directory: like ``checkpoint`` (and resumed the same way), but the
+        draws also stay there: they are written in chunks of a few MB and the
+        returned :class:`Run` keeps none in memory; its summary and headline
+        numbers are computed chunk by chunk (see :mod:`energymc.store`).
     **options
         Method options (``dense_mass``, ``target_accept``,
         ``max_num_doublings``, ``num_integration_steps``, ...). An unknown one
@@ -475,6 +519,12 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
     meter = make_meter(progress)
     static = dict(target=target, kernel=kernel, options=opts, chains=chains, layout=layout,
                   warmup=warmup, adapt=adapt and warmup > 0)
+    if store is not None:
+        if checkpoint is not None and os.path.abspath(getattr(checkpoint, "path", checkpoint)) \
+                != os.path.abspath(os.fspath(getattr(store, "path", store))):
+            raise OptionError("store= writes the checkpoint too; pass one directory, as store= "
+                              "alone (or checkpoint= and store= the same).")
+        checkpoint = store
     ckpt = _as_checkpoint(checkpoint)
     chunked = meter.active or callback is not None or ckpt is not None
     t0 = time.perf_counter()
@@ -489,7 +539,8 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
         run._finish(states, timing)
     else:
         run = _chunked_run(key, init, params, static, ckpt, meter, callback,
-                           method=method, seed=seed, draws=draws, thin=thin, t0=t0)
+                           method=method, seed=seed, draws=draws, thin=thin, t0=t0,
+                           stream=store is not None)
     if run.num_divergent and kernel.name in ("nuts", "hmc"):
         warnings.warn(f"{run.num_divergent} divergent transitions after warmup; "
                       "see emc.diagnose(run).", EnergymcWarning, stacklevel=2)

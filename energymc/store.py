@@ -1,0 +1,192 @@
+"""Draws that stay on disk: the read side of a streamed run (host code only).
+
+``sample(..., store=DIR)`` writes every chunk of draws to ``DIR`` (the files
+of a :class:`energymc.io.Checkpoint`) and hands back a :class:`energymc.Run`
+that keeps none of them in memory. Its headline numbers (acceptance,
+divergences) and :meth:`energymc.Run.summary` are computed here chunk by
+chunk, so the memory they need does not grow with the number of draws beyond
+one variable's draws at a time; ``run.draws``, ``run.stats``, ``to_arviz``,
+``diagnose`` and the plots read the files when asked (they need everything
+in memory at once: ArviZ works on in-memory arrays).
+
+Why npz chunk files and not one zarr or netCDF array: the chunks are the
+checkpoint's own files, each written once and atomically, so streaming costs
+no second copy, and a crash can never leave a half-appended array behind.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+__all__ = ["ChunkStore", "chunk_cap"]
+
+# Bytes of draws one compiled chunk may hold when streaming: the device buffer
+# of a chunk and its host copy are the memory a streamed run needs.
+_CHUNK_BYTES = 4 * 2**20
+# Bytes of draws summary() gathers at once (a batch of coordinates, all draws).
+_BATCH_BYTES = 16 * 2**20
+
+
+def chunk_cap(chains: int, dim: int, itemsize: int) -> int:
+    """Most draws per chunk for a streamed run: about 4 MB of positions per chunk."""
+    return max(1, _CHUNK_BYTES // max(1, chains * dim * itemsize))
+
+
+class ChunkStore:
+    """The chunk files of a run, read one at a time.
+
+    Parameters
+    ----------
+    directory
+        Where the files are.
+    names
+        Chunk file names in draw order (``draws-<start>.npz``).
+    done
+        Draws per chain in all the files, which gives each chunk's length.
+    """
+
+    def __init__(self, directory: str, names: list[str], done: int):
+        self.directory = directory
+        self.names = list(names)
+        self.done = int(done)
+
+    def __repr__(self) -> str:
+        return f"ChunkStore({self.directory!r}, {len(self.names)} chunks, {self.done} draws)"
+
+    def _read(self, name: str, keys) -> dict[str, np.ndarray]:
+        with np.load(os.path.join(self.directory, name), allow_pickle=False) as z:
+            return {k: z[k] for k in keys}  # only these members are read
+
+    def stat_names(self) -> list[str]:
+        if not self.names:
+            return []
+        with np.load(os.path.join(self.directory, self.names[0]), allow_pickle=False) as z:
+            return [k[len("stat_"):] for k in z.files if k.startswith("stat_")]
+
+    def iter(self, *keys: str):
+        """Each chunk's arrays ``keys`` (``"positions"``, ``"stat_lp"``, ...), in draw order."""
+        for name in self.names:
+            yield self._read(name, keys)
+
+    def concat(self, key: str) -> np.ndarray:
+        """One array over every draw (loads it all: ``(chains, draws, ...)``)."""
+        return np.concatenate([c[key] for c in self.iter(key)], axis=1)
+
+    def per_chain_sum(self, key: str) -> np.ndarray:
+        """``(chains,)`` sums over draws of a ``(chains, n)`` stat, chunk by chunk."""
+        total = None
+        for chunk in self.iter(key):
+            part = np.sum(chunk[key].astype(np.float64), axis=1)
+            total = part if total is None else total + part
+        return total
+
+    def columns(self, start: int, stop: int, postprocess=None) -> np.ndarray:
+        """Coordinates ``start:stop`` of the flat draws, every draw: ``(chains, draws, n)``.
+
+        With ``postprocess`` (flat ``(chains, n, dim)`` -> flat ``(chains, n, dim')``)
+        each chunk is transformed before the columns are taken.
+        """
+        parts = []
+        for chunk in self.iter("positions"):
+            pos = chunk["positions"]
+            if postprocess is not None:
+                pos = postprocess(pos)
+            parts.append(np.array(pos[..., start:stop]))  # a copy: the chunk can go
+        return np.concatenate(parts, axis=1)
+
+
+def batch_size(chains: int, draws: int) -> int:
+    """Coordinates per batch so that a batch of all draws stays near ``_BATCH_BYTES``."""
+    return max(1, _BATCH_BYTES // max(1, chains * draws * 8))
+
+
+def _display_layout(run) -> list[tuple[str, tuple]]:
+    """``[(variable name, event shape)]`` of the draws users see, in ArviZ's order."""
+    from types import SimpleNamespace
+
+    from energymc.diagnostics import _posterior_dict
+
+    one = run.target.postprocess(np.asarray(run.target.flat_init)[None, None])
+    return [(name, tuple(np.shape(v)[2:]))
+            for name, v in _posterior_dict(SimpleNamespace(draws=one)).items()]
+
+
+def display_columns(run, flat: np.ndarray) -> np.ndarray:
+    """Flat kernel positions ``(chains, n, dim)`` -> what users see, flattened ``(chains, n, D)``.
+
+    Each variable of :attr:`energymc.Run.draws` (constrained sites for NumPyro
+    targets) raveled in C order, variables one after another.
+    """
+    from types import SimpleNamespace
+
+    from energymc.diagnostics import _posterior_dict
+
+    tree = run.target.postprocess(flat)
+    leaves = _posterior_dict(SimpleNamespace(draws=tree)).values()
+    return np.concatenate([np.asarray(v).reshape(*flat.shape[:2], -1) for v in leaves], axis=-1)
+
+
+def _labels(layout) -> list[tuple[str, str]]:
+    """``[(variable, row label)]`` per flattened coordinate, labelled as ArviZ does."""
+    out = []
+    for name, shape in layout:
+        if shape == ():
+            out.append((name, name))
+            continue
+        for e in range(int(np.prod(shape))):
+            idx = np.unravel_index(e, shape)
+            out.append((name, f"{name}[{', '.join(str(int(i)) for i in idx)}]"))
+    return out
+
+
+class _Columns:
+    """A few coordinates of a stored run, all draws, shaped as ArviZ data wants them."""
+
+    def __init__(self, run, variables: dict[str, np.ndarray]):
+        self.draws = variables
+        self.stats = {}
+        self.target, self.method, self.seed = run.target, run.method, run.seed
+        self.options, self.warmup_steps, self.thin = run.options, run.warmup_steps, run.thin
+
+    def to_arviz(self):
+        from energymc.diagnostics import to_arviz
+
+        return to_arviz(self)
+
+
+def summary(run, **kwargs):
+    """ArviZ's summary of a stored run, a batch of coordinates at a time.
+
+    ArviZ needs every draw of a coordinate at once (ESS and R-hat are
+    computed over whole chains), but not every coordinate at once: the
+    coordinates are gathered in batches of about 16 MB from the chunk files
+    and each batch is summarised by ArviZ, so the table is ArviZ's own and
+    memory stays flat in the dimension and, up to one coordinate's draws
+    (``chains * draws * 8`` bytes), in the number of draws.
+    """
+    import pandas as pd
+
+    from energymc.diagnostics import summary as arviz_summary
+
+    store = run._store
+    labels = _labels(_display_layout(run))
+    step = batch_size(run.chains, store.done)
+    tables = []
+    # Without a NumPyro postprocess the flat positions are already the draws
+    # users see, in the same order (ravel_pytree's): no per-chunk transform.
+    post = (lambda f: display_columns(run, f)) if run.target.is_numpyro else None
+    for start in range(0, len(labels), step):
+        cols = store.columns(start, start + step, postprocess=post)
+        part = labels[start:start + step]
+        variables, offset = {}, 0
+        for name in dict.fromkeys(v for v, _ in part):  # in order, each once
+            k = sum(1 for v, _ in part if v == name)
+            variables[name] = cols[..., offset:offset + k]
+            offset += k
+        table = arviz_summary(_Columns(run, variables), **kwargs)
+        if len(table) == len(part):  # ArviZ labels a batch from 0: give the run's labels
+            table.index = [label for _, label in part]
+        tables.append(table)
+    return pd.concat(tables)

@@ -1,0 +1,117 @@
+"""Streamed runs: draws written to disk as they come, a Run that reads them from there."""
+
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+import energymc as emc
+from energymc import store as store_module
+from energymc.errors import OptionError
+
+# Untuned MALA (no adaptation to compile): these tests are about files, not mixing.
+RUN = dict(chains=2, warmup=40, draws=60, seed=3, adapt=False, step_size=0.8)
+
+
+def two_leaves(x):
+    return 0.5 * jnp.sum(x["a"] ** 2) + 0.5 * (x["b"] - 1.0) ** 2
+
+
+@pytest.fixture(scope="module")
+def target():
+    return emc.Energy(two_leaves, init={"a": jnp.zeros(3), "b": jnp.zeros(())})
+
+
+@pytest.fixture(scope="module")
+def runs(target, tmp_path_factory):
+    """The same run streamed to a store and kept in memory (same compiled chunks)."""
+    directory = tmp_path_factory.mktemp("streamed") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        # Chunks of 3 draws (2 chains x 4 coordinates x 4 bytes = 32 bytes a draw),
+        # as the in-memory run's: one compiled chunk serves both runs.
+        mp.setattr(store_module, "_CHUNK_BYTES", 3 * 32)
+        stored = emc.sample(target, "mala", store=directory, **RUN)
+    in_memory = emc.sample(target, "mala", callback=lambda run: None, **RUN)
+    assert len([p for p in os.listdir(directory) if p.startswith("draws-")]) == 20
+    return stored, in_memory, directory
+
+
+def test_a_stored_run_keeps_no_draws_in_memory_and_reads_the_same_ones(runs):
+    stored, in_memory, _ = runs
+    assert stored.stored and not in_memory.stored
+    assert stored._chunks_pos == [] and stored._chunks_stats == []
+    assert stored.num_draws == 60
+    assert np.array_equal(stored.flat_draws, in_memory.flat_draws)
+    for name, values in in_memory.stats.items():
+        assert np.array_equal(stored.stats[name], values), name
+    assert stored.mean_acceptance == pytest.approx(in_memory.mean_acceptance, rel=1e-12)
+    assert stored.num_divergent == in_memory.num_divergent
+    assert stored._variable_rows() == in_memory._variable_rows()
+    assert repr(stored).split("time")[0] == repr(in_memory).split("time")[0]
+
+
+def test_the_summary_of_a_stored_run_is_arviz_s_batch_by_batch(runs, monkeypatch):
+    stored, in_memory, _ = runs
+    monkeypatch.setattr(store_module, "_BATCH_BYTES", 1)  # one coordinate per batch
+    table = stored.summary()
+    assert list(table.index) == ["a[0]", "a[1]", "a[2]", "b"]
+    pd.testing.assert_frame_equal(table, in_memory.summary())
+    # The negative control: a coordinate's rows from other draws do differ.
+    shuffled = emc.sample(emc.Energy(two_leaves, init={"a": jnp.zeros(3), "b": jnp.zeros(())}),
+                          "mala", callback=lambda run: None, **{**RUN, "seed": 4})
+    assert not np.allclose(shuffled.summary()["mean"], table["mean"])
+
+
+def test_diagnose_and_arviz_export_work_on_a_stored_run(runs):
+    stored, in_memory, _ = runs
+    a, b = emc.diagnose(stored), emc.diagnose(in_memory)
+    assert a.ok == b.ok and a.problems == b.problems
+    pd.testing.assert_frame_equal(a.table, b.table)
+    posterior = stored.to_arviz().posterior
+    assert posterior["a"].shape == (2, 60, 3)
+
+
+def test_a_stored_run_writes_chunks_of_bounded_size(target, tmp_path, monkeypatch):
+    # 2 chains x 4 coordinates x 4 bytes = 32 bytes a draw: at most 3 draws a chunk
+    # (a run of 9 draws is otherwise one chunk).
+    monkeypatch.setattr(store_module, "_CHUNK_BYTES", 3 * 32 + 31)
+    stored = emc.sample(target, "mala", store=tmp_path / "small", **{**RUN, "draws": 9})
+    chunks = sorted(p for p in os.listdir(tmp_path / "small") if p.startswith("draws-"))
+    assert chunks == ["draws-000000000.npz", "draws-000000003.npz", "draws-000000006.npz"]
+    assert stored.flat_draws.shape == (2, 9, 4)
+    with pytest.raises(OptionError, match="store= writes the checkpoint too"):
+        emc.sample(target, "mala", store=tmp_path / "a", checkpoint=tmp_path / "b", **RUN)
+
+
+def test_a_store_resumes_like_a_checkpoint(target, runs):
+    stored, in_memory, directory = runs
+    again = emc.sample(target, "mala", store=directory, **RUN)  # finished: nothing to run
+    assert again.stored and np.array_equal(again.flat_draws, in_memory.flat_draws)
+    as_checkpoint = emc.sample(target, "mala", checkpoint=directory, **RUN)
+    assert not as_checkpoint.stored
+    assert np.array_equal(as_checkpoint.flat_draws, in_memory.flat_draws)
+
+
+@pytest.mark.slow
+def test_a_stored_numpyro_run_summarises_its_constrained_sites(tmp_path, monkeypatch):
+    import numpyro
+    import numpyro.distributions as dist
+
+    def model(y):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0).expand([2]))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+        numpyro.sample("y", dist.Normal(mu[0] + mu[1], sigma), obs=y)
+
+    target = emc.Energy.from_numpyro(model, np.array([0.3, -0.2, 0.5]))
+    run = dict(chains=2, warmup=100, draws=200, seed=3)  # tuned: a posterior's scales
+    stored = emc.sample(target, "mala", store=tmp_path / "np", **run)
+    in_memory = emc.sample(target, "mala", callback=lambda run: None, **run)
+    assert 0.3 < stored.mean_acceptance < 1.0  # the chains move: the table has numbers
+    monkeypatch.setattr(store_module, "_BATCH_BYTES", 1)
+    table = stored.summary()
+    assert list(table.index) == ["mu[0]", "mu[1]", "sigma"]
+    assert (table.loc["sigma", "mean"] > 0).all()  # the constrained (positive) site
+    pd.testing.assert_frame_equal(table, in_memory.summary())
+    assert stored._variable_rows() == in_memory._variable_rows()
