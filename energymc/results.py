@@ -146,10 +146,16 @@ class Run:
 
     @property
     def num_divergent(self) -> int:
+        if self._store is None:
+            return int(np.sum(self.stats["diverging"]))
         return int(round(float(np.sum(self._per_chain_mean("diverging")) * self.num_draws)))
 
     @property
     def mean_acceptance(self) -> float:
+        # In memory, the plain mean (as before streaming existed: golden values);
+        # a stored run averages its per-chain means, read chunk by chunk.
+        if self._store is None:
+            return float(np.mean(self.stats["acceptance_rate"]))
         return float(np.mean(self._per_chain_mean("acceptance_rate")))
 
     @property

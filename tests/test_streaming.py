@@ -46,7 +46,9 @@ def test_a_stored_run_keeps_no_draws_in_memory_and_reads_the_same_ones(runs):
     assert np.array_equal(stored.flat_draws, in_memory.flat_draws)
     for name, values in in_memory.stats.items():
         assert np.array_equal(stored.stats[name], values), name
-    assert stored.mean_acceptance == pytest.approx(in_memory.mean_acceptance, rel=1e-12)
+    # In memory the mean is numpy's float32 mean of the float32 stat; stored, a float64
+    # sum over chunks: equal to float32 resolution.
+    assert stored.mean_acceptance == pytest.approx(in_memory.mean_acceptance, rel=1e-6)
     assert stored.num_divergent == in_memory.num_divergent
     assert stored._variable_rows() == in_memory._variable_rows()
     assert repr(stored).split("time")[0] == repr(in_memory).split("time")[0]
