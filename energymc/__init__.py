@@ -7,6 +7,7 @@ from data, and diagnose chains with ArviZ.
 __version__ = "0.1.0"
 
 from energymc import _compilation_cache, exact, io, learn, models, plots
+from energymc import diffusion
 from energymc._compilation_cache import compilation_cache_dir
 from energymc.diagnostics import (
     Diagnosis,
@@ -40,6 +41,7 @@ __all__ = [
     "__version__",
     "compilation_cache_dir",
     "diagnose",
+    "diffusion",
     "exact",
     "io",
     "learn",
