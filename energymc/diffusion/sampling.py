@@ -6,7 +6,8 @@
 * Corrector, after each predictor step, at the new level:
 
   - ``"langevin"``: unadjusted Langevin steps with the step size set by a
-    signal-to-noise ratio, ``2 (snr ||z|| / ||s||)^2`` (Song et al. 2021),
+    signal-to-noise ratio, ``2 (snr ||z|| / ||s||)^2`` with the norms
+    averaged over the chains (Song et al. 2021),
     through energymc's ``"langevin"`` kernel; the acceptance MALA would have
     given each move is recorded as a diagnostic (``mh_acceptance``).
   - ``"mala"`` / ``"hmc"``: Metropolis-adjusted steps through energymc's
@@ -210,7 +211,7 @@ def annealed_mcmc(key, energy, x0, sigmas, params=None, *, method: str = "mala",
         With ``energy_fn``: its parameters.
     method
         ``"mala"``, ``"hmc"`` or ``"langevin"`` (unadjusted, step ``2 (0.16
-        ||z|| / ||s||)^2``; for comparison).
+        ||z|| / ||s||)^2`` with norms averaged over chains; for comparison).
     steps_per_level, step_scale, adapt, hmc_steps
         As the corrector of :func:`sample`.
     resample
@@ -267,13 +268,19 @@ def _corrector(module, key, x, sigma, log_scale, *, method, num, snr, adapt, hmc
     ones = jnp.ones((dim,), x.dtype)
     scale = jnp.exp(log_scale)
 
+    if method == "langevin":
+        # Song et al. (2021)'s step from the signal-to-noise ratio, with the
+        # norms averaged over the chains (||z|| at its typical sqrt(dim)).
+        # Not per chain: a chain at a mode has a near-zero score, and its own
+        # ratio would send it arbitrarily far.
+        grads = jax.vmap(jax.grad(logdensity))(x)
+        mean_norm = jnp.mean(jnp.sqrt(jnp.sum(grads**2, axis=1)))
+        h_langevin = 2.0 * (snr * jnp.sqrt(dim) / jnp.maximum(mean_norm, 1e-30)) ** 2
+
     def chain(k, z):
         state = kernel.init(k, z, logdensity, {}, options)
         if method == "langevin":
-            # Song et al. (2021)'s step from the signal-to-noise ratio,
-            # per chain, with ||z||^2 at its expectation dim.
-            g = state.logdensity_grad
-            h = 2.0 * snr**2 * dim / jnp.maximum(jnp.sum(g**2), 1e-30)
+            h = h_langevin
         elif method == "mala":
             h = 0.5 * (scale * sigma) ** 2  # proposal noise sd sqrt(2 h) = scale * sigma
         else:
