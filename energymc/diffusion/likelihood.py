@@ -90,7 +90,7 @@ def log_likelihood(key, energy, x, schedule, params=None, *, trace: str = "hutch
                    probes: int = 4, solver: str = "rk4", steps: int = 100,
                    rtol: float = 1e-5, atol: float = 1e-5, dequantize: int | None = None,
                    scale: float = 1.0, shift: float = 0.0) -> Likelihood:
-    """Log-likelihood of points ``x`` under a noise-conditional energy at ``schedule``'s smallest level.
+    """Log-likelihood of ``x`` under a noise-conditional energy, at the smallest level.
 
     Parameters
     ----------
