@@ -14,7 +14,7 @@ level, then measures what the issue asks:
   (a product of experts, known exactly), sampled by annealed MALA with and
   without SMC reweighting.
 
-    python examples/diffusion_2d.py            # figures also to docs/images/
+    python examples/diffusion_2d.py            # figures also to docs/img/
     python examples/diffusion_2d.py --quick    # tiny sizes
 """
 
@@ -137,9 +137,9 @@ def main(quick):
     fig.tight_layout()
     save_figure(fig, "diffusion_2d.png")
     if not quick:
-        os.makedirs(os.path.join(os.path.dirname(__file__), "..", "docs", "images"),
+        os.makedirs(os.path.join(os.path.dirname(__file__), "..", "docs", "img"),
                     exist_ok=True)
-        fig.savefig(os.path.join(os.path.dirname(__file__), "..", "docs", "images",
+        fig.savefig(os.path.join(os.path.dirname(__file__), "..", "docs", "img",
                                  "diffusion_2d.png"), dpi=90)
     plt.show()
 
