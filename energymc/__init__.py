@@ -4,7 +4,18 @@ Sample ``exp(-E(x))`` with BlackJAX kernels, estimate ``log Z``, learn ``E``
 from data, and diagnose chains with ArviZ.
 """
 
-from energymc import _compilation_cache, exact, io, learn, metrics, models, nn, ood, plots
+from energymc import (
+    _compilation_cache,
+    diffusion,
+    exact,
+    io,
+    learn,
+    metrics,
+    models,
+    nn,
+    ood,
+    plots,
+)
 from energymc._compilation_cache import compilation_cache_dir
 from energymc._util import version as _version
 from energymc.diagnostics import (
@@ -42,6 +53,7 @@ __all__ = [
     "__version__",
     "compilation_cache_dir",
     "diagnose",
+    "diffusion",
     "exact",
     "io",
     "learn",

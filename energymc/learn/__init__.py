@@ -10,12 +10,14 @@ inside) or a NumPyro-style ``energy_fn(x)`` with ``numpyro.param`` sites, and a
 * :class:`NCE` -- noise-contrastive estimation; learns ``log_z`` too.
 * :class:`DSM` -- denoising score matching, one or several noise levels.
 * :class:`SSM` -- sliced score matching.
+* :class:`Diffusion` -- a noise-conditional energy over a continuous VE/VP schedule.
 * :func:`annealed_langevin` -- sampling a multi-level DSM model.
 * :func:`default_sigma` -- DSM's noise level when none is given.
 """
 
 from energymc.learn._common import LearnerBase, LearnResult, LearnState
 from energymc.learn.cd import CD
+from energymc.learn.diffusion import Diffusion
 from energymc.learn.jem import JEM
 from energymc.learn.nce import NCE
 from energymc.learn.score import DSM, SSM, annealed_langevin, default_sigma, geometric_sigmas
@@ -23,6 +25,7 @@ from energymc.learn.score import DSM, SSM, annealed_langevin, default_sigma, geo
 __all__ = [
     "CD",
     "DSM",
+    "Diffusion",
     "JEM",
     "LearnResult",
     "LearnState",

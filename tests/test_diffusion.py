@@ -1,0 +1,272 @@
+"""Diffusion as a multi-level energy: schedules, samplers, likelihood, composition, learner.
+
+The fast tier checks everything against an EXACT noise-conditional energy --
+a Gaussian mixture noised in closed form -- so no training is needed to pin
+correctness; each check has a negative control (a slightly wrong mixture, or
+the bias the method removes). The slow tier trains on a 2-d mixture and
+scores the learned model against the truth, with a sigma-blind model as the
+negative control.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import pytest
+
+import energymc as emc
+from energymc.diffusion._mmd import mmd2
+from energymc.errors import EnergyError, OptionError
+
+D = emc.diffusion
+RING = np.stack([2 * np.cos(np.arange(4) * np.pi / 2), 2 * np.sin(np.arange(4) * np.pi / 2)], 1)
+
+
+# ------------------------------------------------------------------ schedules
+@pytest.mark.parametrize("schedule", [D.ve(0.01, 10.0), D.vp()], ids=["ve", "vp"])
+def test_schedule_sde_produces_its_marginals(schedule):
+    # For dx = f x dt + g dW the mean scale obeys d alpha/dt = f alpha and the
+    # variance d sigma^2/dt = 2 f sigma^2 + g^2: the SDE and (alpha, sigma) agree.
+    t = jnp.linspace(max(schedule.t_min, 0.05), 0.95, 7)
+
+    @jax.jit
+    def both_sides(t):
+        dalpha = jax.vmap(jax.grad(schedule.alpha))(t)
+        dvar = jax.vmap(jax.grad(lambda s: schedule.sigma(s) ** 2))(t)
+        return (dalpha, schedule.drift(t) * schedule.alpha(t), dvar,
+                2 * schedule.drift(t) * schedule.sigma(t) ** 2 + schedule.g2(t))
+
+    dalpha, f_alpha, dvar, rhs = both_sides(t)
+    np.testing.assert_allclose(dalpha, f_alpha, rtol=1e-3, atol=1e-6)  # float32
+    np.testing.assert_allclose(dvar, rhs, rtol=1e-3)
+    # sigma increases with t, so E(x, sigma) indexes the levels unambiguously.
+    assert np.all(np.diff(np.asarray(schedule.sigma(t))) > 0)
+    # (float32: sqrt(1 - sigma^2) cancels where alpha is small, hence atol)
+    np.testing.assert_allclose(schedule.alpha_of_sigma(schedule.sigma(t)), schedule.alpha(t),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_schedule_bad_input():
+    with pytest.raises(OptionError, match="sigma_min"):
+        D.ve(1.0, 0.5)
+    with pytest.raises(OptionError, match="beta_min"):
+        D.vp(beta_min=-1.0)
+    with pytest.raises(OptionError, match="schedule must be"):
+        D.sample(0, D.gaussian_mixture([1.0], [[0.0, 0.0]], 1.0), (4, 2), "edm")
+
+
+# ----------------------------------------------------------------- likelihood
+def test_likelihood_matches_the_exact_noised_density():
+    # VP: its prior N(0, I) is the noised mixture at t = 1 to ~1e-5, so the
+    # ODE is the only approximation; exact trace, so no Monte Carlo error.
+    sch = D.vp()
+    m = D.gaussian_mixture(np.ones(4), RING / 2, 0.2, sch)
+    x = m.sample(jax.random.key(0), 12)
+    truth = np.asarray(jax.vmap(lambda z: m.noised_logpdf(z, sch.sigma_start))(x))
+    got = D.log_likelihood(jax.random.key(1), m, x, sch, trace="exact", steps=80)
+    assert np.max(np.abs(got.per_example - truth)) < 5e-3
+    assert got.stderr == 0.0 and got.dim == 2
+    assert got.bits_per_dim == pytest.approx(-got.nats / (2 * np.log(2)))
+    # Negative control: the same check rejects a slightly wrong model
+    # (components 0.25 wide, not 0.2).
+    wrong = D.gaussian_mixture(np.ones(4), RING / 2, 0.25, sch)
+    bad = D.log_likelihood(jax.random.key(1), wrong, x, sch, trace="exact", steps=80)
+    assert np.max(np.abs(bad.per_example - truth)) > 5e-3
+
+
+@pytest.mark.slow  # compiles a solver of its own; see the fast tier's exact checks
+def test_hutchinson_is_unbiased_within_its_standard_error():
+    sch = D.ve(0.01, 20.0)
+    m = D.gaussian_mixture(np.ones(4), RING, 0.4, sch)
+    x = m.sample(jax.random.key(2), 8)
+    hut = D.log_likelihood(jax.random.key(3), m, x, sch, probes=32, steps=30)
+    truth = float(jnp.mean(jax.vmap(lambda z: m.noised_logpdf(z, sch.sigma_start))(x)))
+    assert hut.per_probe.shape == (8, 32) and hut.stderr > 0
+    # |error| / stderr: the ODE and prior errors here are < 0.01 nats, far below
+    # the probe error, so the z-score is a test of the estimator's unbiasedness.
+    assert abs(hut.nats - truth) / hut.stderr < 3.0
+    # Negative control: the same harness flags a wrong model (components 1.0
+    # wide, not 0.4: about 1 nat per point worse).
+    wrong = D.gaussian_mixture(np.ones(4), RING, 1.0, sch)
+    bad = D.log_likelihood(jax.random.key(3), wrong, x, sch, probes=32, steps=30)
+    assert abs(bad.nats - truth) / bad.stderr > 3.0
+
+
+@pytest.mark.slow  # compiles a solver of its own; see the fast tier's exact checks
+def test_dequantised_bits_per_dim():
+    # Integer data 0..3 on a grid, model = uniform density on [0, 1)^2 ... well
+    # approximated by a broad mixture; the bound is checked for its bookkeeping:
+    # the log-Jacobian d log(scale / L) is added to the continuous log-density.
+    sch = D.vp()
+    m = D.gaussian_mixture([1.0], [[0.0, 0.0]], 1.0, sch)
+    k = np.array([[0, 3], [1, 2], [2, 2]])
+    a = D.log_likelihood(jax.random.key(0), m, k, sch, trace="exact", steps=10, dequantize=4,
+                         scale=2.0, shift=-1.0)
+    u = np.asarray(jax.random.uniform(jax.random.split(jax.random.key(0))[0], k.shape))
+    z = 2.0 * (k + u) / 4 - 1.0
+    direct = np.asarray(jax.vmap(lambda p: m.noised_logpdf(p, sch.sigma_start))(jnp.asarray(z)))
+    np.testing.assert_allclose(a.per_example, direct + 2 * np.log(2.0 / 4), atol=2e-3)
+    with pytest.raises(EnergyError, match="integers"):
+        D.log_likelihood(0, m, k + 0.5, sch, dequantize=4)
+
+
+# ------------------------------------------------------------------- samplers
+def test_metropolis_corrector_samples_the_truth_and_reports_acceptance():
+    sch = D.ve(0.01, 10.0)
+    m = D.gaussian_mixture(np.ones(4), RING, 0.4, sch)
+    n = 300
+    truth = [m.sample(jax.random.key(s), n) for s in (10, 11, 12)]
+    # Yardstick: truth against truth over three pairs of seeds.
+    yard = max(mmd2(truth[0], truth[1]), mmd2(truth[1], truth[2]), mmd2(truth[0], truth[2]))
+    got = D.sample(jax.random.key(4), m, (n, 2), sch, steps=60, corrector="mala")
+    assert got.x.shape == (n, 2) and got.acceptance.shape == (60,)
+    assert np.all((got.acceptance >= 0) & (got.acceptance <= 1))
+    assert np.mean(got.acceptance[10:]) > 0.3  # adapted towards MALA's 0.574
+    assert got.diverging.sum() == 0
+    assert mmd2(got.x, truth[0]) < 2 * yard + 1e-3
+    # Negative control: a wrong energy (components 0.7 wide), sampled the same
+    # way, is detected.
+    wrong = D.gaussian_mixture(np.ones(4), RING, 0.7, sch)
+    bad = D.sample(jax.random.key(4), wrong, (n, 2), sch, steps=60, corrector="mala")
+    assert mmd2(bad.x, truth[0]) > 5 * yard
+
+
+@pytest.mark.slow  # compiles a solver of its own; see the fast tier's exact checks
+def test_product_of_experts_by_annealed_mcmc():
+    # Ring mixture times a Gaussian N(c, tau^2 I): the product is the mixture
+    # of N((tau^2 mu_k + s^2 c) / (s^2 + tau^2), s^2 tau^2 / (s^2 + tau^2))
+    # with weights w_k N(mu_k; c, s^2 + tau^2): known exactly.
+    sch = D.ve(0.01, 10.0)
+    s, tau, c = 0.4, 1.5, np.array([2.0, 0.0])
+    ring = D.gaussian_mixture(np.ones(4), RING, s, sch)
+    blob = D.gaussian_mixture([1.0], [c], tau, sch)
+    w = np.exp(-np.sum((RING - c) ** 2, 1) / (2 * (s**2 + tau**2)))
+    mu = (tau**2 * RING + s**2 * c) / (s**2 + tau**2)
+    truth_m = D.gaussian_mixture(w, mu, s * tau / np.sqrt(s**2 + tau**2), sch)
+    n = 400
+    x0 = 3.0 * jax.random.normal(jax.random.key(5), (n, 2))
+    sig = np.geomspace(3.0, 0.01, 12)
+    got = D.annealed_mcmc(jax.random.key(6), D.product(ring, blob), x0, sig,
+                          steps_per_level=15)
+    assert got.acceptance.shape == (12,) and np.all(got.acceptance > 0.2)
+    assert got.ess.shape == (12,) and np.all(got.ess <= n + 1e-3)
+    truth = [truth_m.sample(jax.random.key(k), n) for k in (20, 21)]
+    yard = mmd2(truth[0], truth[1])
+    assert mmd2(got.x, truth[0]) < 3 * abs(yard) + 2e-3
+
+    def share_z(x):
+        # Share of the samples nearest each mode against its exact weight,
+        # as binomial z-scores.
+        near = np.argmin(((x[:, None] - mu[None]) ** 2).sum(-1), 1)
+        share = np.bincount(near, minlength=4) / len(x)
+        p = w / w.sum()
+        return np.abs(share - p) / np.sqrt(p * (1 - p) / len(x))
+
+    assert np.all(share_z(got.x) < 3.5)
+    # Negative control: without reweighting, the modes keep the shares they
+    # had where they separated -- the bias the resampling removes.
+    plain = D.annealed_mcmc(jax.random.key(6), D.product(ring, blob), x0, sig,
+                            steps_per_level=15, resample=False)
+    assert np.any(share_z(plain.x) > 3.5)
+
+
+def test_sampler_bad_input():
+    m = D.gaussian_mixture([1.0], [[0.0, 0.0]], 1.0)
+    with pytest.raises(OptionError, match="corrector"):
+        D.sample(0, m, (4, 2), "ve", corrector="nuts")
+    with pytest.raises(OptionError, match="shape"):
+        D.sample(0, m, (4,), "ve")
+    with pytest.raises(EnergyError, match="scalar"):
+        D.sample(0, lambda p, x, s: x, (4, 2), "ve", params={})
+    with pytest.raises(EnergyError, match="holds its own parameters"):
+        D.sample(0, m, (4, 2), "ve", params={"a": 1.0})
+    with pytest.raises(EnergyError, match="at least two"):
+        D.product(m)
+
+
+# -------------------------------------------------------------------- learner
+def test_learner_recovers_a_gaussian_at_every_level():
+    # Data N(1, 2^2); energy (x - m)^2 / (2 (v + sigma^2)): for VE the noised
+    # data is exactly N(1, 4 + sigma^2), so DSM's optimum is m = 1, v = 4 at
+    # every level; the fit must land within a few sample standard errors of the
+    # sample moments it sees.
+    rng = np.random.default_rng(0)
+    data = (1.0 + 2.0 * rng.standard_normal(2000))[:, None]
+
+    def energy(p, x, sigma):
+        return 0.5 * jnp.sum((x - p["m"]) ** 2) / (jnp.exp(p["log_v"]) + sigma**2)
+
+    learner = emc.learn.Diffusion(energy, numpyro.optim.Adam(0.05), D.ve(0.01, 10.0))
+    res = learner.run(jax.random.key(0), 600, data, {"m": jnp.zeros(()), "log_v": jnp.zeros(())},
+                      batch_size=500)
+    m_hat, v_hat = float(res.params["m"]), float(np.exp(res.params["log_v"]))
+    n = len(data)
+    assert abs(m_hat - data.mean()) < 3 * data.std() / np.sqrt(n)
+    assert abs(v_hat - data.var()) < 3 * data.var() * np.sqrt(2 / n)
+    assert set(res.history) >= {"loss", "grad_norm", "energy_data"}
+
+
+@pytest.mark.slow  # compiles a solver of its own; see the fast tier's exact checks
+def test_learner_with_a_module_returns_a_module_and_bad_input():
+    data = np.asarray(jax.random.normal(jax.random.key(0), (64, 2)))
+    net = D.mlp_energy(2, jax.random.key(1), schedule="vp", data=data, width=16, depth=1)
+    learner = emc.learn.Diffusion(net, numpyro.optim.Adam(1e-3), "vp", weighting="likelihood")
+    res = learner.run(jax.random.key(2), 5, data, batch_size=32)
+    assert isinstance(res.params, D.MLPEnergy) and np.all(np.isfinite(res.losses))
+    assert np.isfinite(float(res.params(jnp.zeros(2), 0.5)))
+    with pytest.raises(OptionError, match="weighting"):
+        emc.learn.Diffusion(net, numpyro.optim.Adam(1e-3), weighting="uniform")
+    with pytest.raises(EnergyError, match="noise-conditional"):
+        emc.learn.Diffusion(lambda p: 0.0, numpyro.optim.Adam(1e-3))
+    with pytest.raises(OptionError, match="schedule"):
+        emc.learn.Diffusion(net, numpyro.optim.Adam(1e-3), "cosine")
+
+
+# ------------------------------------------------------- acceptance (trained)
+def _ring8(schedule):
+    ang = np.arange(8) * np.pi / 4
+    return D.gaussian_mixture(np.ones(8), 2 * np.stack([np.cos(ang), np.sin(ang)], 1), 0.3,
+                              schedule)
+
+
+def _train(truth, schedule, steps, sigma_blind=False):
+    import optax
+
+    train = np.asarray(truth.sample(jax.random.key(0), 10000))
+    net = D.mlp_energy(2, jax.random.key(2), schedule=schedule, data=train, width=128,
+                       sigma_blind=sigma_blind)
+    lr = optax.warmup_cosine_decay_schedule(0.0, 2e-3, 200, steps, 2e-5)
+    learner = emc.learn.Diffusion(net, numpyro.optim.optax_to_numpyro(optax.adam(lr)), schedule,
+                                  ema=0.995)
+    return learner, learner.run(jax.random.key(3), steps, train, batch_size=256)
+
+
+@pytest.mark.slow
+def test_trained_energy_reaches_the_truths_likelihood_and_samples():
+    # Issue 14's acceptance check: on a ring of 8 Gaussians (known density),
+    # held-out PF-ODE log-likelihood within 0.05 nats of the truth's, and
+    # samples whose MMD to the truth is at the level of a second truth draw.
+    sch = D.ve(0.01, 8.0)
+    truth = _ring8(sch)
+    learner, res = _train(truth, sch, 8000)
+    test = truth.sample(jax.random.key(1), 500)
+    true_ll = np.asarray(jax.vmap(truth.logpdf)(test))
+    got = learner.log_likelihood(jax.random.key(4), res.params, test, trace="exact", steps=50)
+    assert got.nonfinite == 0
+    assert abs(true_ll.mean() - got.nats) < 0.05
+    # Hutchinson agrees with the exact trace within its Monte Carlo error.
+    hut = learner.log_likelihood(jax.random.key(5), res.params, test, probes=8, steps=50)
+    assert abs(hut.nats - got.nats) < 3 * hut.stderr
+    # Samples (reverse SDE + MALA corrector) against the truth-vs-truth yardstick.
+    n = 1000
+    ref = np.asarray(truth.sample(jax.random.key(10), n))
+    yard = [mmd2(ref, truth.sample(jax.random.key(11 + s), n)) for s in range(5)]
+    samples = learner.sample(jax.random.key(6), res.params, (n, 2), steps=200, corrector="mala")
+    assert mmd2(samples.x, ref) < np.mean(yard) + 3 * np.std(yard)
+    # Negative control: the sigma-blind model, trained the same way (shorter),
+    # is worse on the same points by many standard errors (paired).
+    blind_learner, blind = _train(truth, sch, 3000, sigma_blind=True)
+    worse = blind_learner.log_likelihood(jax.random.key(4), blind.params, test, trace="exact",
+                                         steps=50)
+    diff = got.per_example - worse.per_example
+    assert diff.mean() / (diff.std() / np.sqrt(len(diff))) > 5
