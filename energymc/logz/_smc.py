@@ -24,6 +24,7 @@ from blackjax.smc import resampling
 from blackjax.smc.tuning.from_particles import particles_stds
 from blackjax.smc.waste_free import waste_free_smc
 
+from energymc import _sharding
 from energymc._numerics import nonfinite_to_neginf
 from energymc.energy import jit_over_target
 from energymc.errors import OptionError
@@ -120,8 +121,8 @@ def _check_schedule(schedule, max_stages):
     return b[1:]
 
 
-@jit_over_target(("target", "kernel", "options", "cfg"))
-def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg):
+@jit_over_target(("target", "kernel", "options", "cfg", "mesh"))
+def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, mesh=None):
     """Run tempered SMC from q0 to the target; pure, compiled once.
 
     ``betas`` is ``(max_stages,)``: the fixed schedule padded with 1 when
@@ -172,7 +173,8 @@ def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg):
         **extra,
     )
     k0, key = jax.random.split(key)
-    state = alg.init(ref.sample(k0, n))
+    # Particles split over the devices of ``mesh``; the compiler follows.
+    state = alg.init(_sharding.place_rows(ref.sample(k0, n), mesh))
     dtype = step0.dtype
     rec = {k: jnp.zeros((cfg.max_stages,), dtype)
            for k in ("beta", "ess", "acceptance", "step_size", "log_z", "var")}
@@ -296,7 +298,7 @@ def run_smc(target, ref, key, o) -> dict:
         # Z-hat by O(stages/N); unmeasurable on the benchmarks, but this
         # removes it for twice the cost).
         pilot = _smc(jax.random.fold_in(key, 7919), ref, step, jnp.ones((cfg.max_stages,), dtype),
-                     target=target, kernel=kernel, options=kopts, cfg=cfg)
+                     target=target, kernel=kernel, options=kopts, cfg=cfg, mesh=o.get("_mesh"))
         k = int(pilot["num_stages"])
         betas = _increasing(np.asarray(pilot["record"]["beta"], dtype=float)[:k])
         if betas[-1] < 1.0:
@@ -311,7 +313,7 @@ def run_smc(target, ref, key, o) -> dict:
     if betas is not None:
         padded[:betas.size] = betas
     out = _smc(key, ref, step, jnp.asarray(padded, dtype), target=target,
-               kernel=kernel, options=kopts, cfg=cfg)
+               kernel=kernel, options=kopts, cfg=cfg, mesh=o.get("_mesh"))
     k = int(out["num_stages"])
     rec = {name: np.asarray(v)[:k] for name, v in out["record"].items()}
     w = np.asarray(out["weights"], dtype=float)
