@@ -142,3 +142,38 @@ def test_log_partition_particles_over_four_devices_agree_with_one_device(method)
         print("ok")
     """, timeout=600)
     assert "ok" in out
+
+
+@pytest.mark.slow
+def test_two_processes_through_jax_distributed_share_the_chains():
+    """Multi-host as JAX runs it: 2 processes x 2 CPU devices, chains over all 4."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    body = f"""
+import sys
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU collectives across processes
+jax.distributed.initialize("localhost:{port}", 2, int(sys.argv[1]))
+import jax.numpy as jnp, numpy as np
+import energymc as emc
+assert jax.device_count() == 4 and jax.local_device_count() == 2
+t = emc.Energy(lambda x: 0.5 * jnp.sum(x ** 2), init=jnp.zeros(3))
+opts = dict(chains=3, draws=10, warmup=5, seed=0, adapt=False, step_size=0.5)
+r = emc.sample(t, "mala", **opts)
+one = emc.sample(t, "mala", devices=[jax.local_devices()[0]], **opts)
+np.testing.assert_array_equal(r.flat_draws, one.flat_draws)
+print("ok", float(np.sum(r.flat_draws)))
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", "CI": "true",
+           "ENERGYMC_COMPILATION_CACHE": "0",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    procs = [subprocess.Popen([sys.executable, "-c", body, str(i)], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(outs)
+    sums = [line.split()[1] for out in outs for line in out.splitlines() if line.startswith("ok")]
+    assert len(sums) == 2 and sums[0] == sums[1], outs
