@@ -133,7 +133,8 @@ def main(argv=None) -> int:
                         help="seconds per script (default: 1800 quick, 6 h standard)")
     parser.add_argument("--append", action="store_true",
                         help="append the dated section to benchmarks/RESULTS.md")
-    parser.add_argument("--out", help="also write the section to this file")
+    parser.add_argument("--out", help="also write the section to this file (rewritten after "
+                        "every script, so a stopped run keeps what it measured)")
     parser.add_argument("--list", action="store_true", help="print the commands and stop")
     args = parser.parse_args(argv)
     timeout = args.timeout or (1800.0 if args.quick else 6 * 3600.0)
@@ -152,10 +153,10 @@ def main(argv=None) -> int:
         res = run_one(path, script_args, args.quick, timeout)
         print(f"   {res['status']} in {res['seconds']:.0f} s", flush=True)
         results.append(res)
+        if args.out:  # after every script: a standard run takes hours
+            Path(args.out).write_text(report(results, args.quick))
     text = report(results, args.quick)
     print(text)
-    if args.out:
-        Path(args.out).write_text(text)
     if args.append:
         with open(RESULTS, "a") as fh:
             fh.write("\n" + text)
