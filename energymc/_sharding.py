@@ -160,9 +160,8 @@ def map_chains(fn: Callable, mesh: Mesh | None, rows: int, per_row: Any = (),
         processes (multi-host) the output is replicated on every device, so
         that every process can read all the draws.
     """
-    ids = jnp.arange(rows)
     if mesh is None:
-        return fn(ids, per_row, shared)
+        return fn(jnp.arange(rows), per_row, shared)
     total = math.ceil(rows / mesh.size) * mesh.size
     ids = jnp.arange(total)
     spec = PartitionSpec(AXIS)
