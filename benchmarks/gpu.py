@@ -8,7 +8,9 @@ five minutes on one modern GPU; ``--quick`` (or ``ENERGYMC_QUICK=1``) is a
 smoke run for a CPU.
 
 Every point is timed on its second call (same shapes, another seed), so
-compilation is excluded; compile time of the first call is printed beside it.
+compilation is excluded; the first call's time is printed beside it (it
+compiles, or reads the program from energymc's persistent compilation cache
+when an earlier run filled it; ``ENERGYMC_COMPILATION_CACHE=0`` for a cold one).
 Sampling uses MALA with a fixed step size (``adapt=False``), whose cost per
 draw does not depend on the chain's path, and NUTS with its default warmup
 (what users run; its cost per draw varies with tree depth).

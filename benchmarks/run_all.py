@@ -77,10 +77,11 @@ def collect(stdout: str, tail: int = 30) -> str:
     lines = stdout.splitlines()
     keep = [ln for ln in lines if ln.lstrip().startswith(("|", "#", "**"))]
     if any(ln.lstrip().startswith("|") for ln in keep):
-        # A blank line before each heading so that the tables render.
+        # Blank lines around every heading so that the tables render.
         out = []
         for ln in keep:
-            if not ln.lstrip().startswith("|") and out:
+            is_row = ln.lstrip().startswith("|")
+            if out and (not is_row or not out[-1].lstrip().startswith("|")):
                 out.append("")
             out.append(ln)
         return "\n".join(out)
