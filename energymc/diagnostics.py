@@ -156,7 +156,7 @@ def arviz_major() -> int:
 
 
 # -------------------------------------------------------------- conversions
-def _posterior_dict(run) -> dict[str, np.ndarray]:
+def posterior_dict(run) -> dict[str, np.ndarray]:
     draws = run.draws
     if isinstance(draws, dict):
         return {str(k): np.asarray(v) for k, v in draws.items()}
@@ -194,7 +194,7 @@ def to_arviz(run):
     for k, v in run.options.items():
         if isinstance(v, (bool, int, float, str)):
             attrs[f"option_{k}"] = str(v)
-    return _adapter().make({"posterior": _posterior_dict(run), "sample_stats": stats}, {}, attrs)
+    return _adapter().make({"posterior": posterior_dict(run), "sample_stats": stats}, {}, attrs)
 
 
 def _as_data(obj):

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from energymc import _sharding
 from energymc import kernels as _kernels
 from energymc._util import as_key, chunk_lengths
 from energymc._util import check_int as _check_count
@@ -82,8 +83,8 @@ def _init_layout(target: Energy, chains: int, init) -> str:
     )
 
 
-def _start_positions(key, init, *, target: Energy, chains: int, layout: str) -> jax.Array:
-    """Flat starting points ``(chains, dim)`` (traced).
+def _start_positions(key, init, *, target: Energy, ids: jax.Array, layout: str) -> jax.Array:
+    """Flat starting points ``(len(ids), dim)`` of the chains numbered ``ids`` (traced).
 
     With no ``init``, real targets start at ``target.init`` jittered by
     U(-1, 1) per coordinate (U(-2, 2) around NumPyro's own init for NumPyro
@@ -91,10 +92,10 @@ def _start_positions(key, init, *, target: Energy, chains: int, layout: str) -> 
     finite energy; binary and spin targets start at uniformly random states.
     """
     if layout == "shared":
-        return jnp.broadcast_to(target.ravel(init), (chains, target.dim))
+        return jnp.broadcast_to(target.ravel(init), (ids.shape[0], target.dim))
     if layout == "per_chain":
         return jax.vmap(target.ravel)(init)
-    keys = _chain_keys(jax.random.fold_in(key, _INIT_KEY), chains)
+    keys = _chain_keys(jax.random.fold_in(key, _INIT_KEY), ids)
     x0 = target.flat_init
     if target.support == "binary":
         return jax.vmap(lambda k: jax.random.bernoulli(k, 0.5, x0.shape).astype(x0.dtype))(keys)
@@ -107,8 +108,10 @@ def _start_positions(key, init, *, target: Energy, chains: int, layout: str) -> 
     return jnp.where(ok[:, None], starts, x0)
 
 
-def _chain_keys(key, chains):
-    return jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(chains))
+def _chain_keys(key, ids):
+    """Chain ``c``'s key is ``fold_in(key, c)``: ``ids`` are global chain numbers, so a
+    chain's key is the same whichever device, and beside whichever chains, it runs."""
+    return jax.vmap(lambda c: jax.random.fold_in(key, c))(ids)
 
 
 def warmup_ticks(kernel) -> bool:
@@ -128,19 +131,36 @@ def warmup_ticks(kernel) -> bool:
 
 
 def _begin(key, init, params, *, target, kernel, options, chains, layout, warmup, adapt,
-           ticks=False):
+           ticks=False, mesh=None):
     """Starting points, then warmup: ``(states, params, warmup_trace)`` (traced).
 
     With ``adapt`` the kernel's warmup tunes ``params``; without, the given
     ``params`` are used and ``warmup`` untuned steps are run as burn-in. With
     ``ticks`` every warmup step calls :func:`energymc.progress.tick` (burn-in
     always can; a tuning warmup when the kernel takes ``tick=``). Ticks
-    change no number: draws are the same with and without them.
+    change no number: draws are the same with and without them. ``mesh``
+    (from :func:`energymc._sharding.chain_mesh`) splits the chains over
+    devices; ``None`` runs them all on the default device.
     """
-    positions = _start_positions(key, init, target=target, chains=chains, layout=layout)
-    warm_keys = _chain_keys(jax.random.fold_in(key, _WARMUP_KEY), chains)
+    def local(ids, per_chain, shared):
+        init_, params_ = per_chain if layout == "per_chain" else (shared[1], per_chain[1])
+        return _begin_chains(shared[0], init_, params_, ids, target=target, kernel=kernel,
+                             options=options, layout=layout, warmup=warmup, adapt=adapt,
+                             ticks=ticks, mesh=mesh)
+
+    per_chain = (init if layout == "per_chain" else None, params)
+    return _sharding.map_chains(local, mesh, chains, per_chain, (key, init))
+
+
+def _begin_chains(key, init, params, ids, *, target, kernel, options, layout, warmup, adapt,
+                  ticks, mesh):
+    """:func:`_begin` for the chains numbered ``ids`` (traced; the body one device runs)."""
+    positions = _start_positions(key, init, target=target, ids=ids, layout=layout)
+    warm_keys = _chain_keys(jax.random.fold_in(key, _WARMUP_KEY), ids)
+    # Under a mesh each device runs this loop: one of them reports progress.
+    tick_ = tick if mesh is None else _sharding.on_one_device(tick)
     if adapt and warmup > 0:
-        extra = {"tick": tick} if ticks and warmup_ticks(kernel) else {}
+        extra = {"tick": tick_} if ticks and warmup_ticks(kernel) else {}
         return jax.vmap(
             lambda k, x: kernel.warmup(k, x, target.flat_logdensity, warmup, options, **extra))(
                 warm_keys, positions)
@@ -149,7 +169,7 @@ def _begin(key, init, params, *, target, kernel, options, chains, layout, warmup
     if warmup > 0:
         states, _, _ = _advance(states, params, warm_keys, 0, target=target, kernel=kernel,
                                 options=options, num_draws=warmup, thin=1,
-                                tick=tick if ticks else None)
+                                tick=tick_ if ticks else None)
     return states, params, {}
 
 
@@ -235,7 +255,7 @@ def _advance(states, params, chain_keys, start, *, target, kernel, options, num_
     return jax.vmap(one_chain)(states, params, chain_keys)
 
 
-_STATIC = ("target", "kernel", "options", "chains", "layout", "warmup", "adapt")
+_STATIC = ("target", "kernel", "options", "chains", "layout", "warmup", "adapt", "mesh")
 
 
 # Compiled entry points. jit_over_target passes the parameters of a
@@ -247,13 +267,16 @@ def _begin_compiled(key, init, params, **static):
     return _begin(key, init, params, **static)
 
 
-@jit_over_target(("target", "kernel", "options", "chains", "num_draws", "thin"))
+@jit_over_target(("target", "kernel", "options", "chains", "num_draws", "thin", "mesh"))
 def _sample_chunk(states, params, key, start, *, target, kernel, options, chains, num_draws,
-                  thin):
+                  thin, mesh=None):
     """One chunk of the sampling loop; chain keys derive from the run's ``key``."""
-    chain_keys = _chain_keys(jax.random.fold_in(key, _SAMPLE_KEY), chains)
-    return _advance(states, params, chain_keys, start, target=target, kernel=kernel,
-                    options=options, num_draws=num_draws, thin=thin)
+    def local(ids, per_chain, shared):
+        chain_keys = _chain_keys(jax.random.fold_in(shared[0], _SAMPLE_KEY), ids)
+        return _advance(*per_chain, chain_keys, shared[1], target=target, kernel=kernel,
+                        options=options, num_draws=num_draws, thin=thin)
+
+    return _sharding.map_chains(local, mesh, chains, (states, params), (key, start))
 
 
 @jit_over_target((*_STATIC, "draws", "thin"))
@@ -262,12 +285,22 @@ def _whole_run(key, init, params, *, draws, thin, **static):
 
     Returns ``(states, params, warmup_trace, positions, stats)``.
     """
-    states, params, trace = _begin(key, init, params, **static)
-    chain_keys = _chain_keys(jax.random.fold_in(key, _SAMPLE_KEY), static["chains"])
-    states, positions, stats = _advance(
-        states, params, chain_keys, 0, target=static["target"], kernel=static["kernel"],
-        options=static["options"], num_draws=draws, thin=thin)
-    return states, params, trace, positions, stats
+    layout = static["layout"]
+    begin = {k: static[k] for k in ("target", "kernel", "options", "layout", "warmup", "adapt",
+                                    "mesh")}
+
+    def local(ids, per_chain, shared):
+        init_, params_ = per_chain if layout == "per_chain" else (shared[1], per_chain[1])
+        states, params_, trace = _begin_chains(shared[0], init_, params_, ids, ticks=False,
+                                               **begin)
+        chain_keys = _chain_keys(jax.random.fold_in(shared[0], _SAMPLE_KEY), ids)
+        states, positions, stats = _advance(
+            states, params_, chain_keys, 0, target=static["target"], kernel=static["kernel"],
+            options=static["options"], num_draws=draws, thin=thin)
+        return states, params_, trace, positions, stats
+
+    per_chain = (init if layout == "per_chain" else None, params)
+    return _sharding.map_chains(local, static["mesh"], static["chains"], per_chain, (key, init))
 
 
 def _validate_support(target: Energy, kernel) -> None:
@@ -383,7 +416,7 @@ def _chunked_run(key, init, params, static, ckpt, meter, callback, *, method, se
     for length in _remaining_chunks(draws, done, max_len):
         states, pos, stats = _sample_chunk(states, params, key, done, target=target,
                                            kernel=kernel, options=opts, chains=chains,
-                                           num_draws=length, thin=thin)
+                                           num_draws=length, thin=thin, mesh=static["mesh"])
         if ckpt is not None:
             ckpt.append(done, pos, stats, states)
         done += length
@@ -438,7 +471,8 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
            warmup: int = 1000, seed: Any = 0, init: Any = None, thin: int = 1,
            progress: Any = None, adapt: bool = True,
            callback: Callable[[Run], None] | None = None, checkpoint: Any = None,
-           store: Any = None, **options) -> Run:
+           store: Any = None, devices: Any = None,
+           **options) -> Run:
     """Draw from ``exp(-E(x))`` with a BlackJAX (or discrete) kernel.
 
     Parameters
@@ -480,6 +514,15 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
         draws also stay there: they are written in chunks of a few MB and the
         returned :class:`Run` keeps none in memory; its summary and headline
         numbers are computed chunk by chunk (see :mod:`energymc.store`).
+    devices
+        Where the chains run: ``None`` (default) splits them over every
+        device JAX sees (:func:`jax.devices`), an int ``n`` over the first
+        ``n``, or a list of devices. Any number of chains: they are padded to
+        a multiple of the device count and the padding dropped. Chain ``c``
+        has the same random keys on any number of devices, so the draws are
+        those of a one-device run (up to float rounding where the compiler
+        vectorises a different number of chains differently; see
+        ``docs/devices.md``).
     **options
         Method options (``dense_mass``, ``target_accept``,
         ``max_num_doublings``, ``num_integration_steps``, ...). An unknown one
@@ -518,7 +561,8 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
 
     meter = make_meter(progress)
     static = dict(target=target, kernel=kernel, options=opts, chains=chains, layout=layout,
-                  warmup=warmup, adapt=adapt and warmup > 0)
+                  warmup=warmup, adapt=adapt and warmup > 0,
+                  mesh=_sharding.chain_mesh(devices, chains))
     if store is not None:
         if checkpoint is not None and os.path.abspath(getattr(checkpoint, "path", checkpoint)) \
                 != os.path.abspath(os.fspath(getattr(store, "path", store))):

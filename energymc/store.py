@@ -106,11 +106,11 @@ def _display_layout(run) -> list[tuple[str, tuple]]:
     """``[(variable name, event shape)]`` of the draws users see, in ArviZ's order."""
     from types import SimpleNamespace
 
-    from energymc.diagnostics import _posterior_dict
+    from energymc.diagnostics import posterior_dict
 
     one = run.target.postprocess(np.asarray(run.target.flat_init)[None, None])
     return [(name, tuple(np.shape(v)[2:]))
-            for name, v in _posterior_dict(SimpleNamespace(draws=one)).items()]
+            for name, v in posterior_dict(SimpleNamespace(draws=one)).items()]
 
 
 def display_columns(run, flat: np.ndarray) -> np.ndarray:
@@ -121,10 +121,10 @@ def display_columns(run, flat: np.ndarray) -> np.ndarray:
     """
     from types import SimpleNamespace
 
-    from energymc.diagnostics import _posterior_dict
+    from energymc.diagnostics import posterior_dict
 
     tree = run.target.postprocess(flat)
-    leaves = _posterior_dict(SimpleNamespace(draws=tree)).values()
+    leaves = posterior_dict(SimpleNamespace(draws=tree)).values()
     return np.concatenate([np.asarray(v).reshape(*flat.shape[:2], -1) for v in leaves], axis=-1)
 
 

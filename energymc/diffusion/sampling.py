@@ -223,14 +223,14 @@ def annealed_mcmc(key, energy, x0, sigmas, params=None, *, method: str = "mala",
     Samples
     """
     from energymc.learn._common import check_int
-    from energymc.learn.score import _check_sigmas
+    from energymc.learn.score import check_sigmas
 
     if method is None:
         raise OptionError("method must be 'mala', 'hmc' or 'langevin'.")
     steps_per_level, step_scale, _, hmc_steps = _check_common(method, steps_per_level,
                                                               step_scale, 0.16, hmc_steps)
     check_int("steps_per_level", steps_per_level, 1)
-    sig = _check_sigmas(sigmas)
+    sig = check_sigmas(sigmas)
     dtype = jnp.result_type(float)
     x0 = jnp.asarray(x0, dtype)
     if x0.ndim < 2:

@@ -79,9 +79,9 @@ class Diffusion(LearnerBase):
             energy_fn = _ModuleEnergy(static)
         elif callable(energy):
             energy_fn = energy
-            from energymc.learn._common import _n_positional
+            from energymc._util import n_positional
 
-            n = _n_positional(energy_fn)
+            n = n_positional(energy_fn)
             if n is not None and n < 2:
                 raise EnergyError("the energy is noise-conditional: write energy_fn(params, x, "
                                   "sigma) (or energy_fn(x, sigma) with numpyro.param sites), "

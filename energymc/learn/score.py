@@ -75,7 +75,7 @@ def default_sigma(data, fraction: float = 0.1) -> float:
     return float(fraction * np.sqrt(lam_min))
 
 
-def _check_sigmas(sigmas) -> np.ndarray:
+def check_sigmas(sigmas) -> np.ndarray:
     arr = np.asarray(sigmas, dtype=float)
     if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise OptionError(f"sigmas must be a non-empty 1-d sequence of positive numbers; got "
@@ -135,7 +135,7 @@ class DSM(LearnerBase):
         self._energy_extra_args = 1 if self.conditional else 0
         super().__init__(energy_fn, optim)
         if self.conditional:
-            self.sigmas = _check_sigmas(sigmas)
+            self.sigmas = check_sigmas(sigmas)
             from energymc._util import n_positional
 
             n = n_positional(energy_fn)
@@ -312,7 +312,7 @@ def annealed_langevin(key, energy_fn: Callable, params, x0, sigmas, *,
     jax.Array
         ``(n, *event)`` samples.
     """
-    sig = _check_sigmas(sigmas)
+    sig = check_sigmas(sigmas)
     steps_per_level = check_int("steps_per_level", steps_per_level, 1)
     step_lr = check_positive("step_lr", step_lr)
     x0 = jnp.asarray(x0, dtype=jnp.result_type(float))

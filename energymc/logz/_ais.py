@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from energymc import _sharding
 from energymc import kernels as _kernels
 from energymc._util import check_option_int as _check_int
 from energymc._util import default_step, kish_ess
@@ -234,7 +235,8 @@ def run_ais(target, ref, key, o) -> dict:
     kernel, kopts, params0, cfg, betas = _prepare(target, ref, o)
     n = o["particles"]
     k_init, k_run = jax.random.split(key)
-    x0 = ref.sample(k_init, n)
+    # Particles split over the devices (o["_mesh"]); the compiled anneal follows.
+    x0 = _sharding.put_rows(ref.sample(k_init, n), o.get("_mesh"))
     out = anneal(k_run, ref, x0, betas, params0, target=target, kernel=kernel, options=kopts,
                  cfg=cfg, ticks=_stage_ticks(o))
     log_z, stderr, ess, w = _weight_summary(out["logw"])

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from energymc import _sharding
 from energymc._util import kish_ess
 from energymc.energy import Energy
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
@@ -100,7 +101,7 @@ DEFAULT_REPLICATES = {"ais": 4, "smc": 4, "bdmc": 4, "nested": 1, "pt": 1}
 
 def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: Any = 0,
                   replicates: int | None = None, checks: bool = True, budget: Any = None,
-                  progress: Any = None, **options) -> LogZ:
+                  progress: Any = None, devices: Any = None, **options) -> LogZ:
     """Estimate ``log Z = log ∫ exp(-E(x)) dx`` with an error bar.
 
     Every method anneals along the geometric path
@@ -153,6 +154,17 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         ``None`` (default) shows it in a terminal or notebook and not under
         ``CI``; ``True``, ``False``, or an object with
         ``start``/``update``/``close``. It never changes the estimate.
+        A bar (``tqdm.auto``) advancing once per host-side stage: each
+        replicate (one compiled run) and the mode check. ``None`` (default)
+        shows it in a terminal or notebook and not under ``CI``; ``True``,
+        ``False``, or an object with ``start``/``update``/``close``. It never
+        changes the estimate.
+    devices
+        Where AIS and SMC particles run: ``None`` (default) splits them over
+        every device JAX sees, an int ``n`` over the first ``n``, or a list of
+        devices (the largest number of them that divides ``particles``). The
+        estimate is the one-device estimate up to float rounding (see
+        ``docs/devices.md``). Other methods run on the default device.
     checks
         Run the checks that flag a confidently wrong estimate (default
         ``True``): the replicate spread check, and for real targets a second
@@ -243,6 +255,11 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     else:
         ref = _reference(target, base, opts, pilot_draws, key)
     o = validate(target, opts)
+    # AIS/SMC particles split over the devices (docs/devices.md); the
+    # argument is checked for every method.
+    mesh = _sharding.particle_mesh(devices, o.get("particles", 1))
+    if method in ("ais", "smc"):
+        o["_mesh"] = mesh
 
     from energymc.progress import make_meter, ticks_to
 

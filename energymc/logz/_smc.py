@@ -24,6 +24,7 @@ from blackjax.smc import resampling
 from blackjax.smc.tuning.from_particles import particles_stds
 from blackjax.smc.waste_free import waste_free_smc
 
+from energymc import _sharding
 from energymc._util import check_option_int as _check_int
 from energymc._util import default_step, kish_ess, nonfinite_to_neginf
 from energymc.energy import jit_over_target
@@ -136,8 +137,9 @@ def smc_progress_units(o) -> int:
     return _stage_ticks({**o, "_ticks": True}).units
 
 
-@jit_over_target(("target", "kernel", "options", "cfg", "ticks"))
-def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, ticks=None):
+@jit_over_target(("target", "kernel", "options", "cfg", "ticks", "mesh"))
+def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, ticks=None,
+         mesh=None):
     """Run tempered SMC from q0 to the target; pure, compiled once.
 
     ``betas`` is ``(max_stages,)``: the fixed schedule padded with 1 when
@@ -190,7 +192,8 @@ def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, ticks=No
         **extra,
     )
     k0, key = jax.random.split(key)
-    state = alg.init(ref.sample(k0, n))
+    # Particles split over the devices of ``mesh``; the compiler follows.
+    state = alg.init(_sharding.place_rows(ref.sample(k0, n), mesh))
     dtype = step0.dtype
     rec = {k: jnp.zeros((cfg.max_stages,), dtype)
            for k in ("beta", "ess", "acceptance", "step_size", "log_z", "var")}
@@ -316,7 +319,7 @@ def run_smc(target, ref, key, o) -> dict:
         # Z-hat by O(stages/N); unmeasurable on the benchmarks, but this
         # removes it for twice the cost).
         pilot = _smc(jax.random.fold_in(key, 7919), ref, step, jnp.ones((cfg.max_stages,), dtype),
-                     target=target, kernel=kernel, options=kopts, cfg=cfg)
+                     target=target, kernel=kernel, options=kopts, cfg=cfg, mesh=o.get("_mesh"))
         k = int(pilot["num_stages"])
         betas = _increasing(np.asarray(pilot["record"]["beta"], dtype=float)[:k])
         if betas[-1] < 1.0:
@@ -331,7 +334,8 @@ def run_smc(target, ref, key, o) -> dict:
     if betas is not None:
         padded[:betas.size] = betas
     out = _smc(key, ref, step, jnp.asarray(padded, dtype), target=target,
-               kernel=kernel, options=kopts, cfg=cfg, ticks=_stage_ticks(o))
+               kernel=kernel, options=kopts, cfg=cfg, ticks=_stage_ticks(o),
+               mesh=o.get("_mesh"))
     k = int(out["num_stages"])
     rec = {name: np.asarray(v)[:k] for name, v in out["record"].items()}
     w = np.asarray(out["weights"], dtype=float)
