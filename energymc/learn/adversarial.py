@@ -137,8 +137,8 @@ class Adversarial(LearnerBase):
         ``None`` or a decay in ``[0, 1)``: ``result.params`` is then the
         exponential moving average of both networks' iterates (as for
         :class:`energymc.learn.CD`). A two-player game oscillates around its
-        equilibrium; the average sits nearer to it than the last iterate
-        (Yazıcı et al. 2019), e.g. ``ema=0.99``. The coverage check in
+        equilibrium, and the average can sit nearer to it than the last
+        iterate (Yazıcı et al. 2019), e.g. ``ema=0.99``. The coverage check in
         ``history`` judges the iterates, not the average.
 
     Notes
