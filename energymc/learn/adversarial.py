@@ -43,7 +43,6 @@ generator stays above that floor is reported in ``result.problems``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
