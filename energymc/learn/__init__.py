@@ -7,6 +7,7 @@ inside) or a NumPyro-style ``energy_fn(x)`` with ``numpyro.param`` sites, and a
 
 * :class:`CD` -- contrastive divergence: CD-k, persistent CD, replay buffer.
 * :class:`JEM` -- a classifier whose logits also define an energy (JEM).
+* :class:`Adversarial` -- an energy against an entropy-regularised generator (VERA).
 * :class:`NCE` -- noise-contrastive estimation; learns ``log_z`` too.
 * :class:`DSM` -- denoising score matching, one or several noise levels.
 * :class:`SSM` -- sliced score matching.
@@ -16,6 +17,7 @@ inside) or a NumPyro-style ``energy_fn(x)`` with ``numpyro.param`` sites, and a
 """
 
 from energymc.learn._common import LearnerBase, LearnResult, LearnState
+from energymc.learn.adversarial import Adversarial
 from energymc.learn.cd import CD
 from energymc.learn.diffusion import Diffusion
 from energymc.learn.jem import JEM
@@ -23,6 +25,7 @@ from energymc.learn.nce import NCE
 from energymc.learn.score import DSM, SSM, annealed_langevin, default_sigma, geometric_sigmas
 
 __all__ = [
+    "Adversarial",
     "CD",
     "DSM",
     "Diffusion",
