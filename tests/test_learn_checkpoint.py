@@ -51,12 +51,14 @@ class Meter:
     active = True
 
     def __init__(self, stop=None):
-        self.stop, self.chunks = stop, 0
+        self.stop, self.chunks, self.counts = stop, 0, []
 
     def start(self, total, description):
         pass
 
     def update(self, n, postfix):
+        float(postfix["loss"])  # the latest loss, as a bar shows it
+        self.counts.append(n)
         self.chunks += 1
         if self.chunks == self.stop:
             raise Interrupt
@@ -151,8 +153,11 @@ def test_restarts_and_evaluations_resume_too(tmp_path, finished):
     with pytest.raises(Interrupt):
         learner.run(jax.random.key(1), 8, X, checkpoint=ckpt, progress=Meter(stop=3),
                     **SSM_RUN)
-    resumed = learner.run(jax.random.key(1), 8, X, checkpoint=ckpt, **SSM_RUN)
+    meter = Meter()
+    resumed = learner.run(jax.random.key(1), 8, X, checkpoint=ckpt, progress=meter,
+                          **SSM_RUN)
     assert resumed.timing["resumed_from"] == 6
+    assert meter.counts == [6, 2]  # the updates found done, then the one chunk run
     np.testing.assert_array_equal(resumed.history["eval_step"], [2, 4, 6, 8])
     assert_same_result(resumed, whole)
     for k in whole.restarts["history"]:

@@ -831,9 +831,9 @@ class LearnerBase:
                 evals, eval_steps = saved["evals"], saved["eval_steps"]
         resumed_from = done
         meter.start(num_steps, self._name)
-        if done and meter.active:
-            meter.update(done, {"resumed": done})
         try:
+            if done and meter.active:  # the updates a checkpoint already holds
+                meter.update(done, {"loss": f"{float(np.mean(infos[-1]['loss'][-1])):.4g}"})
             for length in lengths:
                 n_evals = len(evals)
                 state, cursor, info = self._jit_chunk(state, data, cursor, num_steps=length,
