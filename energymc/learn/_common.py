@@ -731,7 +731,8 @@ class LearnerBase:
             or ``batch_size``) is refused with an
             :class:`energymc.io.CheckpointError` naming what changed. With a
             checkpoint the run is always cut into 10 to 40 chunks (or at
-            ``eval_every``), progress bar or not. See ``docs/long-runs.md``.
+            ``eval_every``; fewer than 20 updates are one chunk), progress
+            bar or not. See ``docs/long-runs.md``.
 
         Returns
         -------
