@@ -28,6 +28,8 @@ import optax
 
 from energymc._util import n_positional
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
+from energymc.io import CheckpointError
+from energymc.learn._checkpoint import LearnCheckpoint, fingerprint, strong_types
 from energymc.progress import make_meter
 
 __all__ = ["LearnState", "LearnResult", "LearnerBase"]
@@ -86,7 +88,8 @@ class LearnResult:
         NCE's learned log-normaliser (a float); ``None`` for other learners.
     timing
         Wall-clock seconds: ``total_s`` and ``per_update_s`` (compilation
-        included in the first).
+        included in the first), of this call only: a run resumed from a
+        checkpoint also records ``resumed_from``, the updates it found done.
     restarts
         ``None``, or with ``run(..., restarts=R)``: ``scores`` ``(R,)`` (what
         ``select`` gave each restart; ``None`` without ``select``), ``best``
@@ -210,6 +213,11 @@ def check_ema(ema) -> float | None:
             f"ema must be None or a decay in [0, 1), e.g. ema=0.99 (an average over about the "
             f"last 100 updates); got {ema!r}.")
     return v
+
+
+def _concat(infos: list[dict]) -> dict:
+    """Per-chunk histories (entries with steps first) joined into one."""
+    return {k: np.concatenate([np.asarray(i[k]) for i in infos]) for k in infos[0]}
 
 
 def _averaged(average, internal):
@@ -657,7 +665,7 @@ class LearnerBase:
             batch_size: int | None = None, progress: Any = None,
             init_state: LearnState | None = None, eval_every: int | None = None,
             eval_fn: Callable | None = None, restarts: int = 1,
-            select: Callable | None = None) -> LearnResult:
+            select: Callable | None = None, checkpoint: Any = None) -> LearnResult:
         """Train for ``num_steps`` updates on random minibatches of ``data``.
 
         Parameters
@@ -710,6 +718,21 @@ class LearnerBase:
             data part of the fit. Whether the best training score also
             generalises best depends on the problem: for the RBM of
             ``benchmarks/bench_rbm.py`` it did not (RESULTS.md).
+        checkpoint
+            A directory (``str`` or ``os.PathLike``). After every compiled
+            chunk of updates it receives everything the rest of the run
+            depends on: the whole :class:`LearnState` (parameters, optimiser
+            state, persistent chains or replay buffer, averages, key), the
+            batch cursor, the updates done, the history and evaluations so
+            far. The same call, in this process or a new one after a crash,
+            resumes after the last completed chunk and returns exactly the
+            result of an uninterrupted run. A directory holding a different
+            job (another energy, data, optimiser, option, seed, ``num_steps``
+            or ``batch_size``) is refused with an
+            :class:`energymc.io.CheckpointError` naming what changed. With a
+            checkpoint the run is always cut into 10 to 40 chunks (or at
+            ``eval_every``; fewer than 20 updates are one chunk), progress
+            bar or not. See ``docs/long-runs.md``.
 
         Returns
         -------
@@ -751,6 +774,7 @@ class LearnerBase:
                                   "init_state=result.state.")
         elif select is not None:
             raise OptionError("select= chooses among restarts; pass restarts=N (N > 1) with it.")
+        ckpt = LearnCheckpoint.coerce(checkpoint)
         if init_state is None:
             states = [self._start(jax.random.fold_in(key, r) if restarts > 1 else key, data,
                                   init_params, batch_size) for r in range(restarts)]
@@ -781,14 +805,38 @@ class LearnerBase:
             if num_steps % eval_every:
                 lengths.append(num_steps % eval_every)
         else:
-            lengths = chunk_lengths(num_steps, chunked=meter.active)
+            # A checkpoint saves between chunks, so it needs chunks, bar or no
+            # bar; and their lengths depend on num_steps alone, so that a
+            # resumed run runs the very chunks an uninterrupted one would.
+            lengths = chunk_lengths(num_steps, chunked=meter.active or ckpt is not None)
         infos, evals, eval_steps = [], [], []
-        meter.start(num_steps, self._name)
         t0 = time.perf_counter()
         done = 0
         cursor = self._first_cursor(n, batch_size, restarts)
+        if ckpt is not None:
+            state, cursor = strong_types((state, cursor))
+            fp = fingerprint(self, state, data, key=key, num_steps=num_steps,
+                             batch_size=batch_size, restarts=restarts, eval_every=eval_every)
+            saved = ckpt.open(fp, state, cursor)
+            if saved is not None:
+                done = saved["done"]
+                bounds = np.cumsum([0, *lengths]).tolist()
+                if done not in bounds:
+                    raise CheckpointError(
+                        f"checkpoint {ckpt.path!r} records {done} updates done, which is not "
+                        "the end of a chunk of this run: it was written by another version "
+                        "of energymc. Delete the directory (or pass another) to start anew.")
+                lengths = lengths[bounds.index(done):]
+                state, cursor = saved["state"], saved["cursor"]
+                infos = saved["history"]
+                evals, eval_steps = saved["evals"], saved["eval_steps"]
+        resumed_from = done
+        meter.start(num_steps, self._name)
         try:
+            if done and meter.active:  # the updates a checkpoint already holds
+                meter.update(done, {"loss": f"{float(np.mean(infos[-1]['loss'][-1])):.4g}"})
             for length in lengths:
+                n_evals = len(evals)
                 state, cursor, info = self._jit_chunk(state, data, cursor, num_steps=length,
                                                       batch_size=batch_size,
                                                       restarts=restarts > 1)
@@ -801,6 +849,9 @@ class LearnerBase:
                                             or (done == num_steps and not evals)):
                     evals.append([float(eval_fn(self.get_params(s))) for s in each(state)])
                     eval_steps.append(done)
+                if ckpt is not None:
+                    ckpt.save(done - length, info, state, cursor,
+                              (done, evals[-1]) if len(evals) > n_evals else None)
                 if meter.active:
                     # The latest update's loss (the mean over restarts).
                     post = {"loss": f"{float(np.mean(info['loss'][-1])):.4g}"}
@@ -811,13 +862,15 @@ class LearnerBase:
         finally:
             meter.close()
         total = time.perf_counter() - t0
-        history = {k: np.concatenate([np.asarray(i[k]) for i in infos]) for k in infos[0]}
+        history = _concat(infos)
         if restarts > 1:  # scan stacks steps first: (num_steps, R) -> (R, num_steps)
             history = {k: np.swapaxes(v, 0, 1) for k, v in history.items()}
         if eval_fn is not None:
             history["eval_step"] = np.asarray(eval_steps)
             history["eval"] = np.asarray(evals).T  # (restarts, num_evals)
-        timing = {"total_s": total, "per_update_s": total / num_steps}
+        timing = {"total_s": total, "per_update_s": total / max(num_steps - resumed_from, 1)}
+        if ckpt is not None:
+            timing["resumed_from"] = resumed_from
         if restarts == 1:
             if eval_fn is not None:
                 history["eval"] = history["eval"][0]
