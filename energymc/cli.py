@@ -121,6 +121,11 @@ def _cmd_resume(args) -> int:
     command = meta.get("command")
     if not command:
         fp = meta["fingerprint"]
+        if str(fp.get("job", "")).startswith("learn:"):
+            raise CLIError(
+                f"{args.dir} holds a training run ({fp['job'][6:]}), which the command line cannot "
+                "rebuild. Resume it from Python by calling learner.run(...) again with the same "
+                f"learner, data and arguments and checkpoint={args.dir!r}.")
         raise CLIError(
             f"{args.dir} holds a run started from Python (energy {fp['target']!r}); the "
             "command line cannot rebuild a Python energy. Resume it from Python with the "

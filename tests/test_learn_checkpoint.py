@@ -307,3 +307,13 @@ def test_a_training_run_killed_with_sigkill_resumes_to_exactly_the_uninterrupted
     assert 0 < resumed.timing["resumed_from"] < 40
     whole = learner.run(jax.random.key(7), 40, child.X, progress=Meter(), **run)
     assert_same_result(resumed, whole)
+
+
+def test_the_cli_says_how_to_resume_a_training_run(finished, capsys):
+    """``energymc resume`` cannot rebuild a learner: it says so and how, instead of a KeyError."""
+    from energymc import cli
+
+    ckpt, _, _ = finished
+    rc = cli.main(["resume", str(ckpt)])
+    err = capsys.readouterr().err
+    assert rc != 0 and "training run (SSM)" in err and "learner.run(" in err
