@@ -108,6 +108,7 @@ def test_diagnose_flags_a_ladder_that_never_carries_states_across():
     assert not any("round trips" in p for p in dg.problems)
 
 
+@pytest.mark.slow  # ~15 s; PT round trips stay in the default tier through the ladder test
 def test_thinned_pt_run_counts_every_round_trip():
     # Step keys do not depend on thin, so thin=3 walks the same steps as
     # thin=1 with three times the draws: the counts must agree exactly.

@@ -439,6 +439,7 @@ def test_ais_stderr_coverage_over_seeds(gauss, seed):
     _check(est, GAUSS_LOGZ, 0.15)
 
 
+@pytest.mark.slow  # ~25 s; PT log Z stays in the default tier through test_pt_finds_both_modes_*
 def test_pt_log_partition_counts_round_trips_and_flags_none():
     # A well-spaced ladder carries base draws up to beta = 1 in every chain.
     narrow = emc.Energy(lambda x: 0.5 * jnp.sum((x / 0.5) ** 2), init=jnp.zeros(3))
