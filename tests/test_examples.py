@@ -14,7 +14,7 @@ import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # Quick runs that stay under ~30 s on two cores are in the default tier.
-# logz_compare.py (~30 s) is in the slow tier: partition-functions.md and notebook 03 run the same calls.
+# logz_compare.py (~30 s) is slow-tier: partition-functions.md and notebook 03 make the same calls.
 DEFAULT_TIER = {"sample_user_energy.py", "hopfield_completion.py"}
 
 
