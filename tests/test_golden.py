@@ -14,6 +14,7 @@ The cheapest cases (one compilation each) run by default; the rest are
 change that could touch arithmetic.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -21,9 +22,17 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).with_name("golden")))
-from cases import CASES  # noqa: E402
+from cases import CASES, recording_environment  # noqa: E402
 
 GOLDEN = np.load(Path(__file__).with_name("golden") / "golden.npz")
+RECORDED_ON = json.loads((Path(__file__).with_name("golden") / "environment.json").read_text())
+# Bit for bit on the JAX build and CPU the values were recorded on (the Python
+# 3.11 suite). Elsewhere (the 3.12 venv resolves a newer JAX) XLA rounds the
+# last bits of exp/log differently, one Metropolis decision flips and a chain
+# takes another path (measured: MALA draws 0.1 apart, AIS log Z 0.005 nats):
+# no tolerance separates that from a real change, so the comparison is skipped
+# there, saying why; the refactor guard runs where the values were recorded.
+SAME_ENVIRONMENT = recording_environment() == RECORDED_ON
 
 # The default tier (mala, gibbs, cd, dsm: about 15 s of CPU in all, one
 # compilation each) must stay within the suite's budget. NUTS's warmup and log Z
@@ -43,6 +52,9 @@ def _stored(name):
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
                                   for n in CASES])
 def test_golden_values_unchanged(name):
+    if not SAME_ENVIRONMENT:
+        pytest.skip(f"golden values were recorded on {RECORDED_ON}, this is "
+                    f"{recording_environment()}: bit-identity holds on one JAX build and CPU only")
     stored = _stored(name)
     assert stored, f"no golden values stored for {name}; rerun tests/golden/make_golden.py"
     got = {k: np.asarray(v) for k, v in CASES[name]().items()}

@@ -118,3 +118,26 @@ CASES = {
     "learn_dsm": _learn(lambda: learn.DSM(_gauss_energy, optim.Adam(1e-2), sigma=0.3)),
     "rbm_fit": _rbm_fit,
 }
+
+
+def recording_environment() -> dict:
+    """What XLA's arithmetic depends on beyond energymc's code: the JAX build and the CPU.
+
+    Bit-identity of the golden values is defined on this environment only; on
+    another JAX version or CPU, XLA may round the last bits differently
+    (e.g. vectorised ``exp``/``log``), and tests/test_golden.py then compares
+    within a stated tolerance instead.
+    """
+    import platform
+
+    import jax
+    import jaxlib
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "cpu": cpu}

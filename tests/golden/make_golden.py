@@ -22,8 +22,10 @@ os.environ.setdefault("ENERGYMC_COMPILATION_CACHE", "0")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import json  # noqa: E402
+
 import numpy as np  # noqa: E402
-from cases import CASES  # noqa: E402
+from cases import CASES, recording_environment  # noqa: E402
 
 
 def main() -> None:
@@ -36,6 +38,8 @@ def main() -> None:
             out[f"{name}/{field}"] = np.asarray(value)
     path = Path(__file__).with_name("golden.npz")
     np.savez(path, **out)
+    Path(__file__).with_name("environment.json").write_text(
+        json.dumps(recording_environment(), indent=1) + "\n")
     print(f"wrote {len(out)} arrays to {path}")
 
 
