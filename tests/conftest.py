@@ -77,3 +77,40 @@ def gaussian_target():
 
     mu = jnp.array([1.0, -1.0, 0.5])
     return emc.Energy(lambda x: 0.5 * jnp.sum((x - mu) ** 2), init=jnp.zeros(3)), np.asarray(mu)
+
+
+@pytest.fixture
+def sigkill_child(tmp_path):
+    """Run a script in a child process and SIGKILL it once a given file appears.
+
+    Returns ``kill(script_text, directory, wait_for) -> script_path``: the
+    script gets ``directory`` as its one argument (this checkout first on its
+    ``PYTHONPATH``), and is killed as soon as ``directory / wait_for`` exists
+    (within 300 s). Used by the resume-after-a-real-kill tests.
+    """
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def kill(script_text: str, directory, wait_for: str):
+        script = tmp_path / "killed_child.py"
+        script.write_text(script_text)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        proc = subprocess.Popen([sys.executable, str(script), str(directory)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 300
+            while not (directory / wait_for).exists():
+                assert proc.poll() is None, proc.stdout.read().decode()
+                assert time.monotonic() < deadline, f"the child never wrote {wait_for}"
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        return script
+
+    return kill

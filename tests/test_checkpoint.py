@@ -265,30 +265,10 @@ if __name__ == "__main__":
 
 
 @pytest.mark.slow
-def test_a_run_killed_with_sigkill_resumes_to_exactly_the_uninterrupted_draws(tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    script = tmp_path / "killed_child.py"
-    script.write_text(KILLED_CHILD)
+def test_a_run_killed_with_sigkill_resumes_to_exactly_the_uninterrupted_draws(
+        tmp_path, sigkill_child):
     ckpt = tmp_path / "run"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, str(script), str(ckpt)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 300
-        while not (ckpt / "draws-000000000.npz").exists():
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "the child never wrote its first chunk"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    script = sigkill_child(KILLED_CHILD, ckpt, "draws-000000000.npz")
     with np.load(ckpt / "state.npz") as state:
         assert int(state["done"]) < 60  # killed mid-run, not after it
 
