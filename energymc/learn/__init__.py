@@ -16,7 +16,8 @@ inside) or a NumPyro-style ``energy_fn(x)`` with ``numpyro.param`` sites, and a
 * :func:`default_sigma` -- DSM's noise level when none is given.
 """
 
-from energymc.learn._common import LearnerBase, LearnResult, LearnState
+from energymc.learn._learner import LearnerBase
+from energymc.learn._state import LearnResult, LearnState
 from energymc.learn.adversarial import Adversarial
 from energymc.learn.cd import CD
 from energymc.learn.diffusion import Diffusion

@@ -192,9 +192,6 @@ class Adversarial(LearnerBase):
             return energy_fn(params["energy"], x)
 
         super().__init__(joint_energy, optim, ema=ema)
-        self._history_keys = (*self._history_keys, "energy_gen", "loss_energy",
-                              "loss_generator", "entropy_grad_norm", "mmd", "mmd_floor",
-                              "nonfinite")
 
     # ---------------------------------------------------------------- checks
     def _make_spec(self, key, x0, init_params):

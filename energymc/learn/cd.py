@@ -31,11 +31,8 @@ import numpy as np
 from energymc import kernels as _kernels
 from energymc._util import langevin_mh_acceptance
 from energymc.errors import EnergyError, OptionError
-from energymc.learn._common import (
-    LearnerBase,
-    check_int,
-    check_positive,
-)
+from energymc.learn._checks import check_int, check_positive
+from energymc.learn._learner import LearnerBase
 
 __all__ = ["CD"]
 
@@ -232,8 +229,6 @@ class CD(LearnerBase):
             sampler = "mala"
         self.sampler = sampler
         self._set_sampler(sampler, adapt_step, target_accept, sampler_options)
-        self._history_keys = ("loss", "grad_norm", "energy_data", "energy_neg", "acceptance",
-                              "diverging", "neg_ess", "step_size", "chain_lag", "energy_shift")
 
     def _check_sgld(self, sampler, noise_scale, bounds):
         """``noise_scale`` and ``bounds`` checked; both belong to ``sampler="sgld"``."""

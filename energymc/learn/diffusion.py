@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from energymc.diffusion.schedules import Schedule, as_schedule
 from energymc.errors import EnergyError, OptionError
-from energymc.learn._common import LearnerBase
+from energymc.learn._learner import LearnerBase
 
 __all__ = ["Diffusion"]
 

@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from energymc.errors import EnergyError, OptionError
-from energymc.learn._common import LearnResult, LearnState, check_positive
+from energymc.learn._checks import check_positive
+from energymc.learn._state import LearnResult, LearnState
 from energymc.learn.cd import CD
 
 __all__ = ["JEM"]
@@ -76,7 +77,6 @@ class JEM(CD):
         super().__init__(energy_fn, optim, **cd_options)
         self._x_shape: tuple | None = None
         self.num_classes: int | None = None
-        self._history_keys = (*self._history_keys, "cross_entropy", "accuracy")
 
     # --------------------------------------------------------------- packing
     def pack(self, data, labels) -> jax.Array:

@@ -27,7 +27,9 @@ import jax
 import jax.numpy as jnp
 
 from energymc.errors import EnergyError, OptionError
-from energymc.learn._common import LearnerBase, LearnState, check_data, check_positive
+from energymc.learn._checks import check_data, check_positive
+from energymc.learn._learner import LearnerBase
+from energymc.learn._state import LearnState
 
 __all__ = ["NCE"]
 

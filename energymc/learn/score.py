@@ -28,7 +28,8 @@ import numpy as np
 
 from energymc import kernels as _kernels
 from energymc.errors import EnergyError, OptionError
-from energymc.learn._common import LearnerBase, check_int, check_positive
+from energymc.learn._checks import check_int, check_positive
+from energymc.learn._learner import LearnerBase
 
 __all__ = ["DSM", "SSM", "annealed_langevin", "default_sigma", "geometric_sigmas"]
 
