@@ -149,7 +149,7 @@ class LearnerBase:
         """
         internal = self.optim.get_params(state.optim_state)
         if average and state.average is not None:
-            internal = averaged(state.average, internal)
+            internal = averaged(state.average, self.ema, internal)
         return self._spec.to_user(self._model_params(internal))
 
     def _model_params(self, internal):

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 __all__ = ["LearnResult", "LearnState", "average_init", "average_update", "averaged"]
 
@@ -32,10 +33,11 @@ class LearnState(NamedTuple):
         Method-specific state: persistent chains or a replay buffer (CD), the
         fitted noise distribution (NCE); an empty dict otherwise.
     average
-        With parameter averaging (``CD(..., ema=decay)``): ``{"sum": pytree,
-        "weight": scalar}``, the exponentially weighted sum of the internal
-        parameters after each update and the sum of the weights, so that
-        ``sum / weight`` is the debiased moving average. ``None`` otherwise.
+        With parameter averaging (``CD(..., ema=decay)``): the
+        ``optax.EmaState`` of ``optax.ema(decay, debias=True)`` over the
+        internal parameters after each update (``count`` updates, ``ema`` the
+        zero-started moving average, ``ema / (1 - decay**count)`` the
+        debiased one). ``None`` otherwise.
     """
 
     optim_state: Any
@@ -152,28 +154,38 @@ class LearnResult:
 
 
 # ---------------------------------------------------------------------------
-# Parameter averaging (``ema=``): pure, traced inside every update.
+# Parameter averaging (``ema=``): optax's debiased EMA, pure, traced inside
+# every update.
 # ---------------------------------------------------------------------------
+def _decay(decay):
+    # An array of the default float dtype, not a Python float: optax then forms
+    # ``1 - decay`` in that dtype too, so that the weights it sums and the
+    # ``1 - decay**t`` it divides by agree (with a Python float the two are
+    # rounded differently, a relative error of eps / (1 - decay) in float32).
+    return jnp.asarray(decay, jnp.result_type(float))
+
+
 def average_init(internal):
-    """An empty average of parameters shaped like ``internal``: zero sum, zero weight."""
-    return {"sum": jax.tree.map(jnp.zeros_like, internal),
-            "weight": jnp.zeros((), jnp.result_type(float))}
+    """An empty average of parameters shaped like ``internal``: ``optax.EmaState``
+    with count 0 and a zero moving average."""
+    return optax.ema(_decay(0.0), debias=True).init(internal)
 
 
 def average_update(average, decay: float, new):
-    """The average after one more iterate ``new``, with decay ``decay``.
+    """The average after one more iterate ``new``, with decay ``decay``
+    (``optax.ema(decay, debias=True)``).
 
-    Zero-started and debiased (as Adam's moments): ``sum / weight`` is a
+    Zero-started and debiased (as Adam's moments): the debiased average is a
     weighted mean of the iterates so far, with no pull towards the initial
     parameters however short the run.
     """
-    d = jnp.asarray(decay, average["weight"].dtype)
-    return {"sum": jax.tree.map(lambda a, p: d * a + (1 - d) * p, average["sum"], new),
-            "weight": d * average["weight"] + (1 - d)}
+    _, average = optax.ema(_decay(decay), debias=True).update(new, average)
+    return average
 
 
-def averaged(average, internal):
-    """``sum / weight`` of an average; the current ``internal`` before any update."""
-    w = average["weight"]
-    safe = jnp.where(w > 0, w, 1.0)
-    return jax.tree.map(lambda a, p: jnp.where(w > 0, a / safe, p), average["sum"], internal)
+def averaged(average, decay: float, internal):
+    """The debiased average (``ema / (1 - decay**t)``); the current ``internal``
+    before any update (``t = 0``)."""
+    count = average.count
+    debiased = optax.tree.bias_correction(average.ema, _decay(decay), jnp.maximum(count, 1))
+    return jax.tree.map(lambda a, p: jnp.where(count > 0, a, p), debiased, internal)
