@@ -661,3 +661,24 @@ def test_restart_options_are_checked_before_compiling():
     with pytest.raises(emc.OptionError, match="must return a real number"):
         learner.run(jax.random.key(0), 5, X, init_params=P0, restarts=2,
                     select=lambda p: "best")
+
+
+def test_a_learner_set_up_anew_on_other_data_never_reuses_a_stale_trace():
+    """What init learns from the data lives in a set-up learner that the compiled
+    update takes as a static argument. DSM's default noise level is chosen from
+    the data: after a run on X, a run on 10 X (same shapes, so the same cache
+    key if the trace read the learner's attributes) must be the run a fresh
+    learner makes on 10 X; a second run on X reuses the first compilation."""
+    learner = learn.DSM(gauss_energy, optim.Adam(1e-2))
+    kw = dict(init_params=P0, progress=False)
+    x = X[:20]
+    first = learner.run(jax.random.key(4), 2, x, **kw)
+    scaled = learner.run(jax.random.key(4), 2, 10 * x, **kw)
+    fresh = learn.DSM(gauss_energy, optim.Adam(1e-2)).run(jax.random.key(4), 2, 10 * x, **kw)
+    np.testing.assert_array_equal(scaled.losses, fresh.losses)
+    assert learner.sigmas[0] == pytest.approx(learn.default_sigma(10 * x))
+    # Negative control: the two data sets do give different losses.
+    assert not np.allclose(first.losses, scaled.losses)
+    again = learner.run(jax.random.key(4), 2, x, **kw)
+    np.testing.assert_array_equal(again.losses, first.losses)
+    assert learner._jit_chunk._cache_size() == 2
