@@ -321,6 +321,10 @@ class CD(LearnerBase):
 
     # ------------------------------------------------------------------ setup
     def _extra_init(self, key, data, internal, batch_size):
+        # Runs on the set-up copy of the learner (LearnerBase._set_up): the
+        # sampler and support chosen from the data below are fixed there
+        # before any update is traced, never changed on a learner whose
+        # update was compiled.
         event = data.shape[1:]
         num = batch_size if self.chains is None else self.chains
         if self._auto_sampler and not isinstance(data, jax.core.Tracer):
