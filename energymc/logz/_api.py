@@ -18,6 +18,7 @@ from energymc._util import kish_ess
 from energymc.energy import Energy
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
 from energymc.logz import _method
+from energymc.logz._checkpoint import LogZCheckpoint, fingerprint
 from energymc.logz._checks import replicate_check
 from energymc.logz._method import BaseOptions, Context, Estimate, LogZMethod
 from energymc.logz._path import AnnealingPath, check_path
@@ -51,7 +52,8 @@ def _pilot(target, draws, seed) -> tuple[Reference, float]:
 
 def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: Any = 0,
                   replicates: int | None = None, checks: bool = True, budget: Any = None,
-                  progress: Any = None, devices: Any = None, **options) -> LogZ:
+                  progress: Any = None, devices: Any = None, checkpoint: Any = None,
+                  **options) -> LogZ:
     """Estimate ``log Z = log ∫ exp(-E(x)) dx`` with an error bar.
 
     Every method anneals along the geometric path
@@ -121,6 +123,15 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         estimate by importance sampling from a Gaussian mixture at the local
         minima the particles found (``info["checks"]``; see the
         partition-functions guide).
+    checkpoint
+        A directory (created if missing): each replicate's estimate is saved
+        there as soon as it finishes, then the check's result. The same call
+        in a fresh process (after a crash, even SIGKILL) reruns nothing that
+        was saved and returns exactly the estimate of an uninterrupted run; a
+        replicate cut short is run again from its start. A directory holding
+        another call (a changed energy, option, seed, ...) or a damaged file
+        raises :class:`energymc.io.CheckpointError` naming it (see
+        ``docs/long-runs.md``).
     **options
         Method options (an unknown one raises an error listing the valid
         ones). Common: ``scale`` (sd of the default Gaussian, 2), ``probs``,
@@ -173,7 +184,9 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     m = _check_method(target, method)
     _check_options(m, options)
     budget_s, budget_evals = _check_budget(budget, replicates)
+    fixed_replicates = replicates
     replicates = _check_replicates(m, base, replicates)
+    ckpt = LogZCheckpoint.coerce(checkpoint)
     key = as_key(seed)
     if isinstance(base, AnnealingPath):
         check_path(base, target, method, options)
@@ -188,16 +201,30 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     mesh = _sharding.particle_mesh(devices, getattr(ctx.options, "particles", 1))
     ctx = dataclasses.replace(ctx, mesh=mesh if m.splits_particles else None,
                               ticks=meter.active)
+    saved, end = [], None
+    if ckpt is not None:
+        saved, end = ckpt.open(fingerprint(
+            target, method, ref, key, options, replicates=fixed_replicates, budget=budget,
+            checks=checks, devices=_sharding.mesh_size(ctx.mesh)))
     units = m.progress_units(ctx) if meter.active else 1
     meter.start(None if budget is not None else int(replicates) * units + int(bool(checks)),
                 f"log Z ({method})")
     t0 = time.perf_counter()
-    results = _replicates(m, target, ref, key, ctx, replicates, (budget_s, budget_evals),
-                          meter, units, t0)
+    if end is None:
+        results = _replicates(m, target, ref, key, ctx, replicates, (budget_s, budget_evals),
+                              meter, units, t0, saved, ckpt)
+    else:
+        results = saved
+        meter.update(units * len(saved), {"replicates": f"{len(saved)} (checkpoint)"})
     est = _combine(m, target, results, ctx, time.perf_counter() - t0)
+    check = None
     if checks:
-        _record_check(est, _mode_check(est, target, ref, jax.random.fold_in(key, 10**6 + 1)))
+        check = end["check"] if end is not None else \
+            _mode_check(est, target, ref, jax.random.fold_in(key, 10**6 + 1))
+        _record_check(est, check)
         meter.update(1, {"check": est.info["checks"]["modes"].get("status", "")[:20]})
+    if ckpt is not None and end is None:
+        ckpt.save_end(check)
     meter.close()
     est.info["base"] = repr(ref)
     est.info["reference"] = ref
@@ -246,16 +273,20 @@ def _check_replicates(m: LogZMethod, base, replicates) -> int:
 
 
 def _replicates(m: LogZMethod, target, ref, key, ctx: Context, replicates, budget, meter,
-                units, t0) -> list[Estimate]:
+                units, t0, saved, ckpt) -> list[Estimate]:
     """Run the independent replicates (``replicates`` of them, or until ``budget`` is spent).
 
     Replicate ``r`` runs on ``fold_in(key, r)``; the method's ``plan`` runs
     once first, on the first replicate's key, and its cost is charged to it.
+    ``saved`` are replicates a checkpoint already holds (not run again); each
+    new one is saved to ``ckpt`` (if any) as soon as it finishes.
     """
     from energymc.progress import ticks_to
 
     budget_s, budget_evals = budget
-    results = []
+    results = list(saved)
+    if results:
+        meter.update(units * len(results), {"replicates": f"{len(results)} (checkpoint)"})
     plan = []  # (ctx, cost) of the plan, made before the first replicate that runs
 
     def one(r):
@@ -270,11 +301,13 @@ def _replicates(m: LogZMethod, target, ref, key, ctx: Context, replicates, budge
         # Complete the run's share of the bar (a run that stopped early, or
         # that cannot tick) and show its estimate.
         meter.update(units - ticked.count, {"replicate": r, "log_z": f"{res.log_z:.4f}"})
+        if ckpt is not None:
+            ckpt.save_replicate(res)
         return res
 
     if budget_s is None and budget_evals is None:
         return results + [one(r) for r in range(len(results), replicates)]
-    evals = 0.0
+    evals = sum(res.grad_evals for res in results)
     while len(results) < _MAX_BUDGET_REPLICATES:
         # Stop when one more replicate (at the mean cost so far) would overspend.
         n = len(results)
