@@ -152,7 +152,9 @@ def test_a_call_killed_with_sigkill_resumes_to_exactly_the_uninterrupted_estimat
     ckpt = tmp_path / "logz"
     script = sigkill_child(KILLED_CHILD, ckpt, "draws-000000000.npz")
     with np.load(ckpt / "state.npz") as state:
-        assert 1 <= int(state["done"]) < 4  # killed mid-call, not after it
+        # Killed mid-call, not after it (0 when the kill fell between the entry
+        # file and the state that lists it: that entry is simply run again).
+        assert int(state["done"]) < 4
 
     # The same function, imported here: same program, same fingerprint.
     spec = importlib.util.spec_from_file_location("killed_child", script)
