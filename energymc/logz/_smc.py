@@ -157,18 +157,8 @@ def _stage_count(ctx):
     return StageTicks(None if ctx.betas is None else int(ctx.betas.size))
 
 
-@jit_over_target(("target", "kernel", "options", "cfg", "ticks", "mesh"))
-def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, ticks=None,
-         mesh=None):
-    """Run tempered SMC from q0 to the target; pure, compiled once.
-
-    ``betas`` is ``(max_stages,)``: the fixed schedule padded with 1 when
-    ``cfg.fixed``, ignored (BlackJAX picks each next beta from the ESS) if not.
-    ``ticks`` (static), an :class:`energymc.progress.StageTicks` or ``None``,
-    reports each stage to a progress meter and changes no number.
-    """
-    n = cfg.particles
-    target_lp = target.flat_logdensity
+def _algorithm(ref, step0, *, target_lp, kernel, options, cfg: _Cfg):
+    """BlackJAX's (adaptive) tempered SMC with inner-kernel tuning, moving with ``kernel``."""
 
     def loglik(z):
         # NaN (-inf - -inf outside a base's support) and any other non-finite
@@ -195,10 +185,10 @@ def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, ticks=No
 
     extra = {}
     if cfg.waste_free:
-        extra["update_strategy"] = waste_free_smc(n, cfg.mcmc_steps + 1)
+        extra["update_strategy"] = waste_free_smc(cfg.particles, cfg.mcmc_steps + 1)
     if not cfg.fixed:
         extra["target_ess"] = cfg.target_ess
-    alg = blackjax.inner_kernel_tuning(
+    return blackjax.inner_kernel_tuning(
         smc_algorithm=blackjax.tempered_smc if cfg.fixed else blackjax.adaptive_tempered_smc,
         logprior_fn=ref.log_prob,
         loglikelihood_fn=loglik,
@@ -211,6 +201,26 @@ def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, ticks=No
         num_mcmc_steps=None if cfg.waste_free else cfg.mcmc_steps,
         **extra,
     )
+
+
+def _record_stage(rec, i, values):
+    """The stage record with row ``i`` set to ``values`` (a dict of scalars)."""
+    return {k: v.at[i].set(values[k]) for k, v in rec.items()}
+
+
+@jit_over_target(("target", "kernel", "options", "cfg", "ticks", "mesh"))
+def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, ticks=None,
+         mesh=None):
+    """Run tempered SMC from q0 to the target; pure, compiled once.
+
+    ``betas`` is ``(max_stages,)``: the fixed schedule padded with 1 when
+    ``cfg.fixed``, ignored (BlackJAX picks each next beta from the ESS) if not.
+    ``ticks`` (static), an :class:`energymc.progress.StageTicks` or ``None``,
+    reports each stage to a progress meter and changes no number.
+    """
+    n = cfg.particles
+    alg = _algorithm(ref, step0, target_lp=target.flat_logdensity, kernel=kernel,
+                     options=options, cfg=cfg)
     k0, key = jax.random.split(key)
     # Particles split over the devices of ``mesh``; the compiler follows.
     state = alg.init(_sharding.place_rows(ref.sample(k0, n), mesh))
@@ -247,14 +257,10 @@ def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, ticks=No
         var = jnp.maximum(1.0 / ess - 1.0 / w.shape[0], 0.0)
         cost = (jnp.sum(stats["n_steps"]) if "n_steps" in stats
                 else jnp.asarray(stats["acceptance_rate"].size, dtype))
-        rec = dict(rec)
-        rec["beta"] = rec["beta"].at[i].set(state.sampler_state.tempering_param)
-        rec["ess"] = rec["ess"].at[i].set(ess)
-        rec["acceptance"] = rec["acceptance"].at[i].set(
-            jnp.mean(jnp.nan_to_num(stats["acceptance_rate"], nan=0.0)))
-        rec["step_size"] = rec["step_size"].at[i].set(step_used)
-        rec["log_z"] = rec["log_z"].at[i].set(log_z + inc)
-        rec["var"] = rec["var"].at[i].set(var)
+        rec = _record_stage(rec, i, {
+            "beta": state.sampler_state.tempering_param, "ess": ess,
+            "acceptance": jnp.mean(jnp.nan_to_num(stats["acceptance_rate"], nan=0.0)),
+            "step_size": step_used, "log_z": log_z + inc, "var": var})
         if ticks is not None:
             ticks(i, beta_before, state.sampler_state.tempering_param)
         return i + 1, state, log_z + inc, rec, evals + cost.astype(dtype) + n, eve
