@@ -86,12 +86,13 @@ def test_an_interrupted_call_resumes_to_exactly_the_uninterrupted_estimate(
     meter = _Meter()
     resumed = emc.log_partition(TARGET, progress=meter, checkpoint=ckpt, **KW)
     assert meter.finished == 2  # replicates 1 and 2 ran; replicate 0 came from the directory
+    assert resumed.timing["resumed_replicates"] == 1
     _assert_same(resumed, uninterrupted)
 
     # Complete: nothing runs again, not even the check, and the estimate is the same.
     meter = _Meter()
     again = emc.log_partition(TARGET, progress=meter, checkpoint=ckpt, **KW)
-    assert meter.finished == 0
+    assert meter.finished == 0 and again.timing["resumed_replicates"] == 3
     _assert_same(again, uninterrupted)
 
 

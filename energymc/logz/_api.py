@@ -131,7 +131,8 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         replicate cut short is run again from its start. A directory holding
         another call (a changed energy, option, seed, ...) or a damaged file
         raises :class:`energymc.io.CheckpointError` naming it (see
-        ``docs/long-runs.md``).
+        ``docs/long-runs.md``). ``timing["resumed_replicates"]`` says how
+        many replicates were read back.
     **options
         Method options (an unknown one raises an error listing the valid
         ones). Common: ``scale`` (sd of the default Gaussian, 2), ``probs``,
@@ -217,6 +218,9 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         results = saved
         meter.update(units * len(saved), {"replicates": f"{len(saved)} (checkpoint)"})
     est = _combine(m, target, results, ctx, time.perf_counter() - t0)
+    if ckpt is not None:
+        # Replicates read back from the directory rather than run by this call.
+        est.timing["resumed_replicates"] = len(saved)
     check = None
     if checks:
         check = end["check"] if end is not None else \
