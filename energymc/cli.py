@@ -119,8 +119,16 @@ def _cmd_resume(args) -> int:
         raise CLIError(f"{args.dir} holds no checkpoint (no meta.json): nothing to resume. "
                        "Start a run with `energymc sample ... --checkpoint DIR`.")
     command = meta.get("command")
+    if command and command.get("job") == "logz":
+        values = {k: command.get(k) for k in _LOGZ_ARGS}
+        return _cmd_logz(argparse.Namespace(**values, checkpoint=args.dir))
     if not command:
         fp = meta["fingerprint"]
+        if fp.get("job") == "logz":
+            raise CLIError(
+                f"{args.dir} holds a log Z estimate started from Python; the command line cannot "
+                "rebuild a Python energy. Resume it from Python by calling emc.log_partition(...) "
+                f"again with the same energy and arguments and checkpoint={args.dir!r}.")
         if str(fp.get("job", "")).startswith("learn:"):
             raise CLIError(
                 f"{args.dir} holds a training run ({fp['job'][6:]}), which the command line cannot "
@@ -163,11 +171,22 @@ def _cmd_diagnose(args) -> int:
     return 0 if diagnosis.ok else 1
 
 
+# What `energymc resume` needs to run `logz` again.
+_LOGZ_ARGS = ("target", "dim", "init", "logdensity", "seed", "option", "method")
+
+
 def _cmd_logz(args) -> int:
     import energymc as emc
+    from energymc import io
 
     target = _target_from_args(args)
-    est = emc.log_partition(target, method=args.method, seed=args.seed,
+    checkpoint = None
+    if getattr(args, "checkpoint", None):
+        command = {"job": "logz", **{k: getattr(args, k) for k in _LOGZ_ARGS}}
+        path, name = args.target.rsplit(":", 1)
+        command["target"] = f"{os.path.abspath(path)}:{name}"
+        checkpoint = io.Checkpoint(args.checkpoint, command=command)
+    est = emc.log_partition(target, method=args.method, seed=args.seed, checkpoint=checkpoint,
                             **_method_options(args.option))
     print(est)
     return 0
@@ -252,8 +271,9 @@ def _parser() -> argparse.ArgumentParser:
                         "resumes an interrupted run from there")
     s.set_defaults(func=_cmd_sample)
 
-    r = sub.add_parser("resume", help="continue a run that `sample --checkpoint DIR` started "
-                                      "(after an interruption, or for more draws)")
+    r = sub.add_parser("resume", help="continue a run that `sample --checkpoint DIR` or "
+                                      "`logz --checkpoint DIR` started (after an "
+                                      "interruption, or for more draws)")
     r.add_argument("dir", metavar="DIR", help="the checkpoint directory")
     r.add_argument("--draws", type=int, help="draws per chain in all (default: as started); "
                                              "more than before extends the run")
@@ -270,6 +290,9 @@ def _parser() -> argparse.ArgumentParser:
     z = sub.add_parser("logz", help="estimate log Z of an energy defined in a Python file")
     add_target(z)
     z.add_argument("--method", default="ais")
+    z.add_argument("--checkpoint", metavar="DIR",
+                   help="save each replicate to DIR as it finishes; rerunning the same command "
+                        "(or `energymc resume DIR`) resumes an interrupted estimate")
     z.set_defaults(func=_cmd_logz)
     return p
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -15,31 +17,56 @@ from energymc._util import check_option_int as _check_int
 from energymc._util import default_step, kish_ess
 from energymc.errors import OptionError
 from energymc.logz._anneal import AnnealConfig, anneal, schedule
+from energymc.logz._method import Context, Estimate, LogZMethod, register
 from energymc.logz._path import AnnealingPath, anneal_path
 from energymc.progress import StageTicks
 
-__all__ = ["AIS_DEFAULTS", "BDMC_DEFAULTS", "ais_progress_units", "bdmc_progress_units",
-           "forward_particles", "run_ais", "run_bdmc", "run_path_ais", "resolve_kernel"]
+__all__ = ["AIS", "AISContext", "AISOptions", "BDMC", "BDMCOptions", "forward_particles",
+           "resolve_kernel", "run_path_ais"]
 
 SCHEDULES = ("adaptive", "linear", "geometric", "sigmoidal")
 
-AIS_DEFAULTS = {
-    "particles": 256,
-    "schedule": "adaptive",
-    "num_temps": 100,
-    "cess": 0.995,
-    "max_stages": 2000,
-    "kernel": None,
-    "kernel_options": None,
-    "mcmc_steps": 2,
-    "step_size": None,
-    "target_accept": None,
-    "adapt_mass": True,
-    "min_ess": None,
-}
 
-BDMC_DEFAULTS = {**AIS_DEFAULTS, "samples": None, "reverse_start": "forward",
-                 "sample_method": None, "sample_warmup": 1000}
+@dataclasses.dataclass(frozen=True)
+class AISOptions:
+    """AIS options and their defaults (see :func:`energymc.log_partition`)."""
+
+    particles: int = 256
+    schedule: Any = "adaptive"
+    num_temps: int = 100
+    cess: float = 0.995
+    max_stages: int = 2000
+    kernel: str | None = None
+    kernel_options: dict | None = None
+    mcmc_steps: int = 2
+    step_size: float | None = None
+    target_accept: float | None = None
+    adapt_mass: bool = True
+    min_ess: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BDMCOptions(AISOptions):
+    """BDMC's options: AIS's and how the reverse run gets its target draws."""
+
+    samples: Any = None
+    reverse_start: str = "forward"
+    sample_method: str | None = None
+    sample_warmup: int = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class AISContext(Context):
+    """What AIS and BDMC derive once per call: the kernel, its options, BDMC's draws.
+
+    ``samples`` is ``(n, dim)`` flat exact target draws (BDMC's ``samples=``)
+    or ``None``.
+    """
+
+    kernel: Any = None
+    kernel_options: Any = ()
+    samples: Any = None
+
 
 REVERSE_STARTS = ("forward", "mcmc")
 
@@ -87,32 +114,31 @@ def resolve_kernel(target, name, kernel_options, context):
     return kernel, options
 
 
-def validate_ais(target, opts, context="log_partition"):
-    """Check AIS options eagerly (before anything compiles); returns a normalised dict."""
-    o = dict(opts)
-    o["particles"] = _check_int("particles", o["particles"], 2)
-    o["mcmc_steps"] = _check_int("mcmc_steps", o["mcmc_steps"], 1)
-    o["max_stages"] = _check_int("max_stages", o["max_stages"], 1)
-    sched = o["schedule"]
+def validate_ais(target, opts: AISOptions, context="log_partition") -> AISContext:
+    """Check AIS options eagerly (before anything compiles); returns the call's context."""
+    o = dataclasses.replace(
+        opts, particles=_check_int("particles", opts.particles, 2),
+        mcmc_steps=_check_int("mcmc_steps", opts.mcmc_steps, 1),
+        max_stages=_check_int("max_stages", opts.max_stages, 1))
+    sched = o.schedule
     if isinstance(sched, str):
         if sched not in SCHEDULES:
             raise OptionError(f"unknown schedule {sched!r}; valid schedules are "
                               f"{', '.join(SCHEDULES)}, or an increasing array of betas.")
         if sched != "adaptive":
-            o["num_temps"] = _check_int("num_temps", o["num_temps"], 1)
+            o = dataclasses.replace(o, num_temps=_check_int("num_temps", o.num_temps, 1))
     else:
         b = np.asarray(sched, dtype=float)
         if b.ndim != 1 or b.size < 2 or b[0] != 0.0 or b[-1] != 1.0 or np.any(np.diff(b) <= 0):
             raise OptionError("schedule= as an array must be strictly increasing betas from "
                               "0.0 to 1.0, e.g. np.linspace(0, 1, 101).")
-    cess = o["cess"]
+    cess = o.cess
     if not (isinstance(cess, (int, float)) and 0.0 < cess < 1.0):
         raise OptionError(f"cess= must be a number in (0, 1); got {cess!r}.")
-    kernel, kopts = resolve_kernel(target, o["kernel"], o["kernel_options"], context)
-    o["_kernel"], o["_kernel_options"] = kernel, kopts
-    if o["step_size"] is not None and not (np.isscalar(o["step_size"]) and o["step_size"] > 0):
-        raise OptionError(f"step_size= must be a positive number; got {o['step_size']!r}.")
-    return o
+    kernel, kopts = resolve_kernel(target, o.kernel, o.kernel_options, context)
+    if o.step_size is not None and not (np.isscalar(o.step_size) and o.step_size > 0):
+        raise OptionError(f"step_size= must be a positive number; got {o.step_size!r}.")
+    return AISContext(options=o, kernel=kernel, kernel_options=kopts)
 
 
 def _initial_params(kernel, options, ref, dim, step_size, target_accept):
@@ -140,29 +166,26 @@ def _betas(sched, num_temps):
     return jnp.asarray(np.asarray(sched, dtype=float), jnp.result_type(float))
 
 
-def _stage_ticks(o, offset=0, reverse=False):
-    """How one annealing run reports its stages (``None`` unless ``o["_ticks"]``).
+def _stages(o) -> int | None:
+    """Stages of one run under a fixed schedule; ``None`` for the adaptive one."""
+    sched = o.schedule
+    if isinstance(sched, str):
+        return None if sched == "adaptive" else int(o.num_temps)
+    return int(np.size(sched)) - 1
+
+
+def _stage_ticks(ctx, offset=0, reverse=False):
+    """How one annealing run reports its stages (``None`` unless ``ctx.ticks``).
 
     By stage for a fixed schedule, by ``beta`` for the adaptive one (see
     :class:`energymc.progress.StageTicks`).
     """
-    sched = o["schedule"]
-    if isinstance(sched, str):
-        stages = None if sched == "adaptive" else int(o["num_temps"])
-    else:
-        stages = int(np.size(sched)) - 1
-    ticks = StageTicks(stages, offset, reverse)
-    return ticks if o.get("_ticks") else None
+    return StageTicks(_stages(ctx.options), offset, reverse) if ctx.ticks else None
 
 
 def ais_progress_units(o) -> int:
     """Progress-bar units of one AIS run: its stages, or percent of ``beta`` if adaptive."""
-    return _stage_ticks({**o, "_ticks": True}).units
-
-
-def bdmc_progress_units(o) -> int:
-    """Progress-bar units of one BDMC run: the forward run's, then as many for the reverse."""
-    return 2 * ais_progress_units(o)
+    return StageTicks(_stages(o)).units
 
 
 def _weight_summary(logw):
@@ -187,14 +210,14 @@ def _records(out, num_particles):
             "step_size": rec["step_size"], "log_z": rec["log_z"]}
 
 
-def _problems(o, out, ess, n, stages, direction="forward"):
+def _problems(o, tunable, out, ess, n, stages, direction="forward"):
     problems = []
-    min_ess = o["min_ess"] if o["min_ess"] is not None else max(20.0, 0.1 * n)
+    min_ess = o.min_ess if o.min_ess is not None else max(20.0, 0.1 * n)
     final_beta = float(out["final_beta"])
     if direction == "forward" and abs(final_beta - 1.0) > 1e-6:
         problems.append(
             f"the adaptive schedule stopped at beta={final_beta:.4g} after max_stages="
-            f"{o['max_stages']} stages; raise max_stages= or lower cess=."
+            f"{o.max_stages} stages; raise max_stages= or lower cess=."
         )
     if ess < min_ess:
         problems.append(
@@ -204,7 +227,7 @@ def _problems(o, out, ess, n, stages, direction="forward"):
             "num_temps=), more mcmc_steps=, or a base closer to the target."
         )
     acc = stages["acceptance"]
-    if o["_tunable"] and len(acc) and np.nanmin(acc) < 0.02:
+    if tunable and len(acc) and np.nanmin(acc) < 0.02:
         problems.append(
             f"moves were almost never accepted at some stages (min acceptance "
             f"{np.nanmin(acc):.3f}); particles did not equilibrate. Try another kernel= or "
@@ -213,66 +236,70 @@ def _problems(o, out, ess, n, stages, direction="forward"):
     return problems
 
 
-def _prepare(target, ref, o):
-    kernel, kopts = o["_kernel"], o["_kernel_options"]
+def _prepare(target, ref, ctx):
+    """Initial kernel params, the static :class:`AnnealConfig` and the fixed betas."""
+    o = ctx.options
     params0, tunable, target_accept = _initial_params(
-        kernel, kopts, ref, target.dim, o["step_size"], o["target_accept"])
-    o["_tunable"] = tunable
-    sched = o["schedule"]
+        ctx.kernel, ctx.kernel_options, ref, target.dim, o.step_size, o.target_accept)
+    sched = o.schedule
     adaptive = isinstance(sched, str) and sched == "adaptive"
-    cfg = AnnealConfig(adaptive=adaptive, cess=float(o["cess"]), max_stages=o["max_stages"],
-                       mcmc_steps=o["mcmc_steps"],
+    cfg = AnnealConfig(adaptive=adaptive, cess=float(o.cess), max_stages=o.max_stages,
+                       mcmc_steps=o.mcmc_steps,
                        target_accept=None if target_accept is None else float(target_accept),
-                       adapt_mass=bool(o["adapt_mass"]) and "inverse_mass_matrix" in params0,
+                       adapt_mass=bool(o.adapt_mass) and "inverse_mass_matrix" in params0,
                        tunable=tunable)
-    return kernel, kopts, params0, cfg, _betas(sched, o["num_temps"])
+    return params0, cfg, _betas(sched, o.num_temps)
 
 
-def run_ais(target, ref, key, o) -> dict:
-    """One AIS replicate. Returns the fields :class:`LogZ` needs."""
+def run_ais(target, ref, key, ctx: AISContext) -> Estimate:
+    """One AIS replicate."""
     if isinstance(ref, AnnealingPath):
-        return run_path_ais(target, ref, key, o)
-    kernel, kopts, params0, cfg, betas = _prepare(target, ref, o)
-    n = o["particles"]
+        return run_path_ais(target, ref, key, ctx)
+    o, kernel = ctx.options, ctx.kernel
+    params0, cfg, betas = _prepare(target, ref, ctx)
+    n = o.particles
     k_init, k_run = jax.random.split(key)
-    # Particles split over the devices (o["_mesh"]); the compiled anneal follows.
-    x0 = _sharding.put_rows(ref.sample(k_init, n), o.get("_mesh"))
-    out = anneal(k_run, ref, x0, betas, params0, target=target, kernel=kernel, options=kopts,
-                 cfg=cfg, ticks=_stage_ticks(o))
+    # Particles split over the devices (ctx.mesh); the compiled anneal follows.
+    x0 = _sharding.put_rows(ref.sample(k_init, n), ctx.mesh)
+    out = anneal(k_run, ref, x0, betas, params0, target=target, kernel=kernel,
+                 options=ctx.kernel_options, cfg=cfg, ticks=_stage_ticks(ctx))
     log_z, stderr, ess, w = _weight_summary(out["logw"])
     stages = _records(out, n)
-    return {"log_z": log_z, "stderr": stderr, "ess": ess, "stages": stages,
-            "particles": np.asarray(out["x"]), "weights": w,
-            "grad_evals": float(out["grad_evals"]),
-            "problems": _problems(o, out, ess, n, stages),
-            "info": {"kernel": kernel.name, "schedule": o["schedule"],
-                     "final_params": jax.tree.map(np.asarray, out["params"])}}
+    return Estimate(log_z=log_z, stderr=stderr, ess=ess, stages=stages,
+                    particles=np.asarray(out["x"]), weights=w,
+                    grad_evals=float(out["grad_evals"]),
+                    problems=_problems(o, cfg.tunable, out, ess, n, stages),
+                    info={"kernel": kernel.name, "schedule": o.schedule,
+                          "final_params": jax.tree.map(np.asarray, out["params"])})
 
 
-def run_path_ais(target, path: AnnealingPath, key, o) -> dict:
-    """One AIS replicate along a model's own ``path``; the fields :class:`LogZ` needs."""
-    sched = o["schedule"]
+def run_path_ais(target, path: AnnealingPath, key, ctx: AISContext) -> Estimate:
+    """One AIS replicate along a model's own ``path``."""
+    o = ctx.options
+    sched = o.schedule
     cfg = AnnealConfig(adaptive=isinstance(sched, str) and sched == "adaptive",
-                       cess=float(o["cess"]), max_stages=o["max_stages"],
-                       mcmc_steps=o["mcmc_steps"], target_accept=None, adapt_mass=False,
+                       cess=float(o.cess), max_stages=o.max_stages,
+                       mcmc_steps=o.mcmc_steps, target_accept=None, adapt_mass=False,
                        tunable=False)
-    n = o["particles"]
-    out = anneal_path(key, path.params, _betas(sched, o["num_temps"]), path=path, n=n, cfg=cfg,
-                      ticks=_stage_ticks(o))
+    n = o.particles
+    out = anneal_path(key, path.params, _betas(sched, o.num_temps), path=path, n=n, cfg=cfg,
+                      ticks=_stage_ticks(ctx))
     log_z_base = float(path.log_z_base(path.params))
     log_z_rel, stderr, ess, w = _weight_summary(out["logw"])
     stages = _records(out, n)
     stages["log_z"] = stages["log_z"] + log_z_base
-    return {"log_z": log_z_base + log_z_rel, "stderr": stderr, "ess": ess, "stages": stages,
-            "particles": np.asarray(out["x"]), "weights": w,
-            "grad_evals": float(out["grad_evals"]),
-            "problems": _problems({**o, "_tunable": False}, out, ess, n, stages),
-            "info": {"kernel": path.name, "schedule": sched, "log_z_base": log_z_base}}
+    return Estimate(log_z=log_z_base + log_z_rel, stderr=stderr, ess=ess, stages=stages,
+                    particles=np.asarray(out["x"]), weights=w,
+                    grad_evals=float(out["grad_evals"]),
+                    problems=_problems(o, False, out, ess, n, stages),
+                    info={"kernel": path.name, "schedule": sched, "log_z_base": log_z_base})
 
 
-def validate_bdmc(target, opts):
-    o = validate_ais(target, opts)
-    samples = o["samples"]
+def validate_bdmc(target, opts: BDMCOptions) -> AISContext:
+    """AIS's checks, the exact ``samples=`` flattened, and ``reverse_start=``."""
+    ctx = validate_ais(target, opts)
+    samples = ctx.options.samples
+    flat = None
     if samples is not None:
         try:
             flat = _flatten_samples(target, samples)
@@ -283,14 +310,12 @@ def validate_bdmc(target, opts):
             ) from exc
         if flat.shape[0] < 2:
             raise OptionError("samples= needs at least 2 draws.")
-        o["_samples"] = flat
-    else:
-        o["_samples"] = None
-    if o["reverse_start"] not in REVERSE_STARTS:
+    if ctx.options.reverse_start not in REVERSE_STARTS:
         raise OptionError(f"reverse_start= must be one of {', '.join(REVERSE_STARTS)}; got "
-                          f"{o['reverse_start']!r}. 'forward' resamples the forward run's final "
-                          "particles (every mode it found), 'mcmc' runs sample_method= chains.")
-    return o
+                          f"{ctx.options.reverse_start!r}. 'forward' resamples the forward "
+                          "run's final particles (every mode it found), 'mcmc' runs "
+                          "sample_method= chains.")
+    return dataclasses.replace(ctx, samples=flat)
 
 
 def _flatten_samples(target, samples):
@@ -305,80 +330,81 @@ def _flatten_samples(target, samples):
                                                samples))
 
 
-def _approximate_samples(target, n, key_seed, o):
+def _sample_method(target, ctx) -> str:
+    """The MCMC method of ``reverse_start="mcmc"``: NUTS for real targets; for
+    discrete ones the kernel that moves the AIS particles."""
+    return ctx.options.sample_method or ("nuts" if target.support == "real" else ctx.kernel.name)
+
+
+def _approximate_samples(target, n, key_seed, ctx):
     """Draws of the target by a long MCMC run: only approximately exact (documented)."""
     from energymc.sampling import sample
 
     chains = 4
     draws = max(int(math.ceil(n / chains)), 1)
-    # NUTS for real targets; for discrete ones the kernel that moves the AIS particles.
-    method = o["sample_method"] or ("nuts" if target.support == "real" else o["_kernel"].name)
-    o["_sample_method"] = method
-    run = sample(target, method=method, chains=chains, draws=draws * 4,
-                 warmup=o["sample_warmup"], thin=1, seed=key_seed, progress=False)
+    run = sample(target, method=_sample_method(target, ctx), chains=chains, draws=draws * 4,
+                 warmup=ctx.options.sample_warmup, thin=1, seed=key_seed, progress=False)
     flat = run.flat_draws[:, ::4].reshape(-1, target.dim)[:n]
     return jnp.asarray(flat)
 
 
-def _reverse(target, ref, fwd, key, o, x_start):
+def _reverse(target, ref, fwd: Estimate, key, ctx, x_start):
     """Reverse AIS from ``x_start`` along the forward run's betas, from 1 down to 0.
 
     Returns ``(upper, stderr, ess, out)``: ``mean(exp(logw))`` estimates
     ``1/Z`` when ``x_start`` are exact target draws, so ``upper = -log`` of it
     is then a stochastic upper bound on log Z.
     """
-    kernel, kopts, _, cfg, _ = _prepare(target, ref, o)
-    betas_f = np.concatenate([[0.0], fwd["stages"]["beta"]])
+    _, cfg, _ = _prepare(target, ref, ctx)
+    betas_f = np.concatenate([[0.0], fwd.stages["beta"]])
     betas_r = jnp.asarray(betas_f[::-1].copy(), jnp.result_type(float))
     # Start with the forward run's tuned step size and mass matrix at beta = 1.
-    params = jax.tree.map(jnp.asarray, fwd["info"]["final_params"])
+    params = jax.tree.map(jnp.asarray, fwd.info["final_params"])
     # On the bar the reverse run follows the forward one, measured like it.
-    ticks = _stage_ticks(o, offset=ais_progress_units(o), reverse=True)
-    out = anneal(key, ref, x_start, betas_r, params, target=target, kernel=kernel,
-                 options=kopts, cfg=cfg._replace(adaptive=False), ticks=ticks)
+    ticks = _stage_ticks(ctx, offset=ais_progress_units(ctx.options), reverse=True)
+    out = anneal(key, ref, x_start, betas_r, params, target=target, kernel=ctx.kernel,
+                 options=ctx.kernel_options, cfg=cfg._replace(adaptive=False), ticks=ticks)
     logw = np.asarray(out["logw"], dtype=float)
     upper = -(float(logsumexp(logw)) - math.log(logw.size))
     _, stderr_r, ess_r, _ = _weight_summary(logw)
     return upper, stderr_r, ess_r, out
 
 
-def forward_particles(fwd, key, n):
+def forward_particles(fwd: Estimate, key, n):
     """``n`` of the forward run's final particles, resampled by weight: ``(n, dim)``.
 
     They hold every mode the forward run found, in its proportions.
     """
-    w = np.asarray(fwd["weights"], dtype=float)
+    w = np.asarray(fwd.weights, dtype=float)
     idx = jax.random.choice(key, w.size, (n,), p=jnp.asarray(w / w.sum()))
-    return jnp.asarray(fwd["particles"])[idx]
+    return jnp.asarray(fwd.particles)[idx]
 
 
-def run_bdmc(target, ref, key, o) -> dict:
-    """Forward AIS (stochastic lower bound) and reverse AIS from target draws (upper bound)."""
-    fwd = run_ais(target, ref, jax.random.fold_in(key, 0), o)
-    if o["_samples"] is not None:
-        x_exact = o["_samples"]
-        exact = True
-    elif o["reverse_start"] == "forward":
+def _reverse_start(target, fwd: Estimate, key, ctx):
+    """Target draws that start the reverse run: ``(draws, exact, how they were made)``."""
+    if ctx.samples is not None:
+        return ctx.samples, True, None
+    n = ctx.options.particles
+    if ctx.options.reverse_start == "forward":
         # An MCMC run started at one point often sits in one mode, and the
         # reverse run from it then gave an "upper" bound below the lower one.
-        x_exact = forward_particles(fwd, jax.random.fold_in(key, 3), o["particles"])
-        exact = False
-        o["_sample_method"] = "forward particles"
-    else:
-        seed = int(jax.random.randint(jax.random.fold_in(key, 2), (), 0, 2**31 - 1))
-        x_exact = _approximate_samples(target, o["particles"], seed, o)
-        exact = False
-    upper, stderr_r, ess_r, out = _reverse(target, ref, fwd, jax.random.fold_in(key, 1), o,
+        return forward_particles(fwd, jax.random.fold_in(key, 3), n), False, "forward particles"
+    seed = int(jax.random.randint(jax.random.fold_in(key, 2), (), 0, 2**31 - 1))
+    return _approximate_samples(target, n, seed, ctx), False, _sample_method(target, ctx)
+
+
+def run_bdmc(target, ref, key, ctx: AISContext) -> Estimate:
+    """Forward AIS (stochastic lower bound) and reverse AIS from target draws (upper bound)."""
+    fwd = run_ais(target, ref, jax.random.fold_in(key, 0), ctx)
+    x_exact, exact, how = _reverse_start(target, fwd, key, ctx)
+    upper, stderr_r, ess_r, out = _reverse(target, ref, fwd, jax.random.fold_in(key, 1), ctx,
                                            x_exact)
     n_r = int(np.shape(out["logw"])[0])
-    lower = fwd["log_z"]
-    problems = list(fwd["problems"])
-    if not exact:
-        problems_note = ("upper bound from approximate target draws "
-                         f"({o['_sample_method']}), not exact samples")
-    else:
-        problems_note = None
-    if upper < lower - 3 * math.hypot(fwd["stderr"], stderr_r):
+    lower = fwd.log_z
+    problems = list(fwd.problems)
+    problems_note = None if exact else \
+        f"upper bound from approximate target draws ({how}), not exact samples"
+    if upper < lower - 3 * math.hypot(fwd.stderr, stderr_r):
         problems.append(
             f"the upper bound {upper:.3f} lies below the lower bound {lower:.3f}: the target "
             "draws used for the reverse run are not exact (they missed or mis-weighted "
@@ -386,17 +412,56 @@ def run_bdmc(target, ref, key, o) -> dict:
             "the forward run, whose final particles start the reverse one, finds every mode."
         )
     rev_stages = _records(out, n_r)
-    stages = dict(fwd["stages"])
+    stages = dict(fwd.stages)
     stages["reverse_ess"] = rev_stages["ess"][::-1]
     stages["reverse_acceptance"] = rev_stages["acceptance"][::-1]
     # The midpoint's error: at least half the gap (where the truth may lie),
     # and at least the Monte Carlo noise of the two ends.
-    stderr = max(0.5 * (upper - lower), 0.5 * math.hypot(fwd["stderr"], stderr_r))
-    return {"log_z": 0.5 * (lower + upper), "stderr": stderr,
-            "ess": fwd["ess"], "stages": stages, "particles": fwd["particles"],
-            "weights": fwd["weights"], "lower": lower, "upper": upper,
-            "grad_evals": fwd["grad_evals"] + float(out["grad_evals"]),
-            "problems": problems,
-            "info": {**fwd["info"], "exact_samples": exact, "note": problems_note,
-                     "lower_stderr": fwd["stderr"], "upper_stderr": stderr_r,
-                     "reverse_ess": ess_r}}
+    stderr = max(0.5 * (upper - lower), 0.5 * math.hypot(fwd.stderr, stderr_r))
+    return Estimate(log_z=0.5 * (lower + upper), stderr=stderr, ess=fwd.ess, stages=stages,
+                    particles=fwd.particles, weights=fwd.weights, lower=lower, upper=upper,
+                    grad_evals=fwd.grad_evals + float(out["grad_evals"]), problems=problems,
+                    info={**fwd.info, "exact_samples": exact, "note": problems_note,
+                          "lower_stderr": fwd.stderr, "upper_stderr": stderr_r,
+                          "reverse_ess": ess_r})
+
+
+class AIS(LogZMethod):
+    """Annealed importance sampling on the geometric path (or a model's own path)."""
+
+    name = "ais"
+    supports = ("real", "binary", "spin")
+    defaults = AISOptions()
+    replicates = 4
+    splits_particles = True
+
+    def validate(self, options, target):
+        return validate_ais(target, self.options(options))
+
+    def run(self, target, ref, key, ctx):
+        return run_ais(target, ref, key, ctx)
+
+    def progress_units(self, ctx):
+        return ais_progress_units(ctx.options)
+
+
+class BDMC(AIS):
+    """Bidirectional Monte Carlo: forward AIS and reverse AIS bound log Z."""
+
+    name = "bdmc"
+    defaults = BDMCOptions()
+    splits_particles = False
+
+    def validate(self, options, target):
+        return validate_bdmc(target, self.options(options))
+
+    def run(self, target, ref, key, ctx):
+        return run_bdmc(target, ref, key, ctx)
+
+    def progress_units(self, ctx):
+        # The forward run's units, then as many for the reverse run.
+        return 2 * ais_progress_units(ctx.options)
+
+
+register(AIS())
+register(BDMC())

@@ -145,6 +145,70 @@ def _safe_ll(target_lp, ref, z):
     return jnp.where(jnp.isnan(v), -jnp.inf, v)
 
 
+def _stage_moves(stage_key, ref, x, params, beta_new, *, target_lp, kernel, options,
+                 cfg: AnnealConfig):
+    """``cfg.mcmc_steps`` kernel moves of every particle ``x`` ``(n, dim)`` at ``beta_new``.
+
+    The shared step size is steered by the population's acceptance and the
+    diagonal mass matrix set from the particles' variance (when tunable).
+    Returns ``(x, params, accs (mcmc_steps,), costs (mcmc_steps,))``.
+    """
+    n = x.shape[0]
+    dtype = x.dtype
+    init_keys = jnp.arange(n)
+    # An MCMC move at beta = 0 exactly (last reverse stage) would multiply
+    # -inf by 0; its output is never used, so a tiny beta is harmless.
+    beta_mc = jnp.maximum(beta_new, 1e-8)
+
+    def logdens(z):
+        lq = ref.log_prob(z)
+        return lq + beta_mc * (target_lp(z) - lq)
+
+    keys = jax.vmap(lambda c: jax.random.fold_in(stage_key, c))(init_keys)
+    states = jax.vmap(lambda k, z: kernel.init(k, z, logdens, params, options))(keys, x)
+
+    def mcmc(carry, j):
+        states, params = carry
+        ks = jax.vmap(lambda c: jax.random.fold_in(jax.random.fold_in(stage_key, j + 1), c))(
+            init_keys)
+        states, stats = jax.vmap(
+            lambda k, s: kernel.step(k, s, logdens, params, options))(ks, states)
+        acc = jnp.mean(jnp.nan_to_num(stats["acceptance_rate"], nan=0.0))
+        if cfg.tunable and cfg.target_accept is not None:
+            # Steer the shared step size by the population's acceptance: the
+            # mean over all particles is a low-noise signal even for one step.
+            params = dict(params)
+            params["step_size"] = params["step_size"] * jnp.exp(
+                1.5 * (acc - cfg.target_accept))
+        cost = jnp.sum(stats["n_steps"]) if "n_steps" in stats else jnp.asarray(n, dtype)
+        return (states, params), (acc, cost.astype(dtype))
+
+    (states, params), (accs, costs) = jax.lax.scan(
+        mcmc, (states, params), jnp.arange(cfg.mcmc_steps))
+    x = states.position
+    if cfg.tunable and cfg.adapt_mass:
+        var = jnp.var(x, axis=0)
+        # Shrink towards the old value so that a collapsed or noisy
+        # population cannot give a zero or wild mass matrix.
+        w = n / (n + 10.0)
+        imm = w * var + (1 - w) * params["inverse_mass_matrix"]
+        imm = jnp.where(jnp.isfinite(imm) & (imm > 0), imm, params["inverse_mass_matrix"])
+        params = dict(params, inverse_mass_matrix=imm)
+    return x, params, accs, costs
+
+
+def _record_stage(rec, i, beta_new, logw, acceptance, step_used):
+    """The stage record with row ``i`` filled in (running log Z from ``logw`` ``(n,)``)."""
+    lz = logsumexp(logw) - jnp.log(logw.shape[0])
+    rec = dict(rec)
+    rec["beta"] = rec["beta"].at[i].set(beta_new)
+    rec["log_ess"] = rec["log_ess"].at[i].set(log_ess(logw))
+    rec["acceptance"] = rec["acceptance"].at[i].set(acceptance)
+    rec["step_size"] = rec["step_size"].at[i].set(step_used)
+    rec["log_z"] = rec["log_z"].at[i].set(lz)
+    return rec
+
+
 @jit_over_target(("target", "kernel", "options", "cfg", "ticks"))
 def anneal(key, ref, x0, betas, params0, *, target, kernel, options, cfg: AnnealConfig,
            ticks=None):
@@ -190,7 +254,6 @@ def anneal(key, ref, x0, betas, params0, *, target, kernel, options, cfg: Anneal
     size = cfg.max_stages if cfg.adaptive else num_fixed
     record = {k: jnp.zeros((size,), dtype) for k in
               ("beta", "log_ess", "acceptance", "step_size", "log_z")}
-    init_keys = jnp.arange(n)
 
     def cond(carry):
         i, beta = carry[0], carry[1]
@@ -219,53 +282,12 @@ def anneal(key, ref, x0, betas, params0, *, target, kernel, options, cfg: Anneal
         # for delta < 0 (reverse, a target draw outside q0's support): both
         # are what the weights mean, and only delta = 0 needs guarding.
         logw = jnp.where(delta == 0, logw, logw + delta * ll)
-        # An MCMC move at beta = 0 exactly (last reverse stage) would multiply
-        # -inf by 0; its output is never used, so a tiny beta is harmless.
-        beta_mc = jnp.maximum(beta_new, 1e-8)
-
-        def logdens(z):
-            lq = ref.log_prob(z)
-            return lq + beta_mc * (target_lp(z) - lq)
-
-        keys = jax.vmap(lambda c: jax.random.fold_in(stage_key, c))(init_keys)
-        states = jax.vmap(lambda k, z: kernel.init(k, z, logdens, params, options))(keys, x)
-
-        def mcmc(carry, j):
-            states, params = carry
-            ks = jax.vmap(lambda c: jax.random.fold_in(jax.random.fold_in(stage_key, j + 1), c))(
-                init_keys)
-            states, stats = jax.vmap(
-                lambda k, s: kernel.step(k, s, logdens, params, options))(ks, states)
-            acc = jnp.mean(jnp.nan_to_num(stats["acceptance_rate"], nan=0.0))
-            if cfg.tunable and cfg.target_accept is not None:
-                # Steer the shared step size by the population's acceptance: the
-                # mean over all particles is a low-noise signal even for one step.
-                params = dict(params)
-                params["step_size"] = params["step_size"] * jnp.exp(
-                    1.5 * (acc - cfg.target_accept))
-            cost = jnp.sum(stats["n_steps"]) if "n_steps" in stats else jnp.asarray(n, dtype)
-            return (states, params), (acc, cost.astype(dtype))
-
         step_used = params["step_size"] if cfg.tunable else jnp.asarray(jnp.nan, dtype)
-        (states, params), (accs, costs) = jax.lax.scan(
-            mcmc, (states, params), jnp.arange(cfg.mcmc_steps))
-        x = states.position
+        x, params, accs, costs = _stage_moves(stage_key, ref, x, params, beta_new,
+                                              target_lp=target_lp, kernel=kernel,
+                                              options=options, cfg=cfg)
         ll = ll_fn(x)
-        if cfg.tunable and cfg.adapt_mass:
-            var = jnp.var(x, axis=0)
-            # Shrink towards the old value so that a collapsed or noisy
-            # population cannot give a zero or wild mass matrix.
-            w = n / (n + 10.0)
-            imm = w * var + (1 - w) * params["inverse_mass_matrix"]
-            imm = jnp.where(jnp.isfinite(imm) & (imm > 0), imm, params["inverse_mass_matrix"])
-            params = dict(params, inverse_mass_matrix=imm)
-        lz = logsumexp(logw) - jnp.log(n)
-        rec = dict(rec)
-        rec["beta"] = rec["beta"].at[i].set(beta_new)
-        rec["log_ess"] = rec["log_ess"].at[i].set(log_ess(logw))
-        rec["acceptance"] = rec["acceptance"].at[i].set(jnp.mean(accs))
-        rec["step_size"] = rec["step_size"].at[i].set(step_used)
-        rec["log_z"] = rec["log_z"].at[i].set(lz)
+        rec = _record_stage(rec, i, beta_new, logw, jnp.mean(accs), step_used)
         # One gradient per particle to (re)initialise the kernel at the new beta.
         evals = evals + jnp.sum(costs) + n
         if ticks is not None:

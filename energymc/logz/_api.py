@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -16,60 +17,19 @@ from energymc import _sharding
 from energymc._util import kish_ess
 from energymc.energy import Energy
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
+from energymc.logz import _method
+from energymc.logz._checkpoint import LogZCheckpoint, fingerprint
 from energymc.logz._checks import replicate_check
+from energymc.logz._method import BaseOptions, Context, Estimate, LogZMethod
 from energymc.logz._path import AnnealingPath, check_path
-from energymc.logz._reference import fit_gaussian, make_reference
+from energymc.logz._reference import Reference, fit_gaussian, make_reference
 from energymc.logz._result import LogZ
 
 __all__ = ["log_partition", "METHODS"]
 
-# Options every method takes: how the reference q0 is built. scale=2: a base
-# wider than the target costs a few more stages, one narrower than it leaves
-# the particles to grow into the target's tails by local moves, which they do
-# too slowly. On the zoo's TUNING half (funnel2, banana50, student50,
-# gaussian10; 2 seeds x 2 replicates) AIS errors were -0.17..-0.27 nats at
-# scale 1 and -0.13..+0.07 at scale 2, with no change on mixture10d3.
-_BASE_DEFAULTS = {"scale": 2.0, "probs": None, "pilot_draws": 500}
-
-
-_SPEC = {  # name -> (module, defaults, validate, run, supports)
-    "ais": ("_ais", "AIS_DEFAULTS", "validate_ais", "run_ais", ("real", "binary", "spin")),
-    "bdmc": ("_ais", "BDMC_DEFAULTS", "validate_bdmc", "run_bdmc", ("real", "binary", "spin")),
-    "smc": ("_smc", "SMC_DEFAULTS", "validate_smc", "run_smc", ("real",)),
-    "nested": ("_nested", "NESTED_DEFAULTS", "validate_nested", "run_nested", ("real",)),
-    "pt": ("_tempering", "PT_LOGZ_DEFAULTS", "validate_pt_logz", "run_pt_logz",
-           ("real", "binary", "spin")),
-}
-
-
-def _method(name):
-    """The method's defaults, validator and runner (imported on first use: the
-    BlackJAX SMC and nested-sampling modules are only loaded when asked for)."""
-    import importlib
-
-    mod_name, defaults, validate, run, supports = _SPEC[name]
-    mod = importlib.import_module(f"energymc.logz.{mod_name}")
-    return getattr(mod, defaults), getattr(mod, validate), getattr(mod, run), supports
-
-
+# The methods in the order error messages list them; each is an object in
+# the registry of energymc.logz._method.
 METHODS = ("ais", "smc", "bdmc", "nested", "pt")
-
-# Methods whose compiled run reports its stages to the progress bar: name ->
-# (module, function giving the bar units of one run). The others move the
-# bar once per run.
-_STAGE_PROGRESS = {"ais": ("_ais", "ais_progress_units"), "bdmc": ("_ais", "bdmc_progress_units"),
-                   "smc": ("_smc", "smc_progress_units")}
-
-
-def _progress_units(method, o) -> int:
-    """Bar units of one run of ``method`` under options ``o`` (1: once per run)."""
-    if method not in _STAGE_PROGRESS:
-        return 1
-    import importlib
-
-    mod_name, fn = _STAGE_PROGRESS[method]
-    return int(getattr(importlib.import_module(f"energymc.logz.{mod_name}"), fn)(o))
-
 
 # Pilot NUTS chains. Many short chains rather than a few long ones: chains
 # that all start in one mode of a multimodal target fit a base that misses
@@ -78,7 +38,8 @@ def _progress_units(method, o) -> int:
 _PILOT_CHAINS = 16
 
 
-def _pilot(target, draws, seed):
+def _pilot(target, draws, seed) -> tuple[Reference, float]:
+    """A Gaussian fitted to a short NUTS run, and the gradient evaluations it cost."""
     from energymc.sampling import sample
 
     chains = _PILOT_CHAINS
@@ -86,22 +47,13 @@ def _pilot(target, draws, seed):
                  warmup=max(draws // chains, 100), seed=seed, progress=False)
     ref = fit_gaussian(run.flat_draws)
     # Warmup steps are not in run.num_grad_evals; count them as sampling steps.
-    _PILOT_COST[id(ref)] = run.num_grad_evals * (1 + run.warmup_steps / run.num_draws)
-    return ref
-
-
-# Gradient evaluations spent by pilot runs, keyed by the reference they made.
-_PILOT_COST: dict[int, float] = {}
-
-
-# Independent replicates by default where a run is cheap: their spread checks
-# each run's own stderr (see energymc.logz._checks.replicate_check).
-DEFAULT_REPLICATES = {"ais": 4, "smc": 4, "bdmc": 4, "nested": 1, "pt": 1}
+    return ref, run.num_grad_evals * (1 + run.warmup_steps / run.num_draws)
 
 
 def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: Any = 0,
                   replicates: int | None = None, checks: bool = True, budget: Any = None,
-                  progress: Any = None, devices: Any = None, **options) -> LogZ:
+                  progress: Any = None, devices: Any = None, checkpoint: Any = None,
+                  **options) -> LogZ:
     """Estimate ``log Z = log ∫ exp(-E(x)) dx`` with an error bar.
 
     Every method anneals along the geometric path
@@ -171,6 +123,16 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         estimate by importance sampling from a Gaussian mixture at the local
         minima the particles found (``info["checks"]``; see the
         partition-functions guide).
+    checkpoint
+        A directory (created if missing): each replicate's estimate is saved
+        there as soon as it finishes, then the check's result. The same call
+        in a fresh process (after a crash, even SIGKILL) reruns nothing that
+        was saved and returns exactly the estimate of an uninterrupted run; a
+        replicate cut short is run again from its start. A directory holding
+        another call (a changed energy, option, seed, ...) or a damaged file
+        raises :class:`energymc.io.CheckpointError` naming it (see
+        ``docs/long-runs.md``). ``timing["resumed_replicates"]`` says how
+        many replicates were read back.
     **options
         Method options (an unknown one raises an error listing the valid
         ones). Common: ``scale`` (sd of the default Gaussian, 2), ``probs``,
@@ -218,96 +180,148 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     >>> est.log_z   # ≈ 1.5 * log(2 pi) = 2.757                   # doctest: +SKIP
     """
     from energymc._util import as_key
+    from energymc.progress import make_meter
 
+    m = _check_method(target, method)
+    _check_options(m, options)
+    budget_s, budget_evals = _check_budget(budget, replicates)
+    fixed_replicates = replicates
+    replicates = _check_replicates(m, base, replicates)
+    ckpt = LogZCheckpoint.coerce(checkpoint)
+    key = as_key(seed)
+    if isinstance(base, AnnealingPath):
+        check_path(base, target, method, options)
+        ref, pilot_cost = base, 0.0
+    else:
+        ref, pilot_cost = _reference(target, base, options, key)
+    ctx = m.validate(options, target)
+    meter = make_meter(progress)
+    # AIS/SMC particles split over the devices (docs/devices.md); the argument
+    # is checked for every method. With a meter on, the compiled runs report
+    # their stages; with it off they are compiled without any callback.
+    mesh = _sharding.particle_mesh(devices, getattr(ctx.options, "particles", 1))
+    ctx = dataclasses.replace(ctx, mesh=mesh if m.splits_particles else None,
+                              ticks=meter.active)
+    saved, end = [], None
+    if ckpt is not None:
+        saved, end = ckpt.open(fingerprint(
+            target, method, ref, key, options, replicates=fixed_replicates, budget=budget,
+            checks=checks, devices=_sharding.mesh_size(ctx.mesh)))
+    units = m.progress_units(ctx) if meter.active else 1
+    meter.start(None if budget is not None else int(replicates) * units + int(bool(checks)),
+                f"log Z ({method})")
+    t0 = time.perf_counter()
+    if end is None:
+        results = _replicates(m, target, ref, key, ctx, replicates, (budget_s, budget_evals),
+                              meter, units, t0, saved, ckpt)
+    else:
+        results = saved
+        meter.update(units * len(saved), {"replicates": f"{len(saved)} (checkpoint)"})
+    est = _combine(m, target, results, ctx, time.perf_counter() - t0)
+    if ckpt is not None:
+        # Replicates read back from the directory rather than run by this call.
+        est.timing["resumed_replicates"] = len(saved)
+    check = None
+    if checks:
+        check = end["check"] if end is not None else \
+            _mode_check(est, target, ref, jax.random.fold_in(key, 10**6 + 1))
+        _record_check(est, check)
+        meter.update(1, {"check": est.info["checks"]["modes"].get("status", "")[:20]})
+    if ckpt is not None and end is None:
+        ckpt.save_end(check)
+    meter.close()
+    est.info["base"] = repr(ref)
+    est.info["reference"] = ref
+    if pilot_cost:
+        est.info["pilot_grad_evals"] = int(pilot_cost)
+        est.num_grad_evals += int(pilot_cost)
+    if est.problems:
+        warnings.warn(f"log_partition(method={method!r}): " + " ".join(est.problems),
+                      EnergymcWarning, stacklevel=2)
+    return est
+
+
+def _check_method(target, method) -> LogZMethod:
+    """The registered method for ``method=``, checked against the target's support."""
     if not isinstance(target, Energy):
         if callable(target):
             raise EnergyError("log_partition() needs an emc.Energy, not a bare function: wrap "
                               "it as emc.Energy(fn, init=x0) so energymc knows the shape of x.")
         raise EnergyError(f"log_partition() needs an emc.Energy; got {type(target).__name__}.")
-    if not isinstance(method, str) or method not in _SPEC:
-        raise OptionError(f"unknown log_partition method {method!r}; valid methods are "
-                          f"{', '.join(METHODS)}.")
-    defaults, validate, run, supports = _method(method)
-    if target.support not in supports:
-        valid = [m for m in METHODS if target.support in _SPEC[m][4]]
+    m = _method.get(method, METHODS)
+    if target.support not in m.supports:
+        valid = [n for n in METHODS if target.support in _method.get(n).supports]
         raise OptionError(f"method={method!r} needs a real target; for support="
                           f"{target.support!r} use one of {', '.join(valid)}.")
-    valid_opts = {**_BASE_DEFAULTS, **defaults}
-    unknown = sorted(set(options) - set(valid_opts))
+    return m
+
+
+def _check_options(m: LogZMethod, options: dict) -> None:
+    """An unknown option raises an error listing the valid ones (the user's dict is only read)."""
+    valid = m.option_names()
+    unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise OptionError(f"log_partition(method={method!r}) got unknown option(s) {unknown}; "
-                          f"valid options are: {', '.join(sorted(valid_opts))}.")
-    budget_s, budget_evals = _check_budget(budget, replicates)
+        raise OptionError(f"log_partition(method={m.name!r}) got unknown option(s) {unknown}; "
+                          f"valid options are: {', '.join(sorted(valid))}.")
+
+
+def _check_replicates(m: LogZMethod, base, replicates) -> int:
     if replicates is None:
         # A model's own path (e.g. RBM.ais_path) comes with its exact moves and
         # its own budget (num_temps in the thousands): one run, as before.
-        replicates = 1 if isinstance(base, AnnealingPath) else DEFAULT_REPLICATES[method]
+        replicates = 1 if isinstance(base, AnnealingPath) else m.replicates
     if isinstance(replicates, bool) or not isinstance(replicates, (int, np.integer)) \
             or replicates < 1:
         raise OptionError(f"replicates= must be an integer >= 1; got {replicates!r}.")
-    key = as_key(seed)
-    opts = {**valid_opts, **options}
-    pilot_draws = opts.pop("pilot_draws")
-    if isinstance(base, AnnealingPath):
-        check_path(base, target, method, options)
-        opts.pop("scale"), opts.pop("probs")
-        ref = base
-    else:
-        ref = _reference(target, base, opts, pilot_draws, key)
-    o = validate(target, opts)
-    # AIS/SMC particles split over the devices (docs/devices.md); the
-    # argument is checked for every method.
-    mesh = _sharding.particle_mesh(devices, o.get("particles", 1))
-    if method in ("ais", "smc"):
-        o["_mesh"] = mesh
+    return int(replicates)
 
-    from energymc.progress import make_meter, ticks_to
 
-    meter = make_meter(progress)
-    # With a meter on, the compiled runs report their stages (o["_ticks"]);
-    # with it off they are compiled without any callback.
-    o["_ticks"] = meter.active
-    units = _progress_units(method, o) if meter.active else 1
-    meter.start(None if budget is not None else int(replicates) * units + int(bool(checks)),
-                f"log Z ({method})")
-    t0 = time.perf_counter()
+def _replicates(m: LogZMethod, target, ref, key, ctx: Context, replicates, budget, meter,
+                units, t0, saved, ckpt) -> list[Estimate]:
+    """Run the independent replicates (``replicates`` of them, or until ``budget`` is spent).
+
+    Replicate ``r`` runs on ``fold_in(key, r)``; the method's ``plan`` runs
+    once first, on the first replicate's key, and its cost is charged to it.
+    ``saved`` are replicates a checkpoint already holds (not run again); each
+    new one is saved to ``ckpt`` (if any) as soon as it finishes.
+    """
+    from energymc.progress import ticks_to
+
+    budget_s, budget_evals = budget
+    results = list(saved)
+    if results:
+        meter.update(units * len(results), {"replicates": f"{len(results)} (checkpoint)"})
+    plan = []  # (ctx, cost) of the plan, made before the first replicate that runs
 
     def one(r):
+        if not plan:
+            plan.append(m.plan(target, ref, jax.random.fold_in(key, 0), ctx))
+        run_ctx, plan_cost = plan[0]
         with ticks_to(meter, units, {"replicate": r}) as ticked:
-            res = run(target, ref, jax.random.fold_in(key, r), o)
+            res = m.run(target, ref, jax.random.fold_in(key, r), run_ctx)
+        if r == 0 and plan_cost:
+            res = res._replace(grad_evals=res.grad_evals + plan_cost,
+                               info={**res.info, "pilot_grad_evals": plan_cost})
         # Complete the run's share of the bar (a run that stopped early, or
         # that cannot tick) and show its estimate.
-        meter.update(units - ticked.count, {"replicate": r, "log_z": f"{res['log_z']:.4f}"})
+        meter.update(units - ticked.count, {"replicate": r, "log_z": f"{res.log_z:.4f}"})
+        if ckpt is not None:
+            ckpt.save_replicate(res)
         return res
 
-    if budget is None:
-        results = [one(r) for r in range(int(replicates))]
-    else:
-        results, evals = [], 0.0
-        while len(results) < _MAX_BUDGET_REPLICATES:
-            results.append(one(len(results)))
-            evals += results[-1]["grad_evals"]
-            spent, n = time.perf_counter() - t0, len(results)
-            # Stop when one more replicate (at the mean cost so far) would overspend.
-            if n >= 2 and ((budget_s is not None and spent * (n + 1) / n > budget_s)
-                           or (budget_evals is not None and evals * (n + 1) / n > budget_evals)):
-                break
-    total = time.perf_counter() - t0
-    est = _combine(method, target, results, o, total)
-    if checks:
-        _mode_check(est, target, ref, jax.random.fold_in(key, 10**6 + 1))
-        meter.update(1, {"check": est.info["checks"]["modes"].get("status", "")[:20]})
-    meter.close()
-    est.info["base"] = repr(ref)
-    est.info["reference"] = ref
-    pilot = _PILOT_COST.pop(id(ref), 0.0)
-    if pilot:
-        est.info["pilot_grad_evals"] = int(pilot)
-        est.num_grad_evals += int(pilot)
-    if est.problems:
-        warnings.warn(f"log_partition(method={method!r}): " + " ".join(est.problems),
-                      EnergymcWarning, stacklevel=2)
-    return est
+    if budget_s is None and budget_evals is None:
+        return results + [one(r) for r in range(len(results), replicates)]
+    evals = sum(res.grad_evals for res in results)
+    while len(results) < _MAX_BUDGET_REPLICATES:
+        # Stop when one more replicate (at the mean cost so far) would overspend.
+        n = len(results)
+        if n >= 2 and ((budget_s is not None and (time.perf_counter() - t0) * (n + 1) / n
+                        > budget_s)
+                       or (budget_evals is not None and evals * (n + 1) / n > budget_evals)):
+            break
+        results.append(one(n))
+        evals += results[-1].grad_evals
+    return results
 
 
 _MAX_BUDGET_REPLICATES = 1000
@@ -334,30 +348,44 @@ def _check_budget(budget, replicates):
     return float(budget), None
 
 
-def _reference(target, base, opts, pilot_draws, key):
-    """The reference q0 from ``base=`` (pops the base options out of ``opts``)."""
-    return make_reference(
-        target, base, scale=opts.pop("scale"), probs=opts.pop("probs"),
-        pilot_fn=lambda: _pilot(target, pilot_draws, int(jax.random.randint(
-            jax.random.fold_in(key, 10**6), (), 0, 2**31 - 1))))
+def _reference(target, base, options, key) -> tuple[Reference, float]:
+    """The reference q0 from ``base=`` and the gradient evaluations its pilot run cost."""
+    o = dataclasses.replace(BaseOptions(), **{k: v for k, v in options.items()
+                                             if k in ("scale", "probs", "pilot_draws")})
+    cost = []
+
+    def pilot():
+        ref, evals = _pilot(target, o.pilot_draws, int(jax.random.randint(
+            jax.random.fold_in(key, 10**6), (), 0, 2**31 - 1)))
+        cost.append(evals)
+        return ref
+
+    ref = make_reference(target, base, scale=o.scale, probs=o.probs, pilot_fn=pilot)
+    return ref, sum(cost)
 
 
-def _mode_check(est, target, ref, key):
-    """Run :func:`mode_check` where it applies; record it and any problem on ``est``."""
+def _mode_check(est, target, ref, key) -> dict:
+    """Run :func:`mode_check` where it applies: ``{"problem": str | None, "info": dict}``."""
     from energymc.logz._checks import mode_check
 
-    checks = est.info.setdefault("checks", {})
     if target.support != "real" or isinstance(ref, AnnealingPath) or est.particles is None \
             or est.weights is None or not math.isfinite(est.log_z):
-        checks["modes"] = {"status": "skipped: needs real particles from a geometric path"}
-        return
+        return {"problem": None,
+                "info": {"status": "skipped: needs real particles from a geometric path"}}
     t0 = time.perf_counter()
     problem, info = mode_check(target, est.particles, est.weights, est.log_z, est.stderr, key)
     info["seconds"] = time.perf_counter() - t0
-    checks["modes"] = info
-    est.timing["checks_s"] = info["seconds"]
-    if problem:
-        est.problems.append(problem)
+    return {"problem": problem, "info": info}
+
+
+def _record_check(est, check: dict) -> None:
+    """Record the mode check's result (and any problem) on ``est``."""
+    info = check["info"]
+    est.info.setdefault("checks", {})["modes"] = info
+    if "seconds" in info:
+        est.timing["checks_s"] = info["seconds"]
+    if check["problem"]:
+        est.problems.append(check["problem"])
 
 
 def _merge_problems(per_run):
@@ -383,48 +411,54 @@ def _merge_problems(per_run):
     return out
 
 
-def _combine(method, target, results, o, total) -> LogZ:
+def _combine(m: LogZMethod, target, results: list[Estimate], ctx: Context, total) -> LogZ:
+    """One :class:`LogZ` from the replicates' estimates (pooled when there are several)."""
     first = results[0]
     R = len(results)
-    problems = _merge_problems([res["problems"] for res in results])
-    info = dict(first["info"])
-    lower = first.get("lower")
-    upper = first.get("upper")
+    problems = _merge_problems([res.problems for res in results])
+    info = dict(first.info)
+    lower, upper = first.lower, first.upper
     if R == 1:
-        log_z, stderr = first["log_z"], first["stderr"]
-        particles, weights, ess, reps = first["particles"], first["weights"], first["ess"], None
+        log_z, stderr = first.log_z, first.stderr
+        particles, weights, ess, reps = first.particles, first.weights, first.ess, None
     else:
-        reps = np.array([res["log_z"] for res in results])
+        reps = np.array([res.log_z for res in results])
         log_z = float(logsumexp(reps) - math.log(R))
         # The replicates are independent, so their spread measures the error of
         # any one; the mean of R of them has 1/sqrt(R) of it.
-        stderr, problem, rinfo = replicate_check(reps, [res["stderr"] for res in results])
+        stderr, problem, rinfo = replicate_check(reps, [res.stderr for res in results])
         info.setdefault("checks", {})["replicates"] = rinfo
         if problem:
             problems.append(problem)
         if lower is not None:
-            lows = np.array([res["lower"] for res in results])
-            ups = np.array([res["upper"] for res in results])
-            # Still bounds: log of a mean of unbiased Z (resp. 1/Z) estimates.
-            lower = float(logsumexp(lows) - math.log(R))
-            upper = float(-(logsumexp(-ups) - math.log(R)))
-            log_z = 0.5 * (lower + upper)
-            stderr = max(0.5 * (upper - lower), stderr)
-        if all(res["particles"] is not None for res in results):
-            particles = np.concatenate([res["particles"] for res in results])
-            # Pool weighted particles: weight W_ri * Z_r / sum_r Z_r.
-            scale = np.exp(reps - logsumexp(reps))
-            weights = np.concatenate(
-                [res["weights"] * s for res, s in zip(results, scale, strict=True)])
-            weights = weights / weights.sum()
-            ess = float(kish_ess(weights))
-        else:
-            particles, weights, ess = None, None, float(sum(res["ess"] for res in results))
-        info["replicate_stderr"] = [res["stderr"] for res in results]
-    n = o.get("particles", o.get("live_points", o.get("draws", 0) * o.get("chains", 1)))
-    return LogZ(method=method, target=target, log_z=log_z, stderr=stderr, ess=ess,
-                num_particles=int(n or 0), stages=first["stages"], particles=particles,
-                weights=weights, lower=lower, upper=upper, replicates=reps,
-                problems=problems,
-                num_grad_evals=int(sum(res["grad_evals"] for res in results)),
+            log_z, stderr, lower, upper = _pooled_bounds(results, stderr)
+        particles, weights, ess = _pooled_particles(results, reps)
+        info["replicate_stderr"] = [res.stderr for res in results]
+    return LogZ(method=m.name, target=target, log_z=log_z, stderr=stderr, ess=ess,
+                num_particles=m.num_particles(ctx.options), stages=first.stages,
+                particles=particles, weights=weights, lower=lower, upper=upper,
+                replicates=reps, problems=problems,
+                num_grad_evals=int(sum(res.grad_evals for res in results)),
                 timing={"total_s": total}, info=info)
+
+
+def _pooled_bounds(results, stderr):
+    """BDMC's bounds pooled over replicates: ``(midpoint, stderr, lower, upper)``."""
+    R = len(results)
+    lows = np.array([res.lower for res in results])
+    ups = np.array([res.upper for res in results])
+    # Still bounds: log of a mean of unbiased Z (resp. 1/Z) estimates.
+    lower = float(logsumexp(lows) - math.log(R))
+    upper = float(-(logsumexp(-ups) - math.log(R)))
+    return 0.5 * (lower + upper), max(0.5 * (upper - lower), stderr), lower, upper
+
+
+def _pooled_particles(results, reps):
+    """All replicates' particles with weights ``W_ri * Z_r / sum_r Z_r``, and their ESS."""
+    if not all(res.particles is not None for res in results):
+        return None, None, float(sum(res.ess for res in results))
+    particles = np.concatenate([res.particles for res in results])
+    scale = np.exp(reps - logsumexp(reps))
+    weights = np.concatenate([res.weights * s for res, s in zip(results, scale, strict=True)])
+    weights = weights / weights.sum()
+    return particles, weights, float(kish_ess(weights))

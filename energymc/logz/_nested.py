@@ -10,8 +10,9 @@ with a spread.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import blackjax
 import jax
@@ -24,17 +25,21 @@ from energymc._util import check_option_int as _check_int
 from energymc._util import kish_ess
 from energymc.energy import jit_over_target
 from energymc.errors import OptionError
+from energymc.logz._method import Context, Estimate, LogZMethod, register
 
-__all__ = ["NESTED_DEFAULTS", "run_nested", "validate_nested"]
+__all__ = ["Nested", "NestedOptions", "run_nested"]
 
-NESTED_DEFAULTS = {
-    "live_points": 500,
-    "num_inner_steps": None,
-    "num_delete": 50,
-    "tol": 0.01,
-    "max_iterations": 100_000,
-    "chunk": 20,
-}
+
+@dataclasses.dataclass(frozen=True)
+class NestedOptions:
+    """Nested sampling's options and their defaults (see :func:`energymc.log_partition`)."""
+
+    live_points: int = 500
+    num_inner_steps: int | None = None
+    num_delete: int = 50
+    tol: float = 0.01
+    max_iterations: int = 100_000
+    chunk: int = 20
 
 
 class _Cfg(NamedTuple):
@@ -44,23 +49,30 @@ class _Cfg(NamedTuple):
     chunk: int
 
 
-def validate_nested(target, opts):
-    o = dict(opts)
-    o["live_points"] = _check_int("live_points", o["live_points"], 2)
-    o["num_delete"] = _check_int("num_delete", o["num_delete"], 1)
-    o["chunk"] = _check_int("chunk", o["chunk"], 1)
-    o["max_iterations"] = _check_int("max_iterations", o["max_iterations"], 1)
-    if o["num_delete"] >= o["live_points"]:
-        raise OptionError(f"num_delete= ({o['num_delete']}) must be below live_points= "
-                          f"({o['live_points']}).")
-    if o["num_inner_steps"] is None:
-        # BlackJAX's advice for reliable mixing inside the contour.
-        o["num_inner_steps"] = max(5, 2 * target.dim)
-    o["num_inner_steps"] = _check_int("num_inner_steps", o["num_inner_steps"], 1)
-    if not (isinstance(o["tol"], (int, float)) and o["tol"] > 0):
-        raise OptionError(f"tol= must be a positive number of nats; got {o['tol']!r}.")
-    o["_cfg"] = _Cfg(o["live_points"], o["num_inner_steps"], o["num_delete"], o["chunk"])
-    return o
+@dataclasses.dataclass(frozen=True)
+class NestedContext(Context):
+    """The static configuration nested sampling compiles with."""
+
+    cfg: Any = None
+
+
+def validate_nested(target, opts: NestedOptions) -> NestedContext:
+    """Check nested-sampling options eagerly; returns the call's context."""
+    o = dataclasses.replace(
+        opts, live_points=_check_int("live_points", opts.live_points, 2),
+        num_delete=_check_int("num_delete", opts.num_delete, 1),
+        chunk=_check_int("chunk", opts.chunk, 1),
+        max_iterations=_check_int("max_iterations", opts.max_iterations, 1))
+    if o.num_delete >= o.live_points:
+        raise OptionError(f"num_delete= ({o.num_delete}) must be below live_points= "
+                          f"({o.live_points}).")
+    # BlackJAX's advice for reliable mixing inside the contour.
+    inner = max(5, 2 * target.dim) if o.num_inner_steps is None else o.num_inner_steps
+    o = dataclasses.replace(o, num_inner_steps=_check_int("num_inner_steps", inner, 1))
+    if not (isinstance(o.tol, (int, float)) and o.tol > 0):
+        raise OptionError(f"tol= must be a positive number of nats; got {o.tol!r}.")
+    return NestedContext(options=o, cfg=_Cfg(o.live_points, o.num_inner_steps, o.num_delete,
+                                             o.chunk))
 
 
 def _algorithm(target, ref, cfg):
@@ -100,14 +112,18 @@ def _evals(update_info) -> float:
     return total
 
 
-def run_nested(target, ref, key, o) -> dict:
-    cfg = o["_cfg"]
+def _sample_until_converged(target, ref, key, ctx):
+    """Host loop over compiled chunks until the live points could add < ``tol`` nats.
+
+    Returns ``(state, dead, iterations, evals, converged)``.
+    """
+    cfg, o = ctx.cfg, ctx.options
     state = _init(jax.random.fold_in(key, 0), ref, target=target, cfg=cfg)
     dead = []
     it = 0
     evals = float(cfg.live_points)
     converged = False
-    while it < o["max_iterations"]:
+    while it < o.max_iterations:
         state, info = _chunk(jax.random.fold_in(key, it + 1), state, ref, target=target, cfg=cfg)
         # Each scan step deleted num_delete points: flatten (chunk, num_delete).
         flat = jax.tree.map(lambda a: a.reshape((-1, *a.shape[2:])), info.particles)
@@ -116,9 +132,16 @@ def run_nested(target, ref, key, o) -> dict:
         it += cfg.chunk
         integ = state.integrator
         log_z, log_z_live = float(integ.logZ), float(integ.logZ_live)
-        if math.isfinite(log_z) and np.logaddexp(log_z, log_z_live) - log_z < o["tol"]:
+        if math.isfinite(log_z) and np.logaddexp(log_z, log_z_live) - log_z < o.tol:
             converged = True
             break
+    return state, dead, it, evals, converged
+
+
+def run_nested(target, ref, key, ctx: NestedContext) -> Estimate:
+    """One nested-sampling run; log Z and its spread from BlackJAX's simulated volumes."""
+    o = ctx.options
+    state, dead, it, evals, converged = _sample_until_converged(target, ref, key, ctx)
     final = ns_utils.finalise(state, dead, update_info=False)
     # BlackJAX simulates the shrinkage of prior volume 100 times; every
     # simulation gives one log Z, and their spread is the error bar.
@@ -134,13 +157,34 @@ def run_nested(target, ref, key, o) -> dict:
     ess = float(kish_ess(w))
     problems = []
     if not converged:
-        problems.append(f"nested sampling hit max_iterations={o['max_iterations']} before "
-                        f"the live points' share fell below tol={o['tol']}; raise "
+        problems.append(f"nested sampling hit max_iterations={o.max_iterations} before "
+                        f"the live points' share fell below tol={o.tol}; raise "
                         "max_iterations=.")
     stages = {"beta": np.array([1.0]), "ess": np.array([ess])}
-    return {"log_z": log_z, "stderr": stderr, "ess": ess, "stages": stages,
-            "particles": np.asarray(final.particles.position), "weights": w,
-            "grad_evals": evals, "problems": problems,
-            "info": {"iterations": it, "num_dead": int(w.size),
-                     "evals_note": "likelihood evaluations (no gradients)",
-                     "log_likelihood": np.asarray(final.particles.loglikelihood)}}
+    return Estimate(log_z=log_z, stderr=stderr, ess=ess, stages=stages,
+                    particles=np.asarray(final.particles.position), weights=w,
+                    grad_evals=evals, problems=problems,
+                    info={"iterations": it, "num_dead": int(w.size),
+                          "evals_note": "likelihood evaluations (no gradients)",
+                          "log_likelihood": np.asarray(final.particles.loglikelihood)})
+
+
+class Nested(LogZMethod):
+    """BlackJAX's nested slice sampling (``blackjax.nss``)."""
+
+    name = "nested"
+    supports = ("real",)
+    defaults = NestedOptions()
+    replicates = 1
+
+    def validate(self, options, target):
+        return validate_nested(target, self.options(options))
+
+    def run(self, target, ref, key, ctx):
+        return run_nested(target, ref, key, ctx)
+
+    def num_particles(self, options):
+        return int(options.live_points)
+
+
+register(Nested())

@@ -13,8 +13,9 @@ resampling ancestors), see :func:`genealogy_variance`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import blackjax
 import jax
@@ -30,26 +31,30 @@ from energymc._util import default_step, kish_ess, nonfinite_to_neginf
 from energymc.energy import jit_over_target
 from energymc.errors import OptionError
 from energymc.logz._ais import resolve_kernel
+from energymc.logz._method import Context, Estimate, LogZMethod, register
 from energymc.progress import StageTicks
 
-__all__ = ["SMC_DEFAULTS", "genealogy_variance", "run_smc", "smc_progress_units",
-           "validate_smc"]
+__all__ = ["SMC", "SMCContext", "SMCOptions", "genealogy_variance", "run_smc"]
 
-SMC_DEFAULTS = {
-    "particles": 512,
-    "target_ess": 0.5,
-    "kernel": None,
-    "kernel_options": None,
-    "mcmc_steps": 10,
-    "waste_free": False,
-    "step_size": None,
-    "target_accept": None,
-    "resampling": "systematic",
-    "max_stages": 500,
-    "min_families": 20,
-    "min_lineage_ratio": 0.2,
-    "schedule": "adaptive",
-}
+
+@dataclasses.dataclass(frozen=True)
+class SMCOptions:
+    """SMC options and their defaults (see :func:`energymc.log_partition`)."""
+
+    particles: int = 512
+    target_ess: float = 0.5
+    kernel: str | None = None
+    kernel_options: dict | None = None
+    mcmc_steps: int = 10
+    waste_free: bool = False
+    step_size: float | None = None
+    target_accept: float | None = None
+    resampling: str = "systematic"
+    max_stages: int = 500
+    min_families: float = 20
+    min_lineage_ratio: float = 0.2
+    schedule: Any = "adaptive"
+
 
 _RESAMPLERS = {"systematic": resampling.systematic, "stratified": resampling.stratified,
                "multinomial": resampling.multinomial, "residual": resampling.residual}
@@ -66,41 +71,58 @@ class _Cfg(NamedTuple):
     fixed: bool
 
 
-def validate_smc(target, opts):
-    o = dict(opts)
-    o["particles"] = _check_int("particles", o["particles"], 2)
-    o["mcmc_steps"] = _check_int("mcmc_steps", o["mcmc_steps"], 1)
-    o["max_stages"] = _check_int("max_stages", o["max_stages"], 1)
-    mf = o["min_families"]
+@dataclasses.dataclass(frozen=True)
+class SMCContext(Context):
+    """What SMC derives once per call.
+
+    ``betas`` is the ``(stages,)`` fixed schedule after 0 (``None`` when it is
+    chosen as the run goes); ``pilot``, set by :meth:`SMC.plan` for
+    ``schedule="pilot"``, is ``(betas, problems)`` of the pilot run, which
+    every replicate then follows.
+    """
+
+    kernel: Any = None
+    kernel_options: Any = ()
+    cfg: Any = None
+    betas: Any = None
+    pilot: Any = None
+
+
+def validate_smc(target, opts: SMCOptions) -> SMCContext:
+    """Check SMC options eagerly (before anything compiles); returns the call's context."""
+    o = dataclasses.replace(
+        opts, particles=_check_int("particles", opts.particles, 2),
+        mcmc_steps=_check_int("mcmc_steps", opts.mcmc_steps, 1),
+        max_stages=_check_int("max_stages", opts.max_stages, 1))
+    mf = o.min_families
     if isinstance(mf, bool) or not isinstance(mf, (int, float)) or mf < 0:
         raise OptionError(f"min_families= must be a number >= 0; got {mf!r}.")
-    mr = o["min_lineage_ratio"]
+    mr = o.min_lineage_ratio
     if isinstance(mr, bool) or not isinstance(mr, (int, float)) or mr < 0:
         raise OptionError(f"min_lineage_ratio= must be a number >= 0; got {mr!r}.")
-    te = o["target_ess"]
+    te = o.target_ess
     if not (isinstance(te, (int, float)) and 0 < te < 1):
         raise OptionError(f"target_ess= must be a fraction in (0, 1); got {te!r}.")
-    if o["resampling"] not in _RESAMPLERS:
-        raise OptionError(f"unknown resampling {o['resampling']!r}; valid: "
+    if o.resampling not in _RESAMPLERS:
+        raise OptionError(f"unknown resampling {o.resampling!r}; valid: "
                           f"{', '.join(_RESAMPLERS)}.")
-    if not isinstance(o["waste_free"], bool):
-        raise OptionError(f"waste_free= must be True or False; got {o['waste_free']!r}.")
-    if o["waste_free"] and o["particles"] % (o["mcmc_steps"] + 1):
+    if not isinstance(o.waste_free, bool):
+        raise OptionError(f"waste_free= must be True or False; got {o.waste_free!r}.")
+    if o.waste_free and o.particles % (o.mcmc_steps + 1):
         raise OptionError(
             f"waste_free=True keeps every state of particles/(mcmc_steps+1) chains, so "
-            f"particles={o['particles']} must be a multiple of mcmc_steps+1="
-            f"{o['mcmc_steps'] + 1}."
+            f"particles={o.particles} must be a multiple of mcmc_steps+1="
+            f"{o.mcmc_steps + 1}."
         )
-    kernel, kopts = resolve_kernel(target, o["kernel"], o["kernel_options"], "log_partition")
+    kernel, kopts = resolve_kernel(target, o.kernel, o.kernel_options, "log_partition")
     if "step_size" not in kernel.defaults or "inverse_mass_matrix" not in kernel.defaults:
         raise OptionError(f"method='smc' needs a continuous kernel with a step size; "
                           f"{kernel.name!r} has none.")
-    o["_kernel"], o["_kernel_options"] = kernel, kopts
-    o["_betas"] = _check_schedule(o["schedule"], o["max_stages"])
-    ta = o["target_accept"] if o["target_accept"] is not None else dict(kopts)["target_accept"]
-    o["_cfg"] = _Cfg(o["particles"], float(te), o["mcmc_steps"], o["waste_free"], float(ta),
-                     o["resampling"], o["max_stages"], o["_betas"] is not None)
-    return o
+    betas = _check_schedule(o.schedule, o.max_stages)
+    ta = o.target_accept if o.target_accept is not None else dict(kopts)["target_accept"]
+    cfg = _Cfg(o.particles, float(te), o.mcmc_steps, o.waste_free, float(ta), o.resampling,
+               o.max_stages, betas is not None)
+    return SMCContext(options=o, kernel=kernel, kernel_options=kopts, cfg=cfg, betas=betas)
 
 
 def _check_schedule(schedule, max_stages):
@@ -124,31 +146,19 @@ def _check_schedule(schedule, max_stages):
     return b[1:]
 
 
-def _stage_ticks(o):
-    """How one SMC run reports its stages (``None`` unless ``o["_ticks"]``): by
+def _stage_ticks(ctx):
+    """How one SMC run reports its stages (``None`` unless ``ctx.ticks``): by
     stage along a given schedule, by ``beta`` when it is chosen as the run goes
     (adaptive, and ``"pilot"``, whose stages are known only after its pilot)."""
-    ticks = StageTicks(None if o["_betas"] is None else int(o["_betas"].size))
-    return ticks if o.get("_ticks") else None
+    return _stage_count(ctx) if ctx.ticks else None
 
 
-def smc_progress_units(o) -> int:
-    """Progress-bar units of one SMC run (the pilot run of ``schedule="pilot"`` is not shown)."""
-    return _stage_ticks({**o, "_ticks": True}).units
+def _stage_count(ctx):
+    return StageTicks(None if ctx.betas is None else int(ctx.betas.size))
 
 
-@jit_over_target(("target", "kernel", "options", "cfg", "ticks", "mesh"))
-def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, ticks=None,
-         mesh=None):
-    """Run tempered SMC from q0 to the target; pure, compiled once.
-
-    ``betas`` is ``(max_stages,)``: the fixed schedule padded with 1 when
-    ``cfg.fixed``, ignored (BlackJAX picks each next beta from the ESS) if not.
-    ``ticks`` (static), an :class:`energymc.progress.StageTicks` or ``None``,
-    reports each stage to a progress meter and changes no number.
-    """
-    n = cfg.particles
-    target_lp = target.flat_logdensity
+def _algorithm(ref, step0, *, target_lp, kernel, options, cfg: _Cfg):
+    """BlackJAX's (adaptive) tempered SMC with inner-kernel tuning, moving with ``kernel``."""
 
     def loglik(z):
         # NaN (-inf - -inf outside a base's support) and any other non-finite
@@ -175,10 +185,10 @@ def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, ticks=No
 
     extra = {}
     if cfg.waste_free:
-        extra["update_strategy"] = waste_free_smc(n, cfg.mcmc_steps + 1)
+        extra["update_strategy"] = waste_free_smc(cfg.particles, cfg.mcmc_steps + 1)
     if not cfg.fixed:
         extra["target_ess"] = cfg.target_ess
-    alg = blackjax.inner_kernel_tuning(
+    return blackjax.inner_kernel_tuning(
         smc_algorithm=blackjax.tempered_smc if cfg.fixed else blackjax.adaptive_tempered_smc,
         logprior_fn=ref.log_prob,
         loglikelihood_fn=loglik,
@@ -191,6 +201,26 @@ def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, ticks=No
         num_mcmc_steps=None if cfg.waste_free else cfg.mcmc_steps,
         **extra,
     )
+
+
+def _record_stage(rec, i, values):
+    """The stage record with row ``i`` set to ``values`` (a dict of scalars)."""
+    return {k: v.at[i].set(values[k]) for k, v in rec.items()}
+
+
+@jit_over_target(("target", "kernel", "options", "cfg", "ticks", "mesh"))
+def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, ticks=None,
+         mesh=None):
+    """Run tempered SMC from q0 to the target; pure, compiled once.
+
+    ``betas`` is ``(max_stages,)``: the fixed schedule padded with 1 when
+    ``cfg.fixed``, ignored (BlackJAX picks each next beta from the ESS) if not.
+    ``ticks`` (static), an :class:`energymc.progress.StageTicks` or ``None``,
+    reports each stage to a progress meter and changes no number.
+    """
+    n = cfg.particles
+    alg = _algorithm(ref, step0, target_lp=target.flat_logdensity, kernel=kernel,
+                     options=options, cfg=cfg)
     k0, key = jax.random.split(key)
     # Particles split over the devices of ``mesh``; the compiler follows.
     state = alg.init(_sharding.place_rows(ref.sample(k0, n), mesh))
@@ -227,14 +257,10 @@ def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, ticks=No
         var = jnp.maximum(1.0 / ess - 1.0 / w.shape[0], 0.0)
         cost = (jnp.sum(stats["n_steps"]) if "n_steps" in stats
                 else jnp.asarray(stats["acceptance_rate"].size, dtype))
-        rec = dict(rec)
-        rec["beta"] = rec["beta"].at[i].set(state.sampler_state.tempering_param)
-        rec["ess"] = rec["ess"].at[i].set(ess)
-        rec["acceptance"] = rec["acceptance"].at[i].set(
-            jnp.mean(jnp.nan_to_num(stats["acceptance_rate"], nan=0.0)))
-        rec["step_size"] = rec["step_size"].at[i].set(step_used)
-        rec["log_z"] = rec["log_z"].at[i].set(log_z + inc)
-        rec["var"] = rec["var"].at[i].set(var)
+        rec = _record_stage(rec, i, {
+            "beta": state.sampler_state.tempering_param, "ess": ess,
+            "acceptance": jnp.mean(jnp.nan_to_num(stats["acceptance_rate"], nan=0.0)),
+            "step_size": step_used, "log_z": log_z + inc, "var": var})
         if ticks is not None:
             ticks(i, beta_before, state.sampler_state.tempering_param)
         return i + 1, state, log_z + inc, rec, evals + cost.astype(dtype) + n, eve
@@ -297,45 +323,54 @@ def _increasing(betas):
     return betas
 
 
-def run_smc(target, ref, key, o) -> dict:
-    kernel, kopts, cfg = o["_kernel"], o["_kernel_options"], o["_cfg"]
-    step = o["step_size"]
+def _step0(target, ctx):
+    """The initial step size, ``()`` in the default float dtype."""
+    step = ctx.options.step_size
     if step is None:
-        step = default_step(kernel.name, target.dim)
-    dtype = jnp.result_type(float)
-    step = jnp.asarray(step, dtype)
-    betas, pilot_evals, problems = o["_betas"], 0.0, []
-    if isinstance(o["schedule"], str) and o["schedule"] == "pilot" and "_pilot" in o:
-        # Replicates after the first follow the first one's pilot schedule:
-        # given the schedule they are still independent, and each costs one
-        # run instead of two.
-        betas, problems = o["_pilot"]
-        problems = list(problems)
+        step = default_step(ctx.kernel.name, target.dim)
+    return jnp.asarray(step, jnp.result_type(float))
+
+
+def pilot_schedule(target, ref, key, ctx: SMCContext):
+    """``schedule="pilot"``: an adaptive run on an independent key fixes the betas.
+
+    The estimate comes from a second run along them, so no beta depends on
+    the particles it weighs (an adaptive schedule does, which biases Z-hat by
+    O(stages/N); unmeasurable on the benchmarks, but this removes it for twice
+    the cost). Returns the context with ``pilot = (betas, problems)`` and the
+    pilot run's gradient evaluations. ``key`` is the first replicate's.
+    """
+    cfg = ctx.cfg
+    step = _step0(target, ctx)
+    pilot = _smc(jax.random.fold_in(key, 7919), ref, step,
+                 jnp.ones((cfg.max_stages,), step.dtype), target=target, kernel=ctx.kernel,
+                 options=ctx.kernel_options, cfg=cfg, mesh=ctx.mesh)
+    k = int(pilot["num_stages"])
+    betas = _increasing(np.asarray(pilot["record"]["beta"], dtype=float)[:k])
+    problems = []
+    if betas[-1] < 1.0:
+        problems.append(f"the pilot run stopped at beta={betas[-1]:.4g} after max_stages="
+                        f"{cfg.max_stages}, so its last stage jumps to 1; raise max_stages= "
+                        "or lower target_ess=.")
+        betas = np.append(betas[:cfg.max_stages - 1], 1.0)
+    return dataclasses.replace(ctx, pilot=(betas, problems)), float(pilot["grad_evals"])
+
+
+def run_smc(target, ref, key, ctx: SMCContext) -> Estimate:
+    """One SMC replicate (along the pilot's schedule when :func:`pilot_schedule` set one)."""
+    cfg, step = ctx.cfg, _step0(target, ctx)
+    betas, problems = ctx.betas, []
+    if ctx.pilot is not None:
+        # Every replicate follows the one pilot schedule: given the schedule
+        # they are still independent, and each costs one run instead of two.
+        betas, problems = ctx.pilot[0], list(ctx.pilot[1])
         cfg = cfg._replace(fixed=True)
-    elif isinstance(o["schedule"], str) and o["schedule"] == "pilot":
-        # An adaptive run on an independent key fixes the schedule; the
-        # estimate comes from a second run along it, so no beta depends on
-        # the particles it weighs (an adaptive schedule does, which biases
-        # Z-hat by O(stages/N); unmeasurable on the benchmarks, but this
-        # removes it for twice the cost).
-        pilot = _smc(jax.random.fold_in(key, 7919), ref, step, jnp.ones((cfg.max_stages,), dtype),
-                     target=target, kernel=kernel, options=kopts, cfg=cfg, mesh=o.get("_mesh"))
-        k = int(pilot["num_stages"])
-        betas = _increasing(np.asarray(pilot["record"]["beta"], dtype=float)[:k])
-        if betas[-1] < 1.0:
-            problems.append(f"the pilot run stopped at beta={betas[-1]:.4g} after max_stages="
-                            f"{cfg.max_stages}, so its last stage jumps to 1; raise max_stages= "
-                            "or lower target_ess=.")
-            betas = np.append(betas[:cfg.max_stages - 1], 1.0)
-        pilot_evals = float(pilot["grad_evals"])
-        cfg = cfg._replace(fixed=True)
-        o["_pilot"] = (betas, list(problems))  # for the other replicates
     padded = np.ones((cfg.max_stages,))
     if betas is not None:
         padded[:betas.size] = betas
-    out = _smc(key, ref, step, jnp.asarray(padded, dtype), target=target,
-               kernel=kernel, options=kopts, cfg=cfg, ticks=_stage_ticks(o),
-               mesh=o.get("_mesh"))
+    out = _smc(key, ref, step, jnp.asarray(padded, step.dtype), target=target,
+               kernel=ctx.kernel, options=ctx.kernel_options, cfg=cfg, ticks=_stage_ticks(ctx),
+               mesh=ctx.mesh)
     k = int(out["num_stages"])
     rec = {name: np.asarray(v)[:k] for name, v in out["record"].items()}
     w = np.asarray(out["weights"], dtype=float)
@@ -354,11 +389,31 @@ def run_smc(target, ref, key, o) -> dict:
     stderr_delta = math.sqrt(float(np.sum(rec["var"])))
     rel_var, eve_ess = genealogy_variance(w, np.asarray(out["eve"]))
     stderr_gen = math.sqrt(math.log1p(rel_var))
-    stderr = max(stderr_gen, stderr_delta)
-    if eve_ess < o["min_families"]:
+    lineage_ratio = eve_ess * k / cfg.particles
+    problems += _lineage_problems(ctx.options, cfg, eve_ess, k, lineage_ratio)
+    stages = {"beta": rec["beta"], "ess": rec["ess"], "acceptance": rec["acceptance"],
+              "step_size": rec["step_size"], "log_z": rec["log_z"]}
+    return Estimate(
+        log_z=float(out["log_z"]), stderr=max(stderr_gen, stderr_delta), ess=ess,
+        stages=stages, particles=np.asarray(out["particles"]), weights=w,
+        grad_evals=float(out["grad_evals"]), problems=problems,
+        info={"kernel": ctx.kernel.name, "waste_free": cfg.waste_free,
+              # Betas from 0 to 1, reusable as schedule= of a later run.
+              "schedule": np.concatenate([[0.0], _increasing(rec["beta"])]),
+              "pilot_grad_evals": 0.0,
+              "stderr_delta": stderr_delta, "stderr_genealogy": stderr_gen,
+              "eve_ess": eve_ess, "lineage_ratio": lineage_ratio,
+              "stderr_note": "larger of the genealogy (Chan-Lai) estimate and the sum "
+                             "of per-step delta-method variances"})
+
+
+def _lineage_problems(o, cfg, eve_ess, k, lineage_ratio) -> list[str]:
+    """Problems when the final particles descend from too few lineages."""
+    problems = []
+    if eve_ess < o.min_families:
         problems.append(
             f"the final particles descend from only {eve_ess:.1f} effective initial particles "
-            f"(below min_families={o['min_families']:g}): resampling has concentrated the "
+            f"(below min_families={o.min_families:g}): resampling has concentrated the "
             "weight on few lineages, so the stderr, estimated from them, is itself unreliable "
             "(typically too small). Use more particles=, a higher target_ess= with more "
             "mcmc_steps= (moves between resamplings), or a base closer to the target.")
@@ -372,26 +427,41 @@ def run_smc(target, ref, key, o) -> dict:
     # lineages collapse 5-100x faster; such runs were the confidently wrong
     # ones on ManyWell-32 (ratios 0.01-0.16), where min_families alone missed
     # some. Waste-free SMC resamples fewer ancestors than particles: not checked.
-    lineage_ratio = eve_ess * k / cfg.particles
-    if not cfg.waste_free and lineage_ratio < o["min_lineage_ratio"]:
+    if not cfg.waste_free and lineage_ratio < o.min_lineage_ratio:
         problems.append(
             f"the particles' lineages collapsed far faster than resampling alone explains "
             f"({eve_ess:.1f} effective initial particles after {k} stages of {cfg.particles}: "
-            f"ratio {lineage_ratio:.3f}, below min_lineage_ratio={o['min_lineage_ratio']:g}): "
+            f"ratio {lineage_ratio:.3f}, below min_lineage_ratio={o.min_lineage_ratio:g}): "
             "the same particles were favoured stage after stage, so the moves do not mix what "
             "the weights select (e.g. the proportions of separated modes), and the stderr from "
             "these few lineages is too small. Use stronger moves (kernel='hmc', more "
             "mcmc_steps=) and slower tempering (target_ess=0.9).")
-    stages = {"beta": rec["beta"], "ess": rec["ess"], "acceptance": rec["acceptance"],
-              "step_size": rec["step_size"], "log_z": rec["log_z"]}
-    return {"log_z": float(out["log_z"]), "stderr": stderr, "ess": ess, "stages": stages,
-            "particles": np.asarray(out["particles"]), "weights": w,
-            "grad_evals": float(out["grad_evals"]) + pilot_evals, "problems": problems,
-            "info": {"kernel": kernel.name, "waste_free": cfg.waste_free,
-                     # Betas from 0 to 1, reusable as schedule= of a later run.
-                     "schedule": np.concatenate([[0.0], _increasing(rec["beta"])]),
-                     "pilot_grad_evals": pilot_evals,
-                     "stderr_delta": stderr_delta, "stderr_genealogy": stderr_gen,
-                     "eve_ess": eve_ess, "lineage_ratio": lineage_ratio,
-                     "stderr_note": "larger of the genealogy (Chan-Lai) estimate and the sum "
-                                    "of per-step delta-method variances"}}
+    return problems
+
+
+class SMC(LogZMethod):
+    """BlackJAX's adaptive tempered SMC with inner-kernel tuning."""
+
+    name = "smc"
+    supports = ("real",)
+    defaults = SMCOptions()
+    replicates = 4
+    splits_particles = True
+
+    def validate(self, options, target):
+        return validate_smc(target, self.options(options))
+
+    def plan(self, target, ref, key, ctx):
+        if isinstance(ctx.options.schedule, str) and ctx.options.schedule == "pilot":
+            return pilot_schedule(target, ref, key, ctx)
+        return ctx, 0.0
+
+    def run(self, target, ref, key, ctx):
+        return run_smc(target, ref, key, ctx)
+
+    def progress_units(self, ctx):
+        # The pilot run of schedule="pilot" is not shown.
+        return _stage_count(ctx).units
+
+
+register(SMC())

@@ -17,8 +17,9 @@ chains (which sees the rest).
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,8 +37,9 @@ from energymc.kernels.tempering import (
     pt_warmup,
 )
 from energymc.logz._ais import resolve_kernel
+from energymc.logz._method import Context, Estimate, LogZMethod, register
 
-__all__ = ["PT_LOGZ_DEFAULTS", "multichain_ess", "run_pt_logz", "validate_pt_logz"]
+__all__ = ["PT", "PTOptions", "multichain_ess", "run_pt_logz"]
 
 # Flag a run when the autocorrelation-aware error bar exceeds this many nats
 # (and 3x the reported stderr). That bar is conservative: on the benchmark's
@@ -45,19 +47,21 @@ __all__ = ["PT_LOGZ_DEFAULTS", "multichain_ess", "run_pt_logz", "validate_pt_log
 # banana2), on ManyWell-32, where the reported stderr missed, 1.5-2.6.
 _AUTOCORR_LIMIT = 0.5
 
-PT_LOGZ_DEFAULTS = {
-    "replicas": 16,
-    "chains": 4,
-    "draws": 1000,
-    "warmup": 500,
-    "kernel": None,
-    "kernel_options": None,
-    "local_steps": 1,
-    "adapt_ladder": True,
-    "target_accept": None,
-    "step_size": None,
-    "batches": 10,
-}
+@dataclasses.dataclass(frozen=True)
+class PTOptions:
+    """Parallel tempering's options and their defaults (see :func:`energymc.log_partition`)."""
+
+    replicas: int = 16
+    chains: int = 4
+    draws: int = 1000
+    warmup: int = 500
+    kernel: str | None = None
+    kernel_options: dict | None = None
+    local_steps: int = 1
+    adapt_ladder: bool = True
+    target_accept: float | None = None
+    step_size: float | None = None
+    batches: int = 10
 
 
 class _Cfg(NamedTuple):
@@ -70,21 +74,30 @@ class _Cfg(NamedTuple):
     target_accept: float | None
 
 
-def validate_pt_logz(target, opts):
-    o = dict(opts)
-    for name, lo in (("replicas", 2), ("chains", 1), ("draws", 2), ("warmup", 0),
-                     ("local_steps", 1), ("batches", 1)):
-        o[name] = _check_int(name, o[name], lo)
-    if o["batches"] > o["draws"]:
-        raise OptionError(f"batches= ({o['batches']}) cannot exceed draws= ({o['draws']}).")
-    kernel, kopts = resolve_kernel(target, o["kernel"], o["kernel_options"], "log_partition")
-    ta = o["target_accept"]
+@dataclasses.dataclass(frozen=True)
+class PTContext(Context):
+    """The local kernel, its options and the static configuration PT compiles with."""
+
+    kernel: Any = None
+    kernel_options: Any = ()
+    cfg: Any = None
+
+
+def validate_pt_logz(target, opts: PTOptions) -> PTContext:
+    """Check PT options eagerly (before anything compiles); returns the call's context."""
+    checked = {name: _check_int(name, getattr(opts, name), lo)
+               for name, lo in (("replicas", 2), ("chains", 1), ("draws", 2), ("warmup", 0),
+                                ("local_steps", 1), ("batches", 1))}
+    o = dataclasses.replace(opts, **checked)
+    if o.batches > o.draws:
+        raise OptionError(f"batches= ({o.batches}) cannot exceed draws= ({o.draws}).")
+    kernel, kopts = resolve_kernel(target, o.kernel, o.kernel_options, "log_partition")
+    ta = o.target_accept
     if ta is None:
         ta = dict(kopts).get("target_accept")
-    o["_kernel"], o["_kernel_options"] = kernel, kopts
-    o["_cfg"] = _Cfg(o["replicas"], o["chains"], o["draws"], o["warmup"], o["local_steps"],
-                     bool(o["adapt_ladder"]), None if ta is None else float(ta))
-    return o
+    cfg = _Cfg(o.replicas, o.chains, o.draws, o.warmup, o.local_steps, bool(o.adapt_ladder),
+               None if ta is None else float(ta))
+    return PTContext(options=o, kernel=kernel, kernel_options=kopts, cfg=cfg)
 
 
 @jit_over_target(("target", "base", "bopts", "cfg"))
@@ -187,19 +200,11 @@ def _autocorrelated_stderr(betas, ll):
     return float(np.sqrt(np.sum(cv2 / ess))), ess
 
 
-def run_pt_logz(target, ref, key, o) -> dict:
-    cfg, base, bopts = o["_cfg"], o["_kernel"], o["_kernel_options"]
-    step = o["step_size"]
-    if base.tunable and step is None:
-        from energymc._util import default_step
-
-        step = default_step(base.name, target.dim)
-    out = _run(key, ref, None if step is None else jnp.asarray(step, jnp.result_type(float)),
-               target=target, base=base, bopts=bopts, cfg=cfg)
-    out = jax.tree.map(lambda a: np.asarray(a, dtype=float), out)
+def _estimate(out, batches):
+    """Stepping-stone log Z of the chains and its stderrs (batch means, between chains)."""
     C, T, R = out["ll"].shape
     per_chain, batch_est, ess_rungs = [], [], []
-    B = o["batches"]
+    B = batches
     L = T // B
     for c in range(C):
         lz, ess = _stepping_stones(out["betas"][c], out["ll"][c])
@@ -227,14 +232,13 @@ def run_pt_logz(target, ref, key, o) -> dict:
     else:
         stderr_chains, stderr = math.nan, stderr_bm
     ess_rungs = np.mean(np.array(ess_rungs), axis=0)
-    attempted = out["attempted"]
-    swap = np.where(attempted > 0, out["swap"], np.nan)
-    swap_rate = np.nanmean(swap.reshape(-1, R - 1), axis=0)
-    stages = {"beta": np.mean(out["betas"], axis=0),
-              "acceptance": out["acceptance"].reshape(-1, R).mean(axis=0),
-              "swap_acceptance": np.concatenate([swap_rate, [np.nan]]),
-              "step_size": np.mean(out["step_size"], axis=0),
-              "ess": np.concatenate([ess_rungs, [np.nan]])}
+    return log_z, stderr, stderr_bm, stderr_chains, per_chain, ess_rungs
+
+
+def _problems(out, swap_rate, ess_rungs, per_chain, stderr, stderr_bm, stderr_chains,
+              stderr_ac, ess_ac, round_trips):
+    """Plain-language problems of a PT run (each with a fix)."""
+    C, T, R = out["ll"].shape
     problems = []
     if np.nanmin(swap_rate) < 0.05:
         problems.append(f"some adjacent rungs almost never swap (min swap acceptance "
@@ -255,7 +259,6 @@ def run_pt_logz(target, ref, key, o) -> dict:
         problems.append(f"the chains disagree (per-chain log Z sd {spread:.3f}, "
                         f"{stderr_chains / stderr_bm:.1f}x what their own batches predict): "
                         "some chain has not mixed across the ladder. Use more draws= or warmup=.")
-    stderr_ac, ess_ac = _autocorrelated_stderr(out["betas"], out["ll"])
     if stderr_ac > max(_AUTOCORR_LIMIT, 3.0 * stderr):
         problems.append(
             f"the rungs' draws are strongly autocorrelated (smallest multi-chain ESS of a "
@@ -266,20 +269,70 @@ def run_pt_logz(target, ref, key, o) -> dict:
             "more replicas=.")
     # A round trip carries a state from the base (beta = 0, exact draws) up to
     # beta = 1; with none, the cold rungs never saw a fresh state from the base.
-    round_trips = out["round_trips"].sum(axis=1).astype(int)              # (C,)
     if R > 1 and round_trips.sum() == 0:
         problems.append(f"no replica travelled from the base (beta = 0) to beta = 1 in "
                         f"{T} rounds of any of the {C} chains (0 round trips): the cold rungs "
                         "never received a fresh state from the base. Use more replicas= "
                         "(smaller steps between rungs) or more draws=.")
+    return problems
+
+
+def run_pt_logz(target, ref, key, ctx: PTContext) -> Estimate:
+    """One PT run: independent chains, each with its own ladder, pooled by stepping stones."""
+    cfg, base, bopts = ctx.cfg, ctx.kernel, ctx.kernel_options
+    step = ctx.options.step_size
+    if base.tunable and step is None:
+        from energymc._util import default_step
+
+        step = default_step(base.name, target.dim)
+    out = _run(key, ref, None if step is None else jnp.asarray(step, jnp.result_type(float)),
+               target=target, base=base, bopts=bopts, cfg=cfg)
+    out = jax.tree.map(lambda a: np.asarray(a, dtype=float), out)
+    C, T, R = out["ll"].shape
+    log_z, stderr, stderr_bm, stderr_chains, per_chain, ess_rungs = _estimate(
+        out, ctx.options.batches)
+    attempted = out["attempted"]
+    swap = np.where(attempted > 0, out["swap"], np.nan)
+    swap_rate = np.nanmean(swap.reshape(-1, R - 1), axis=0)
+    stages = {"beta": np.mean(out["betas"], axis=0),
+              "acceptance": out["acceptance"].reshape(-1, R).mean(axis=0),
+              "swap_acceptance": np.concatenate([swap_rate, [np.nan]]),
+              "step_size": np.mean(out["step_size"], axis=0),
+              "ess": np.concatenate([ess_rungs, [np.nan]])}
+    stderr_ac, ess_ac = _autocorrelated_stderr(out["betas"], out["ll"])
+    round_trips = out["round_trips"].sum(axis=1).astype(int)              # (C,)
+    problems = _problems(out, swap_rate, ess_rungs, per_chain, stderr, stderr_bm,
+                         stderr_chains, stderr_ac, ess_ac, round_trips)
     cold = out["cold"].reshape(-1, target.dim)
     n = cold.shape[0]
-    return {"log_z": log_z, "stderr": stderr, "ess": float(np.nanmin(ess_rungs)),
-            "stages": stages, "particles": cold, "weights": np.full(n, 1.0 / n),
-            "grad_evals": float(np.sum(out["cost"])) * (1 + cfg.warmup / cfg.draws),
-            "problems": problems,
-            "info": {"kernel": base.name, "per_chain_log_z": per_chain,
-                     "rung_mcmc_ess": ess_ac, "stderr_autocorr": stderr_ac,
-                     "stderr_batch_means": stderr_bm, "stderr_between_chains": stderr_chains,
-                     "betas": out["betas"], "round_trips": round_trips,
-                     "ess_note": "ess is the smallest stepping-stone weight ESS over rungs"}}
+    return Estimate(
+        log_z=log_z, stderr=stderr, ess=float(np.nanmin(ess_rungs)), stages=stages,
+        particles=cold, weights=np.full(n, 1.0 / n),
+        grad_evals=float(np.sum(out["cost"])) * (1 + cfg.warmup / cfg.draws),
+        problems=problems,
+        info={"kernel": base.name, "per_chain_log_z": per_chain,
+              "rung_mcmc_ess": ess_ac, "stderr_autocorr": stderr_ac,
+              "stderr_batch_means": stderr_bm, "stderr_between_chains": stderr_chains,
+              "betas": out["betas"], "round_trips": round_trips,
+              "ess_note": "ess is the smallest stepping-stone weight ESS over rungs"})
+
+
+class PT(LogZMethod):
+    """Parallel tempering with a reference rung; stepping-stone log Z."""
+
+    name = "pt"
+    supports = ("real", "binary", "spin")
+    defaults = PTOptions()
+    replicates = 1
+
+    def validate(self, options, target):
+        return validate_pt_logz(target, self.options(options))
+
+    def run(self, target, ref, key, ctx):
+        return run_pt_logz(target, ref, key, ctx)
+
+    def num_particles(self, options):
+        return int(options.draws * options.chains)
+
+
+register(PT())

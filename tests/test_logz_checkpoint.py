@@ -1,0 +1,204 @@
+"""``log_partition(..., checkpoint=DIR)``: an interrupted call resumes to the very same estimate.
+
+The unit saved is one replicate (and then the mode check's result): replicate
+``r`` runs on ``fold_in(key, r)``, so a call that finds ``k`` of them saved
+runs the rest and must return exactly (``np.array_equal``) what an
+uninterrupted call returns. Default-tier tests use one tiny AIS setting (one
+compilation of the annealing loop, shared by every call here); the real
+SIGKILL of a child process is in the slow tier.
+"""
+
+import importlib.util
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import energymc as emc
+from energymc.io import CheckpointError
+
+KW = dict(method="ais", seed=3, replicates=3, particles=16, schedule="linear", num_temps=4)
+
+
+def _quartic(x):
+    return 0.5 * jnp.sum(x**2) + 0.1 * jnp.sum(x**4)
+
+
+# One target object for every call: the compiled runs are reused across calls.
+TARGET = emc.Energy(_quartic, init=jnp.zeros(2), name="quartic2")
+
+
+class _Stop(Exception):
+    pass
+
+
+class _Meter:
+    """A progress object counting finished replicates (updates that show a ``log_z``);
+    raises :class:`_Stop` at the ``stop_at``-th one, as a Ctrl-C would."""
+
+    def __init__(self, stop_at=None):
+        self.finished, self.stop_at = 0, stop_at
+
+    def start(self, total, description):
+        pass
+
+    def update(self, n, postfix):
+        if "log_z" in postfix:
+            self.finished += 1
+            if self.finished == self.stop_at:
+                raise _Stop
+
+    def close(self):
+        pass
+
+
+def _assert_same(got, want):
+    assert got.log_z == want.log_z and got.stderr == want.stderr and got.ess == want.ess
+    assert np.array_equal(got.replicates, want.replicates)
+    assert np.array_equal(got.particles, want.particles)
+    assert np.array_equal(got.weights, want.weights)
+    assert got.num_grad_evals == want.num_grad_evals
+    assert got.problems == want.problems
+    for k, v in want.stages.items():
+        assert np.array_equal(got.stages[k], v), k
+    strip = lambda d: {k: v for k, v in d.items() if k != "seconds"}  # noqa: E731
+    assert strip(got.info["checks"]["modes"]) == strip(want.info["checks"]["modes"])
+    assert got.info["checks"]["replicates"] == want.info["checks"]["replicates"]
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::energymc.EnergymcWarning")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted():
+    # Every call here reports to a _Meter, so all run the one compiled program
+    # (a progress meter compiles stage ticks in; they change no number).
+    return emc.log_partition(TARGET, progress=_Meter(), **KW)
+
+
+def test_an_interrupted_call_resumes_to_exactly_the_uninterrupted_estimate(
+        tmp_path, uninterrupted):
+    ckpt = tmp_path / "logz"
+    with pytest.raises(_Stop):  # interrupted after replicate 0 was saved, during replicate 1
+        emc.log_partition(TARGET, progress=_Meter(stop_at=2), checkpoint=ckpt, **KW)
+    with np.load(ckpt / "state.npz") as state:
+        assert int(state["done"]) == 1
+    meter = _Meter()
+    resumed = emc.log_partition(TARGET, progress=meter, checkpoint=ckpt, **KW)
+    assert meter.finished == 2  # replicates 1 and 2 ran; replicate 0 came from the directory
+    assert resumed.timing["resumed_replicates"] == 1
+    _assert_same(resumed, uninterrupted)
+
+    # Complete: nothing runs again, not even the check, and the estimate is the same.
+    meter = _Meter()
+    again = emc.log_partition(TARGET, progress=meter, checkpoint=ckpt, **KW)
+    assert meter.finished == 0 and again.timing["resumed_replicates"] == 3
+    _assert_same(again, uninterrupted)
+
+
+def test_a_checkpoint_of_another_call_or_a_damaged_one_is_refused(tmp_path, uninterrupted):
+    ckpt = tmp_path / "logz"
+    emc.log_partition(TARGET, progress=_Meter(), checkpoint=ckpt, **KW)
+    # Negative controls: another seed, another option, another energy body.
+    with pytest.raises(CheckpointError, match="seed"):
+        emc.log_partition(TARGET, progress=_Meter(), checkpoint=ckpt, **{**KW, "seed": 4})
+    with pytest.raises(CheckpointError, match="option:num_temps"):
+        emc.log_partition(TARGET, progress=_Meter(), checkpoint=ckpt, **{**KW, "num_temps": 5})
+    other = emc.Energy(lambda x: 0.5 * jnp.sum(x**2), init=jnp.zeros(2), name="quartic2")
+    with pytest.raises(CheckpointError, match="energy's program changed"):
+        emc.log_partition(other, progress=_Meter(), checkpoint=ckpt, **KW)
+    # A truncated entry is reported by name; nothing in the directory is changed.
+    entry = ckpt / "draws-000000001.npz"
+    entry.write_bytes(entry.read_bytes()[:40])
+    with pytest.raises(CheckpointError, match="draws-000000001.npz"):
+        emc.log_partition(TARGET, progress=_Meter(), checkpoint=ckpt, **KW)
+    assert len(entry.read_bytes()) == 40
+
+
+KILLED_CHILD = '''
+import sys, time
+import jax.numpy as jnp
+import energymc as emc
+
+
+def energy(x):
+    return 0.5 * jnp.sum(x**2) + 0.1 * jnp.sum(x**4)
+
+
+class Slow:
+    """A pause after every replicate, so that the kill lands in the middle of the call."""
+
+    def start(self, total, description):
+        pass
+
+    def update(self, n, postfix):
+        if "log_z" in postfix:
+            time.sleep(0.5)
+
+    def close(self):
+        pass
+
+
+if __name__ == "__main__":
+    emc.log_partition(emc.Energy(energy, init=jnp.zeros(2), name="quartic2"), method="smc",
+                      seed=5, replicates=4, particles=32, mcmc_steps=2, progress=Slow(),
+                      checkpoint=sys.argv[1])
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::energymc.EnergymcWarning")
+def test_a_call_killed_with_sigkill_resumes_to_exactly_the_uninterrupted_estimate(
+        tmp_path, sigkill_child):
+    ckpt = tmp_path / "logz"
+    script = sigkill_child(KILLED_CHILD, ckpt, "draws-000000000.npz")
+    with np.load(ckpt / "state.npz") as state:
+        # Killed mid-call, not after it (0 when the kill fell between the entry
+        # file and the state that lists it: that entry is simply run again).
+        assert int(state["done"]) < 4
+
+    # The same function, imported here: same program, same fingerprint.
+    spec = importlib.util.spec_from_file_location("killed_child", script)
+    child = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(child)
+    target = emc.Energy(child.energy, init=jnp.zeros(2), name="quartic2")
+    kw = dict(method="smc", seed=5, replicates=4, particles=32, mcmc_steps=2)
+    resumed = emc.log_partition(target, progress=False, checkpoint=ckpt, **kw)
+    whole = emc.log_partition(target, progress=False, **kw)
+    _assert_same(resumed, whole)
+
+
+# ------------------------------------------------------ energymc resume DIR
+def test_energymc_resume_explains_a_log_z_started_from_python(tmp_path, capsys):
+    from energymc.cli import main
+
+    ckpt = tmp_path / "logz"
+    emc.log_partition(TARGET, progress=_Meter(), checkpoint=ckpt, **KW)
+    assert main(["resume", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert "log Z estimate started from Python" in err and "emc.log_partition" in err
+
+
+@pytest.mark.slow  # compiles the annealing loop for a target loaded from a file
+@pytest.mark.filterwarnings("ignore::energymc.EnergymcWarning")
+def test_energymc_resume_finishes_a_log_z_the_command_line_started(tmp_path, capsys):
+    from energymc.cli import main
+
+    energy_file = tmp_path / "energies.py"
+    energy_file.write_text("import jax.numpy as jnp\n\n\ndef quartic(x):\n"
+                           "    return 0.5 * jnp.sum(x**2) + 0.1 * jnp.sum(x**4)\n")
+    ckpt = tmp_path / "logz"
+    args = ["logz", f"{energy_file}:quartic", "--dim", "2", "--seed", "3", "--option",
+            "particles=16", "--option", "schedule='linear'", "--option", "num_temps=4"]
+    assert main(args + ["--checkpoint", str(ckpt)]) == 0
+    whole = capsys.readouterr().out
+    # Keep only replicate 0, as if the command had been killed after it.
+    with np.load(ckpt / "state.npz") as state:
+        arrays = {k: state[k] for k in state.files}
+    assert int(arrays["done"]) == 5  # 4 replicates and the end entry
+    arrays["done"], arrays["chunks"] = np.asarray(1), arrays["chunks"][:1]
+    np.savez(ckpt / "state.npz", **arrays)
+    assert main(["resume", str(ckpt)]) == 0
+    resumed = capsys.readouterr().out
+    strip = lambda text: [ln for ln in text.splitlines() if not ln.lstrip().startswith("time")]  # noqa: E731
+    assert strip(resumed) == strip(whole)
