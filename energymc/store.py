@@ -66,7 +66,8 @@ class ChunkStore:
     def bounds(self) -> list[tuple[int, int, str]]:
         """``[(first draw, end draw, file name)]`` per chunk, in draw order."""
         starts = [int(name[len("draws-"):-len(".npz")]) for name in self.names]
-        return [(a, b, name) for a, b, name in zip(starts, starts[1:] + [self.done], self.names)
+        ends = starts[1:] + [self.done]
+        return [(a, b, name) for a, b, name in zip(starts, ends, self.names, strict=True)
                 if b > a]
 
     def stat_names(self) -> list[str]:
@@ -237,7 +238,8 @@ class ChunkReader:
         """The run's first draw, in memory, shaped as ArviZ data wants it: what
         :func:`energymc.diagnostics.to_arviz` builds the layout of the lazy data from."""
         _, _, first = self.store.bounds()[0]
-        head = _Columns(self.run, {k: v[:, :1] for k, v in self.variables(first, "posterior").items()})
+        posterior = self.variables(first, "posterior")
+        head = _Columns(self.run, {k: v[:, :1] for k, v in posterior.items()})
         head.stats = {k: v[:, :1] for k, v in self.variables(first, "sample_stats").items()}
         return head
 
