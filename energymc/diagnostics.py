@@ -377,9 +377,15 @@ def _per_chain_mean(stats, name: str) -> np.ndarray | None:
     return np.asarray(stats[name].mean("draw"), dtype=float).ravel()
 
 
-# Bytes of posterior draws diagnose() hands ArviZ at once when there are more: a
-# stored run's lazy arrays are read a batch at a time (diagnose never holds them all).
+# Bytes of posterior draws (counted in float64, as ArviZ computes) diagnose() hands
+# ArviZ at once when there are more: a stored run's lazy arrays are read a batch at
+# a time (diagnose never holds them all).
 _BATCH_BYTES = 16 * 2**20
+
+
+def _f64_bytes(var) -> int:
+    """Bytes of an xarray variable as ArviZ computes with it (float64); reads nothing."""
+    return 8 * int(var.size)
 
 
 def _batches(post) -> list[dict]:
@@ -392,15 +398,14 @@ def _batches(post) -> list[dict]:
     batches, batch, size = [], {}, 0
     for name, var in post.data_vars.items():
         event = var.dims[2:]
-        per_draw_row = var.dtype.itemsize * int(np.prod(var.shape[:2]))
-        if event and var.nbytes > _BATCH_BYTES:
-            per = per_draw_row * int(np.prod(var.shape[3:]))
+        if event and _f64_bytes(var) > _BATCH_BYTES:
+            per = 8 * int(np.prod(var.shape[:2])) * int(np.prod(var.shape[3:]))
             step = max(1, _BATCH_BYTES // max(per, 1))
             pieces = [(name, {event[0]: slice(i, i + step)}) for i in range(0, var.shape[2], step)]
         else:
             pieces = [(name, {})]
         for piece_name, sel in pieces:
-            nbytes = post[piece_name].isel(sel).nbytes
+            nbytes = _f64_bytes(post[piece_name].isel(sel))
             if batch and (size + nbytes > _BATCH_BYTES or piece_name in batch):
                 batches.append(batch)
                 batch, size = {}, 0
@@ -428,7 +433,7 @@ def _table_and_nonfinite(ad, data, post):
                 into[name] = into.get(name, 0) + bad
 
     nonfinite: dict[str, int] = {}
-    if post.nbytes <= _BATCH_BYTES:
+    if sum(_f64_bytes(v) for v in post.data_vars.values()) <= _BATCH_BYTES:
         count(post, nonfinite)
         table = ad.table(data)[_TABLE_COLUMNS]
     else:
