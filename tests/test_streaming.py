@@ -112,7 +112,7 @@ def test_diagnose_judges_a_stored_run_a_batch_of_coordinates_at_a_time(runs, rea
 
     stored, in_memory, _ = runs
     expected = emc.diagnose(in_memory)
-    coordinate = 2 * 60 * 4  # one coordinate's draws (2 chains x 60 float32)
+    coordinate = 2 * 60 * 4  # one coordinate's draws (2 chains x 60 float32) as read
     # The negative control: with the default batch (16 MB) the posterior is small
     # enough to go to ArviZ whole, and the counter sees all of "a" read at once.
     whole = emc.diagnose(stored)
@@ -183,3 +183,15 @@ def test_a_stored_numpyro_run_summarises_its_constrained_sites(tmp_path, monkeyp
     assert (table.loc["sigma", "mean"] > 0).all()  # the constrained (positive) site
     pd.testing.assert_frame_equal(table, in_memory.summary())
     assert stored._variable_rows() == in_memory._variable_rows()
+    # The lazy ArviZ data holds the constrained sites too, a coordinate a batch in diagnose.
+    import xarray as xr
+
+    from energymc import diagnostics
+    from energymc.diagnostics import _group
+
+    monkeypatch.setattr(diagnostics, "_BATCH_BYTES", 1)
+    lazy, expected = emc.diagnose(stored), emc.diagnose(in_memory)
+    assert lazy.numbers == expected.numbers and lazy.problems == expected.problems
+    pd.testing.assert_frame_equal(lazy.table, expected.table)
+    xr.testing.assert_equal(_group(stored.to_arviz(), "posterior").load(),
+                            _group(in_memory.to_arviz(), "posterior"))
