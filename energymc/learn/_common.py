@@ -30,6 +30,7 @@ from energymc._util import n_positional
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
 from energymc.io import CheckpointError
 from energymc.learn._checkpoint import LearnCheckpoint, fingerprint, strong_types
+from energymc.learn._devices import learner_mesh, spread_update
 from energymc.progress import make_meter
 
 __all__ = ["LearnState", "LearnResult", "LearnerBase"]
@@ -408,8 +409,8 @@ class LearnerBase:
         self._numpyro_style = n == 1 + self._energy_extra_args
         self._spec: ParamSpec | None = None
         self._event_shape: tuple | None = None
-        self._jit_chunk = jax.jit(self._chunk,
-                                  static_argnames=("num_steps", "batch_size", "restarts"))
+        self._jit_chunk = jax.jit(self._chunk, static_argnames=("num_steps", "batch_size",
+                                                                "restarts", "mesh"))
 
     # ----------------------------------------------------------- parameters
     def _extra_args_for_check(self):
@@ -604,7 +605,7 @@ class LearnerBase:
 
     # -------------------------------------------------------------- the loop
     def _chunk(self, state, data, cursor, *, num_steps: int, batch_size: int,
-               restarts: bool = False):
+               restarts: bool = False, mesh=None):
         # With restarts the state has a leading restart axis and every
         # restart takes its own update; the batch schedule (where in the
         # permutation, when to redraw it) is shared, so that redrawing stays
@@ -615,6 +616,8 @@ class LearnerBase:
             per_restart = jax.vmap
         else:
             update, per_restart = self._update, (lambda f: f)
+        # Several devices: batch points and negative chains split over them.
+        update = spread_update(update, mesh, restarts=restarts, batched=batch_size < n)
         if batch_size >= n:
             state, info = jax.lax.scan(lambda s, _: update(s, data), state, None,
                                        length=num_steps)
@@ -665,7 +668,8 @@ class LearnerBase:
             batch_size: int | None = None, progress: Any = None,
             init_state: LearnState | None = None, eval_every: int | None = None,
             eval_fn: Callable | None = None, restarts: int = 1,
-            select: Callable | None = None, checkpoint: Any = None) -> LearnResult:
+            select: Callable | None = None, checkpoint: Any = None,
+            devices: Any = None) -> LearnResult:
         """Train for ``num_steps`` updates on random minibatches of ``data``.
 
         Parameters
@@ -733,6 +737,10 @@ class LearnerBase:
             checkpoint the run is always cut into 10 to 40 chunks (or at
             ``eval_every``; fewer than 20 updates are one chunk), progress
             bar or not. See ``docs/long-runs.md``.
+        devices
+            ``None`` (every device JAX sees), an int or a list of devices:
+            batch points and negative chains are split over them (as many as
+            divide ``batch_size``); see ``docs/devices.md``.
 
         Returns
         -------
@@ -813,6 +821,7 @@ class LearnerBase:
         t0 = time.perf_counter()
         done = 0
         cursor = self._first_cursor(n, batch_size, restarts)
+        mesh = learner_mesh(devices, batch_size)
         if ckpt is not None:
             state, cursor = strong_types((state, cursor))
             fp = fingerprint(self, state, data, key=key, num_steps=num_steps,
@@ -839,7 +848,7 @@ class LearnerBase:
                 n_evals = len(evals)
                 state, cursor, info = self._jit_chunk(state, data, cursor, num_steps=length,
                                                       batch_size=batch_size,
-                                                      restarts=restarts > 1)
+                                                      restarts=restarts > 1, mesh=mesh)
                 done += length
                 info = jax.device_get(info)
                 infos.append(info)
