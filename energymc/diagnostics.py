@@ -262,8 +262,10 @@ def _lazy_to_arviz(run):
 
     reader = ChunkReader(run)
     with warnings.catch_warnings():
-        # One draw of several chains is what the template is meant to be.
+        # One draw of several chains is what the template is meant to be
+        # (ArviZ 0.x and 1.x each warn about it in their own words).
         warnings.filterwarnings("ignore", "More chains", UserWarning)
+        warnings.filterwarnings("ignore", "Found chain dimension to be longer", UserWarning)
         template = to_arviz(reader.head())
     groups = {g: lazy_dataset(_group(template, g), reader, g)
               for g in ("posterior", "sample_stats")}
