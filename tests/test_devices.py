@@ -200,6 +200,14 @@ def test_a_learner_splits_batches_and_persistent_chains_over_four_devices():
 
         assert learner_mesh(None, 16).size == 4 and learner_mesh(None, 6).size == 3
         assert learner_mesh(1, 16) is None
+        from energymc.errors import OptionError
+        try:
+            emc.learn.CD(energy_fn, numpyro.optim.Adam(1e-2)).run(
+                jax.random.key(0), 5, data, init_params=p0, devices=5)
+        except OptionError as e:
+            assert "devices=5" in str(e), e
+        else:
+            raise AssertionError("devices=5 accepted on 4 devices")
         learner = emc.learn.CD(energy_fn, numpyro.optim.Adam(1e-2), k=3, persistent=True)
         run = dict(init_params=p0, batch_size=16)
         one = learner.run(jax.random.key(0), 30, data, devices=1, **run)

@@ -763,6 +763,7 @@ class LearnerBase:
                 f"batch_size={batch_size} exceeds the number of data points {n}; pass "
                 f"batch_size<={n}."
             )
+        mesh = learner_mesh(devices, batch_size)  # checks devices= before anything compiles
         if (eval_fn is None) != (eval_every is None):
             raise OptionError("eval_every and eval_fn go together: pass both or neither.")
         if eval_fn is not None:
@@ -821,7 +822,6 @@ class LearnerBase:
         t0 = time.perf_counter()
         done = 0
         cursor = self._first_cursor(n, batch_size, restarts)
-        mesh = learner_mesh(devices, batch_size)
         if ckpt is not None:
             state, cursor = strong_types((state, cursor))
             fp = fingerprint(self, state, data, key=key, num_steps=num_steps,
