@@ -86,7 +86,8 @@ def reads(monkeypatch):
     return log
 
 
-def test_the_arviz_data_of_a_stored_run_is_lazy_and_equal_to_the_run_in_memory(runs, reads):
+def test_the_arviz_data_of_a_stored_run_is_lazy_and_equal_to_the_run_in_memory(runs, reads,
+                                                                               tmp_path):
     import xarray as xr
 
     from energymc.diagnostics import _attrs, _group
@@ -105,6 +106,10 @@ def test_the_arviz_data_of_a_stored_run_is_lazy_and_equal_to_the_run_in_memory(r
     assert _attrs(data) == _attrs(expected)
     for group in ("posterior", "sample_stats"):
         xr.testing.assert_equal(_group(data, group).load(), _group(expected, group))
+    # Saved to netCDF (xarray writes the lazy variables one at a time): the same file.
+    saved = emc.diagnostics.from_netcdf(emc.diagnostics.to_netcdf(stored, str(tmp_path / "a.nc")))
+    for group in ("posterior", "sample_stats"):
+        xr.testing.assert_equal(_group(saved, group), _group(expected, group))
 
 
 def test_diagnose_judges_a_stored_run_a_batch_of_coordinates_at_a_time(runs, reads, monkeypatch):
