@@ -4,9 +4,12 @@ Every measurement is a new Python process (its own ``ru_maxrss``, the peak
 resident set size, read by the child at its end), so nothing carries over.
 Each child samples a ``dim``-d Gaussian with MALA (4 chains), then asks for
 what a user looks at first: ``repr(run)`` (acceptance, divergences, per-chain
-table), ``run.summary()`` (ArviZ: mean, sd, HDI, MCSE, ESS, R-hat of every
-coordinate) and the per-variable means of the notebook view; the peak is
-read before and after the summary. It does this
+table) and the per-variable means of the notebook view, then
+``run.summary()`` (ArviZ: mean, sd, HDI, MCSE, ESS, R-hat of every
+coordinate), ``run.diagnose()`` (the same checks through
+:func:`energymc.diagnose`) and ``run.to_arviz()`` with one coordinate's mean
+and the last 100 draws; the peak is read after each step (``ru_maxrss`` only
+grows). It does this
 for ``N`` and ``10 N`` draws, with the draws streamed to a store and kept in
 memory; the figure of interest is the growth of the peak from ``N`` to
 ``10 N``.
@@ -41,10 +44,21 @@ rows = run._variable_rows()
 peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 peak_run_mb = peak()  # sampling, repr and the notebook view's per-variable means
 table = run.summary()
+peak_summary_mb = peak()
 t2 = time.perf_counter()
+verdict = run.diagnose()
+peak_diagnose_mb = peak()
+t3 = time.perf_counter()
+data = run.to_arviz()  # lazy for a stored run: a user's first looks at it follow
+first = float(data.posterior["x"].isel(x_dim_0=0).mean())  # one coordinate, all draws
+window = data.posterior["x"].isel(draw=slice(-100, None)).values  # the last 100 draws
+t4 = time.perf_counter()
 print(json.dumps({"mode": mode, "draws": draws, "peak_run_mb": peak_run_mb,
-                  "peak_mb": peak(), "sample_s": t1 - t0, "report_s": t2 - t1,
-                  "rows": len(table), "max_rhat": float(table["r_hat"].max())}))
+                  "peak_mb": peak_summary_mb, "peak_diagnose_mb": peak_diagnose_mb,
+                  "peak_arviz_mb": peak(), "sample_s": t1 - t0, "report_s": t2 - t1,
+                  "diagnose_s": t3 - t2, "arviz_s": t4 - t3,
+                  "rows": len(table), "max_rhat": float(table["r_hat"].max()),
+                  "diagnose_max_rhat": verdict.numbers["max_rhat"]}))
 """
 
 
@@ -78,12 +92,15 @@ def main(argv=None) -> None:
     for mode in args.modes:
         a, b = results[(mode, args.draws)], results[(mode, 10 * args.draws)]
         label = "streamed (`store=`)" if mode == "store" else "in memory"
-        for key, until in (("peak_run_mb", "sample + repr"), ("peak_mb", "+ summary()")):
+        for key, until in (("peak_run_mb", "sample + repr"), ("peak_mb", "+ summary()"),
+                           ("peak_diagnose_mb", "+ diagnose()"),
+                           ("peak_arviz_mb", "+ to_arviz(), a coordinate's mean, 100 draws")):
             print(f"| {label} | {until} | {a[key]:.0f} | {b[key]:.0f} | "
                   f"{b[key] - a[key]:+.0f} |")
-    print("\nseconds (sampling / repr + summary + variable means):")
+    print("\nseconds (sampling / repr + summary + variable means / diagnose / to_arviz):")
     for (mode, draws), r in results.items():
-        print(f"  {mode:6s} {draws:>9,}: {r['sample_s']:.1f} / {r['report_s']:.1f}")
+        print(f"  {mode:6s} {draws:>9,}: {r['sample_s']:.1f} / {r['report_s']:.1f} / "
+              f"{r['diagnose_s']:.1f} / {r['arviz_s']:.1f}")
 
 
 if __name__ == "__main__":

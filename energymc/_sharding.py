@@ -192,21 +192,24 @@ def on_one_device(fn: Callable | None) -> Callable | None:
     return first_only
 
 
-def place_rows(tree, mesh: Mesh | None):
-    """Constrain the leading axis of every leaf of ``tree`` to be split over ``mesh`` (traced).
+def place_rows(tree, mesh: Mesh | None, axis: int = 0):
+    """Constrain axis ``axis`` (the rows) of every leaf of ``tree`` to be split over ``mesh``
+    (traced).
 
     For computations where rows do interact (SMC's resampling, AIS's
-    log-mean-exp over particles): the compiler then keeps each row on its
-    device and inserts the few collectives needed. A leading axis that the
-    device count does not divide is left to the compiler. ``mesh=None``
-    returns ``tree`` unchanged.
+    log-mean-exp over particles, a loss averaged over a training batch): the
+    compiler then keeps each row on its device and inserts the few
+    collectives needed. A leaf without that axis, or whose axis the device
+    count does not divide, is left to the compiler. ``mesh=None`` returns
+    ``tree`` unchanged.
     """
     if mesh is None:
         return tree
+    spec = PartitionSpec(*([None] * axis), AXIS)
 
     def place(a):
-        if a.ndim == 0 or a.shape[0] % mesh.size:
+        if a.ndim <= axis or a.shape[axis] % mesh.size:
             return a
-        return jax.lax.with_sharding_constraint(a, NamedSharding(mesh, PartitionSpec(AXIS)))
+        return jax.lax.with_sharding_constraint(a, NamedSharding(mesh, spec))
 
     return jax.tree.map(place, tree)

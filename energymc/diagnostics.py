@@ -71,6 +71,11 @@ class _ArviZ0:
     def attrs(self, data) -> dict:
         return dict(data.attrs)
 
+    def assemble(self, groups: dict, attrs: dict):
+        """A data object from ``{"posterior": xarray.Dataset, ...}`` as they are (lazy
+        arrays stay lazy) and the run's attrs."""
+        return self.az.InferenceData(attrs=dict(attrs), **groups)
+
     def summary(self, data, **kwargs):
         return self.az.summary(data, **kwargs)
 
@@ -113,6 +118,13 @@ class _ArviZ1(_ArviZ0):
         import xarray
 
         return isinstance(obj, xarray.DataTree)
+
+    def assemble(self, groups, attrs):
+        import xarray
+
+        tree = xarray.DataTree.from_dict(dict(groups))
+        tree.attrs.update(attrs)
+        return tree
 
     def group(self, data, name):
         return data[name].to_dataset() if name in data.children else None
@@ -184,8 +196,15 @@ def to_arviz(run):
     1.x. ``posterior`` variables are shaped ``(chain, draw, *event)``;
     ``sample_stats.lp`` is the log-density ``-E`` (ArviZ's convention);
     ``attrs`` carry the method, seed, target name and energymc version.
+
+    For a stored run (``sample(store=...)``) the arrays are lazy: xarray
+    variables read from the run's files where indexed or loaded
+    (:func:`energymc.store.to_arviz`), with the same names, dims and values.
     """
     from energymc._util import version
+
+    if getattr(run, "stored", False):
+        return _lazy_to_arviz(run)
 
     stats = {k: np.asarray(v) for k, v in run.stats.items()}
     attrs = {"method": run.method, "seed": str(run.seed), "target": str(run.target.name),
@@ -226,6 +245,31 @@ def _group(data, name: str):
 
 def _attrs(data) -> dict:
     return _adapter().attrs(data)
+
+
+def _lazy_to_arviz(run):
+    """ArviZ data of a stored run whose arrays stay on disk until used.
+
+    The layout (variable names, dims, coords, attributes) is the one
+    :func:`to_arviz` gives the run's first draw in memory; every array is then
+    replaced by a lazy :class:`energymc.store.StoredArray` over all draws.
+    Indexing a variable reads the chunks of the draws asked for; ``.values``,
+    ``.load()`` or an ArviZ function applied to a variable loads that variable.
+    """
+    import warnings
+
+    from energymc.store import ChunkReader, lazy_dataset
+
+    reader = ChunkReader(run)
+    with warnings.catch_warnings():
+        # One draw of several chains is what the template is meant to be
+        # (ArviZ 0.x and 1.x each warn about it in their own words).
+        warnings.filterwarnings("ignore", "More chains", UserWarning)
+        warnings.filterwarnings("ignore", "Found chain dimension to be longer", UserWarning)
+        template = to_arviz(reader.head())
+    groups = {g: lazy_dataset(_group(template, g), reader, g)
+              for g in ("posterior", "sample_stats")}
+    return _adapter().assemble(groups, _attrs(template))
 
 
 def summary(obj, **kwargs):
@@ -335,6 +379,76 @@ def _per_chain_mean(stats, name: str) -> np.ndarray | None:
     return np.asarray(stats[name].mean("draw"), dtype=float).ravel()
 
 
+# Bytes of posterior draws (counted in float64, as ArviZ computes) diagnose() hands
+# ArviZ at once when there are more: a stored run's lazy arrays are read a batch at
+# a time (diagnose never holds them all).
+_BATCH_BYTES = 16 * 2**20
+
+
+def _f64_bytes(var) -> int:
+    """Bytes of an xarray variable as ArviZ computes with it (float64); reads nothing."""
+    return 8 * int(var.size)
+
+
+def _batches(post) -> list[dict]:
+    """``[{variable: isel}]``: the posterior cut into batches of about ``_BATCH_BYTES``.
+
+    Whole variables are grouped while they fit; a larger one is cut along its
+    first event dimension (ESS and R-hat need every draw of a coordinate, not
+    every coordinate). Nothing is read: only shapes are used.
+    """
+    batches, batch, size = [], {}, 0
+    for name, var in post.data_vars.items():
+        event = var.dims[2:]
+        if event and _f64_bytes(var) > _BATCH_BYTES:
+            per = 8 * int(np.prod(var.shape[:2])) * int(np.prod(var.shape[3:]))
+            step = max(1, _BATCH_BYTES // max(per, 1))
+            pieces = [(name, {event[0]: slice(i, i + step)}) for i in range(0, var.shape[2], step)]
+        else:
+            pieces = [(name, {})]
+        for piece_name, sel in pieces:
+            nbytes = _f64_bytes(post[piece_name].isel(sel))
+            if batch and (size + nbytes > _BATCH_BYTES or piece_name in batch):
+                batches.append(batch)
+                batch, size = {}, 0
+            batch[piece_name] = sel
+            size += nbytes
+    return batches + ([batch] if batch else [])
+
+
+def _table_and_nonfinite(ad, data, post):
+    """ArviZ's per-coordinate table (``_TABLE_COLUMNS``) and ``{variable: non-finite count}``.
+
+    Posteriors of at most ``_BATCH_BYTES`` go to ArviZ whole. Larger ones, e.g.
+    the lazy arrays of a stored run, go a batch of coordinates at a time
+    (:func:`_batches`): each batch is loaded, judged by ArviZ and dropped, and
+    the tables joined, in ArviZ's row order and with its labels (the
+    coordinates keep their values), so the numbers are ArviZ's own.
+    """
+    import pandas as pd
+    import xarray as xr
+
+    def count(ds, into):
+        for name, v in ds.data_vars.items():
+            if np.issubdtype(v.dtype, np.number):
+                bad = int(np.count_nonzero(~np.isfinite(np.asarray(v, dtype=float))))
+                into[name] = into.get(name, 0) + bad
+
+    nonfinite: dict[str, int] = {}
+    if sum(_f64_bytes(v) for v in post.data_vars.values()) <= _BATCH_BYTES:
+        count(post, nonfinite)
+        table = ad.table(data)[_TABLE_COLUMNS]
+    else:
+        tables = []
+        for batch in _batches(post):
+            part = xr.Dataset({k: post[k].isel(sel) for k, sel in batch.items()},
+                              attrs=post.attrs).load()
+            count(part, nonfinite)
+            tables.append(ad.table(ad.assemble({"posterior": part}, {}))[_TABLE_COLUMNS])
+        table = pd.concat(tables)
+    return table, {k: v for k, v in nonfinite.items() if v}
+
+
 def diagnose(obj, thresholds: Thresholds | None = None, max_rows: int | None = None) -> Diagnosis:
     """Judge whether chains can be trusted, on every variable and every chain.
 
@@ -366,7 +480,7 @@ def diagnose(obj, thresholds: Thresholds | None = None, max_rows: int | None = N
     method = _attrs(data).get("method")
     n_chains, n_draws = int(post.sizes["chain"]), int(post.sizes["draw"])
 
-    table = ad.table(data)[_TABLE_COLUMNS]
+    table, nonfinite = _table_and_nonfinite(ad, data, post)
     rhat = table["r_hat"].to_numpy(dtype=float)
     ess_b = table["ess_bulk"].to_numpy(dtype=float)
     ess_t = table["ess_tail"].to_numpy(dtype=float)
@@ -382,10 +496,6 @@ def diagnose(obj, thresholds: Thresholds | None = None, max_rows: int | None = N
     rhat, ess_b, ess_t = rhat[order], ess_b[order], ess_t[order]
 
     problems: list[str] = []
-    nonfinite = {name: int(np.count_nonzero(~np.isfinite(np.asarray(v, dtype=float))))
-                 for name, v in post.data_vars.items()
-                 if np.issubdtype(v.dtype, np.number)}
-    nonfinite = {k: v for k, v in nonfinite.items() if v}
     if nonfinite:
         what = ", ".join(f"{k} ({v:,})" for k, v in list(nonfinite.items())[:5])
         problems.append(f"Draws are NaN or infinite in {what}: no estimate from them can be "

@@ -5,9 +5,12 @@ of a :class:`energymc.io.Checkpoint`) and hands back a :class:`energymc.Run`
 that keeps none of them in memory. Its headline numbers (acceptance,
 divergences) and :meth:`energymc.Run.summary` are computed here chunk by
 chunk, so the memory they need does not grow with the number of draws beyond
-one variable's draws at a time; ``run.draws``, ``run.stats``, ``to_arviz``,
-``diagnose`` and the plots read the files when asked (they need everything
-in memory at once: ArviZ works on in-memory arrays).
+one variable's draws at a time. ``run.to_arviz()`` hands back ArviZ data whose
+arrays are *lazy*: xarray variables backed by the chunk files
+(:class:`StoredArray`), read only where they are indexed, so ``diagnose``
+(which judges a batch of coordinates at a time) and the plots (which load the
+variables they draw) never hold every draw. Only ``run.draws``,
+``run.flat_draws`` and ``run.stats`` read everything, as asked.
 
 Why npz chunk files and not one zarr or netCDF array: the chunks are the
 checkpoint's own files, each written once and atomically, so streaming costs
@@ -16,11 +19,12 @@ no second copy, and a crash can never leave a half-appended array behind.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
 
-__all__ = ["ChunkStore", "chunk_cap"]
+__all__ = ["ChunkReader", "ChunkStore", "StoredArray", "chunk_cap", "lazy_dataset"]
 
 # Bytes of draws one compiled chunk may hold when streaming: the device buffer
 # of a chunk and its host copy are the memory a streamed run needs.
@@ -58,6 +62,13 @@ class ChunkStore:
     def _read(self, name: str, keys) -> dict[str, np.ndarray]:
         with np.load(os.path.join(self.directory, name), allow_pickle=False) as z:
             return {k: z[k] for k in keys}  # only these members are read
+
+    def bounds(self) -> list[tuple[int, int, str]]:
+        """``[(first draw, end draw, file name)]`` per chunk, in draw order."""
+        starts = [int(name[len("draws-"):-len(".npz")]) for name in self.names]
+        ends = starts[1:] + [self.done]
+        return [(a, b, name) for a, b, name in zip(starts, ends, self.names, strict=True)
+                if b > a]
 
     def stat_names(self) -> list[str]:
         if not self.names:
@@ -190,3 +201,128 @@ def summary(run, **kwargs):
             table.index = [label for _, label in part]
         tables.append(table)
     return pd.concat(tables)
+
+
+# ------------------------------------------------------------ lazy ArviZ data
+class ChunkReader:
+    """Each chunk file as the variables users see, the last chunk read kept.
+
+    Every lazy array of one :func:`to_arviz` result shares a reader, so that
+    xarray loading several variables of a chunk reads the file once (the one
+    chunk kept is the memory this costs: a few MB, ``_CHUNK_BYTES``).
+    """
+
+    def __init__(self, run):
+        self.run = run
+        self.store = run._store
+        self._last: tuple[str, str, dict] | None = None
+
+    def variables(self, name: str, group: str) -> dict[str, np.ndarray]:
+        """``{variable: (chains, n, *event)}`` of chunk ``name`` in ``group``."""
+        if self._last is not None and self._last[:2] == (name, group):
+            return self._last[2]
+        if group == "posterior":
+            from types import SimpleNamespace
+
+            from energymc.diagnostics import posterior_dict
+
+            pos = self.store._read(name, ["positions"])["positions"]
+            out = posterior_dict(SimpleNamespace(draws=self.run._view(pos)))
+        else:
+            out = {k[len("stat_"):]: v for k, v in self.store._read(
+                name, [f"stat_{k}" for k in self.store.stat_names()]).items()}
+        self._last = (name, group, out)
+        return out
+
+    def head(self):
+        """The run's first draw, in memory, shaped as ArviZ data wants it: what
+        :func:`energymc.diagnostics.to_arviz` builds the layout of the lazy data from."""
+        _, _, first = self.store.bounds()[0]
+        posterior = self.variables(first, "posterior")
+        head = _Columns(self.run, {k: v[:, :1] for k, v in posterior.items()})
+        head.stats = {k: v[:, :1] for k, v in self.variables(first, "sample_stats").items()}
+        return head
+
+
+class StoredArray:
+    """One variable of a stored run, ``(chains, draws, *event)``, read from the chunk files.
+
+    An xarray backend array (the interface xarray's own file backends
+    implement): wrapped in ``xarray.core.indexing.LazilyIndexedArray`` it
+    becomes an xarray variable that reads nothing until indexed or loaded, and
+    then only the chunks holding the draws asked for, taking the chains and
+    coordinates asked for from each before joining them.
+
+    Parameters
+    ----------
+    reader
+        The run's :class:`ChunkReader`.
+    group, name
+        ``"posterior"`` or ``"sample_stats"``, and the variable's name there.
+    shape, dtype
+        ``(chains, draws, *event)`` and the dtype of the whole variable.
+    """
+
+    def __init__(self, reader: ChunkReader, group: str, name: str, shape, dtype):
+        self.reader, self.group, self.name = reader, group, name
+        self.shape, self.dtype = tuple(int(n) for n in shape), np.dtype(dtype)
+
+    def __getitem__(self, key):
+        from xarray.core import indexing
+
+        return indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.BASIC,
+                                                  self._read)
+
+    def _read(self, key: tuple) -> np.ndarray:
+        """``key``: an int or a slice per axis (xarray's basic indexing)."""
+        key = tuple(key) + (slice(None),) * (len(self.shape) - len(key))
+        chain_key, draw_key, rest = key[0], key[1], key[2:]
+        # Integer chain or draw keys drop their axis: select as slices, drop at the end.
+        drop = tuple(ax for ax, k in enumerate((chain_key, draw_key)) if not isinstance(k, slice))
+        if not isinstance(chain_key, slice):
+            chain_key = slice(int(chain_key), int(chain_key) + 1)
+        wanted = (np.arange(*draw_key.indices(self.shape[1])) if isinstance(draw_key, slice)
+                  else np.array([int(draw_key) % self.shape[1]]))
+        parts = []
+        for start, stop, name in self.reader.store.bounds():
+            local = wanted[(wanted >= start) & (wanted < stop)] - start
+            if local.size:
+                chunk = self.reader.variables(name, self.group)[self.name]
+                # A copy of the selection only: the chunk itself can go.
+                parts.append(np.array(chunk[chain_key][:, local][(slice(None), slice(None)) + rest],
+                                      dtype=self.dtype))
+        if not parts:  # no draws selected: the right shape, nothing read
+            empty = np.empty((self.shape[0], 0, *self.shape[2:]), self.dtype)
+            parts = [empty[chain_key][(slice(None), slice(None)) + rest]]
+        out = np.concatenate(parts, axis=1)
+        # C order, as the arrays of a run in memory: numpy's and numbagg's float32
+        # reductions round by memory layout, and the same numbers are wanted.
+        return np.asarray(out.squeeze(axis=drop) if drop else out, order="C")
+
+
+@functools.cache
+def _backend_type() -> type:
+    """:class:`StoredArray` as a subclass of xarray's ``BackendArray`` (made on first use,
+    so that importing energymc does not import xarray)."""
+    from xarray.backends import BackendArray
+
+    return type("StoredBackendArray", (StoredArray, BackendArray), {})
+
+
+def lazy_dataset(template, reader: ChunkReader, group: str):
+    """``template`` (a group of one draw, built by ArviZ) with every variable replaced
+    by a lazy :class:`StoredArray` of all the run's draws: the same names, dims,
+    coords and attrs. Nothing is read."""
+    import xarray as xr
+    from xarray.core.indexing import LazilyIndexedArray
+
+    array_type = _backend_type()
+    variables = {}
+    for name, var in template.data_vars.items():
+        shape = (var.shape[0], reader.store.done, *var.shape[2:])
+        lazy = array_type(reader, group, name, shape, var.dtype)
+        variables[name] = xr.Variable(var.dims, LazilyIndexedArray(lazy), attrs=var.attrs)
+    coords = {k: (("draw",), np.arange(reader.store.done)) if k == "draw" else v
+              for k, v in template.coords.items()}
+    return xr.Dataset(variables, coords=coords, attrs=template.attrs)
+

@@ -177,3 +177,78 @@ print("ok", float(np.sum(r.flat_draws)))
     assert all(p.returncode == 0 for p in procs), "\n".join(outs)
     sums = [line.split()[1] for out in outs for line in out.splitlines() if line.startswith("ok")]
     assert len(sums) == 2 and sums[0] == sums[1], outs
+
+
+LEARNER = """
+import numpyro
+
+def energy_fn(params, x):
+    return 0.5 * jnp.sum(jnp.exp(params["log_prec"]) * (x - params["mu"]) ** 2)
+
+data = jax.random.normal(jax.random.key(1), (64, 3)) * jnp.array([1.0, 0.5, 2.0]) + 1.0
+p0 = {"log_prec": jnp.zeros(3), "mu": jnp.zeros(3)}
+"""
+
+
+def test_a_learner_splits_batches_and_persistent_chains_over_four_devices():
+    # Persistent CD: the batch's points and the negative chains are rows of the
+    # update; split over 4 devices, only the sums over rows (the loss and its
+    # gradient) are added in another order, so the parameters agree to float32
+    # rounding, far inside what another seed changes.
+    out = _run(textwrap.indent(LEARNER, " " * 8) + """
+        from energymc.learn._devices import learner_mesh
+
+        assert learner_mesh(None, 16).size == 4 and learner_mesh(None, 6).size == 3
+        assert learner_mesh(1, 16) is None
+        from energymc.errors import OptionError
+        try:
+            emc.learn.CD(energy_fn, numpyro.optim.Adam(1e-2)).run(
+                jax.random.key(0), 5, data, init_params=p0, devices=5)
+        except OptionError as e:
+            assert "devices=5" in str(e), e
+        else:
+            raise AssertionError("devices=5 accepted on 4 devices")
+        learner = emc.learn.CD(energy_fn, numpyro.optim.Adam(1e-2), k=3, persistent=True)
+        run = dict(init_params=p0, batch_size=16)
+        one = learner.run(jax.random.key(0), 30, data, devices=1, **run)
+        many = learner.run(jax.random.key(0), 30, data, **run)
+        chains = many.state.extra["chains"]
+        assert chains.shape == (16, 3) and not chains.sharding.is_fully_replicated
+        assert len(chains.sharding.device_set) == 4  # the rows live on 4 devices
+        for k in p0:
+            np.testing.assert_allclose(many.params[k], one.params[k], rtol=0, atol=1e-6,
+                                       err_msg=k)
+        np.testing.assert_allclose(chains, one.state.extra["chains"], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(many.history["loss"], one.history["loss"], rtol=0, atol=1e-5)
+        # Negative control: another seed moves the parameters by far more.
+        other = learner.run(jax.random.key(1), 30, data, devices=1, **run)
+        assert max(float(np.max(np.abs(other.params[k] - one.params[k]))) for k in p0) > 1e-3
+        print("ok")
+    """)
+    assert "ok" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("options", ["restarts=2, batch_size=16",
+                                     "restarts=2, batch_size=64",
+                                     "batch_size=12, buffer_size=24"])
+def test_learner_restarts_full_batches_and_replay_buffers_over_devices(options):
+    # Restarts put the rows on axis 1 of the stacked state; a full batch is the
+    # data itself, without a restart axis; a replay buffer is rows too, and a
+    # batch of 12 is split over 4 devices (3 rows each).
+    out = _run(textwrap.indent(LEARNER, " " * 8) + f"""
+        opts = dict({options})
+        buffer = opts.pop("buffer_size", None)
+        learner = emc.learn.CD(energy_fn, numpyro.optim.Adam(1e-2), k=3, persistent=True,
+                               buffer_size=buffer)
+        one = learner.run(jax.random.key(0), 20, data, init_params=p0, devices=1, **opts)
+        many = learner.run(jax.random.key(0), 20, data, init_params=p0, **opts)
+        mine = one.restarts["params"] if one.restarts else one.params
+        theirs = many.restarts["params"] if many.restarts else many.params
+        for k in p0:
+            np.testing.assert_allclose(theirs[k], mine[k], rtol=0, atol=1e-6, err_msg=k)
+        rows = many.state.extra["buffer" if buffer else "chains"]
+        assert not rows.sharding.is_fully_replicated
+        print("ok")
+    """, timeout=600)
+    assert "ok" in out

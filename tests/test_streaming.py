@@ -66,13 +66,84 @@ def test_the_summary_of_a_stored_run_is_arviz_s_batch_by_batch(runs, monkeypatch
     assert not np.allclose(shuffled.summary()["mean"], table["mean"])
 
 
-def test_diagnose_and_arviz_export_work_on_a_stored_run(runs):
+@pytest.fixture
+def reads(monkeypatch):
+    """Every chunk file read (its name) and every array a lazy variable hands out."""
+    log = {"files": [], "arrays": []}
+    read, lazy_read = store_module.ChunkStore._read, store_module.StoredArray._read
+
+    def counted_read(self, name, keys):
+        log["files"].append(name)
+        return read(self, name, keys)
+
+    def counted_lazy_read(self, key):
+        out = lazy_read(self, key)
+        log["arrays"].append((self.name, out.nbytes))
+        return out
+
+    monkeypatch.setattr(store_module.ChunkStore, "_read", counted_read)
+    monkeypatch.setattr(store_module.StoredArray, "_read", counted_lazy_read)
+    return log
+
+
+def test_the_arviz_data_of_a_stored_run_is_lazy_and_equal_to_the_run_in_memory(runs, reads,
+                                                                               tmp_path):
+    import xarray as xr
+
+    from energymc.diagnostics import _attrs, _group
+
     stored, in_memory, _ = runs
-    a, b = emc.diagnose(stored), emc.diagnose(in_memory)
-    assert a.ok == b.ok and a.problems == b.problems
-    pd.testing.assert_frame_equal(a.table, b.table)
-    posterior = stored.to_arviz().posterior
-    assert posterior["a"].shape == (2, 60, 3)
+    data = stored.to_arviz()
+    assert set(reads["files"]) == {"draws-000000000.npz"}  # its layout, from the first draw
+    posterior = _group(data, "posterior")
+    assert posterior["a"].shape == (2, 60, 3) and posterior.sizes["draw"] == 60
+    reads["files"].clear()
+    window = posterior["a"].isel(draw=slice(4, 7), a_dim_0=1).values  # draws 4..6
+    assert reads["files"] == ["draws-000000003.npz", "draws-000000006.npz"]
+    assert np.array_equal(window, in_memory.draws["a"][:, 4:7, 1])
+    assert np.array_equal(posterior["b"].isel(chain=1, draw=-1).values, in_memory.draws["b"][1, -1])
+    expected = in_memory.to_arviz()
+    assert _attrs(data) == _attrs(expected)
+    for group in ("posterior", "sample_stats"):
+        xr.testing.assert_equal(_group(data, group).load(), _group(expected, group))
+    # Saved to netCDF (xarray writes the lazy variables one at a time): the same file.
+    saved = emc.diagnostics.from_netcdf(emc.diagnostics.to_netcdf(stored, str(tmp_path / "a.nc")))
+    for group in ("posterior", "sample_stats"):
+        xr.testing.assert_equal(_group(saved, group), _group(expected, group))
+
+
+def test_diagnose_judges_a_stored_run_a_batch_of_coordinates_at_a_time(runs, reads, monkeypatch):
+    from energymc import diagnostics
+
+    stored, in_memory, _ = runs
+    expected = emc.diagnose(in_memory)
+    coordinate = 2 * 60 * 4  # one coordinate's draws (2 chains x 60 float32) as read
+    # The negative control: with the default batch (16 MB) the posterior is small
+    # enough to go to ArviZ whole, and the counter sees all of "a" read at once.
+    whole = emc.diagnose(stored)
+    assert max(n for name, n in reads["arrays"] if name == "a") == 3 * coordinate
+    reads["arrays"].clear()
+    monkeypatch.setattr(diagnostics, "_BATCH_BYTES", coordinate)
+    batched = emc.diagnose(stored)
+    posterior = [n for name, n in reads["arrays"] if name in ("a", "b")]
+    assert len(posterior) == 4 and max(posterior) == coordinate
+    for diagnosis in (whole, batched):
+        assert diagnosis.ok == expected.ok and diagnosis.problems == expected.problems
+        assert diagnosis.numbers == expected.numbers
+        pd.testing.assert_frame_equal(diagnosis.table, expected.table)
+
+
+def test_a_plot_of_a_stored_run_reads_only_the_variables_it_draws(runs, reads):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stored, _, _ = runs
+    plot = emc.diagnostics.plot_trace(stored, var_names=["b"])
+    read = {name for name, _ in reads["arrays"]}
+    assert "b" in read and "a" not in read  # and the divergence marks, a (chains, draws) stat
+    plt.close(emc.diagnostics.plot_figure(plot))
 
 
 def test_a_stored_run_writes_chunks_of_bounded_size(target, tmp_path, monkeypatch):
@@ -117,3 +188,15 @@ def test_a_stored_numpyro_run_summarises_its_constrained_sites(tmp_path, monkeyp
     assert (table.loc["sigma", "mean"] > 0).all()  # the constrained (positive) site
     pd.testing.assert_frame_equal(table, in_memory.summary())
     assert stored._variable_rows() == in_memory._variable_rows()
+    # The lazy ArviZ data holds the constrained sites too, a coordinate a batch in diagnose.
+    import xarray as xr
+
+    from energymc import diagnostics
+    from energymc.diagnostics import _group
+
+    monkeypatch.setattr(diagnostics, "_BATCH_BYTES", 1)
+    lazy, expected = emc.diagnose(stored), emc.diagnose(in_memory)
+    assert lazy.numbers == expected.numbers and lazy.problems == expected.problems
+    pd.testing.assert_frame_equal(lazy.table, expected.table)
+    xr.testing.assert_equal(_group(stored.to_arviz(), "posterior").load(),
+                            _group(in_memory.to_arviz(), "posterior"))

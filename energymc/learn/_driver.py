@@ -5,7 +5,7 @@ A learner gives the loop one pure function, ``update(state, batch) -> (state,
 stats)`` (hashable: the bound method of a learner that is never changed after
 it was set up), as Optax gives its transforms to a user's loop and NumPyro's
 ``SVI`` drives a loss. Everything here that runs under ``jit``
-(:func:`place`, :func:`chunk`) is pure; :func:`train` is host code that calls
+(:func:`chunk`) is pure; :func:`train` is host code that calls
 the compiled chunks, the progress meter, ``eval_fn`` and the checkpoint
 between them.
 """
@@ -24,32 +24,15 @@ import numpy as np
 from energymc._util import chunk_lengths
 from energymc.io import CheckpointError
 from energymc.learn._checkpoint import fingerprint, strong_types
+from energymc.learn._devices import spread_update
 
-__all__ = ["Job", "Trained", "chunk", "chunk_plan", "compiled_chunk", "first_cursor", "place",
+__all__ = ["Job", "Trained", "chunk", "chunk_plan", "compiled_chunk", "first_cursor",
            "train"]
 
 
 # ---------------------------------------------------------------------------
 # Pure: traced inside the compiled chunks.
 # ---------------------------------------------------------------------------
-def place(state, batch):
-    """Where an update's batch and the learner's negative chains are put.
-
-    The one place of the loop that decides placement: it sees the state (the
-    persistent chains or replay buffer live in ``state.extra``) and the batch
-    just before every update, inside the compiled chunk. On one device it
-    returns both unchanged. A multi-device placement (sharding the batch and
-    the chains over devices) replaces this function's body, e.g. through
-    ``energymc/learn/_devices.py``.
-
-    Returns
-    -------
-    (LearnState, jax.Array)
-        ``state`` and ``batch`` ``(batch_size, *event)``, placed.
-    """
-    return state, batch
-
-
 def first_cursor(n: int, batch_size: int, restarts: int):
     """The batch cursor before the first update: an exhausted permutation."""
     if batch_size >= n:
@@ -61,8 +44,12 @@ def first_cursor(n: int, batch_size: int, restarts: int):
 
 
 def chunk(update: Callable, state, data, cursor, *, num_steps: int, batch_size: int,
-          restarts: bool = False):
+          restarts: bool = False, mesh=None):
     """``num_steps`` updates on minibatches of ``data`` ``(n, *event)`` in one ``lax.scan``.
+
+    With a ``mesh`` (several devices), each update's batch points and negative
+    chains are split over it (:func:`energymc.learn._devices.spread_update`,
+    the one place of the loop that decides placement).
 
     Returns ``(state, cursor, stats)``, ``stats`` with a leading steps axis
     (then a restart axis with ``restarts``).
@@ -73,14 +60,12 @@ def chunk(update: Callable, state, data, cursor, *, num_steps: int, batch_size: 
     # select that would permute every update.
     n = data.shape[0]
 
-    def placed(state, batch):
-        return update(*place(state, batch))
-
     if restarts:
-        step = jax.vmap(placed, in_axes=(0, None if batch_size >= n else 0))
+        step = jax.vmap(update, in_axes=(0, None if batch_size >= n else 0))
         per_restart = jax.vmap
     else:
-        step, per_restart = placed, (lambda f: f)
+        step, per_restart = update, (lambda f: f)
+    step = spread_update(step, mesh, restarts=restarts, batched=batch_size < n)
     if batch_size >= n:
         state, info = jax.lax.scan(lambda s, _: step(s, data), state, None, length=num_steps)
         return state, cursor, info
@@ -123,11 +108,12 @@ def compiled_chunk():
     the compiled chunk, and a learner set up anew on other data (another
     ``update``) gets its own.
     """
-    def run_chunk(state, data, cursor, *, update, num_steps, batch_size, restarts):
+    def run_chunk(state, data, cursor, *, update, num_steps, batch_size, restarts, mesh=None):
         return chunk(update, state, data, cursor, num_steps=num_steps, batch_size=batch_size,
-                     restarts=restarts)
+                     restarts=restarts, mesh=mesh)
 
-    return jax.jit(run_chunk, static_argnames=("update", "num_steps", "batch_size", "restarts"))
+    return jax.jit(run_chunk, static_argnames=("update", "num_steps", "batch_size", "restarts",
+                                               "mesh"))
 
 
 # ---------------------------------------------------------------------------
@@ -167,6 +153,9 @@ class Job:
         Both ``None``, or an evaluation every ``eval_every`` updates.
     checkpoint
         A :class:`~energymc.learn._checkpoint.LearnCheckpoint` or ``None``.
+    mesh
+        The devices batches and negative chains are split over
+        (:func:`energymc.learn._devices.learner_mesh`), or ``None``.
     """
 
     learner: Any
@@ -178,6 +167,7 @@ class Job:
     eval_every: int | None = None
     eval_fn: Callable | None = None
     checkpoint: Any = None
+    mesh: Any = None
 
 
 @dataclass
@@ -264,7 +254,7 @@ def train(job: Job, compiled: Callable, state, meter) -> Trained:
         for length in lengths:
             state, cursor, info = compiled(state, job.data, cursor, update=job.learner._update,
                                            num_steps=length, batch_size=job.batch_size,
-                                           restarts=job.restarts > 1)
+                                           restarts=job.restarts > 1, mesh=job.mesh)
             _after_chunk(job, progress, state, cursor, jax.device_get(info), length, meter)
         jax.block_until_ready(state)
     finally:

@@ -41,6 +41,7 @@ from energymc._util import as_key, n_positional
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
 from energymc.learn import _driver
 from energymc.learn._checkpoint import LearnCheckpoint
+from energymc.learn._devices import learner_mesh
 from energymc.learn._checks import (
     check_batch,
     check_batch_size,
@@ -284,7 +285,8 @@ class LearnerBase:
             batch_size: int | None = None, progress: Any = None,
             init_state: LearnState | None = None, eval_every: int | None = None,
             eval_fn: Callable | None = None, restarts: int = 1,
-            select: Callable | None = None, checkpoint: Any = None) -> LearnResult:
+            select: Callable | None = None, checkpoint: Any = None,
+            devices: Any = None) -> LearnResult:
         """Train for ``num_steps`` updates on random minibatches of ``data``.
 
         Parameters
@@ -352,6 +354,10 @@ class LearnerBase:
             checkpoint the run is always cut into 10 to 40 chunks (or at
             ``eval_every``; fewer than 20 updates are one chunk), progress
             bar or not. See ``docs/long-runs.md``.
+        devices
+            ``None`` (every device JAX sees), an int or a list of devices:
+            batch points and negative chains are split over them (as many as
+            divide ``batch_size``); see ``docs/devices.md``.
 
         Returns
         -------
@@ -367,11 +373,12 @@ class LearnerBase:
         eval_every, restarts = check_run_options(
             eval_every=eval_every, eval_fn=eval_fn, restarts=restarts, select=select,
             init_state=init_state, state_type=LearnState)
+        mesh = learner_mesh(devices, batch_size)  # checks devices= before anything compiles
         ckpt = LearnCheckpoint.coerce(checkpoint)
         state = self._first_state(key, num_steps, data, init_params, init_state, batch_size,
                                   restarts)
         job = _driver.Job(self._setup, data, key, num_steps, batch_size, restarts,
-                          eval_every, eval_fn, ckpt)
+                          eval_every, eval_fn, ckpt, mesh)
         trained = _driver.train(job, self._jit_chunk, state, make_meter(progress))
         if restarts == 1:
             return LearnResult(params=self.get_params(trained.state),
