@@ -342,6 +342,9 @@ def _reference(target, base, opts, pilot_draws, key):
             jax.random.fold_in(key, 10**6), (), 0, 2**31 - 1))))
 
 
+_MODE_BASE_STARTS = 32
+
+
 def _mode_check(est, target, ref, key):
     """Run :func:`mode_check` where it applies; record it and any problem on ``est``."""
     from energymc.logz._checks import mode_check
@@ -352,7 +355,10 @@ def _mode_check(est, target, ref, key):
         checks["modes"] = {"status": "skipped: needs real particles from a geometric path"}
         return
     t0 = time.perf_counter()
-    problem, info = mode_check(target, est.particles, est.weights, est.log_z, est.stderr, key)
+    # Descents from draws of q0 too: they find modes no particle reached.
+    base = np.asarray(ref.sample(jax.random.fold_in(key, 1), _MODE_BASE_STARTS))
+    problem, info = mode_check(target, est.particles, est.weights, est.log_z, est.stderr, key,
+                               base_starts=base)
     info["seconds"] = time.perf_counter() - t0
     checks["modes"] = info
     est.timing["checks_s"] = info["seconds"]
