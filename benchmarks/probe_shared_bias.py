@@ -21,7 +21,10 @@ adopted (``benchmarks/RESULTS.md``, "Held-out zoo: log Z under defaults"):
     same weights; an invariant kernel leaves their expectation unchanged),
     max ``|z|`` for 400 MALA steps and 20 HMC steps;
   - ``stuck``: the weight share of particles whose MALA acceptance over 10
-    steps (at the run's final step size) is below 0.1.
+    steps (at the run's final step size) is below 0.1;
+  - ``hill``: each replicate's tail index of its weights (Hill estimator on
+    the top ``3 sqrt(n)``; near or above 0.7 an importance estimate is not
+    to be trusted), from the pooled weights split back into replicates.
 
 Usage (about 10 CPU-minutes each on 2 cores)::
 
@@ -83,6 +86,12 @@ def _max_z(d, w, ess):
     return float(np.max(np.abs(m / np.maximum(se, 1e-300))))
 
 
+def _hill(logw, m):
+    """Hill's tail index of the weights from their ``m`` largest log weights."""
+    top = np.sort(logw)[::-1]
+    return float(np.mean(top[:m] - top[m]))
+
+
 def _threshold(k):
     return float(norm.isf(0.5e-3 / k))
 
@@ -140,6 +149,10 @@ def probe_particles(entry, seeds):
         a = _acceptance(jax.random.key(s), jnp.asarray(x, jnp.float32), params, lp=lp,
                         kernel=kernel, kopts=kopts)
         row["stuck_share"] = round(float(w @ (a < 0.1)), 3)
+        R = len(est.replicates)
+        n = w.size // R
+        row["hill"] = [round(_hill(np.log(w[r * n:(r + 1) * n]), int(3 * np.sqrt(n))), 2)
+                       for r in range(R)]
         print(json.dumps(row), flush=True)
 
 
