@@ -58,6 +58,8 @@ def run_one(entry, target, method, seed):
             "stderr": est.stderr, "reliable": est.reliable, "seconds": dt,
             "lower": est.lower, "upper": est.upper, "grad_evals": est.num_grad_evals,
             "silent": bool(est.reliable and abs(err) > 3 * est.stderr),
+            "mode_check": {k: v for k, v in est.info.get("checks", {}).get("modes", {}).items()
+                           if k in ("status", "modes", "unreached", "log_z", "ess")},
             "problems": [p[:120] for p in est.problems]}
 
 
@@ -91,7 +93,14 @@ def main(argv=None):
     ap.add_argument("--targets", default=None, help="comma list of zoo names (default: the half)")
     ap.add_argument("--max-dim", type=int, default=None)
     ap.add_argument("--json", default=None, help="write every run's record here")
+    ap.add_argument("--mode-base-starts", type=int, default=None,
+                    help="ablation: descents from this many draws of q0 in the mode check "
+                         "(default: the library's, 32; 0 = from the particles only, as before)")
     args = ap.parse_args(argv)
+    if args.mode_base_starts is not None:
+        from energymc.logz import _api
+
+        _api._MODE_BASE_STARTS = args.mode_base_starts
     half = {"held_out": zoo.HELD_OUT, "tuning": zoo.TUNING, "all": zoo.ZOO}[args.half]
     entries = ([zoo.by_name(n) for n in args.targets.split(",")] if args.targets else half)
     if args.max_dim:
@@ -108,7 +117,10 @@ def main(argv=None):
                 rows.append(r)
                 print(f"{entry.name:12s} {method:8s} seed {seed}  err {r['err']:+.3f}  "
                       f"stderr {r['stderr']:.3f}  {'ok' if r['reliable'] else 'FLAGGED':7s} "
-                      f"{'SILENT MISS ' if r['silent'] else ''}{r['seconds']:.1f}s", flush=True)
+                      f"{'SILENT MISS ' if r['silent'] else ''}{r['seconds']:.1f}s  "
+                      f"modes {r['mode_check'].get('modes')} unreached "
+                      f"{r['mode_check'].get('unreached')} "
+                      f"{r['mode_check'].get('status', '')[:30]}", flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=1))
     print()

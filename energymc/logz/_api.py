@@ -364,6 +364,9 @@ def _reference(target, base, options, key) -> tuple[Reference, float]:
     return ref, sum(cost)
 
 
+_MODE_BASE_STARTS = 32
+
+
 def _mode_check(est, target, ref, key) -> dict:
     """Run :func:`mode_check` where it applies: ``{"problem": str | None, "info": dict}``."""
     from energymc.logz._checks import mode_check
@@ -373,7 +376,10 @@ def _mode_check(est, target, ref, key) -> dict:
         return {"problem": None,
                 "info": {"status": "skipped: needs real particles from a geometric path"}}
     t0 = time.perf_counter()
-    problem, info = mode_check(target, est.particles, est.weights, est.log_z, est.stderr, key)
+    # Descents from draws of q0 too: they find modes no particle reached.
+    base = np.asarray(ref.sample(jax.random.fold_in(key, 1), _MODE_BASE_STARTS))
+    problem, info = mode_check(target, est.particles, est.weights, est.log_z, est.stderr, key,
+                               base_starts=base)
     info["seconds"] = time.perf_counter() - t0
     return {"problem": problem, "info": info}
 
