@@ -4,8 +4,9 @@ One home for what ``sampling``, ``logz/``, ``learn/``, ``kernels/`` and
 ``models/`` all need, so that no module imports another's private names
 (``tests/test_architecture.py`` checks that): seeds as keys, chunking of
 compiled loops, integer option checks, the non-finite guard, Kish's effective
-sample size, a function's positional arity, initial step sizes, and the
-package version.
+sample size, a function's positional arity, initial step sizes, the
+package version, and the counter of compilations behind the public
+:func:`energymc.compilations`.
 
 Host helpers (``as_key``, ``chunk_lengths``, ``check_int``, ``n_positional``,
 ``version``) run before anything compiles; ``nonfinite_to_neginf``,
@@ -14,8 +15,11 @@ Host helpers (``as_key``, ``chunk_lengths``, ``check_int``, ``n_positional``,
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import inspect
 import math
+import threading
 from functools import lru_cache
 
 import jax
@@ -31,6 +35,8 @@ __all__ = [
     "check_int",
     "check_option_int",
     "chunk_lengths",
+    "Compilations",
+    "compilations",
     "default_step",
     "kish_ess",
     "langevin_mh_acceptance",
@@ -214,3 +220,90 @@ def version() -> str:
         return metadata.version("energymc")
     except metadata.PackageNotFoundError:
         return "0+unknown"
+
+
+# ------------------------------------------------------------------ compilations
+#: The ``jax.monitoring`` event JAX records each time it traces a jitted
+#: function for a new signature (a cache miss: new shapes, dtypes or static
+#: arguments). Tracing, not XLA's compile, is counted: a program loaded from
+#: the persistent compilation cache is still traced, and a retrace is what a
+#: changed static argument costs.
+TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
+
+_ACTIVE: list = []  # counters of the `compilations` blocks now open (host state)
+_LOCK = threading.Lock()
+_LISTENING = False
+
+
+class Compilations:
+    """How many times jitted functions were traced while a :func:`compilations` block ran.
+
+    Attributes
+    ----------
+    by_function
+        ``collections.Counter``: function name -> number of traces.
+    """
+
+    def __init__(self):
+        self.by_function: collections.Counter = collections.Counter()
+
+    @property
+    def count(self) -> int:
+        """Traces of every function together."""
+        return sum(self.by_function.values())
+
+    def __getitem__(self, name: str) -> int:
+        """Traces of the functions called ``name`` (0 if none)."""
+        return self.by_function[name]
+
+    def __repr__(self) -> str:
+        return f"Compilations(count={self.count}, by_function={dict(self.by_function)})"
+
+
+def _on_duration(event: str, duration: float, **kwargs) -> None:
+    if event != TRACE_EVENT or not _ACTIVE:
+        return
+    name = str(kwargs.get("fun_name", "?"))
+    with _LOCK:
+        for counter in _ACTIVE:
+            counter.by_function[name] += 1
+
+
+@contextlib.contextmanager
+def compilations():
+    """Count the functions JAX traces (compiles anew) inside the block.
+
+    A second call of a compiled sampler with the same shapes should trace
+    nothing; this shows whether it did, and which function did, through
+    JAX's public ``jax.monitoring`` events.
+
+    Yields
+    ------
+    Compilations
+        Filled in while the block runs: ``.count``, ``["name"]``,
+        ``.by_function``.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> import energymc as emc
+    >>> f = jax.jit(lambda x: 2 * x)
+    >>> with emc.compilations() as c:
+    ...     _ = f(jnp.ones(3)); _ = f(jnp.zeros(3)); _ = f(jnp.ones(4))
+    >>> c["<lambda>"]
+    2
+    """
+    global _LISTENING
+    with _LOCK:
+        if not _LISTENING:
+            # Registered once and kept: JAX has no cheap way to remove one
+            # listener among others, and with no block open it returns at once.
+            jax.monitoring.register_event_duration_secs_listener(_on_duration)
+            _LISTENING = True
+        counter = Compilations()
+        _ACTIVE.append(counter)
+    try:
+        yield counter
+    finally:
+        with _LOCK:
+            _ACTIVE.remove(counter)

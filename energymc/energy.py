@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from functools import cached_property, partial, wraps
+from functools import cached_property, wraps
 from typing import Any
 
 import jax
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from energymc._base import SUPPORTS
+from energymc._base import SUPPORTS, KernelFacts
 from energymc.errors import EnergyError
 
 __all__ = ["Energy"]
@@ -191,6 +191,39 @@ class Energy:
     def is_numpyro(self) -> bool:
         return self._postprocess is not None
 
+    # ------------------------------------------------- what kernels may know
+    def local_field(self):
+        """``(flip_energy_delta, colors)`` when this energy offers an exact local field, else None.
+
+        ``flip_energy_delta(z) -> (dim,)`` gives ``E(z with site i flipped) - E(z)``
+        for every site of a flat state ``z`` ``(dim,)``; ``colors`` ``(dim,)``
+        ints colour the interaction graph (sites of one colour do not
+        interact). ``gibbs`` then updates a colour class at once. By default
+        the user's energy object may offer both as attributes (only an energy,
+        not a log-density: the sign would be wrong); models such as
+        :class:`energymc.models.Ising` override this method.
+        """
+        if self._sign != 1.0:
+            return None
+        delta = getattr(self.fn, "flip_energy_delta", None)
+        colors = getattr(self.fn, "colors", None)
+        if delta is None or colors is None:
+            return None
+        return delta, colors
+
+    def kernel_facts(self) -> KernelFacts:
+        """What a kernel may know about this target (:class:`energymc._base.KernelFacts`).
+
+        The sampling loop hands it to :meth:`energymc._base.Kernel.bind_target`
+        inside the traced function, where a local field reads the traced
+        parameters of this (bound) energy.
+        """
+        field = self.local_field()
+        if field is None:
+            return KernelFacts(self.support)
+        delta, colors = field
+        return KernelFacts(self.support, delta, np.asarray(colors))
+
     # ------------------------------------------------------------------ checks
     def _check(self) -> None:
         try:
@@ -294,10 +327,14 @@ def jit_over_target(static_argnames: tuple):
     """
 
     def decorate(fn):
-        @partial(jax.jit, static_argnames=static_argnames)
-        def compiled(*args, _target_params, **kwargs):
+        def body(*args, _target_params, **kwargs):
             kwargs["target"] = kwargs["target"]._bind(_target_params)
             return fn(*args, **kwargs)
+
+        # Named after fn (not @wraps: jit reads the signature, which must stay
+        # this one) so that energymc.compilations() reports it by fn's name.
+        body.__name__ = body.__qualname__ = fn.__name__
+        compiled = jax.jit(body, static_argnames=static_argnames)
 
         @wraps(fn)
         def call(*args, target, **kwargs):

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from energymc._base import Kernel, WarmupResult
+from energymc._base import Kernel, KernelFacts, WarmupResult
 from energymc._util import default_step
 from energymc.errors import OptionError
 from energymc.kernels import get, register, resolve_options
@@ -330,13 +330,13 @@ def pt_warmup(key, positions, betas, base_params, path: _Path, base, base_opts, 
     return state, betas, base_params, jax.tree.map(lambda a: a[-1], infos)
 
 
-def _base_for(logdensity_fn, options):
+def _base_for(options, facts):
     """The base kernel and its options. The support (from the ``support`` option that
-    :func:`energymc.sample` fills in, else from the target whose bound log-density
-    this is) lets ``base_kernel=None`` pick gibbs for discrete targets."""
+    :func:`energymc.sample` fills in, else from the target's ``facts`` given to
+    :meth:`PTKernel.bind_target`, else ``"real"``) lets ``base_kernel=None`` pick
+    gibbs for discrete targets."""
     opts = dict(options)
-    target = getattr(logdensity_fn, "__self__", None)
-    support = opts.get("support") or getattr(target, "support", None) or "real"
+    support = opts.get("support") or getattr(facts, "support", None) or "real"
     name = opts["base_kernel"] or ("mala" if support == "real" else "gibbs")
     base = get(name)
     bopts = dict(opts["base_options"] or {})
@@ -395,6 +395,13 @@ class PTKernel(Kernel):
         {"replicas": 8, "base_kernel": None, "base_options": None, "beta_min": None,
          "local_steps": 1, "adapt_ladder": True, "target_accept": None, "step_size": None,
          "support": None}))
+    #: The target's facts (:meth:`bind_target`); ``None`` in the registered kernel.
+    facts: KernelFacts | None = None
+
+    def bind_target(self, facts: KernelFacts) -> Kernel:
+        # Only the support is used: the replicas see tempered closures, for
+        # which the target's local field would be wrong.
+        return dataclasses.replace(self, facts=facts)
 
     def validate(self, options, dim) -> None:
         opts = dict(options)
@@ -424,7 +431,7 @@ class PTKernel(Kernel):
     # ---------------------------------------------------------------- pieces
     def _setup(self, logdensity_fn, options, dim, dtype):
         opts = dict(options)
-        base, bopts, support = _base_for(logdensity_fn, options)
+        base, bopts, support = _base_for(options, self.facts)
         beta_min = opts["beta_min"]
         if beta_min is None:
             beta_min = 0.01 if support == "real" else 0.0

@@ -227,6 +227,10 @@ class Ising(Energy):
         s = jnp.asarray(s)
         return jnp.mean(s, axis=tuple(range(s.ndim - len(self.shape), s.ndim)))
 
+    def local_field(self):
+        """The exact local field for ``gibbs``: ``(flip_energy_delta, colors)``."""
+        return self.flip_energy_delta, self.colors
+
     def flip_energy_delta(self, z):
         """``E(z with site i flipped) - E(z)`` for every site; ``(dim,) -> (dim,)``."""
         # Inside compiled code the params are the traced ones bound to this
