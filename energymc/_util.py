@@ -5,7 +5,8 @@ One home for what ``sampling``, ``logz/``, ``learn/``, ``kernels/`` and
 (``tests/test_architecture.py`` checks that): seeds as keys, chunking of
 compiled loops, integer option checks, the non-finite guard, Kish's effective
 sample size, a function's positional arity, initial step sizes, the
-package version, and the counter of compilations behind the public
+package version, the one way to make a function a ``jit`` static argument
+(:func:`static`), and the counter of compilations behind the public
 :func:`energymc.compilations`.
 
 Host helpers (``as_key``, ``chunk_lengths``, ``check_int``, ``n_positional``,
@@ -43,6 +44,7 @@ __all__ = [
     "log_ess",
     "n_positional",
     "nonfinite_to_neginf",
+    "static",
     "version",
 ]
 
@@ -88,6 +90,62 @@ def chunk_lengths(draws: int, chunked: bool) -> list[int]:
     size = math.ceil(draws / 20)
     full, rest = divmod(draws, size)
     return [size] * full + ([rest] if rest else [])
+
+
+# ------------------------------------------------------------------ jit static arguments
+def _by_value(part):
+    """What a bound argument of :class:`static` is compared by: arrays by shape, dtype
+    and bytes (NumPy's and JAX's are unhashable), everything else as itself."""
+    if isinstance(part, (np.ndarray, jax.Array)) and not isinstance(part, jax.core.Tracer):
+        arr = np.asarray(part)
+        return ("array", arr.shape, arr.dtype.str, arr.tobytes())
+    return part
+
+
+class static:  # noqa: N801 - used like functools.partial, whose spelling it follows
+    """``fn`` with its leading arguments bound, hashable and equal by value.
+
+    The one mechanism energymc uses to pass a function as a ``jax.jit``
+    static argument: two ``static(fn, *parts)`` are equal when ``fn`` is the
+    same and the ``parts`` are equal (arrays by value), so compiled code keyed
+    on them is shared. ``functools.partial`` is hashed by identity and would
+    compile anew for every new object.
+
+    Calling it calls ``fn(*parts, *args, **kwargs)``. With no argument left
+    to bind it also reads as an array (``np.asarray(static(np.asarray, a))``),
+    which is how array-valued kernel options stay hashable.
+
+    Parameters
+    ----------
+    fn
+        A hashable callable (a module-level function, a bound method, ...).
+    *parts
+        Hashable values or arrays bound as ``fn``'s first arguments.
+    """
+
+    __slots__ = ("fn", "parts", "_key", "__name__")
+
+    def __init__(self, fn, *parts):
+        self.fn = fn
+        self.parts = parts
+        self._key = (fn, tuple(_by_value(p) for p in parts))
+        self.__name__ = getattr(fn, "__name__", "static")
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*self.parts, *args, **kwargs)
+
+    def __array__(self, dtype=None, copy=None):
+        arr = np.asarray(self())
+        return arr if dtype is None else arr.astype(dtype)
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, static) and self._key == other._key
+
+    def __repr__(self) -> str:
+        return f"static({self.__name__}, {len(self.parts)} bound)"
 
 
 # ------------------------------------------------------------------ input checks

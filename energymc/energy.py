@@ -19,6 +19,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from energymc._base import SUPPORTS, KernelFacts
+from energymc._util import static
 from energymc.errors import EnergyError
 
 __all__ = ["Energy"]
@@ -271,15 +272,15 @@ class Energy:
         if not isinstance(self.fn, BoundEnergy):
             return self, None
         skeleton = copy.copy(self)
-        skeleton.fn = _ParamSlot(self.fn.energy_fn, self.fn.params)
+        skeleton.fn = _param_slot(self.fn.energy_fn, self.fn.params)
         return skeleton, self.fn.params
 
     def _bind(self, params) -> Energy:
         """The skeleton of :meth:`_split` with (possibly traced) params put back."""
-        if not isinstance(self.fn, _ParamSlot):
+        if not (isinstance(self.fn, static) and self.fn.fn is _open_params):
             return self
         bound = copy.copy(self)
-        bound.fn = BoundEnergy(self.fn.energy_fn, params)
+        bound.fn = BoundEnergy(self.fn.parts[0], params)
         return bound
 
     # -------------------------------------------------------- identity, display
@@ -359,26 +360,18 @@ class BoundEnergy:
         return self.energy_fn(self.params, x)
 
 
-class _ParamSlot:
-    """Stands for ``energy_fn(params, .)`` with the params left open.
+def _open_params(energy_fn, treedef, leaf_types, x):
+    """What an Energy with its params taken out (``Energy._split``) stands for:
+    ``energy_fn(params, .)`` with the params left open. Never called: ``_bind``
+    puts the params back first."""
+    raise RuntimeError("internal: an Energy with open params was called before _bind().")
 
-    Equal for the same function and the same structure, shapes and dtypes of
-    params, so compiled code keyed on it is shared by every value of params,
-    which must then be passed to it as an argument (see ``Energy._split``).
-    """
 
-    def __init__(self, energy_fn: Callable, params: Any):
-        self.energy_fn = energy_fn
-        self.__name__ = getattr(energy_fn, "__name__", "energy")
-        leaves, treedef = jax.tree.flatten(params)
-        self._key = (energy_fn, treedef,
-                     tuple((np.shape(a), str(jnp.result_type(a))) for a in leaves))
-
-    def __call__(self, x):
-        raise RuntimeError("internal: an Energy with open params was called before _bind().")
-
-    def __hash__(self) -> int:
-        return hash(self._key)
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, _ParamSlot) and self._key == other._key
+def _param_slot(energy_fn, params) -> static:
+    """``energy_fn(params, .)`` with the params left open, equal for the same
+    function and the same structure, shapes and dtypes of params: compiled code
+    keyed on it is shared by every value of params, passed to it as an
+    argument instead (see ``Energy._split``)."""
+    leaves, treedef = jax.tree.flatten(params)
+    leaf_types = tuple((np.shape(a), str(jnp.result_type(a))) for a in leaves)
+    return static(_open_params, energy_fn, treedef, leaf_types)

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from energymc._util import static
 from energymc.energy import Energy
 from energymc.errors import EnergyError
 
@@ -43,15 +44,9 @@ def _as_patterns(patterns, spins: bool) -> jax.Array:
     return jnp.asarray(arr, dtype=jnp.result_type(float))
 
 
-class _HopfieldFn:
-    """``beta * E(s)``; hashable by identity of the network (weights are arrays)."""
-
-    def __init__(self, net, beta):
-        self.net = net
-        self.beta = float(beta)
-
-    def __call__(self, s):
-        return self.beta * self.net.energy(s)
+def _tempered_energy(net, beta, s):
+    """``beta * E(s)`` of a Hopfield network; wrapped as ``static(_tempered_energy, net, beta)``."""
+    return beta * net.energy(s)
 
 
 class Hopfield:
@@ -113,7 +108,7 @@ class Hopfield:
         # energy function object would compile afresh).
         if float(beta) not in self._targets:
             self._targets[float(beta)] = Energy(
-                _HopfieldFn(self, beta), init=self.patterns[0], support="spin",
+                static(_tempered_energy, self, float(beta)), init=self.patterns[0], support="spin",
                 name=f"hopfield{self.num_units}", check=False)
         return self._targets[float(beta)]
 
