@@ -21,6 +21,7 @@ import contextlib
 import inspect
 import math
 import threading
+import warnings
 from functools import lru_cache
 
 import jax
@@ -39,6 +40,7 @@ __all__ = [
     "Compilations",
     "compilations",
     "default_step",
+    "deprecated",
     "kish_ess",
     "langevin_mh_acceptance",
     "log_ess",
@@ -46,6 +48,7 @@ __all__ = [
     "nonfinite_to_neginf",
     "static",
     "version",
+    "renamed",
 ]
 
 
@@ -146,6 +149,33 @@ class static:  # noqa: N801 - used like functools.partial, whose spelling it fol
 
     def __repr__(self) -> str:
         return f"static({self.__name__}, {len(self.parts)} bound)"
+
+
+# ------------------------------------------------------------------ renamed arguments
+def renamed(old: str, new: str, old_value, new_value, *, default=None, stacklevel: int = 3):
+    """The value of an argument renamed ``old`` -> ``new``, warning when ``old`` is used.
+
+    Old spellings keep working for one release with a ``DeprecationWarning``
+    (the vocabulary in ``docs/architecture.md``). ``None`` means "not given";
+    giving both is an error.
+
+    Raises
+    ------
+    OptionError
+        When both ``old`` and ``new`` are given.
+    """
+    if old_value is None:
+        return default if new_value is None else new_value
+    if new_value is not None:
+        raise OptionError(f"pass {new}= only; {old}= is its old name.")
+    deprecated(f"{old}=", f"{new}= (same meaning)", stacklevel=stacklevel + 1)
+    return old_value
+
+
+def deprecated(old: str, instead: str, *, stacklevel: int = 3) -> None:
+    """Warn (``DeprecationWarning``) that ``old`` goes in the next release; use ``instead``."""
+    warnings.warn(f"{old} is deprecated and will be removed in the next release; use {instead}.",
+                  DeprecationWarning, stacklevel=stacklevel)
 
 
 # ------------------------------------------------------------------ input checks

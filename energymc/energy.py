@@ -19,7 +19,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from energymc._base import SUPPORTS, KernelFacts
-from energymc._util import static
+from energymc._util import deprecated, static
 from energymc.errors import EnergyError
 
 __all__ = ["Energy"]
@@ -62,7 +62,26 @@ class Energy:
 
     def __init__(self, fn: Callable, init: Any, *, support: str = "real",
                  name: str | None = None, check: bool = True,
-                 _postprocess: Callable | None = None, _sign: float = 1.0):
+                 _postprocess: Callable | None = None, _sign: float | None = None):
+        if _postprocess is not None or _sign is not None:
+            # Private keywords that leaked into the public signature; the
+            # builders below say the same thing by name.
+            deprecated("Energy(_postprocess=..., _sign=...)",
+                       "Energy.from_numpyro or Energy.from_logdensity")
+        self._setup(fn, init, support=support, name=name, check=check, postprocess=_postprocess,
+                    sign=1.0 if _sign is None else _sign)
+
+    @classmethod
+    def _built(cls, fn: Callable, init: Any, *, postprocess=None, sign: float = 1.0,
+               **kwargs) -> Energy:
+        """An Energy from one of the builders (``postprocess``, ``sign`` are theirs to set)."""
+        obj = cls.__new__(cls)
+        Energy._setup(obj, fn, init, postprocess=postprocess, sign=sign, **kwargs)
+        return obj
+
+    def _setup(self, fn, init, *, support: str = "real", name: str | None = None,
+               check: bool = True, postprocess: Callable | None = None,
+               sign: float = 1.0) -> None:
         if not callable(fn):
             raise EnergyError(
                 f"Energy needs a callable fn(x) -> scalar energy; got {type(fn).__name__}."
@@ -86,9 +105,9 @@ class Energy:
         self.init = init
         self.support = support
         self.name = name or getattr(fn, "__name__", "energy")
-        self._postprocess = _postprocess
+        self._postprocess = postprocess
         # +1: fn is an energy; -1: fn is a log-density (from_logdensity), flipped here.
-        self._sign = float(_sign)
+        self._sign = float(sign)
         flat, self._unravel = ravel_pytree(init)
         self.flat_init = flat
         self.dim = int(flat.shape[0])
@@ -110,7 +129,7 @@ class Energy:
         if not callable(logdensity_fn):
             raise EnergyError("from_logdensity needs a callable logp(x) -> scalar.")
         kwargs.setdefault("name", getattr(logdensity_fn, "__name__", "logdensity"))
-        return cls(logdensity_fn, init, _sign=-1.0, **kwargs)
+        return cls._built(logdensity_fn, init, sign=-1.0, **kwargs)
 
     @classmethod
     def from_params(cls, energy_fn: Callable, params: Any, init: Any, **kwargs) -> Energy:
@@ -139,7 +158,7 @@ class Energy:
         from energymc._numpyro import energy_parts
 
         potential_fn, z0, postprocess, name = energy_parts(model, args, kwargs, seed)
-        return cls(potential_fn, z0, name=name, _postprocess=postprocess)
+        return cls._built(potential_fn, z0, name=name, postprocess=postprocess)
 
     # --------------------------------------------------------------- evaluation
     def energy(self, x: Any) -> jax.Array:

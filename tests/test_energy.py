@@ -4,11 +4,13 @@ arguments compared by value."""
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import energymc as emc
 from energymc._util import static
@@ -50,3 +52,37 @@ def test_kernel_facts_of_an_energy():
     flips = jnp.where(jnp.eye(4, dtype=bool), -z, z)
     want = jax.jit(lambda f, z: jax.vmap(ising.flat_energy)(f) - ising.flat_energy(z))(flips, z)
     np.testing.assert_allclose(facts.flip_energy_delta(z), want, rtol=1e-5)
+
+
+def test_energy_private_keywords_still_work_with_a_deprecation_warning():
+    logp = lambda x: -0.5 * jnp.sum(x**2)
+    new = emc.Energy.from_logdensity(logp, init=jnp.zeros(2))
+    with pytest.warns(DeprecationWarning, match="from_logdensity"):
+        old = emc.Energy(logp, init=jnp.zeros(2), _sign=-1.0)
+    z = jnp.asarray([1.0, 2.0])
+    assert float(old.flat_logdensity(z)) == float(new.flat_logdensity(z)) == -2.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the builders themselves warn nothing
+        emc.Energy.from_logdensity(logp, init=jnp.zeros(2))
+
+
+def test_renamed_model_arguments_keep_working_for_one_release():
+    from energymc.models import RBM, Hopfield
+
+    rbm = RBM(4, 3)
+    new = rbm.init_params(seed=jax.random.key(0))
+    with pytest.warns(DeprecationWarning, match="key= is deprecated.*use seed="):
+        old = rbm.init_params(key=jax.random.key(0))
+    np.testing.assert_array_equal(old["W"], new["W"])
+    np.testing.assert_array_equal(rbm.init_params(0)["W"], new["W"])  # an int seed
+    with pytest.warns(DeprecationWarning, match="num_chains= is deprecated.*use particles="):
+        with pytest.raises(emc.EnergyError, match="particles must be an integer >= 2"):
+            rbm.log_z_ais(new, seed=0, num_chains=1)  # refused before anything compiles
+    with pytest.raises(emc.OptionError, match="pass particles= only"):
+        rbm.log_z_ais(new, seed=0, num_chains=10, particles=10)
+    net = Hopfield(np.sign(np.random.default_rng(0).normal(size=(2, 16))))
+    probe = net.patterns[:1]
+    with pytest.warns(DeprecationWarning, match="use seed="):
+        old = net.recall(probe, beta=2.0, key=jax.random.key(3), max_sweeps=3)
+    np.testing.assert_array_equal(old, net.recall(probe, beta=2.0, seed=jax.random.key(3),
+                                                  max_sweeps=3))

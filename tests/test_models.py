@@ -135,7 +135,7 @@ def test_rbm_ais_matches_exact():
     rbm, params = _random_rbm(20, 8, seed=3, scale=0.5)
     data = np.asarray(jax.random.bernoulli(jax.random.key(9), 0.3, (50, 20)), dtype=float)
     truth = rbm.log_z_exact(params)
-    est = rbm.log_z_ais(params, jax.random.key(0), num_temps=1000, num_chains=100, data=data)
+    est = rbm.log_z_ais(params, jax.random.key(0), num_temps=1000, particles=100, data=data)
     assert np.isfinite(est.stderr) and est.ess > 10
     assert abs(est.log_z - truth) < 3 * est.stderr + 0.05, (est.log_z, truth, est.stderr)
     # The same path through log_partition directly, with its adaptive schedule.
@@ -221,7 +221,7 @@ def test_hopfield_recalls_stored_patterns():
     np.testing.assert_array_equal(recalled, patterns)
     assert np.all(net.energy(recalled) <= net.energy(probes))
     # At low temperature the sampled state stays near the pattern (overlap ~ 1).
-    hot = np.asarray(net.recall(probes, beta=5.0, key=jax.random.key(0), max_sweeps=20))
+    hot = np.asarray(net.recall(probes, beta=5.0, seed=jax.random.key(0), max_sweeps=20))
     overlaps = np.asarray(net.overlap(hot))
     assert np.all(np.diag(overlaps) > 0.9), np.diag(overlaps)
     target = net.target(beta=2.0)
