@@ -1,4 +1,4 @@
-"""Small helpers shared across energymc's sub-packages (internal; no public API).
+"""Small helpers shared across energymc's sub-packages (internal; public ones re-exported).
 
 One home for what ``sampling``, ``logz/``, ``learn/``, ``kernels/`` and
 ``models/`` all need, so that no module imports another's private names

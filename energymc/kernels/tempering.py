@@ -229,6 +229,36 @@ def _respace(betas, rejection):
     return new
 
 
+def _remetric(params, m1, m2, length, last, step0):
+    """After a warmup stretch: each replica's diagonal mass matrix from the sums
+    ``m1``, ``m2`` ``(R, dim)`` of its states over ``length`` rounds, and the step
+    restarted at ``step0`` (both left as they are after the ``last`` stretch)."""
+    mean = m1 / length
+    var = jnp.maximum(m2 / length - mean**2, 0.0)
+    shrink = length / (length + 5.0)
+    old = params["inverse_mass_matrix"]
+    # Keep the old matrix where a replica barely moved (var ~ 0).
+    imm = jnp.where(var > 1e-10, shrink * var + (1 - shrink) * 1e-3, old)
+    # The step size was tuned in the old whitening; in the new one the
+    # dimension-scaled default is a better start, and the next stretch
+    # (whose adaptation gain starts large again) refines it.
+    step = jnp.full_like(params["step_size"], step0)
+    return dict(params, inverse_mass_matrix=jnp.where(last, old, imm),
+                step_size=jnp.where(last, params["step_size"], step))
+
+
+def _carry_to_rungs(params, betas, new_betas):
+    """Tuned per-replica parameters moved from rungs ``betas`` to ``new_betas`` by
+    interpolation in ``beta`` (log step size; mass matrix column by column)."""
+    step = jnp.exp(_interp(new_betas, betas, jnp.log(params["step_size"])))
+    params = dict(params, step_size=step)
+    if "inverse_mass_matrix" in params:
+        imm = jax.vmap(lambda col: _interp(new_betas, betas, col), in_axes=1,
+                       out_axes=1)(params["inverse_mass_matrix"])
+        params = dict(params, inverse_mass_matrix=imm)
+    return params
+
+
 def pt_warmup(key, positions, betas, base_params, path: _Path, base, base_opts, *,
               num_steps: int, n_local: int, target_accept, tunable: bool,
               adapt_ladder: bool = True, tick=None):
@@ -295,29 +325,11 @@ def pt_warmup(key, positions, betas, base_params, path: _Path, base, base_opts, 
         info = {"swap_acceptance": swap_rate, "acceptance": jnp.mean(move_acc, axis=0)}
         last = r == n_rounds - 1
         if tunable and "inverse_mass_matrix" in params and length >= 20:
-            mean = m1 / length
-            var = jnp.maximum(m2 / length - mean**2, 0.0)
-            shrink = length / (length + 5.0)
-            old = params["inverse_mass_matrix"]
-            # Keep the old matrix where a replica barely moved (var ~ 0).
-            imm = jnp.where(var > 1e-10, shrink * var + (1 - shrink) * 1e-3, old)
-            # The step size was tuned in the old whitening; in the new one the
-            # dimension-scaled default is a better start, and the next stretch
-            # (whose adaptation gain starts large again) refines it.
-            step = jnp.full_like(params["step_size"], step0)
-            params = dict(params,
-                          inverse_mass_matrix=jnp.where(last, old, imm),
-                          step_size=jnp.where(last, params["step_size"], step))
+            params = _remetric(params, m1, m2, length, last, step0)
         if adapt_ladder and R > 2:
             new_betas = jnp.where(last, betas, _respace(betas, 1.0 - swap_rate))
             if tunable:
-                # Carry tuned parameters to the new rungs by interpolation.
-                step = jnp.exp(_interp(new_betas, betas, jnp.log(params["step_size"])))
-                params = dict(params, step_size=step)
-                if "inverse_mass_matrix" in params:
-                    imm = jax.vmap(lambda col: _interp(new_betas, betas, col), in_axes=1,
-                                   out_axes=1)(params["inverse_mass_matrix"])
-                    params = dict(params, inverse_mass_matrix=imm)
+                params = _carry_to_rungs(params, betas, new_betas)
             betas = new_betas
             ll = jax.vmap(path.ll)(state.positions)
             state = state._replace(ll=jnp.where(jnp.isnan(ll), -jnp.inf, ll))
