@@ -17,6 +17,7 @@ from energymc import (
     plots,
 )
 from energymc._compilation_cache import compilation_cache_dir
+from energymc._util import Compilations, compilations
 from energymc._util import version as _version
 from energymc.diagnostics import (
     Diagnosis,
@@ -42,6 +43,7 @@ _compilation_cache.configure()
 __version__ = _version()
 
 __all__ = [
+    "Compilations",
     "Diagnosis",
     "Energy",
     "EnergyError",
@@ -52,6 +54,7 @@ __all__ = [
     "Run",
     "__version__",
     "compilation_cache_dir",
+    "compilations",
     "diagnose",
     "diffusion",
     "exact",

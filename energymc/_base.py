@@ -25,6 +25,7 @@ __all__ = [
     "LogDensityFn",
     "KERNEL_HOOKS",
     "Kernel",
+    "KernelFacts",
     "KernelState",
     "Learner",
     "ProgressMeter",
@@ -40,6 +41,30 @@ LogDensityFn = Callable[[Array], Array]
 #: The supports a target can declare. ``"real"`` is R^dim; ``"binary"`` is
 #: {0, 1}^dim; ``"spin"`` is {-1, +1}^dim (stored as floats).
 SUPPORTS = ("real", "binary", "spin")
+
+
+class KernelFacts(NamedTuple):
+    """What a kernel may know about a target beyond its log-density.
+
+    Built by :meth:`energymc.Energy.kernel_facts` and handed to a kernel by
+    the caller that holds the target (:meth:`Kernel.bind_target`), so that a
+    kernel never has to find the target behind the function it is given.
+
+    Attributes
+    ----------
+    support
+        ``"real"``, ``"binary"`` or ``"spin"``.
+    flip_energy_delta
+        Optional ``z (dim,) -> (dim,)``: ``E(z with site i flipped) - E(z)``
+        for every site at once (an exact local field), or ``None``.
+    colors
+        Optional ``(dim,)`` ints, a graph colouring: sites of one colour do not
+        interact. Given together with ``flip_energy_delta``, or ``None``.
+    """
+
+    support: str
+    flip_energy_delta: Callable | None = None
+    colors: Any = None
 
 
 class KernelState(Protocol):
@@ -96,6 +121,9 @@ class Kernel(Protocol):
     grad_evals_per_step
         Optional (default 1): gradient (or energy) evaluations one step costs
         when the step's stats carry no ``n_steps`` (see :meth:`count_grad_evals`).
+    warns_divergences
+        Optional (default False): divergent transitions after warmup mean the
+        draws may be biased (HMC, NUTS), so :func:`energymc.sample` warns.
     """
 
     name: str
@@ -103,6 +131,7 @@ class Kernel(Protocol):
     defaults: Mapping[str, Any]
     summed_stats: tuple[str, ...] = ()
     grad_evals_per_step: int = 1
+    warns_divergences: bool = False
 
     def init(self, key: PRNGKey, position: Array, logdensity_fn: LogDensityFn,
              params: dict, options: tuple) -> Any:
@@ -144,6 +173,17 @@ class Kernel(Protocol):
         """
         return None
 
+    def bind_target(self, facts: KernelFacts) -> Kernel:
+        """This kernel told what it may know about the target (default: ``self``, unchanged).
+
+        Called by the code that holds the target (the sampling loop, inside
+        the traced function, so that a fast path bound to traced parameters
+        stays traced) with :meth:`energymc.Energy.kernel_facts`. A kernel that
+        uses the support or an exact local field returns a copy that carries
+        them; it never looks for the target behind ``logdensity_fn``.
+        """
+        return self
+
     def prepare(self, params: dict, options: tuple) -> Any:
         """The params ``step`` is then called with (default: ``params`` unchanged).
 
@@ -174,7 +214,8 @@ class Kernel(Protocol):
 #: The hooks a registered kernel must have; subclassing :class:`Kernel` gives
 #: each its default.
 KERNEL_HOOKS = ("init", "step", "warmup", "default_params", "validate", "prepare",
-                "summed_stats", "grad_evals_per_step", "tunable", "count_grad_evals")
+                "bind_target", "summed_stats", "grad_evals_per_step", "warns_divergences",
+                "tunable", "count_grad_evals")
 
 
 @runtime_checkable

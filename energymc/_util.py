@@ -1,11 +1,13 @@
-"""Small helpers shared across energymc's sub-packages (internal; no public API).
+"""Small helpers shared across energymc's sub-packages (internal; public ones re-exported).
 
 One home for what ``sampling``, ``logz/``, ``learn/``, ``kernels/`` and
 ``models/`` all need, so that no module imports another's private names
 (``tests/test_architecture.py`` checks that): seeds as keys, chunking of
 compiled loops, integer option checks, the non-finite guard, Kish's effective
-sample size, a function's positional arity, initial step sizes, and the
-package version.
+sample size, a function's positional arity, initial step sizes, the
+package version, the one way to make a function a ``jit`` static argument
+(:func:`static`), and the counter of compilations behind the public
+:func:`energymc.compilations`.
 
 Host helpers (``as_key``, ``chunk_lengths``, ``check_int``, ``n_positional``,
 ``version``) run before anything compiles; ``nonfinite_to_neginf``,
@@ -14,8 +16,12 @@ Host helpers (``as_key``, ``chunk_lengths``, ``check_int``, ``n_positional``,
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import inspect
 import math
+import threading
+import warnings
 from functools import lru_cache
 
 import jax
@@ -31,13 +37,18 @@ __all__ = [
     "check_int",
     "check_option_int",
     "chunk_lengths",
+    "Compilations",
+    "compilations",
     "default_step",
+    "deprecated",
     "kish_ess",
     "langevin_mh_acceptance",
     "log_ess",
     "n_positional",
     "nonfinite_to_neginf",
+    "static",
     "version",
+    "renamed",
 ]
 
 
@@ -82,6 +93,89 @@ def chunk_lengths(draws: int, chunked: bool) -> list[int]:
     size = math.ceil(draws / 20)
     full, rest = divmod(draws, size)
     return [size] * full + ([rest] if rest else [])
+
+
+# ------------------------------------------------------------------ jit static arguments
+def _by_value(part):
+    """What a bound argument of :class:`static` is compared by: arrays by shape, dtype
+    and bytes (NumPy's and JAX's are unhashable), everything else as itself."""
+    if isinstance(part, (np.ndarray, jax.Array)) and not isinstance(part, jax.core.Tracer):
+        arr = np.asarray(part)
+        return ("array", arr.shape, arr.dtype.str, arr.tobytes())
+    return part
+
+
+class static:  # noqa: N801 - used like functools.partial, whose spelling it follows
+    """``fn`` with its leading arguments bound, hashable and equal by value.
+
+    The one mechanism energymc uses to pass a function as a ``jax.jit``
+    static argument: two ``static(fn, *parts)`` are equal when ``fn`` is the
+    same and the ``parts`` are equal (arrays by value), so compiled code keyed
+    on them is shared. ``functools.partial`` is hashed by identity and would
+    compile anew for every new object.
+
+    Calling it calls ``fn(*parts, *args, **kwargs)``. With no argument left
+    to bind it also reads as an array (``np.asarray(static(np.asarray, a))``),
+    which is how array-valued kernel options stay hashable.
+
+    Parameters
+    ----------
+    fn
+        A hashable callable (a module-level function, a bound method, ...).
+    *parts
+        Hashable values or arrays bound as ``fn``'s first arguments.
+    """
+
+    __slots__ = ("fn", "parts", "_key", "__name__")
+
+    def __init__(self, fn, *parts):
+        self.fn = fn
+        self.parts = parts
+        self._key = (fn, tuple(_by_value(p) for p in parts))
+        self.__name__ = getattr(fn, "__name__", "static")
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*self.parts, *args, **kwargs)
+
+    def __array__(self, dtype=None, copy=None):
+        arr = np.asarray(self())
+        return arr if dtype is None else arr.astype(dtype)
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, static) and self._key == other._key
+
+    def __repr__(self) -> str:
+        return f"static({self.__name__}, {len(self.parts)} bound)"
+
+
+# ------------------------------------------------------------------ renamed arguments
+def renamed(old: str, new: str, old_value, new_value, *, default=None, stacklevel: int = 3):
+    """The value of an argument renamed ``old`` -> ``new``, warning when ``old`` is used.
+
+    Old spellings keep working for one release with a ``DeprecationWarning``
+    (the vocabulary in ``docs/architecture.md``). ``None`` means "not given";
+    giving both is an error.
+
+    Raises
+    ------
+    OptionError
+        When both ``old`` and ``new`` are given.
+    """
+    if old_value is None:
+        return default if new_value is None else new_value
+    if new_value is not None:
+        raise OptionError(f"pass {new}= only; {old}= is its old name.")
+    deprecated(f"{old}=", f"{new}= (same meaning)", stacklevel=stacklevel + 1)
+    return old_value
+
+
+def deprecated(old: str, instead: str, *, stacklevel: int = 3) -> None:
+    """Warn (``DeprecationWarning``) that ``old`` goes in the next release; use ``instead``."""
+    warnings.warn(f"{old} is deprecated and will be removed in the next release; use {instead}.",
+                  DeprecationWarning, stacklevel=stacklevel)
 
 
 # ------------------------------------------------------------------ input checks
@@ -214,3 +308,90 @@ def version() -> str:
         return metadata.version("energymc")
     except metadata.PackageNotFoundError:
         return "0+unknown"
+
+
+# ------------------------------------------------------------------ compilations
+#: The ``jax.monitoring`` event JAX records each time it traces a jitted
+#: function for a new signature (a cache miss: new shapes, dtypes or static
+#: arguments). Tracing, not XLA's compile, is counted: a program loaded from
+#: the persistent compilation cache is still traced, and a retrace is what a
+#: changed static argument costs.
+TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
+
+_ACTIVE: list = []  # counters of the `compilations` blocks now open (host state)
+_LOCK = threading.Lock()
+_LISTENING = False
+
+
+class Compilations:
+    """How many times jitted functions were traced while a :func:`compilations` block ran.
+
+    Attributes
+    ----------
+    by_function
+        ``collections.Counter``: function name -> number of traces.
+    """
+
+    def __init__(self):
+        self.by_function: collections.Counter = collections.Counter()
+
+    @property
+    def count(self) -> int:
+        """Traces of every function together."""
+        return sum(self.by_function.values())
+
+    def __getitem__(self, name: str) -> int:
+        """Traces of the functions called ``name`` (0 if none)."""
+        return self.by_function[name]
+
+    def __repr__(self) -> str:
+        return f"Compilations(count={self.count}, by_function={dict(self.by_function)})"
+
+
+def _on_duration(event: str, duration: float, **kwargs) -> None:
+    if event != TRACE_EVENT or not _ACTIVE:
+        return
+    name = str(kwargs.get("fun_name", "?"))
+    with _LOCK:
+        for counter in _ACTIVE:
+            counter.by_function[name] += 1
+
+
+@contextlib.contextmanager
+def compilations():
+    """Count the functions JAX traces (compiles anew) inside the block.
+
+    A second call of a compiled sampler with the same shapes should trace
+    nothing; this shows whether it did, and which function did, through
+    JAX's public ``jax.monitoring`` events.
+
+    Yields
+    ------
+    Compilations
+        Filled in while the block runs: ``.count``, ``["name"]``,
+        ``.by_function``.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> import energymc as emc
+    >>> f = jax.jit(lambda x: 2 * x)
+    >>> with emc.compilations() as c:
+    ...     _ = f(jnp.ones(3)); _ = f(jnp.zeros(3)); _ = f(jnp.ones(4))
+    >>> c["<lambda>"]
+    2
+    """
+    global _LISTENING
+    with _LOCK:
+        if not _LISTENING:
+            # Registered once and kept: JAX has no cheap way to remove one
+            # listener among others, and with no block open it returns at once.
+            jax.monitoring.register_event_duration_secs_listener(_on_duration)
+            _LISTENING = True
+        counter = Compilations()
+        _ACTIVE.append(counter)
+    try:
+        yield counter
+    finally:
+        with _LOCK:
+            _ACTIVE.remove(counter)

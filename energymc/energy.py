@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from functools import cached_property, partial, wraps
+from functools import cached_property, wraps
 from typing import Any
 
 import jax
@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from energymc._base import SUPPORTS
+from energymc._base import SUPPORTS, KernelFacts
+from energymc._util import deprecated, static
 from energymc.errors import EnergyError
 
 __all__ = ["Energy"]
@@ -61,7 +62,26 @@ class Energy:
 
     def __init__(self, fn: Callable, init: Any, *, support: str = "real",
                  name: str | None = None, check: bool = True,
-                 _postprocess: Callable | None = None, _sign: float = 1.0):
+                 _postprocess: Callable | None = None, _sign: float | None = None):
+        if _postprocess is not None or _sign is not None:
+            # Private keywords that leaked into the public signature; the
+            # builders below say the same thing by name.
+            deprecated("Energy(_postprocess=..., _sign=...)",
+                       "Energy.from_numpyro or Energy.from_logdensity")
+        self._setup(fn, init, support=support, name=name, check=check, postprocess=_postprocess,
+                    sign=1.0 if _sign is None else _sign)
+
+    @classmethod
+    def _built(cls, fn: Callable, init: Any, *, postprocess=None, sign: float = 1.0,
+               **kwargs) -> Energy:
+        """An Energy from one of the builders (``postprocess``, ``sign`` are theirs to set)."""
+        obj = cls.__new__(cls)
+        Energy._setup(obj, fn, init, postprocess=postprocess, sign=sign, **kwargs)
+        return obj
+
+    def _setup(self, fn, init, *, support: str = "real", name: str | None = None,
+               check: bool = True, postprocess: Callable | None = None,
+               sign: float = 1.0) -> None:
         if not callable(fn):
             raise EnergyError(
                 f"Energy needs a callable fn(x) -> scalar energy; got {type(fn).__name__}."
@@ -85,9 +105,9 @@ class Energy:
         self.init = init
         self.support = support
         self.name = name or getattr(fn, "__name__", "energy")
-        self._postprocess = _postprocess
+        self._postprocess = postprocess
         # +1: fn is an energy; -1: fn is a log-density (from_logdensity), flipped here.
-        self._sign = float(_sign)
+        self._sign = float(sign)
         flat, self._unravel = ravel_pytree(init)
         self.flat_init = flat
         self.dim = int(flat.shape[0])
@@ -109,7 +129,7 @@ class Energy:
         if not callable(logdensity_fn):
             raise EnergyError("from_logdensity needs a callable logp(x) -> scalar.")
         kwargs.setdefault("name", getattr(logdensity_fn, "__name__", "logdensity"))
-        return cls(logdensity_fn, init, _sign=-1.0, **kwargs)
+        return cls._built(logdensity_fn, init, sign=-1.0, **kwargs)
 
     @classmethod
     def from_params(cls, energy_fn: Callable, params: Any, init: Any, **kwargs) -> Energy:
@@ -138,7 +158,7 @@ class Energy:
         from energymc._numpyro import energy_parts
 
         potential_fn, z0, postprocess, name = energy_parts(model, args, kwargs, seed)
-        return cls(potential_fn, z0, name=name, _postprocess=postprocess)
+        return cls._built(potential_fn, z0, name=name, postprocess=postprocess)
 
     # --------------------------------------------------------------- evaluation
     def energy(self, x: Any) -> jax.Array:
@@ -191,6 +211,39 @@ class Energy:
     def is_numpyro(self) -> bool:
         return self._postprocess is not None
 
+    # ------------------------------------------------- what kernels may know
+    def local_field(self):
+        """``(flip_energy_delta, colors)`` when this energy offers an exact local field, else None.
+
+        ``flip_energy_delta(z) -> (dim,)`` gives ``E(z with site i flipped) - E(z)``
+        for every site of a flat state ``z`` ``(dim,)``; ``colors`` ``(dim,)``
+        ints colour the interaction graph (sites of one colour do not
+        interact). ``gibbs`` then updates a colour class at once. By default
+        the user's energy object may offer both as attributes (only an energy,
+        not a log-density: the sign would be wrong); models such as
+        :class:`energymc.models.Ising` override this method.
+        """
+        if self._sign != 1.0:
+            return None
+        delta = getattr(self.fn, "flip_energy_delta", None)
+        colors = getattr(self.fn, "colors", None)
+        if delta is None or colors is None:
+            return None
+        return delta, colors
+
+    def kernel_facts(self) -> KernelFacts:
+        """What a kernel may know about this target (:class:`energymc._base.KernelFacts`).
+
+        The sampling loop hands it to :meth:`energymc._base.Kernel.bind_target`
+        inside the traced function, where a local field reads the traced
+        parameters of this (bound) energy.
+        """
+        field = self.local_field()
+        if field is None:
+            return KernelFacts(self.support)
+        delta, colors = field
+        return KernelFacts(self.support, delta, np.asarray(colors))
+
     # ------------------------------------------------------------------ checks
     def _check(self) -> None:
         try:
@@ -238,15 +291,15 @@ class Energy:
         if not isinstance(self.fn, BoundEnergy):
             return self, None
         skeleton = copy.copy(self)
-        skeleton.fn = _ParamSlot(self.fn.energy_fn, self.fn.params)
+        skeleton.fn = _param_slot(self.fn.energy_fn, self.fn.params)
         return skeleton, self.fn.params
 
     def _bind(self, params) -> Energy:
         """The skeleton of :meth:`_split` with (possibly traced) params put back."""
-        if not isinstance(self.fn, _ParamSlot):
+        if not (isinstance(self.fn, static) and self.fn.fn is _open_params):
             return self
         bound = copy.copy(self)
-        bound.fn = BoundEnergy(self.fn.energy_fn, params)
+        bound.fn = BoundEnergy(self.fn.parts[0], params)
         return bound
 
     # -------------------------------------------------------- identity, display
@@ -294,10 +347,14 @@ def jit_over_target(static_argnames: tuple):
     """
 
     def decorate(fn):
-        @partial(jax.jit, static_argnames=static_argnames)
-        def compiled(*args, _target_params, **kwargs):
+        def body(*args, _target_params, **kwargs):
             kwargs["target"] = kwargs["target"]._bind(_target_params)
             return fn(*args, **kwargs)
+
+        # Named after fn (not @wraps: jit reads the signature, which must stay
+        # this one) so that energymc.compilations() reports it by fn's name.
+        body.__name__ = body.__qualname__ = fn.__name__
+        compiled = jax.jit(body, static_argnames=static_argnames)
 
         @wraps(fn)
         def call(*args, target, **kwargs):
@@ -322,26 +379,18 @@ class BoundEnergy:
         return self.energy_fn(self.params, x)
 
 
-class _ParamSlot:
-    """Stands for ``energy_fn(params, .)`` with the params left open.
+def _open_params(energy_fn, treedef, leaf_types, x):
+    """What an Energy with its params taken out (``Energy._split``) stands for:
+    ``energy_fn(params, .)`` with the params left open. Never called: ``_bind``
+    puts the params back first."""
+    raise RuntimeError("internal: an Energy with open params was called before _bind().")
 
-    Equal for the same function and the same structure, shapes and dtypes of
-    params, so compiled code keyed on it is shared by every value of params,
-    which must then be passed to it as an argument (see ``Energy._split``).
-    """
 
-    def __init__(self, energy_fn: Callable, params: Any):
-        self.energy_fn = energy_fn
-        self.__name__ = getattr(energy_fn, "__name__", "energy")
-        leaves, treedef = jax.tree.flatten(params)
-        self._key = (energy_fn, treedef,
-                     tuple((np.shape(a), str(jnp.result_type(a))) for a in leaves))
-
-    def __call__(self, x):
-        raise RuntimeError("internal: an Energy with open params was called before _bind().")
-
-    def __hash__(self) -> int:
-        return hash(self._key)
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, _ParamSlot) and self._key == other._key
+def _param_slot(energy_fn, params) -> static:
+    """``energy_fn(params, .)`` with the params left open, equal for the same
+    function and the same structure, shapes and dtypes of params: compiled code
+    keyed on it is shared by every value of params, passed to it as an
+    argument instead (see ``Energy._split``)."""
+    leaves, treedef = jax.tree.flatten(params)
+    leaf_types = tuple((np.shape(a), str(jnp.result_type(a))) for a in leaves)
+    return static(_open_params, energy_fn, treedef, leaf_types)

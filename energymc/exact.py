@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from energymc._util import static
 from energymc.errors import EnergyError
 
 __all__ = ["MAX_DIM", "expectation", "log_partition", "probabilities", "reduce_states", "states"]
@@ -146,44 +147,20 @@ def reduce_states(logp: Callable, dim: int, support: str, *args, fn: Callable | 
     return _reduce(args, logp=logp, dim=dim, support=support, chunk=chunk, fn=fn)
 
 
-class _TargetLogp:
-    """``(z, params) -> target.flat_logdensity(z)``, hashable by the target.
+def _target_logp(target, z, params):
+    """``target.flat_logdensity(z)``; wrapped as ``static(_target_logp, skeleton)``.
 
     ``target`` is the skeleton of ``Energy._split``: the parameters of a
     ``from_params`` energy arrive as the traced ``params`` argument, so
     enumerating it again with new parameter values reuses the compiled code.
     """
-
-    def __init__(self, target):
-        self.target = target
-
-    def __call__(self, z, params):
-        return self.target._bind(params).flat_logdensity(z)
-
-    def __hash__(self):
-        return hash(("logp", self.target))
-
-    def __eq__(self, other):
-        return isinstance(other, _TargetLogp) and self.target == other.target
+    return target._bind(params).flat_logdensity(z)
 
 
-class _TargetFn(_TargetLogp):
-    """``(z) -> fn(x)`` with ``x`` the target's pytree; hashable by (target, fn)."""
-
-    def __init__(self, target, fn):
-        super().__init__(target)
-        self.fn = fn
-
-    def __call__(self, z, params):
-        unravel = getattr(self.target, "unravel", None)
-        return self.fn(z if unravel is None else unravel(z))
-
-    def __hash__(self):
-        return hash(("fn", self.target, self.fn))
-
-    def __eq__(self, other):
-        return (isinstance(other, _TargetFn) and self.target == other.target
-                and self.fn == other.fn)
+def _target_fn(target, fn, z, params):
+    """``fn(x)`` with ``x`` the target's pytree at flat ``z``; wrapped with :func:`static`."""
+    unravel = getattr(target, "unravel", None)
+    return fn(z if unravel is None else unravel(z))
 
 
 def _split(target):
@@ -221,7 +198,7 @@ def log_partition(target, *, chunk_size: int | None = None, max_dim: int = MAX_D
     """
     dim, support = _target_parts(target, max_dim)
     skeleton, params = _split(target)
-    log_z, _ = reduce_states(_TargetLogp(skeleton), dim, support, params,
+    log_z, _ = reduce_states(static(_target_logp, skeleton), dim, support, params,
                              chunk_size=chunk_size, max_dim=max_dim)
     return float(log_z)
 
@@ -248,8 +225,8 @@ def expectation(target, fn: Callable, *, chunk_size: int | None = None,
         raise EnergyError(f"expectation needs a callable fn(x); got {type(fn).__name__}.")
     dim, support = _target_parts(target, max_dim)
     skeleton, params = _split(target)
-    _, means = reduce_states(_TargetLogp(skeleton), dim, support, params,
-                             fn=_TargetFn(skeleton, fn), chunk_size=chunk_size,
+    _, means = reduce_states(static(_target_logp, skeleton), dim, support, params,
+                             fn=static(_target_fn, skeleton, fn), chunk_size=chunk_size,
                              max_dim=max_dim)
     return jax.tree.map(np.asarray, means)
 

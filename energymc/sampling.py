@@ -156,6 +156,8 @@ def _begin_chains(key, init, params, ids, *, target, kernel, options, layout, wa
                   ticks, mesh):
     """:func:`_begin` for the chains numbered ``ids`` (traced; the body one device runs)."""
     positions = _start_positions(key, init, target=target, ids=ids, layout=layout)
+    # Told here, under the trace, so that a local field reads the traced params.
+    kernel = kernel.bind_target(target.kernel_facts())
     warm_keys = _chain_keys(jax.random.fold_in(key, _WARMUP_KEY), ids)
     # Under a mesh each device runs this loop: one of them reports progress.
     tick_ = tick if mesh is None else _sharding.on_one_device(tick)
@@ -223,6 +225,7 @@ def _advance(states, params, chain_keys, start, *, target, kernel, options, num_
     in all).
     """
     packing = _Packing()
+    kernel = kernel.bind_target(target.kernel_facts())
 
     def one_chain(state, p, chain_key):
         p = kernel.prepare(p, options)
@@ -585,7 +588,7 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
         run = _chunked_run(key, init, params, static, ckpt, meter, callback,
                            method=method, seed=seed, draws=draws, thin=thin, t0=t0,
                            stream=store is not None)
-    if run.num_divergent and kernel.name in ("nuts", "hmc"):
+    if run.num_divergent and kernel.warns_divergences:
         warnings.warn(f"{run.num_divergent} divergent transitions after warmup; "
                       "see emc.diagnose(run).", EnergymcWarning, stacklevel=2)
     return run

@@ -62,7 +62,7 @@ def main(quick):
 
     log_z = rbm.log_z_exact(params)
     ais = rbm.log_z_ais(params, jax.random.key(2), num_temps=1000 if quick else 10_000,
-                        num_chains=100, data=train)
+                        particles=100, data=train)
     print(f"log Z exact {log_z:.3f}; AIS {ais.log_z:.3f} ± {ais.stderr:.3f} (ESS {ais.ess:.0f})")
     print(f"exact log-likelihood: train {rbm.log_likelihood(params, train, log_z):.3f}, "
           f"test {rbm.log_likelihood(params, test, log_z):.3f} nats/image")

@@ -21,6 +21,7 @@ import pytest
 
 import energymc as emc
 from energymc import kernels
+from energymc._base import KernelFacts
 from energymc.kernels import discrete
 
 Z_MAX = 3.0
@@ -107,10 +108,11 @@ def test_exact_reuses_compiled_enumeration_for_new_params():
         target = emc.Energy.from_params(energy, {"scale": jnp.asarray(scale)},
                                         init=jnp.ones(10), support="spin")
         log_z, means = brute_force(partial(energy, {"scale": scale}), 10, "spin", f)
-        np.testing.assert_allclose(exact.log_partition(target), log_z, rtol=1e-5)
-        np.testing.assert_allclose(exact.expectation(target, f), means, atol=1e-5)
-        sizes.append(exact._reduce._cache_size())
-    assert sizes[1] == sizes[0]
+        with emc.compilations() as traced:
+            np.testing.assert_allclose(exact.log_partition(target), log_z, rtol=1e-5)
+            np.testing.assert_allclose(exact.expectation(target, f), means, atol=1e-5)
+        sizes.append(traced["_reduce"])
+    assert sizes[1] == 0, sizes
 
 
 def test_exact_refuses_large_or_continuous_targets():
@@ -193,7 +195,7 @@ class _UnadjustedGWG(discrete.GWGKernel):
     name: str = "gwg_unadjusted_test"
 
     def step(self, key, state, logdensity_fn, params, options):
-        support = discrete._support(logdensity_fn, options)
+        support = self._support(options)
 
         def one(state, k):
             z, _, g = state
@@ -277,3 +279,64 @@ def test_kernel_by_hand_needs_support():
                                           {}, opts))(state)
     assert set(np.unique(new.position)) <= {-1.0, 1.0}
     assert {"lp", "acceptance_rate", "diverging"} <= set(stats)
+
+
+class _NeverFlip:
+    """A spin energy whose declared local field says every flip costs +inf
+    (false, on purpose): a gibbs sweep that uses the field never flips."""
+
+    colors = np.arange(6) % 2
+
+    def __call__(self, s):
+        return -jnp.sum(s[:-1] * s[1:])
+
+    def flip_energy_delta(self, z):
+        return jnp.full_like(z, jnp.inf)
+
+
+def test_gibbs_is_given_the_local_field_by_the_energy():
+    # The energy's facts reach the kernel through sample (bind_target), not by
+    # looking behind the function; a log-density (sign flipped) offers none.
+    fn = _NeverFlip()
+    energy = emc.Energy(fn, init=jnp.ones(6), support="spin")
+    facts = energy.kernel_facts()
+    assert facts.support == "spin" and facts.flip_energy_delta is not None
+    fast = emc.sample(energy, "gibbs", chains=2, draws=20, warmup=0, seed=0, progress=False)
+    assert float(np.max(fast.stats["acceptance_rate"])) == 0.0
+    # Negative control: the same function as a log-density has no local field,
+    # so the generic sweep runs and spins flip.
+    flipped = emc.Energy.from_logdensity(lambda s: -fn(s), init=jnp.ones(6), support="spin")
+    assert flipped.kernel_facts().flip_energy_delta is None
+    k = kernels.get("gibbs").bind_target(flipped.kernel_facts())
+    opts = kernels.resolve_options(k, {})
+    state = k.init(None, jnp.ones(6), flipped.flat_logdensity, {}, opts)
+    steps = jax.jit(jax.vmap(lambda key: k.step(key, state, flipped.flat_logdensity, {}, opts)))
+    _, stats = steps(jax.random.split(jax.random.key(0), 20))
+    assert float(np.max(stats["acceptance_rate"])) > 0.0
+
+
+def test_kernel_bound_to_facts_needs_no_support_option():
+    k = kernels.get("gibbs")
+    opts = kernels.resolve_options(k, {})
+    logp = lambda z: -spin_glass(z)
+    with pytest.raises(emc.OptionError, match="support='binary'/'spin'"):
+        k.init(jax.random.key(0), jnp.ones(10), logp, {}, opts)
+    bound = k.bind_target(KernelFacts("spin"))
+    state = bound.init(jax.random.key(0), jnp.ones(10), logp, {}, opts)
+    new, _ = jax.jit(lambda s: bound.step(jax.random.key(1), s, logp, {}, opts))(state)
+    assert set(np.unique(new.position)) <= {-1.0, 1.0}
+    assert k.facts is None  # the registered kernel is unchanged
+
+
+def test_compilations_counts_traces_by_function():
+    def double(x):
+        return 2 * x
+
+    f = jax.jit(double)
+    with emc.compilations() as traced:
+        f(jnp.ones(3))
+        f(jnp.zeros(3))  # same shape: no new trace
+    with emc.compilations() as again:
+        f(jnp.ones(3))
+        f(jnp.ones(4))  # a new shape traces again: the counter can see it
+    assert traced["double"] == 1 and again["double"] == 1 and again.count >= 1

@@ -185,6 +185,9 @@ class _TickingMala:
     def __getattr__(self, item):
         return getattr(kernels.get("mala"), item)
 
+    def bind_target(self, facts):
+        return self  # not MALA's (which __getattr__ would return): this kernel stays in charge
+
     def warmup(self, key, position, logdensity_fn, num_steps, options, tick=None):
         self.seen.append(tick)
         result = kernels.get("mala").warmup(key, position, logdensity_fn, num_steps, options)

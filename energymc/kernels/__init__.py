@@ -9,6 +9,7 @@ so :func:`energymc.sample`, ``Run`` and the ArviZ export treat both alike.
 from __future__ import annotations
 
 from energymc._base import KERNEL_HOOKS, Kernel
+from energymc._util import static
 from energymc.errors import OptionError
 from energymc.kernels._blackjax import CONTINUOUS_KERNELS
 
@@ -88,29 +89,12 @@ def resolve_options(kernel: Kernel, options: dict, *, context: str = "sample") -
 
 
 def _hashable(value):
+    """An option value usable as a ``jit`` static argument: array values (a user's
+    inverse mass matrix) are compared by value (:func:`energymc._util.static`)."""
     try:
         hash(value)
         return value
     except TypeError:
         import numpy as np
 
-        arr = np.asarray(value)
-        return _FrozenArray(arr)
-
-
-class _FrozenArray:
-    """An array option (e.g. a user's inverse mass matrix) made hashable by value."""
-
-    def __init__(self, arr):
-        self.arr = arr
-        self._hash = hash((arr.shape, arr.tobytes()))
-
-    def __hash__(self):
-        return self._hash
-
-    def __eq__(self, other):
-        return isinstance(other, _FrozenArray) and self.arr.shape == other.arr.shape and bool(
-            (self.arr == other.arr).all())
-
-    def __array__(self, dtype=None, copy=None):
-        return self.arr if dtype is None else self.arr.astype(dtype)
+        return static(np.asarray, np.asarray(value))

@@ -267,6 +267,14 @@ class AdjustedKernel(Kernel):
     supports: tuple = ("real",)
     #: Mass-matrix estimator when ``dense_mass=False`` (a BlackJAX metric recipe).
     diag_metric: str = "welford_diag"
+    #: Whether the proposal uses gradients (``fisher_diag`` needs them).
+    uses_gradients: bool = True
+    #: Whether BlackJAX's kernel takes a prebuilt ``Metric`` (HMC, NUTS) rather
+    #: than the whitening linear map of the kernels written here.
+    takes_metric: bool = False
+    #: Whether divergences after warmup are worth a warning (a trajectory
+    #: that diverged: HMC, NUTS).
+    warns_divergences: bool = False
 
     @property
     def defaults(self) -> Mapping:
@@ -286,7 +294,7 @@ class AdjustedKernel(Kernel):
         metric = opts["metric"]
         if metric is not None and metric not in _METRICS:
             raise OptionError(f"metric={metric!r} is not one of {sorted(_METRICS)}.")
-        if self.name == "rwm" and self.metric(options) == "fisher_diag":
+        if not self.uses_gradients and self.metric(options) == "fisher_diag":
             raise OptionError("metric='fisher_diag' needs gradients; rwm has none. "
                               "Use 'welford_diag' or 'welford_dense'.")
         jitter = opts.get("step_jitter", 0.0)
@@ -308,7 +316,7 @@ class AdjustedKernel(Kernel):
         imm = params["inverse_mass_matrix"]
         if jnp.ndim(imm) != 2:
             return params
-        if self.name in ("nuts", "hmc"):
+        if self.takes_metric:
             return {**params, "inverse_mass_matrix": blackjax.mcmc.metrics.default_metric(imm)}
         return {**params, "inverse_mass_matrix": _linear_map(imm, reused=True)}
 
@@ -498,14 +506,16 @@ class MCLMCKernel(Kernel):
 _MALA = AdjustedKernel("mala", 0.574, diag_metric="fisher_diag")
 
 CONTINUOUS_KERNELS = {
-    "nuts": AdjustedKernel("nuts", 0.8, MappingProxyType({"max_num_doublings": 10})),
+    "nuts": AdjustedKernel("nuts", 0.8, MappingProxyType({"max_num_doublings": 10}),
+                           takes_metric=True, warns_divergences=True),
     "hmc": AdjustedKernel("hmc", 0.65, MappingProxyType({"num_integration_steps": 16,
-                                                         "step_jitter": 0.2})),
+                                                         "step_jitter": 0.2}),
+                          takes_metric=True, warns_divergences=True),
     "mala": _MALA,
     # Barker's proposal is tuned best near 40% acceptance (Vogrinc, Livingstone
     # and Zanella, 2023), RWM near 23.4% (Roberts, Gelman and Gilks, 1997).
     "barker": AdjustedKernel("barker", 0.4, diag_metric="fisher_diag"),
-    "rwm": AdjustedKernel("rwm", 0.234),
+    "rwm": AdjustedKernel("rwm", 0.234, uses_gradients=False),
     "langevin": LangevinKernel(),
     "mclmc": MCLMCKernel(),
 }

@@ -24,11 +24,14 @@ and the ArviZ export treat them like any other:
     derive for locally balanced proposals of this kind).
 
 The kernels need to know whether the states are binary or spin (a site's other
-value is ``1 - x`` or ``-x``). Under :func:`energymc.sample` they read it from
-the target whose ``flat_logdensity`` they are given; when driving a kernel by
-hand with a plain function pass the option ``support="binary"`` or ``"spin"``.
+value is ``1 - x`` or ``-x``). They are told, never guess: the option
+``support="binary"`` or ``"spin"`` (:func:`energymc.sample`, the log Z
+estimators and the learners fill it in), or the target's
+:class:`energymc._base.KernelFacts` handed over by
+:meth:`~energymc._base.Kernel.bind_target`.
 
-A target may offer an exact local-field fast path for ``gibbs``: an attribute
+A target may offer an exact local-field fast path for ``gibbs``
+(:meth:`energymc.Energy.local_field`, carried in the ``KernelFacts``):
 ``flip_energy_delta(z) -> (dim,)`` giving ``E(z with site i flipped) - E(z)``
 for every site at once, and ``colors``, an integer array ``(dim,)`` such that
 sites of one colour do not interact (a graph colouring; e.g. the checkerboard
@@ -50,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 
-from energymc._base import Kernel, WarmupResult
+from energymc._base import Kernel, KernelFacts, WarmupResult
 from energymc._random import uniform
 from energymc.errors import OptionError
 from energymc.kernels import register
@@ -95,43 +98,40 @@ class GradientState(NamedTuple):
 
 
 # --------------------------------------------------------------------------
-# Support and fast-path discovery (trace time, host side).
+# What the kernels know about the target: given, never discovered.
 # --------------------------------------------------------------------------
-def _target_of(logdensity_fn):
-    """The Energy whose bound ``flat_logdensity`` this is, or None."""
-    return getattr(logdensity_fn, "__self__", None)
+@dataclasses.dataclass(frozen=True, eq=False)
+class _DiscreteKernel(Kernel):
+    """What the discrete kernels share: the target's facts, given by the caller.
 
+    ``facts`` is ``None`` in the registered kernel; :meth:`bind_target`
+    returns a copy that carries them (the support, and for ``gibbs`` an exact
+    local field). A kernel driven by hand with a plain function takes the
+    support from the ``support`` option instead.
+    """
 
-def _support(logdensity_fn, options) -> str:
-    support = dict(options).get("support")
-    if support is None:
-        support = getattr(_target_of(logdensity_fn), "support", None)
-    if support not in _DISCRETE:
-        raise OptionError(
-            "discrete kernels need to know whether states are binary (0/1) or spin (-1/+1). "
-            "Sample an emc.Energy(..., support='binary' or 'spin') with emc.sample, or pass "
-            "support='binary'/'spin' in options when calling the kernel directly "
-            f"(got {support!r})."
-        )
-    return support
+    facts: KernelFacts | None = None
+
+    def bind_target(self, facts: KernelFacts) -> Kernel:
+        return dataclasses.replace(self, facts=facts)
+
+    def _support(self, options) -> str:
+        support = dict(options).get("support")
+        if support is None and self.facts is not None:
+            support = self.facts.support
+        if support not in _DISCRETE:
+            raise OptionError(
+                "discrete kernels need to know whether states are binary (0/1) or spin (-1/+1). "
+                "Sample an emc.Energy(..., support='binary' or 'spin') with emc.sample, or pass "
+                "support='binary'/'spin' in options when calling the kernel directly "
+                f"(got {support!r})."
+            )
+        return support
 
 
 def _other(z, support):
     """Every site's other value: ``(dim,) -> (dim,)``."""
     return 1.0 - z if support == "binary" else -z
-
-
-def _local_field_path(logdensity_fn):
-    """``(flip_energy_delta, colors)`` if the target offers the exact fast path, else None."""
-    target = _target_of(logdensity_fn)
-    if target is None or getattr(target, "_sign", 1.0) != 1.0:
-        return None
-    for owner in (target, getattr(target, "fn", None)):
-        delta = getattr(owner, "flip_energy_delta", None)
-        colors = getattr(owner, "colors", None)
-        if delta is not None and colors is not None:
-            return delta, np.asarray(colors)
-    return None
 
 
 def _finite_or_zero(x):
@@ -195,7 +195,7 @@ def _gibbs_sweep_colored(key, state, logdensity_fn, support, scan, delta_fn, col
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class GibbsKernel(Kernel):
+class GibbsKernel(_DiscreteKernel):
     """Single-site Gibbs (heat bath). One step = one sweep of ``dim`` site updates.
 
     Options: ``scan`` (``"random"``: a fresh random order every sweep;
@@ -214,14 +214,21 @@ class GibbsKernel(Kernel):
             raise OptionError(f"gibbs: scan must be 'random' or 'systematic'; got {scan!r}.")
         return scan
 
+    def _local_field(self):
+        """``(flip_energy_delta, colors)`` when the target gave an exact local field."""
+        facts = self.facts
+        if facts is None or facts.flip_energy_delta is None or facts.colors is None:
+            return None
+        return facts.flip_energy_delta, np.asarray(facts.colors)
+
     def init(self, key, position, logdensity_fn, params, options):
-        _support(logdensity_fn, options)
+        self._support(options)
         return GibbsState(position, logdensity_fn(position))
 
     def step(self, key, state, logdensity_fn, params, options):
-        support = _support(logdensity_fn, options)
+        support = self._support(options)
         scan = self._scan(options)
-        fast = _local_field_path(logdensity_fn)
+        fast = self._local_field()
         if fast is None:
             new, flips, bad = _gibbs_sweep_generic(key, state, logdensity_fn, support, scan)
         else:
@@ -303,7 +310,7 @@ def _gwg_one(key, state, logdensity_fn, support):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class GWGKernel(Kernel):
+class GWGKernel(_DiscreteKernel):
     """Gibbs-with-Gradients: one gradient-informed single-site flip, MH-corrected.
 
     Options: ``num_updates`` (proposals per step, default 1; ``dim`` gives a
@@ -316,11 +323,11 @@ class GWGKernel(Kernel):
         {"num_updates": 1, "support": None}))
 
     def init(self, key, position, logdensity_fn, params, options):
-        _support(logdensity_fn, options)
+        self._support(options)
         return _gradient_state(position, logdensity_fn)
 
     def step(self, key, state, logdensity_fn, params, options):
-        support = _support(logdensity_fn, options)
+        support = self._support(options)
         n = dict(options)["num_updates"]
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise OptionError(f"gwg: num_updates must be an integer >= 1; got {n!r}.")
@@ -369,7 +376,7 @@ def _dmala_one(key, state, logdensity_fn, step_size, support):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class DMALAKernel(Kernel):
+class DMALAKernel(_DiscreteKernel):
     """Discrete Langevin (DMALA): parallel gradient-informed flips, MH-corrected.
 
     Options: ``target_accept`` (default 0.574), ``step_size`` (initial value
@@ -383,11 +390,11 @@ class DMALAKernel(Kernel):
         {"target_accept": 0.574, "step_size": None, "support": None}))
 
     def init(self, key, position, logdensity_fn, params, options):
-        _support(logdensity_fn, options)
+        self._support(options)
         return _gradient_state(position, logdensity_fn)
 
     def step(self, key, state, logdensity_fn, params, options):
-        support = _support(logdensity_fn, options)
+        support = self._support(options)
         step_size = params["step_size"]
         new, acc, bad = _dmala_one(key, state, logdensity_fn, step_size, support)
         return new, {"lp": new.logdensity, "acceptance_rate": acc, "diverging": bad,
@@ -395,7 +402,7 @@ class DMALAKernel(Kernel):
 
     def warmup(self, key, position, logdensity_fn, num_steps, options, tick=None):
         opts = dict(options)
-        support = _support(logdensity_fn, options)
+        support = self._support(options)
         every = tick_interval(num_steps)
         target = opts["target_accept"]
         if not 0.0 < float(target) < 1.0:

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from energymc._base import Kernel, WarmupResult
+from energymc._base import Kernel, KernelFacts, WarmupResult
 from energymc._util import default_step
 from energymc.errors import OptionError
 from energymc.kernels import get, register, resolve_options
@@ -229,6 +229,36 @@ def _respace(betas, rejection):
     return new
 
 
+def _remetric(params, m1, m2, length, last, step0):
+    """After a warmup stretch: each replica's diagonal mass matrix from the sums
+    ``m1``, ``m2`` ``(R, dim)`` of its states over ``length`` rounds, and the step
+    restarted at ``step0`` (both left as they are after the ``last`` stretch)."""
+    mean = m1 / length
+    var = jnp.maximum(m2 / length - mean**2, 0.0)
+    shrink = length / (length + 5.0)
+    old = params["inverse_mass_matrix"]
+    # Keep the old matrix where a replica barely moved (var ~ 0).
+    imm = jnp.where(var > 1e-10, shrink * var + (1 - shrink) * 1e-3, old)
+    # The step size was tuned in the old whitening; in the new one the
+    # dimension-scaled default is a better start, and the next stretch
+    # (whose adaptation gain starts large again) refines it.
+    step = jnp.full_like(params["step_size"], step0)
+    return dict(params, inverse_mass_matrix=jnp.where(last, old, imm),
+                step_size=jnp.where(last, params["step_size"], step))
+
+
+def _carry_to_rungs(params, betas, new_betas):
+    """Tuned per-replica parameters moved from rungs ``betas`` to ``new_betas`` by
+    interpolation in ``beta`` (log step size; mass matrix column by column)."""
+    step = jnp.exp(_interp(new_betas, betas, jnp.log(params["step_size"])))
+    params = dict(params, step_size=step)
+    if "inverse_mass_matrix" in params:
+        imm = jax.vmap(lambda col: _interp(new_betas, betas, col), in_axes=1,
+                       out_axes=1)(params["inverse_mass_matrix"])
+        params = dict(params, inverse_mass_matrix=imm)
+    return params
+
+
 def pt_warmup(key, positions, betas, base_params, path: _Path, base, base_opts, *,
               num_steps: int, n_local: int, target_accept, tunable: bool,
               adapt_ladder: bool = True, tick=None):
@@ -295,29 +325,11 @@ def pt_warmup(key, positions, betas, base_params, path: _Path, base, base_opts, 
         info = {"swap_acceptance": swap_rate, "acceptance": jnp.mean(move_acc, axis=0)}
         last = r == n_rounds - 1
         if tunable and "inverse_mass_matrix" in params and length >= 20:
-            mean = m1 / length
-            var = jnp.maximum(m2 / length - mean**2, 0.0)
-            shrink = length / (length + 5.0)
-            old = params["inverse_mass_matrix"]
-            # Keep the old matrix where a replica barely moved (var ~ 0).
-            imm = jnp.where(var > 1e-10, shrink * var + (1 - shrink) * 1e-3, old)
-            # The step size was tuned in the old whitening; in the new one the
-            # dimension-scaled default is a better start, and the next stretch
-            # (whose adaptation gain starts large again) refines it.
-            step = jnp.full_like(params["step_size"], step0)
-            params = dict(params,
-                          inverse_mass_matrix=jnp.where(last, old, imm),
-                          step_size=jnp.where(last, params["step_size"], step))
+            params = _remetric(params, m1, m2, length, last, step0)
         if adapt_ladder and R > 2:
             new_betas = jnp.where(last, betas, _respace(betas, 1.0 - swap_rate))
             if tunable:
-                # Carry tuned parameters to the new rungs by interpolation.
-                step = jnp.exp(_interp(new_betas, betas, jnp.log(params["step_size"])))
-                params = dict(params, step_size=step)
-                if "inverse_mass_matrix" in params:
-                    imm = jax.vmap(lambda col: _interp(new_betas, betas, col), in_axes=1,
-                                   out_axes=1)(params["inverse_mass_matrix"])
-                    params = dict(params, inverse_mass_matrix=imm)
+                params = _carry_to_rungs(params, betas, new_betas)
             betas = new_betas
             ll = jax.vmap(path.ll)(state.positions)
             state = state._replace(ll=jnp.where(jnp.isnan(ll), -jnp.inf, ll))
@@ -330,13 +342,13 @@ def pt_warmup(key, positions, betas, base_params, path: _Path, base, base_opts, 
     return state, betas, base_params, jax.tree.map(lambda a: a[-1], infos)
 
 
-def _base_for(logdensity_fn, options):
+def _base_for(options, facts):
     """The base kernel and its options. The support (from the ``support`` option that
-    :func:`energymc.sample` fills in, else from the target whose bound log-density
-    this is) lets ``base_kernel=None`` pick gibbs for discrete targets."""
+    :func:`energymc.sample` fills in, else from the target's ``facts`` given to
+    :meth:`PTKernel.bind_target`, else ``"real"``) lets ``base_kernel=None`` pick
+    gibbs for discrete targets."""
     opts = dict(options)
-    target = getattr(logdensity_fn, "__self__", None)
-    support = opts.get("support") or getattr(target, "support", None) or "real"
+    support = opts.get("support") or getattr(facts, "support", None) or "real"
     name = opts["base_kernel"] or ("mala" if support == "real" else "gibbs")
     base = get(name)
     bopts = dict(opts["base_options"] or {})
@@ -395,6 +407,13 @@ class PTKernel(Kernel):
         {"replicas": 8, "base_kernel": None, "base_options": None, "beta_min": None,
          "local_steps": 1, "adapt_ladder": True, "target_accept": None, "step_size": None,
          "support": None}))
+    #: The target's facts (:meth:`bind_target`); ``None`` in the registered kernel.
+    facts: KernelFacts | None = None
+
+    def bind_target(self, facts: KernelFacts) -> Kernel:
+        # Only the support is used: the replicas see tempered closures, for
+        # which the target's local field would be wrong.
+        return dataclasses.replace(self, facts=facts)
 
     def validate(self, options, dim) -> None:
         opts = dict(options)
@@ -424,7 +443,7 @@ class PTKernel(Kernel):
     # ---------------------------------------------------------------- pieces
     def _setup(self, logdensity_fn, options, dim, dtype):
         opts = dict(options)
-        base, bopts, support = _base_for(logdensity_fn, options)
+        base, bopts, support = _base_for(options, self.facts)
         beta_min = opts["beta_min"]
         if beta_min is None:
             beta_min = 0.01 if support == "real" else 0.0

@@ -105,8 +105,8 @@ def resolve_kernel(target, name, kernel_options, context):
     if kernel_options is not None and not isinstance(kernel_options, dict):
         raise OptionError(f"kernel_options= must be a dict; got {type(kernel_options).__name__}.")
     kopts = dict(kernel_options or {})
-    # Discrete kernels read the support from the target's own log-density;
-    # annealing hands them a tempered closure instead, so say it explicitly.
+    # Discrete kernels are told the support, never find it: annealing hands
+    # them a tempered closure, so it is given here as their option.
     if "support" in kernel.defaults and kopts.get("support") is None and target.support != "real":
         kopts["support"] = target.support
     options = _kernels.resolve_options(kernel, kopts, context=context)

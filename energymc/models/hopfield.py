@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from energymc._util import as_key, renamed, static
 from energymc.energy import Energy
 from energymc.errors import EnergyError
 
@@ -43,15 +44,9 @@ def _as_patterns(patterns, spins: bool) -> jax.Array:
     return jnp.asarray(arr, dtype=jnp.result_type(float))
 
 
-class _HopfieldFn:
-    """``beta * E(s)``; hashable by identity of the network (weights are arrays)."""
-
-    def __init__(self, net, beta):
-        self.net = net
-        self.beta = float(beta)
-
-    def __call__(self, s):
-        return self.beta * self.net.energy(s)
+def _tempered_energy(net, beta, s):
+    """``beta * E(s)`` of a Hopfield network; wrapped as ``static(_tempered_energy, net, beta)``."""
+    return beta * net.energy(s)
 
 
 class Hopfield:
@@ -113,7 +108,7 @@ class Hopfield:
         # energy function object would compile afresh).
         if float(beta) not in self._targets:
             self._targets[float(beta)] = Energy(
-                _HopfieldFn(self, beta), init=self.patterns[0], support="spin",
+                static(_tempered_energy, self, float(beta)), init=self.patterns[0], support="spin",
                 name=f"hopfield{self.num_units}", check=False)
         return self._targets[float(beta)]
 
@@ -123,7 +118,8 @@ class Hopfield:
             raise EnergyError(f"probe must have last axis {self.num_units}; got {probe.shape}.")
         return probe
 
-    def recall(self, probe, beta: float | None = None, key=None, max_sweeps: int = 100):
+    def recall(self, probe, beta: float | None = None, seed=None, max_sweeps: int = 100, *,
+               key=None):
         """Retrieve a pattern from ``probe`` by asynchronous dynamics.
 
         Parameters
@@ -135,9 +131,10 @@ class Hopfield:
             keep ``s_i``) in index order until nothing changes or
             ``max_sweeps``. A number: heat-bath (Glauber) sampling at that
             inverse temperature for ``max_sweeps`` sweeps, site ``i`` set to +1
-            with probability ``sigmoid(2 beta field_i)``; needs ``key``.
-        key
-            A ``jax.random.key`` (finite ``beta`` only).
+            with probability ``sigmoid(2 beta field_i)``; needs ``seed``.
+        seed
+            An int or a ``jax.random.key`` (finite ``beta`` only; ``key=`` is
+            its deprecated name).
         max_sweeps
             Sweep limit.
 
@@ -147,8 +144,10 @@ class Hopfield:
             Same shape as ``probe``: the final states.
         """
         probe = self._check_probe(probe)
-        if beta is not None and key is None:
-            raise EnergyError("recall at a finite temperature (beta=...) needs key=.")
+        seed = renamed("key", "seed", key, seed)
+        if beta is not None and seed is None:
+            raise EnergyError("recall at a finite temperature (beta=...) needs seed=.")
+        key = None if seed is None else as_key(seed)
         fn = jax.vmap(lambda p, k: _recall_one(self.weights, self.threshold, p, k, beta,
                                                 int(max_sweeps)))
         batch = probe.reshape(-1, self.num_units)

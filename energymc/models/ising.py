@@ -7,7 +7,6 @@ energymc kernel sees is ``beta * H``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from functools import partial
 
@@ -17,6 +16,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from energymc import exact
+from energymc._util import static
 from energymc.energy import BoundEnergy, Energy
 from energymc.errors import EnergyError
 
@@ -49,48 +49,49 @@ def onsager_magnetization(beta, J: float = 1.0):
     return np.where(k / 2.0 > critical_beta(1.0), m, 0.0)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Lattice:
-    """The lattice of an Ising model and its energy ``beta * H(s)`` as a function
-    of ``params = {"beta", "J", "h"}``; hashable by value, so that models on
-    equal lattices share compiled code and only the params values differ."""
+# The lattice enters as ``(shape, periodic)``, plain hashable values, so that
+# models on equal lattices share compiled code and only the params differ.
+def _bond_sum(shape, periodic, s):
+    """``sum_<ij> s_i s_j`` over nearest-neighbour bonds; ``s`` ``(..., *shape)`` -> ``(...,)``."""
+    axes = range(s.ndim - len(shape), s.ndim)
+    total = 0.0
+    for a in axes:
+        if periodic:
+            total = total + jnp.sum(s * jnp.roll(s, -1, axis=a), axis=tuple(axes))
+        else:
+            n = s.shape[a]
+            lo = jax.lax.slice_in_dim(s, 0, n - 1, axis=a)
+            hi = jax.lax.slice_in_dim(s, 1, n, axis=a)
+            total = total + jnp.sum(lo * hi, axis=tuple(axes))
+    return total
 
-    shape: tuple
-    periodic: bool
 
-    def bond_sum(self, s):
-        axes = range(s.ndim - len(self.shape), s.ndim)
-        total = 0.0
-        for a in axes:
-            if self.periodic:
-                total = total + jnp.sum(s * jnp.roll(s, -1, axis=a), axis=tuple(axes))
-            else:
-                n = s.shape[a]
-                lo = jax.lax.slice_in_dim(s, 0, n - 1, axis=a)
-                hi = jax.lax.slice_in_dim(s, 1, n, axis=a)
-                total = total + jnp.sum(lo * hi, axis=tuple(axes))
-        return total
+def _hamiltonian(shape, periodic, s, J, h):
+    """``H(s) = -J sum_<ij> s_i s_j - h sum_i s_i``; ``s`` ``(..., *shape)`` -> ``(...,)``."""
+    axes = tuple(range(s.ndim - len(shape), s.ndim))
+    return -J * _bond_sum(shape, periodic, s) - h * jnp.sum(s, axis=axes)
 
-    def hamiltonian(self, s, J, h):
-        axes = tuple(range(s.ndim - len(self.shape), s.ndim))
-        return -J * self.bond_sum(s) - h * jnp.sum(s, axis=axes)
 
-    def neighbour_sum(self, s):
-        total = jnp.zeros_like(s)
-        for a in range(s.ndim):
-            if self.periodic:
-                total = total + jnp.roll(s, 1, axis=a) + jnp.roll(s, -1, axis=a)
-            else:
-                pad = [(0, 0)] * s.ndim
-                pad[a] = (1, 1)
-                padded = jnp.pad(s, pad)
-                n = s.shape[a]
-                total = (total + jax.lax.slice_in_dim(padded, 0, n, axis=a)
-                         + jax.lax.slice_in_dim(padded, 2, n + 2, axis=a))
-        return total
+def _neighbour_sum(periodic, s):
+    """Every site's sum of its neighbours' spins; ``s`` ``shape`` -> ``shape``."""
+    total = jnp.zeros_like(s)
+    for a in range(s.ndim):
+        if periodic:
+            total = total + jnp.roll(s, 1, axis=a) + jnp.roll(s, -1, axis=a)
+        else:
+            pad = [(0, 0)] * s.ndim
+            pad[a] = (1, 1)
+            padded = jnp.pad(s, pad)
+            n = s.shape[a]
+            total = (total + jax.lax.slice_in_dim(padded, 0, n, axis=a)
+                     + jax.lax.slice_in_dim(padded, 2, n + 2, axis=a))
+    return total
 
-    def __call__(self, params, s):
-        return params["beta"] * self.hamiltonian(s, params["J"], params["h"])
+
+def _lattice_energy(shape, periodic, params, s):
+    """``beta * H(s)`` as a function of ``params = {"beta", "J", "h"}`` (a learner-style
+    ``energy_fn(params, x)`` once ``shape`` and ``periodic`` are bound by ``static``)."""
+    return params["beta"] * _hamiltonian(shape, periodic, s, params["J"], params["h"])
 
 
 def _colors(shape, periodic) -> np.ndarray:
@@ -194,23 +195,24 @@ class Ising(Energy):
                 raise EnergyError(f"Ising {name} must be a finite number; got {value!r}.")
         if float(beta) < 0:
             raise EnergyError(f"Ising beta must be >= 0; got {beta}.")
-        self._lattice = _Lattice(shape, bool(periodic))
+        self._shape, self._periodic = shape, bool(periodic)
         self._values = {"beta": float(beta), "J": float(J), "h": float(h)}
         # beta, J and h are params of the energy, not constants in it: sampling
         # a temperature sweep compiles once (see Energy._split).
         dtype = jnp.result_type(float)
         params = {k: jnp.asarray(v, dtype) for k, v in self._values.items()}
-        super().__init__(BoundEnergy(self._lattice, params), init=jnp.ones(shape),
+        energy_fn = static(_lattice_energy, shape, bool(periodic))
+        super().__init__(BoundEnergy(energy_fn, params), init=jnp.ones(shape),
                          support="spin", name=f"ising{'x'.join(map(str, shape))}", check=False)
         #: Colour of every site (flat), ``(num_sites,)``: sites of a colour do not interact.
         self.colors = _colors(shape, periodic)
 
     # ---------------------------------------------------------------- fields
-    shape = property(lambda self: self._lattice.shape)
+    shape = property(lambda self: self._shape)
     beta = property(lambda self: self._values["beta"])
     J = property(lambda self: self._values["J"])
     h = property(lambda self: self._values["h"])
-    periodic = property(lambda self: self._lattice.periodic)
+    periodic = property(lambda self: self._periodic)
     num_sites = property(lambda self: self.dim)
 
     def with_beta(self, beta: float) -> Ising:
@@ -220,12 +222,16 @@ class Ising(Energy):
     # ----------------------------------------------------------- observables
     def hamiltonian(self, s):
         """``H(s)`` (without ``beta``) for spins ``(..., *shape)``; returns ``(...,)``."""
-        return self._lattice.hamiltonian(jnp.asarray(s), self.J, self.h)
+        return _hamiltonian(self.shape, self.periodic, jnp.asarray(s), self.J, self.h)
 
     def magnetization(self, s):
         """Mean spin for ``(..., *shape)``; returns ``(...,)``."""
         s = jnp.asarray(s)
         return jnp.mean(s, axis=tuple(range(s.ndim - len(self.shape), s.ndim)))
+
+    def local_field(self):
+        """The exact local field for ``gibbs``: ``(flip_energy_delta, colors)``."""
+        return self.flip_energy_delta, self.colors
 
     def flip_energy_delta(self, z):
         """``E(z with site i flipped) - E(z)`` for every site; ``(dim,) -> (dim,)``."""
@@ -233,7 +239,7 @@ class Ising(Energy):
         # copy of the model, so read them from the energy, not self.beta.
         p = self.fn.params
         s = z.reshape(self.shape)
-        field = p["J"] * self._lattice.neighbour_sum(s) + p["h"]
+        field = p["J"] * _neighbour_sum(self.periodic, s) + p["h"]
         return (2.0 * p["beta"] * s * field).reshape(-1)
 
     # ---------------------------------------------------------- exact values

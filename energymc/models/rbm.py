@@ -22,10 +22,18 @@ import numpy as np
 
 from energymc import exact
 from energymc._random import uniform
+from energymc._util import as_key, renamed
 from energymc.energy import Energy
 from energymc.errors import EnergyError
 
 __all__ = ["RBM"]
+
+
+def _seed_key(seed, what: str):
+    """A key from ``seed`` (an int or a key), or an error naming the method that needs one."""
+    if seed is None:
+        raise EnergyError(f"{what} needs seed=, an int or a jax.random.key.")
+    return as_key(seed)
 
 
 def _check_params(params, nv, nh):
@@ -170,13 +178,13 @@ class RBM:
                 "(x > threshold).astype(float).")
         return jnp.asarray(arr, dtype=jnp.result_type(float))
 
-    def init_params(self, key, data=None, scale: float = 0.01) -> dict:
+    def init_params(self, seed=None, data=None, scale: float = 0.01, *, key=None) -> dict:
         """Small random weights; visible biases from the data's base rates.
 
         Parameters
         ----------
-        key
-            A ``jax.random.key``.
+        seed
+            An int or a ``jax.random.key`` (``key=`` is its deprecated name).
         data
             Optional ``(n, n_visible)`` binary data. The visible biases are set
             to ``logit(mean)`` per pixel (clipped to [1e-3, 1 - 1e-3]), so the
@@ -190,6 +198,7 @@ class RBM:
         dict
             ``{"W": (n_visible, n_hidden), "b": (n_visible,), "c": (n_hidden,)}``.
         """
+        key = _seed_key(renamed("key", "seed", key, seed), "init_params")
         dtype = jnp.result_type(float)
         W = scale * jax.random.normal(key, (self.n_visible, self.n_hidden), dtype)
         b = jnp.zeros((self.n_visible,), dtype) if data is None else self.base_rate_biases(data)
@@ -288,14 +297,14 @@ class RBM:
             v = jax.lax.fori_loop(0, blocks, block, v)
         return block(blocks, v, rest) if rest else v
 
-    def sample_visible(self, key, params, num_samples: int, num_steps: int = 1000,
-                       init=None, mean_field: bool = False):
+    def sample_visible(self, seed=None, params=None, num_samples: int | None = None,
+                       num_steps: int = 1000, init=None, mean_field: bool = False, *, key=None):
         """Visible states from ``num_samples`` independent block-Gibbs chains.
 
         Parameters
         ----------
-        key
-            A ``jax.random.key``.
+        seed
+            An int or a ``jax.random.key`` (``key=`` is its deprecated name).
         params
             RBM parameters.
         num_samples
@@ -314,6 +323,9 @@ class RBM:
         jax.Array
             ``(num_samples, n_visible)``.
         """
+        key = _seed_key(renamed("key", "seed", key, seed), "sample_visible")
+        if num_samples is None:
+            raise EnergyError("sample_visible needs num_samples=, the number of chains.")
         _check_params(params, self.n_visible, self.n_hidden)
         if init is not None and tuple(np.shape(init)) != (num_samples, self.n_visible):
             raise EnergyError(f"init must have shape ({num_samples}, {self.n_visible}); "
@@ -474,8 +486,8 @@ class RBM:
                              log_z_base=_path_log_z_base, params=path_params,
                              name="rbm block gibbs (Salakhutdinov & Murray path)")
 
-    def log_z_ais(self, params, key, num_temps: int = 10_000, num_chains: int = 100,
-                  data=None, betas=None):
+    def log_z_ais(self, params, seed=None, num_temps: int = 10_000, particles: int | None = None,
+                  data=None, betas=None, *, key=None, num_chains=None):
         """``log Z`` by AIS from the base-rate RBM, through ``emc.log_partition``.
 
         ``emc.log_partition(self.as_energy(params), method="ais",
@@ -486,12 +498,13 @@ class RBM:
         ----------
         params
             RBM parameters.
-        key
-            A ``jax.random.key`` (or an int seed).
+        seed
+            An int or a ``jax.random.key`` (``key=`` is its deprecated name).
         num_temps
             Number of inverse temperatures, 0 and 1 included.
-        num_chains
-            Independent annealing runs (importance samples).
+        particles
+            Independent annealing runs (importance samples), default 100
+            (``num_chains=`` is its deprecated name).
         data
             ``(n, n_visible)`` binary data for the base-rate biases; without it
             the base uses this RBM's visible biases ``params["b"]``.
@@ -508,10 +521,12 @@ class RBM:
         """
         from energymc.logz import log_partition
 
+        key = _seed_key(renamed("key", "seed", key, seed), "log_z_ais")
+        particles = renamed("num_chains", "particles", num_chains, particles, default=100)
         _check_params(params, self.n_visible, self.n_hidden)
-        if isinstance(num_chains, bool) or not isinstance(num_chains, (int, np.integer)) \
-                or num_chains < 2:
-            raise EnergyError(f"num_chains must be an integer >= 2; got {num_chains!r}.")
+        if isinstance(particles, bool) or not isinstance(particles, (int, np.integer)) \
+                or particles < 2:
+            raise EnergyError(f"particles must be an integer >= 2; got {particles!r}.")
         if betas is None:
             if isinstance(num_temps, bool) or not isinstance(num_temps, (int, np.integer)) \
                     or num_temps < 3:
@@ -522,4 +537,4 @@ class RBM:
             raise EnergyError("betas must be an increasing 1-d schedule from 0.0 to 1.0.")
         return log_partition(self.as_energy(params), method="ais",
                              base=self.ais_path(params, data), seed=key, schedule=betas,
-                             particles=int(num_chains), mcmc_steps=1)
+                             particles=int(particles), mcmc_steps=1)
