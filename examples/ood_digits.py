@@ -1,4 +1,4 @@
-"""Out-of-distribution detection on digits: deep EBM, JEM, RBM and diffusion energy, three scores each.
+"""Out-of-distribution detection on digits: deep EBM, JEM, RBM and diffusion, three scores each.
 
 All four models learn the digits 0-7 (training split): the convolutional
 deep EBM and the JEM hybrid of ``deep_ebm_digits.py`` / ``jem_digits.py``
