@@ -597,7 +597,9 @@ def ratios(rows):
                 and p["lib"] != "energymc"]
         if peer:
             r["mmd_ratio"] = r["mmd"] / max(min(p["mmd"] for p in peer), 1e-12)
-            r["speed_ratio"] = r["per_update"] / min(p["per_update"] for p in peer)
+            timed = [p["per_update"] for p in peer if np.isfinite(p["per_update"])]
+            if timed:  # a peer with under six updates in the budget has no steady time
+                r["speed_ratio"] = r["per_update"] / min(timed)
 
 
 def print_table(rows, floors, budget):
