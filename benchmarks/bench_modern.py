@@ -7,8 +7,9 @@ Three kinds of model, on two moons (2-d) and on scikit-learn's 8x8 digits:
   penalty (Du & Mordatch's recipe). energymc ``emc.learn.CD(sampler="sgld")``;
   ebmkit ``ContrastiveDivergence`` + ``LangevinDynamics`` + ``ReplayBuffer``;
   TorchEBM ``ContrastiveDivergence(persistent=True)`` + ``LangevinDynamics``.
-  The same MLP (moons) or the same 3-layer strided CNN (digits), the same
-  optimiser, batch, chain length, step and noise.
+  The same MLP (moons) or the same CNN (digits: energymc's ``ConvNet``,
+  rebuilt in PyTorch for the peers), the same optimiser, batch, chain
+  length, step and noise.
 * **diffusion energy**: a noise-conditional energy trained by denoising score
   matching over a range of noise levels. energymc ``emc.learn.Diffusion``
   (continuous levels, VE schedule; reverse SDE sampling, probability-flow
@@ -411,12 +412,43 @@ def _img(x):
     return torch.as_tensor(np.asarray(x, np.float32)).reshape(-1, 1, 8, 8)
 
 
+def torch_convnet(base=None):
+    """energymc's ``emc.nn.ConvNet`` in PyTorch: a 3x3 convolution, then stride-2 3x3
+    convolutions, SiLU (= swish), a mean over pixels and a linear head.
+
+    ebmkit's own ``ConvEnergy`` strides every convolution (a quarter of the
+    work at the first layer); the peers get energymc's architecture instead,
+    so that the rows compare training, not networks. ``base`` is the class
+    to derive from (TorchEBM wants its ``BaseModel``).
+    """
+    import torch
+
+    base = base or torch.nn.Module
+
+    class Conv(base):
+        def __init__(self):
+            super().__init__()
+            layers, cin = [], 1
+            for i, cout in enumerate(DIGITS["channels"]):
+                layers += [torch.nn.Conv2d(cin, cout, 3, stride=1 if i == 0 else 2, padding=1),
+                           torch.nn.SiLU()]
+                cin = cout
+            self.features = torch.nn.Sequential(*layers)
+            self.head = torch.nn.Linear(cin, 1)
+
+        def forward(self, z):
+            h = self.features(z.reshape(-1, 1, 8, 8)).mean(dim=(2, 3))
+            return self.head(h).squeeze(-1)
+
+    return Conv()
+
+
 def digits_cd_ebmkit(ebm, x, budget, x0):
     import torch
 
     c = DIGITS
     torch.manual_seed(0)
-    net = ebm.nets.ConvEnergy(in_channels=1, channels=c["channels"], spectral_norm=False)
+    net = torch_convnet()  # ebmkit takes any module (B, ...) -> (B,) as an energy
     sampler = ebm.LangevinDynamics(step_size=c["step"], steps=c["k"], noise_scale=c["noise"],
                                    clamp=(0.0, 1.0))
     buffer = ebm.ReplayBuffer(c["buffer"], (1, 8, 8), reinit_prob=0.05, init_fn=torch.rand)
@@ -444,23 +476,7 @@ def digits_cd_torchebm(torchebm, x, budget, x0):
     c = DIGITS
     torch.manual_seed(0)
 
-    class Conv(BaseModel):
-        # The same network as ebmkit's ConvEnergy and energymc's ConvNet:
-        # three stride-2 3x3 convolutions, SiLU, mean pool, linear head.
-        def __init__(self):
-            super().__init__()
-            layers, cin = [], 1
-            for cout in c["channels"]:
-                layers += [torch.nn.Conv2d(cin, cout, 3, stride=2, padding=1), torch.nn.SiLU()]
-                cin = cout
-            self.features = torch.nn.Sequential(*layers)
-            self.head = torch.nn.Linear(cin, 1)
-
-        def forward(self, z):
-            h = self.features(z.reshape(-1, 1, 8, 8)).mean(dim=(2, 3))
-            return self.head(h).squeeze(-1)
-
-    net = Conv()
+    net = torch_convnet(BaseModel)
     # Noise sqrt(2 step noise_scale) = c["noise"] per step, as the others'.
     sampler = LangevinDynamics(net, step_size=c["step"],
                                noise_scale=c["noise"] ** 2 / (2 * c["step"]), clamp=(0.0, 1.0))
