@@ -34,7 +34,12 @@ import optax
 from energymc.errors import OptionError
 from energymc.nn import MLP
 
-__all__ = ["FeatureNet", "frechet_distance", "mmd", "sample_quality"]
+__all__ = ["MULTISCALE", "FeatureNet", "frechet_distance", "mmd", "sample_quality"]
+
+#: Bandwidth multiples for :func:`mmd` that make it see both where modes lie
+#: (the wide kernels) and how wide they are (the narrow ones); used by the
+#: diffusion checks, where a model can place every mode right and still blur it.
+MULTISCALE = (0.2, 0.5, 1.0, 2.0)
 
 
 def _as_2d(name: str, x) -> np.ndarray:
@@ -228,13 +233,15 @@ def frechet_distance(x, y, features=None) -> float:
     return float(np.sum((mx - my) ** 2) + np.trace(sx) + np.trace(sy) - 2 * cross)
 
 
-def mmd(x, y, features=None, bandwidth: float | None = None) -> float:
-    """Unbiased squared maximum mean discrepancy with a Gaussian kernel.
+def mmd(x, y, features=None, bandwidth: float | None = None,
+        scales: Sequence[float] = (1.0,)) -> float:
+    """Unbiased squared maximum mean discrepancy with a (sum of) Gaussian kernel(s).
 
     ``MMD^2 = E k(x, x') + E k(y, y') - 2 E k(x, y)`` with ``k(a, b) =
-    exp(-|a - b|^2 / (2 h^2))``, each expectation a U-statistic (pairs of
-    distinct points), so its mean is exactly zero when ``x`` and ``y`` come
-    from one distribution (single estimates can be slightly negative).
+    sum_s exp(-|a - b|^2 / (2 (s h)^2))`` over ``scales``, each expectation a
+    U-statistic (pairs of distinct points), so its mean is exactly zero when
+    ``x`` and ``y`` come from one distribution (single estimates can be
+    slightly negative).
 
     Parameters
     ----------
@@ -246,11 +253,18 @@ def mmd(x, y, features=None, bandwidth: float | None = None) -> float:
         ``h``; default the median distance between the reference's points
         (``y``), so that two models scored against the same reference share
         a kernel.
+    scales
+        Multiples of ``bandwidth``, one Gaussian kernel each; the default is
+        the single kernel, :data:`MULTISCALE` a sum of four.
 
     Returns
     -------
     float
     """
+    scales = np.asarray(scales, dtype=np.float64).reshape(-1)
+    if scales.size == 0 or not np.all(scales > 0):
+        raise OptionError(f"scales must be one or more positive bandwidth multiples; got "
+                          f"{scales.tolist()!r}.")
     fx, fy = _features(features, x, "x"), _features(features, y, "y")
     if fx.shape[1] != fy.shape[1]:
         raise OptionError(f"x and y have {fx.shape[1]} and {fy.shape[1]} features.")
@@ -265,8 +279,12 @@ def mmd(x, y, features=None, bandwidth: float | None = None) -> float:
     if not bandwidth > 0:
         raise OptionError(f"bandwidth must be > 0; got {bandwidth!r} (with the default, the "
                           "reference points are all identical).")
-    g = -0.5 / bandwidth**2
-    kxx, kyy, kxy = np.exp(g * sq(fx, fx)), np.exp(g * dyy), np.exp(g * sq(fx, fy))
+    g = -0.5 / (scales * bandwidth) ** 2
+
+    def kernel(d2):
+        return sum(np.exp(gs * d2) for gs in g)
+
+    kxx, kyy, kxy = kernel(sq(fx, fx)), kernel(dyy), kernel(sq(fx, fy))
     n, m = len(fx), len(fy)
     exx = (kxx.sum() - np.trace(kxx)) / (n * (n - 1))
     eyy = (kyy.sum() - np.trace(kyy)) / (m * (m - 1))

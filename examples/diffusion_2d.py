@@ -29,9 +29,14 @@ import optax
 from _toy import quick_from_cli, save_figure
 
 import energymc as emc
-from energymc.diffusion._mmd import mmd2
 
 D = emc.diffusion
+
+
+def mmd2(x, y):
+    """MMD^2 of ``x`` against the reference ``y`` with four kernel widths, so that both
+    where the modes lie and how wide they are count (``emc.metrics.MULTISCALE``)."""
+    return emc.metrics.mmd(x, y, scales=emc.metrics.MULTISCALE)
 
 
 def ring(schedule, k=8, radius=2.0, sd=0.3):

@@ -1,9 +1,11 @@
-"""Out-of-distribution detection on digits: a deep EBM, JEM and an RBM, three scores each.
+"""Out-of-distribution detection on digits: deep EBM, JEM, RBM and diffusion, three scores each.
 
-All three models learn the digits 0-7 (training split): the convolutional
+All four models learn the digits 0-7 (training split): the convolutional
 deep EBM and the JEM hybrid of ``deep_ebm_digits.py`` / ``jem_digits.py``
-(images in [0, 1]) and a binary RBM (``RBM.fit`` on the images thresholded
-at 0.5; it scores thresholded inputs). Each scores held-out digits 0-7
+(images in [0, 1]), a binary RBM (``RBM.fit`` on the images thresholded
+at 0.5; it scores thresholded inputs) and a diffusion energy
+(``emc.learn.Diffusion``, an MLP energy at every noise level, scored by its
+energy at the smallest level). Each scores held-out digits 0-7
 against four out-of-distribution sets -- uniform noise, pixel-shuffled
 digits, inverted digits and the classes 8-9 left out of training -- by
 energy, by ``|grad E|`` and by the smoothed-mass score (``emc.ood``), and the
@@ -61,6 +63,21 @@ def rbm_report(x_seen, x_in, outs, options):
                             {k: binary(v) for k, v in outs.items()}, **options)
 
 
+def diffusion_report(x_seen, x_in, outs, options, steps, seed=0):
+    """OOD scores of a diffusion energy (``emc.learn.Diffusion``, VE schedule) trained on
+    ``x_seen``: its energy at the smallest noise level is the score's energy."""
+    import jax
+    import numpyro.optim
+
+    sch = emc.diffusion.ve(0.01, 8.0)
+    net = emc.diffusion.mlp_energy(64, jax.random.key(seed), schedule=sch, data=x_seen,
+                                   width=256)
+    learner = emc.learn.Diffusion(net, numpyro.optim.Adam(1e-3), sch, ema=0.995)
+    res = learner.run(jax.random.key(seed + 1), steps, x_seen, batch_size=128, progress=False)
+    lo = float(sch.sigma_start)
+    return emc.ood.evaluate(lambda x: res.params(x, lo), x_in, outs, **options)
+
+
 def print_table(reports):
     """One Markdown table: a row per (model, OOD set), the AUROC of each score."""
     methods = emc.ood.METHODS
@@ -79,6 +96,7 @@ def print_table(reports):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20 if QUICK else 400)
+    parser.add_argument("--diffusion-steps", type=int, default=50 if QUICK else 3000)
     args = parser.parse_args()
 
     x_seen, y_seen, x_in, y_in, outs = ood_sets()
@@ -100,6 +118,11 @@ def main():
     t0 = time.perf_counter()
     reports["RBM"] = rbm_report(x_seen, x_in, outs, options)
     print(f"RBM: {time.perf_counter() - t0:.1f}s")
+
+    t0 = time.perf_counter()
+    reports["diffusion energy"] = diffusion_report(x_seen, x_in, outs, options,
+                                                   args.diffusion_steps)
+    print(f"diffusion energy: {time.perf_counter() - t0:.1f}s")
     print_table(reports)
 
     # Energy histograms of the deep EBM: in-distribution against each shift.

@@ -129,10 +129,20 @@ def test_problems_flag_a_generator_far_from_the_data():
     far = {**ok, "mmd": rng.normal(0.03, 0.004, 200)}
     assert learner._problems(ok) == []
     assert any("does not cover" in p for p in learner._problems(far))
+    # The ring's measured levels (gap in floor spreads over the tail): a good run
+    # sat at 0.2, runs with two or three modes at half their share at 1.1.
+    good = {**ok, "mmd": floor + rng.normal(0.2 * 0.004, 0.002, 200)}
+    unbalanced = {**ok, "mmd": floor + rng.normal(1.1 * 0.004, 0.002, 200)}
+    assert learner._problems(good) == []
+    assert any("does not cover" in p for p in learner._problems(unbalanced))
+    # A gap above the tolerance that noise explains (few, noisy updates) is not reported.
+    short = {"mmd": rng.normal(0.003, 0.02, 8), "mmd_floor": rng.normal(0.0, 0.004, 8),
+             "nonfinite": np.zeros(8)}
+    assert learner._problems(short) == []
 
 
-def _ring_run(entropy_weight):
-    """The example's setting: 2,000 updates on 8 Gaussians, networks from key 0, run seed 1."""
+def _ring_run(entropy_weight, seed=1):
+    """The example's setting: 2,000 updates on 8 Gaussians, networks from key 0, run ``seed``."""
     data = toy_data("8gaussians", 4000, seed=0)
     learner = emc.learn.Adversarial(mlp_energy, mlp_apply, optax.adam(1e-2, b1=0.5),
                                     latent_dim=2, entropy_weight=entropy_weight)
@@ -140,7 +150,7 @@ def _ring_run(entropy_weight):
     params = {"energy": mlp_init(k1, [2, 64, 64, 1]), "generator": mlp_init(k2, [2, 64, 64, 2])}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", emc.errors.EnergymcWarning)
-        res = learner.run(jax.random.key(1), 2000, data, init_params=params, batch_size=256,
+        res = learner.run(jax.random.key(seed), 2000, data, init_params=params, batch_size=256,
                           progress=False)
     # Every problem is also issued as a warning.
     assert len([w for w in caught if issubclass(w.category, emc.errors.EnergymcWarning)]) \
@@ -157,12 +167,20 @@ def test_entropy_term_covers_eight_gaussians_and_its_absence_is_detected():
                      for i in range(5)])
     null_sd = float(np.sqrt(np.mean(null**2)))
 
-    res, x = _ring_run(1.0)
-    assert res.problems == []
-    assert emc.metrics.mmd(x, ref) < 4 * null_sd
-    modes = np.round(np.arctan2(x[:, 1], x[:, 0]) / (2 * np.pi / 8)).astype(int) % 8
-    counts = np.bincount(modes, minlength=8)
-    assert counts.min() > 0.5 * len(x) / 8  # every mode holds at least half its share
+    # Three run seeds. Measured: seed 1 reaches the truth; seeds 2 and 3 leave two
+    # or three modes with about half their share (MMD 12 and 28 null spreads).
+    # The coverage check must agree with the held-out MMD at every seed.
+    verdicts = []
+    for seed in (1, 2, 3):
+        res, x = _ring_run(1.0, seed)
+        good = emc.metrics.mmd(x, ref) < 4 * null_sd
+        assert (res.problems == []) == good, (seed, res.problems)
+        if good:
+            modes = np.round(np.arctan2(x[:, 1], x[:, 0]) / (2 * np.pi / 8)).astype(int) % 8
+            counts = np.bincount(modes, minlength=8)
+            assert counts.min() > 0.5 * len(x) / 8  # every mode holds at least half its share
+        verdicts.append(good)
+    assert verdicts[0]  # seed 1 is the documented good run
 
     # Negative control: the same game without the entropy term does not cover the
     # ring, and the learner says so.

@@ -40,6 +40,24 @@ def test_mmd_is_unbiased_under_the_null_and_positive_under_a_shift():
     assert shifted > null.mean() + 5 * null.std(ddof=1)
 
 
+def test_multiscale_mmd_is_the_sum_of_single_width_mmds():
+    # MMD^2 is linear in the kernel: a sum of Gaussian kernels at widths s*h
+    # scores the sum of the single-width MMDs, each at the same reference
+    # bandwidth h (the root of the reference's median squared distance).
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(50, 2)), 0.3 + rng.normal(size=(40, 2))
+    d2 = ((y[:, None] - y[None]) ** 2).sum(-1)
+    h = float(np.sqrt(np.median(d2[np.triu_indices(len(y), 1)])))
+    parts = [emc.metrics.mmd(x, y, bandwidth=f * h) for f in emc.metrics.MULTISCALE]
+    got = emc.metrics.mmd(x, y, scales=emc.metrics.MULTISCALE)
+    assert got == pytest.approx(sum(parts), rel=1e-9)
+    assert emc.metrics.mmd(x, y) == emc.metrics.mmd(x, y, scales=(1.0,))
+    with pytest.raises(OptionError, match="scales"):
+        emc.metrics.mmd(x, y, scales=(1.0, -0.5))
+    with pytest.raises(OptionError, match="scales"):
+        emc.metrics.mmd(x, y, scales=())
+
+
 @pytest.fixture(scope="module")
 def digits():
     pytest.importorskip("sklearn")

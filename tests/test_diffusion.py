@@ -15,10 +15,17 @@ import numpyro
 import pytest
 
 import energymc as emc
-from energymc.diffusion._mmd import mmd2
 from energymc.errors import EnergyError, OptionError
 
 D = emc.diffusion
+
+
+def mmd2(x, y):
+    """MMD^2 of ``x`` against the reference ``y`` with four kernel widths, so that both
+    where the modes lie and how wide they are count (``emc.metrics.MULTISCALE``)."""
+    return emc.metrics.mmd(x, y, scales=emc.metrics.MULTISCALE)
+
+
 RING = np.stack([2 * np.cos(np.arange(4) * np.pi / 2), 2 * np.sin(np.arange(4) * np.pi / 2)], 1)
 
 
