@@ -43,7 +43,7 @@ make the comparison one of compilers, not of training. Scores:
     python benchmarks/bench_modern.py            # ~40 min on 2 busy CPU cores
     nice -n 10 python benchmarks/bench_modern.py --quick   # ~12 min
 
-Peers are optional (``pip install -e '.[bench]'`` or ``pip install torch
+Peers are optional (``pip install -e '.[bench-torch]'`` or ``pip install torch
 ebmkit torchebm``); a missing one is skipped with a message.
 """
 
@@ -91,7 +91,7 @@ def peers():
         import torch  # noqa: F401
     except ImportError:
         print("PyTorch is not installed: ebmkit and TorchEBM rows skipped "
-              "(pip install -e '.[bench]').")
+              "(pip install -e '.[bench-torch]').")
         return {"ebmkit": None, "torchebm": None}
     for name, mod in (("ebmkit", "ebm"), ("torchebm", "torchebm")):
         try:

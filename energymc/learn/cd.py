@@ -170,7 +170,7 @@ class CD(LearnerBase):
     ``p_data^T`` -- flatter than the data for ``T < 1`` (the usual image
     settings, e.g. ``h = 10, s = 0.005`` have ``T ~ 1e-6``) -- so its
     likelihoods, ``log Z`` and exact MCMC samples describe a different
-    distribution. ``tests/test_deep.py`` shows it on a Gaussian: the learned
+    distribution. ``tests/learn/test_deep.py`` shows it on a Gaussian: the learned
     precision is ``1/T`` times too small.
     """
 

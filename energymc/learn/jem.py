@@ -40,7 +40,7 @@ class JEM(CD):
     gen_weight
         Weight of the generative (CD) term against the cross-entropy;
         ``0`` trains a plain classifier (the negative control of
-        ``tests/test_deep.py``), skipping the negative phase's cost only in
+        ``tests/learn/test_deep.py``), skipping the negative phase's cost only in
         its effect on the gradient, not in compute.
     **cd_options
         Everything :class:`energymc.learn.CD` takes (``k``, ``sampler``,

@@ -13,7 +13,7 @@ import pytest
 import energymc as emc
 from energymc.errors import EnergyError, OptionError
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from _toy import mlp_apply, mlp_energy, mlp_init, toy_data  # noqa: E402
 
 
