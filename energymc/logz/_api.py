@@ -302,11 +302,13 @@ def _replicates(m: LogZMethod, target, ref, key, ctx: Context, replicates, budge
         if r == 0 and plan_cost:
             res = res._replace(grad_evals=res.grad_evals + plan_cost,
                                info={**res.info, "pilot_grad_evals": plan_cost})
+        # Saved before it is shown: an interrupt while the bar moves (a
+        # Ctrl-C, a meter that raises) must not lose a finished replicate.
+        if ckpt is not None:
+            ckpt.save_replicate(res)
         # Complete the run's share of the bar (a run that stopped early, or
         # that cannot tick) and show its estimate.
         meter.update(units - ticked.count, {"replicate": r, "log_z": f"{res.log_z:.4f}"})
-        if ckpt is not None:
-            ckpt.save_replicate(res)
         return res
 
     if budget_s is None and budget_evals is None:

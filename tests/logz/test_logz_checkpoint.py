@@ -79,14 +79,16 @@ def uninterrupted():
 def test_an_interrupted_call_resumes_to_exactly_the_uninterrupted_estimate(
         tmp_path, uninterrupted):
     ckpt = tmp_path / "logz"
-    with pytest.raises(_Stop):  # interrupted after replicate 0 was saved, during replicate 1
+    # Interrupted while replicate 1's estimate is shown: it was saved before
+    # it was shown, so replicates 0 and 1 are in the directory.
+    with pytest.raises(_Stop):
         emc.log_partition(TARGET, progress=_Meter(stop_at=2), checkpoint=ckpt, **KW)
     with np.load(ckpt / "state.npz") as state:
-        assert int(state["done"]) == 1
+        assert int(state["done"]) == 2
     meter = _Meter()
     resumed = emc.log_partition(TARGET, progress=meter, checkpoint=ckpt, **KW)
-    assert meter.finished == 2  # replicates 1 and 2 ran; replicate 0 came from the directory
-    assert resumed.timing["resumed_replicates"] == 1
+    assert meter.finished == 1  # replicate 2 ran; 0 and 1 came from the directory
+    assert resumed.timing["resumed_replicates"] == 2
     _assert_same(resumed, uninterrupted)
 
     # Complete: nothing runs again, not even the check, and the estimate is the same.
