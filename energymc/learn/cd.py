@@ -148,8 +148,9 @@ class CD(LearnerBase):
         rolled otherwise. XLA:CPU runs convolutions inside a compiled loop
         about ten times slower than outside one (``benchmarks/RESULTS.md``);
         unrolling costs compile time that grows with ``k``, and the training
-        loop then calls one compiled update per step from the host. Only
-        speed changes, not the arithmetic of an update.
+        loop then calls one compiled update per step from the host. The
+        updates are the same; XLA fuses the written-out program differently,
+        so float32 results can differ in their last bits.
 
     Notes
     -----
