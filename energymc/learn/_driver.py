@@ -48,7 +48,7 @@ def scan(body: Callable, carry, xs=None, *, length: int | None = None, unroll: b
     n = length if xs is None else jax.tree.leaves(xs)[0].shape[0]
     outs = []
     for i in range(n):
-        carry, out = body(carry, None if xs is None else jax.tree.map(lambda a: a[i], xs))
+        carry, out = body(carry, None if xs is None else jax.tree.map(lambda a, i=i: a[i], xs))
         outs.append(out)
     return carry, jax.tree.map(lambda *a: jnp.stack(a), *outs)
 
