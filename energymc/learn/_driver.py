@@ -27,12 +27,32 @@ from energymc.learn._checkpoint import fingerprint, strong_types
 from energymc.learn._devices import spread_update
 
 __all__ = ["Job", "Trained", "chunk", "chunk_plan", "compiled_chunk", "first_cursor",
-           "train"]
+           "scan", "train"]
 
 
 # ---------------------------------------------------------------------------
 # Pure: traced inside the compiled chunks.
 # ---------------------------------------------------------------------------
+def scan(body: Callable, carry, xs=None, *, length: int | None = None, unroll: bool = False):
+    """``jax.lax.scan(body, carry, xs, length)``, or, with ``unroll=True``, the same
+    steps written out one after the other with no loop in the compiled program.
+
+    Not ``lax.scan(..., unroll=True)``: that can still leave a one-trip
+    ``while`` (it did for ``length=1``), and XLA:CPU lays out and runs the
+    convolutions inside any ``while`` body about ten times slower
+    (``benchmarks/RESULTS.md``). Partial unrolling keeps the loop and the
+    slowness, hence a bool.
+    """
+    if not unroll:
+        return jax.lax.scan(body, carry, xs, length=length)
+    n = length if xs is None else jax.tree.leaves(xs)[0].shape[0]
+    outs = []
+    for i in range(n):
+        carry, out = body(carry, None if xs is None else jax.tree.map(lambda a, i=i: a[i], xs))
+        outs.append(out)
+    return carry, jax.tree.map(lambda *a: jnp.stack(a), *outs)
+
+
 def first_cursor(n: int, batch_size: int, restarts: int):
     """The batch cursor before the first update: an exhausted permutation."""
     if batch_size >= n:
@@ -44,8 +64,11 @@ def first_cursor(n: int, batch_size: int, restarts: int):
 
 
 def chunk(update: Callable, state, data, cursor, *, num_steps: int, batch_size: int,
-          restarts: bool = False, mesh=None):
+          restarts: bool = False, mesh=None, unroll: bool = False):
     """``num_steps`` updates on minibatches of ``data`` ``(n, *event)`` in one ``lax.scan``.
+
+    ``unroll=True`` writes the updates out without a loop (:func:`scan`;
+    meant for ``num_steps=1``, see :func:`train`).
 
     With a ``mesh`` (several devices), each update's batch points and negative
     chains are split over it (:func:`energymc.learn._devices.spread_update`,
@@ -67,7 +90,7 @@ def chunk(update: Callable, state, data, cursor, *, num_steps: int, batch_size: 
         step, per_restart = update, (lambda f: f)
     step = spread_update(step, mesh, restarts=restarts, batched=batch_size < n)
     if batch_size >= n:
-        state, info = jax.lax.scan(lambda s, _: step(s, data), state, None, length=num_steps)
+        state, info = scan(lambda s, _: step(s, data), state, length=num_steps, unroll=unroll)
         return state, cursor, info
 
     # Batches are consecutive slices of a random permutation, redrawn when it
@@ -97,7 +120,7 @@ def chunk(update: Callable, state, data, cursor, *, num_steps: int, batch_size: 
         state, info = step(state._replace(key=key), batch)
         return (state, perm, pos + batch_size), info
 
-    (state, perm, pos), info = jax.lax.scan(body, (state, *cursor), None, length=num_steps)
+    (state, perm, pos), info = scan(body, (state, *cursor), length=num_steps, unroll=unroll)
     return state, (perm, pos), info
 
 
@@ -108,12 +131,13 @@ def compiled_chunk():
     the compiled chunk, and a learner set up anew on other data (another
     ``update``) gets its own.
     """
-    def run_chunk(state, data, cursor, *, update, num_steps, batch_size, restarts, mesh=None):
+    def run_chunk(state, data, cursor, *, update, num_steps, batch_size, restarts, mesh=None,
+                  unroll=False):
         return chunk(update, state, data, cursor, num_steps=num_steps, batch_size=batch_size,
-                     restarts=restarts, mesh=mesh)
+                     restarts=restarts, mesh=mesh, unroll=unroll)
 
     return jax.jit(run_chunk, static_argnames=("update", "num_steps", "batch_size", "restarts",
-                                               "mesh"))
+                                               "mesh", "unroll"))
 
 
 # ---------------------------------------------------------------------------
@@ -231,6 +255,26 @@ def _after_chunk(job: Job, progress: dict, state, cursor, info, length: int, met
         meter.update(length, post)
 
 
+def _run_chunk(job: Job, compiled: Callable, state, cursor, length: int):
+    """One chunk of ``length`` updates: one compiled call, or one per update when unrolled.
+
+    A learner whose ``_unrolled`` is true (CD's ``unroll``) gets every update
+    compiled without a loop around it -- XLA:CPU runs convolutions inside a
+    loop about ten times slower -- and the loop over updates runs here on the
+    host. The cursor passes from call to call as from chunk to chunk, so the
+    updates are the same ones.
+    """
+    opts = dict(update=job.learner._update, batch_size=job.batch_size,
+                restarts=job.restarts > 1, mesh=job.mesh)
+    if not getattr(job.learner, "_unrolled", False):
+        return compiled(state, job.data, cursor, num_steps=length, **opts)
+    infos = []
+    for _ in range(length):
+        state, cursor, info = compiled(state, job.data, cursor, num_steps=1, unroll=True, **opts)
+        infos.append(info)
+    return state, cursor, jax.tree.map(lambda *a: jnp.concatenate(a), *infos)
+
+
 def train(job: Job, compiled: Callable, state, meter) -> Trained:
     """Run ``job`` from ``state`` through the compiled chunks; host code.
 
@@ -252,9 +296,7 @@ def train(job: Job, compiled: Callable, state, meter) -> Trained:
             last = progress["infos"][-1]["loss"][-1]
             meter.update(resumed_from, {"loss": f"{float(np.mean(last)):.4g}"})
         for length in lengths:
-            state, cursor, info = compiled(state, job.data, cursor, update=job.learner._update,
-                                           num_steps=length, batch_size=job.batch_size,
-                                           restarts=job.restarts > 1, mesh=job.mesh)
+            state, cursor, info = _run_chunk(job, compiled, state, cursor, length)
             _after_chunk(job, progress, state, cursor, jax.device_get(info), length, meter)
         jax.block_until_ready(state)
     finally:

@@ -32,12 +32,15 @@ from energymc import kernels as _kernels
 from energymc._util import langevin_mh_acceptance
 from energymc.errors import EnergyError, OptionError
 from energymc.learn._checks import check_int, check_positive
+from energymc.learn._driver import scan
 from energymc.learn._learner import LearnerBase
 
 __all__ = ["CD"]
 
 #: Target Metropolis acceptance of an unadjusted Langevin move in CD's step adaptation.
 _ULA_TARGET = 0.995
+#: The largest k whose steps ``unroll=None`` unrolls (compile time grows with k).
+_UNROLL_MAX_K = 64
 
 
 class CD(LearnerBase):
@@ -137,6 +140,17 @@ class CD(LearnerBase):
         iterate. Averaging removes much of the update-to-update jitter that
         stochastic negatives put into the parameters (Polyak & Juditsky 1992).
         ``None`` (default) turns it off.
+    unroll
+        Compile the negative phase's ``k`` steps, and each update of the
+        training loop, without a loop around them (``True``), or as rolled
+        ``lax.scan`` loops (``False``). ``None`` (default): unrolled when
+        running on CPU, the energy contains a convolution and ``k <= 64``;
+        rolled otherwise. XLA:CPU runs convolutions inside a compiled loop
+        about ten times slower than outside one (``benchmarks/RESULTS.md``);
+        unrolling costs compile time that grows with ``k``, and the training
+        loop then calls one compiled update per step from the host. The
+        updates are the same; XLA fuses the written-out program differently,
+        so float32 results can differ in their last bits.
 
     Notes
     -----
@@ -183,8 +197,14 @@ class CD(LearnerBase):
                  noise: Any = None, ema: float | None = None, chains: int | None = None,
                  adapt_step: bool | None = None, target_accept: float | None = None,
                  lag_tolerance: float = 0.5, noise_scale: float | None = None,
-                 bounds: tuple | None = None):
+                 bounds: tuple | None = None, unroll: bool | None = None):
         super().__init__(energy_fn, optim, ema=ema)
+        if unroll is not None and not isinstance(unroll, bool):
+            raise OptionError(f"unroll must be None (decide from the energy), True or False; "
+                              f"got {unroll!r}.")
+        self.unroll = unroll
+        # What the compiled loops do; decided again from the energy at set-up.
+        self._unrolled = bool(unroll)
         self.k = check_int("k", k, 0)
         if not isinstance(persistent, bool):
             raise OptionError(f"persistent must be True or False; got {persistent!r}.")
@@ -335,6 +355,7 @@ class CD(LearnerBase):
             self._set_sampler(self.sampler, None if discrete else adapt_step,
                               None if discrete else target_accept,
                               None if discrete else sampler_options)
+        self._unrolled = self._decide_unroll(internal, data)
         if self._kernel is not None:
             self._check_support(data)
         elif self.sampler == "sgld":
@@ -365,6 +386,22 @@ class CD(LearnerBase):
         # Du & Mordatch start the whole buffer from noise.
         extra["buffer"] = self._fresh(k_buf, extra, self.buffer_size, event)
         return extra
+
+    def _decide_unroll(self, internal, data) -> bool:
+        """``unroll`` as given, else whether a compiled loop would slow the energy down.
+
+        Only XLA:CPU's convolutions are known to run much slower inside a
+        loop (``benchmarks/RESULTS.md``); unrolling anything else buys
+        nothing and costs compile time, so the default leaves it rolled.
+        """
+        if self.unroll is not None:
+            return self.unroll
+        if self.k == 0 or self.k > _UNROLL_MAX_K or jax.default_backend() != "cpu":
+            return False
+        shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)),
+                              (internal, data[0]))
+        jaxpr = jax.make_jaxpr(self._spec.energy)(*shapes)
+        return "conv_general_dilated" in str(jaxpr)
 
     def _adapt_init(self, data):
         """The adapted step's state: its log and, by default, the data's variances as metric.
@@ -469,8 +506,8 @@ class CD(LearnerBase):
                         s, new, kparams["step_size"], kparams["inverse_mass_matrix"]))
                 return new, (acc.astype(x0.dtype), st["diverging"])
 
-            state, (acc, div) = jax.lax.scan(one, state, jax.random.split(
-                k_steps, self.k if k is None else k))
+            state, (acc, div) = scan(one, state, jax.random.split(
+                k_steps, self.k if k is None else k), unroll=self._unrolled)
             return state.position, jnp.mean(acc), jnp.any(div)
 
         flat = x0.reshape(batch, dim)
@@ -552,7 +589,8 @@ class CD(LearnerBase):
             ok = jnp.all(jnp.isfinite(new), axis=axes)
             return jnp.where(ok.reshape((-1,) + (1,) * (x.ndim - 1)), new, x), ~ok
 
-        x, bad = jax.lax.scan(step, x0, jax.random.split(key, self.k if k is None else k))
+        x, bad = scan(step, x0, jax.random.split(key, self.k if k is None else k),
+                      unroll=self._unrolled)
         nan = jnp.asarray(jnp.nan, x0.dtype)
         return x, nan, jnp.mean(jnp.any(bad, axis=0).astype(x0.dtype))
 

@@ -225,6 +225,50 @@ def test_deep_conv_energy_trains_a_few_updates_on_digits(digits):
     assert max(moved) > 0
 
 
+def _conv_energy(p, x):
+    """One 3x3 convolution of a 4x4 image, SiLU, sum: the smallest convolutional energy."""
+    h = jax.lax.conv_general_dilated(x.reshape(1, 1, 4, 4), p["w"], (1, 1), "SAME")
+    return jnp.sum(jax.nn.silu(h)) + 0.5 * jnp.sum(x**2)
+
+
+def _conv_cd(unroll):
+    return emc.learn.CD(_conv_energy, numpyro.optim.Adam(1e-2), k=2, persistent=True,
+                        sampler="sgld", step_size=0.1, buffer_size=8, unroll=unroll)
+
+
+def test_unrolled_cd_makes_the_same_updates_as_the_rolled_loop():
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(16, 16)), jnp.float32)
+    p0 = {"w": 0.5 * jnp.asarray(np.random.default_rng(1).normal(size=(2, 1, 3, 3)),
+                                 jnp.float32)}
+    runs, learners = {}, {}
+    for unroll in (False, None):
+        learners[unroll] = cd = _conv_cd(unroll)
+        runs[unroll] = cd.run(0, 2, x, init_params=p0, batch_size=4, progress=False)
+        # The default unrolls a convolutional energy on CPU (RESULTS.md: XLA:CPU's
+        # convolutions run several times slower inside a compiled loop), not a dense one.
+        assert cd._unrolled is (unroll is None and jax.default_backend() == "cpu")
+    dense = emc.learn.CD(lambda p, z: jnp.sum(p * z**2), numpyro.optim.Adam(1e-2), k=2,
+                         sampler="sgld", step_size=0.1)
+    dense.init(0, x, init_params=jnp.ones(16))
+    assert dense._unrolled is False
+    rolled, unrolled = np.ravel(runs[False].params["w"]), np.ravel(runs[None].params["w"])
+    assert np.abs(rolled).max() < 2  # the scale the tolerance below is written for
+    # Same updates with the same keys; XLA fuses the written-out program
+    # differently, so float32 results may differ in their last bits: a few
+    # ulps (1.2e-7) of these O(1) parameters.
+    np.testing.assert_allclose(unrolled, rolled, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(runs[None].history["energy_neg"],
+                               runs[False].history["energy_neg"], rtol=1e-5)
+    # Negative control: another seed's run (same compiled learner) is far outside it.
+    other = learners[None].run(1, 2, x, init_params=p0, batch_size=4, progress=False)
+    assert np.mean(np.abs(np.ravel(other.params["w"]) - rolled) > 1e-6) > 0.5
+
+
+def test_unroll_is_checked():
+    with pytest.raises(OptionError, match="unroll must be None"):
+        emc.learn.CD(lambda p, z: jnp.sum(p * z**2), numpyro.optim.Adam(1e-2), unroll=4)
+
+
 # ---------------------------------------------------------------------------
 # JEM
 # ---------------------------------------------------------------------------
