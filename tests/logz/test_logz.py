@@ -398,9 +398,29 @@ def test_discrete_bernoulli_base_bdmc_and_pt():
 # --------------------------------------------------------------------------
 # Slow: other methods and bases
 # --------------------------------------------------------------------------
+def test_nested_particles_and_its_deprecated_name_live_points(gauss):
+    # Checked before anything compiles: num_delete >= particles stops the call
+    # after the option is read, so both spellings are seen without a run.
+    from energymc.logz._nested import Nested
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        ctx = Nested().validate({"particles": 300}, gauss)
+    assert ctx.options.particles == ctx.cfg.particles == 300
+    assert Nested().validate({}, gauss).cfg.particles == 500
+    with pytest.warns(DeprecationWarning, match="live_points= is deprecated") as rec, \
+            pytest.raises(OptionError, match=r"below particles= \(300\)"):
+        emc.log_partition(gauss, method="nested", seed=0, scale=2.0, live_points=300,
+                          num_delete=300)
+    assert rec[0].filename == __file__  # the warning names the user's line
+    assert Nested().num_particles(ctx.options) == 300
+    with pytest.raises(OptionError, match="particles= only"):
+        Nested().validate({"particles": 300, "live_points": 300}, gauss)
+
+
 @pytest.mark.slow
 def test_nested_dense_gaussian(gauss):
-    est = emc.log_partition(gauss, method="nested", seed=0, scale=2.0, live_points=300)
+    est = emc.log_partition(gauss, method="nested", seed=0, scale=2.0, particles=300)
     _check(est, GAUSS_LOGZ, 0.25)
 
 
