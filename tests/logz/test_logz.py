@@ -589,9 +589,27 @@ def test_html_repr_is_bounded():
 
 def test_stages_frame():
     frame = _record().stages_frame()
-    assert list(frame.columns) == ["beta", "ess", "acceptance"]
+    # acceptance_rate in the column's place; its deprecated name kept, last.
+    assert list(frame.columns) == ["beta", "ess", "acceptance_rate", "acceptance"]
     assert frame.index.name == "stage" and len(frame) == 2
     np.testing.assert_array_equal(frame["beta"].to_numpy(), [0.5, 1.0])
+    np.testing.assert_array_equal(frame["acceptance_rate"].to_numpy(), [0.8, 0.7])
+    np.testing.assert_array_equal(frame["acceptance"].to_numpy(), [0.8, 0.7])
+
+
+def test_stages_acceptance_rate_under_both_names():
+    stages = _record().stages
+    assert stages["acceptance_rate"] is stages["acceptance"]
+    # A record made with the new name reads under the old one too.
+    new = emc.LogZ(method="ais", target=None, log_z=0.0, stderr=0.1, ess=1.0, num_particles=2,
+                   stages={"beta": np.ones(1), "acceptance_rate": np.array([0.5])},
+                   particles=None, weights=None)
+    assert list(new.stages) == ["beta", "acceptance_rate", "acceptance"]
+    np.testing.assert_array_equal(new.stages["acceptance"], [0.5])
+    # Negative control: a record without moves (nested) gains neither name.
+    bare = emc.LogZ(method="nested", target=None, log_z=0.0, stderr=0.1, ess=1.0,
+                    num_particles=2, stages={"beta": np.ones(1)}, particles=None, weights=None)
+    assert list(bare.stages) == ["beta"]
 
 
 def test_bdmc_default_reverse_run_starts_from_forward_particles():
