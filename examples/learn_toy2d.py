@@ -48,7 +48,8 @@ def fit(name, seed=0):
     samples = np.asarray(res.state.extra["buffer"])[:1000]
     ed = energy_distance(samples, held_out)
     print(f"{name:>10}: {STEPS} updates in {time.perf_counter() - t0:.1f}s, final loss "
-          f"{res.losses[-50:].mean():+.3f}, acceptance {np.nanmean(res.history['acceptance']):.2f}"
+          f"{res.losses[-50:].mean():+.3f}, acceptance "
+          f"{np.nanmean(res.history['acceptance_rate']):.2f}"
           f", energy distance to held-out data {ed:.3f}")
     return data, res, samples, learner
 

@@ -132,7 +132,7 @@ def log_likelihood(key, energy, x, schedule, params=None, *, trace: str = "hutch
         raise OptionError(f"trace must be 'hutchinson' or 'exact'; got {trace!r}.")
     if solver not in ("rk4", "dopri5"):
         raise OptionError(f"solver must be 'rk4' or 'dopri5'; got {solver!r}.")
-    from energymc.learn._common import check_data, check_int, check_positive
+    from energymc.learn._checks import check_data, check_int, check_positive
 
     steps = check_int("steps", steps, 1)
     probes = 1 if trace == "exact" else check_int("probes", probes, 1)

@@ -85,7 +85,7 @@ def mlp_energy(dim: int, key, *, schedule="ve", data=None, width: int = 128, dep
     MLPEnergy
         An Equinox module; pass it to ``emc.learn.Diffusion``.
     """
-    from energymc.learn._common import check_int
+    from energymc.learn._checks import check_int
 
     dim = check_int("dim", dim, 1)
     width = check_int("width", width, 1)

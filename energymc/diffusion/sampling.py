@@ -89,7 +89,7 @@ class Samples:
 
 
 def _check_common(corrector, corrector_steps, step_scale, snr, hmc_steps):
-    from energymc.learn._common import check_int, check_positive
+    from energymc.learn._checks import check_int, check_positive
 
     if corrector not in _CORRECTORS:
         raise OptionError(f"corrector must be None, 'langevin', 'mala' or 'hmc'; got "
@@ -154,7 +154,7 @@ def sample(key, energy, shape, schedule, params=None, *, steps: int = 500,
     -------
     Samples
     """
-    from energymc.learn._common import check_int
+    from energymc.learn._checks import check_int
 
     schedule = as_schedule(schedule)
     shape = _shape(shape)
@@ -222,7 +222,7 @@ def annealed_mcmc(key, energy, x0, sigmas, params=None, *, method: str = "mala",
     -------
     Samples
     """
-    from energymc.learn._common import check_int
+    from energymc.learn._checks import check_int
     from energymc.learn.score import check_sigmas
 
     if method is None:

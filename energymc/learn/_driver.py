@@ -311,7 +311,13 @@ def train(job: Job, compiled: Callable, state, meter) -> Trained:
 def _history(job: Job, progress: dict) -> dict:
     """Per-chunk histories joined, restarts first, with the evaluations."""
     infos = progress["infos"]
-    history = {k: np.concatenate([np.asarray(i[k]) for i in infos]) for k in infos[0]}
+    # The samplers' "acceptance" is named acceptance_rate (ArviZ's word, the
+    # vocabulary of docs/architecture.md); the same array stays under the old
+    # key, last, for one release (a dict key cannot warn when read).
+    history = {("acceptance_rate" if k == "acceptance" else k):
+               np.concatenate([np.asarray(i[k]) for i in infos]) for k in infos[0]}
+    if "acceptance_rate" in history:
+        history.setdefault("acceptance", history["acceptance_rate"])
     if job.restarts > 1:  # scan stacks steps first: (num_steps, R) -> (R, num_steps)
         history = {k: np.swapaxes(v, 0, 1) for k, v in history.items()}
     if job.eval_fn is not None:

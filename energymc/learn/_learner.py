@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from energymc._util import as_key, n_positional
+from energymc._util import as_key, n_positional, renamed
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
 from energymc.learn import _driver
 from energymc.learn._checkpoint import LearnCheckpoint
@@ -91,6 +91,17 @@ def _same(a, b) -> bool:
     if isinstance(a, (bool, int, float, str, type(None))):
         return a == b
     return False
+
+
+def _seed_key(seed, what: str, **required) -> jax.Array:
+    """The key from ``seed=`` (an int or a key), once ``seed`` and the ``required``
+    arguments of ``what()`` are all given (they default to ``None`` only so that
+    ``seed=`` can be passed by keyword while ``key=`` is still read)."""
+    missing = [name for name, value in {"seed": seed, **required}.items() if value is None]
+    if missing:
+        raise OptionError(f"{what}() needs {', '.join(m + '=' for m in missing)}: e.g. "
+                          f"learner.{what}(seed=0, ...) or learner.{what}(jax.random.key(0), ...).")
+    return as_key(seed)
 
 
 class LearnerBase:
@@ -197,14 +208,15 @@ class LearnerBase:
         self.__dict__.update(setup)
 
     # -------------------------------------------------------------- pure API
-    def init(self, key: jax.Array, data, init_params: Any = None, *,
-             batch_size: int | None = None) -> LearnState:
+    def init(self, seed: Any = None, data=None, init_params: Any = None, *,
+             batch_size: int | None = None, key: Any = None) -> LearnState:
         """Initial :class:`LearnState`.
 
         Parameters
         ----------
-        key
-            A ``jax.random.key`` or an int seed.
+        seed
+            An int or a ``jax.random.key`` (``key=`` is its deprecated name;
+            positional calls ``init(key, data)`` are unchanged).
         data
             ``(n, *event)`` training points (used for shapes and for
             data-dependent set-up: fitted noise, persistent chains).
@@ -214,7 +226,7 @@ class LearnerBase:
             Size of the batches ``update`` will see (persistent CD sizes its
             chains by it); default ``min(n, 128)``.
         """
-        key = as_key(key)
+        key = _seed_key(renamed("key", "seed", key, seed), "init", data=data)
         data = check_data(data)
         batch_size = check_batch_size(batch_size, data.shape[0])
         k_param, k_extra, k_state = jax.random.split(key, 3)
@@ -281,18 +293,20 @@ class LearnerBase:
         return self._setup._update(state, jnp.asarray(batch, dtype=jnp.result_type(float)))
 
     # -------------------------------------------------------------- the loop
-    def run(self, key: jax.Array, num_steps: int, data, init_params: Any = None, *,
+    def run(self, seed: Any = None, num_steps: int | None = None, data=None,
+            init_params: Any = None, *,
             batch_size: int | None = None, progress: Any = None,
             init_state: LearnState | None = None, eval_every: int | None = None,
             eval_fn: Callable | None = None, restarts: int = 1,
             select: Callable | None = None, checkpoint: Any = None,
-            devices: Any = None) -> LearnResult:
+            devices: Any = None, key: Any = None) -> LearnResult:
         """Train for ``num_steps`` updates on random minibatches of ``data``.
 
         Parameters
         ----------
-        key
-            A ``jax.random.key`` (or an int seed).
+        seed
+            An int or a ``jax.random.key`` (``key=`` is its deprecated name;
+            positional calls ``run(key, num_steps, data)`` are unchanged).
         num_steps
             Number of optimiser updates.
         data
@@ -366,7 +380,8 @@ class LearnerBase:
             the selected restart's and ``result.restarts`` keeps every
             restart's scores, parameters and history.
         """
-        key = as_key(key)
+        key = _seed_key(renamed("key", "seed", key, seed), "run", num_steps=num_steps,
+                        data=data)
         num_steps = check_int("num_steps", num_steps, 1)
         data = check_data(data)
         batch_size = check_batch_size(batch_size, data.shape[0])

@@ -60,7 +60,8 @@ import numpy as np
 
 from energymc._util import n_positional
 from energymc.errors import EnergyError, OptionError
-from energymc.learn._common import LearnerBase, check_int, check_positive
+from energymc.learn._checks import check_int, check_positive
+from energymc.learn._learner import LearnerBase
 
 __all__ = ["Adversarial", "batch_mmd"]
 

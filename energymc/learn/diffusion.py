@@ -171,11 +171,22 @@ class Diffusion(LearnerBase):
             raise OptionError("call init() or run() first.")
         if self._static is not None:
             return params, None
-        return _UserEnergy(self._spec), params
+        # A bound method is hashed and compared by its ParamSpec's identity, so
+        # every sample()/log_likelihood() call of this learner reuses one
+        # compiled sampler (a fresh wrapper object per call recompiled each time).
+        # ParamSpec is an unhashable dataclass, so static(fn, spec) cannot bind it.
+        return self._spec.user_energy, params
 
 
 class _ModuleEnergy:
-    """``(params, x, sigma) -> module(x, sigma)`` with the module's static part bound."""
+    """``(params, x, sigma) -> module(x, sigma)`` with the module's static part bound.
+
+    Not ``static(fn, static_part)``: the static half of ``eqx.partition`` is
+    hashable by value only when every non-array field is (a user's module may
+    keep a list, an integer array or a mask there, and hashing would raise at
+    jit time). One instance lives as long as its learner, so hashing by
+    identity already shares the learner's compiled code.
+    """
 
     def __init__(self, static):
         self.static = static
@@ -184,13 +195,3 @@ class _ModuleEnergy:
         import equinox as eqx
 
         return eqx.combine(params, self.static)(x, sigma)
-
-
-class _UserEnergy:
-    """A learner's energy in the user's parameter form, as ``fn(params, x, sigma)``."""
-
-    def __init__(self, spec):
-        self.spec = spec
-
-    def __call__(self, params, x, sigma):
-        return self.spec.user_energy(params, x, sigma)

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from energymc import kernels as _kernels
+from energymc._util import static
 from energymc.errors import EnergyError, OptionError
 from energymc.learn._checks import check_int, check_positive
 from energymc.learn._learner import LearnerBase
@@ -196,25 +197,18 @@ class DSM(LearnerBase):
         if self.conditional:
             fn = self._spec.user_energy
         else:
-            fn = _Unconditional(self._spec.user_energy)
+            fn = static(_unconditional, self._spec.user_energy)
         return annealed_langevin(key, fn, params, x0, self.sigmas,
                                  steps_per_level=steps_per_level, step_lr=step_lr, denoise=denoise)
 
 
-class _Unconditional:
-    """``(params, x, sigma) -> E(params, x)``: one energy at every level."""
+def _unconditional(fn, params, x, sigma):
+    """``(params, x, sigma) -> E(params, x)``: one energy at every level.
 
-    def __init__(self, fn):
-        self.fn = fn
-
-    def __call__(self, params, x, sigma):
-        return self.fn(params, x)
-
-    def __hash__(self):
-        return hash((_Unconditional, self.fn))
-
-    def __eq__(self, other):
-        return isinstance(other, _Unconditional) and other.fn == self.fn
+    Bound as ``static(_unconditional, fn)``, so two samplers of the same
+    energy are equal and share their compiled code.
+    """
+    return fn(params, x)
 
 
 class SSM(LearnerBase):

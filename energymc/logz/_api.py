@@ -154,9 +154,10 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         about 1-2 when the moves mix, falls below it; 0.2),
         ``schedule`` (``"adaptive"``, ``"pilot"``: betas fixed by an
         independent adaptive run, twice the cost; or betas from 0 to 1 such
-        as a previous run's ``est.info["schedule"]``). Nested:
-        ``live_points``, ``num_inner_steps``, ``tol``. PT: ``replicas``,
-        ``draws``, ``warmup``, ``kernel``.
+        as a previous run's ``est.info["schedule"]``). Nested: ``particles``
+        (the live points, 500; ``live_points`` is its deprecated name),
+        ``num_inner_steps``, ``tol``. PT: ``replicas``, ``draws``, ``warmup``,
+        ``kernel``.
 
     Returns
     -------

@@ -22,19 +22,26 @@ from blackjax.ns import utils as ns_utils
 from jax.scipy.special import logsumexp
 
 from energymc._util import check_option_int as _check_int
-from energymc._util import kish_ess
+from energymc._util import kish_ess, renamed
 from energymc.energy import jit_over_target
 from energymc.errors import OptionError
 from energymc.logz._method import Context, Estimate, LogZMethod, register
 
 __all__ = ["Nested", "NestedOptions", "run_nested"]
 
+_DEFAULT_PARTICLES = 500
+
 
 @dataclasses.dataclass(frozen=True)
 class NestedOptions:
-    """Nested sampling's options and their defaults (see :func:`energymc.log_partition`)."""
+    """Nested sampling's options and their defaults (see :func:`energymc.log_partition`).
 
-    live_points: int = 500
+    ``particles`` is the number of live points (500 when not given);
+    ``live_points`` is its deprecated name, read for one more release.
+    """
+
+    particles: int | None = None
+    live_points: int | None = None
     num_inner_steps: int | None = None
     num_delete: int = 50
     tol: float = 0.01
@@ -43,7 +50,7 @@ class NestedOptions:
 
 
 class _Cfg(NamedTuple):
-    live_points: int
+    particles: int
     num_inner_steps: int
     num_delete: int
     chunk: int
@@ -58,20 +65,23 @@ class NestedContext(Context):
 
 def validate_nested(target, opts: NestedOptions) -> NestedContext:
     """Check nested-sampling options eagerly; returns the call's context."""
+    # Stack: renamed <- validate_nested <- Nested.validate <- log_partition <- the user.
+    particles = renamed("live_points", "particles", opts.live_points, opts.particles,
+                        default=_DEFAULT_PARTICLES, stacklevel=5)
     o = dataclasses.replace(
-        opts, live_points=_check_int("live_points", opts.live_points, 2),
+        opts, particles=_check_int("particles", particles, 2), live_points=None,
         num_delete=_check_int("num_delete", opts.num_delete, 1),
         chunk=_check_int("chunk", opts.chunk, 1),
         max_iterations=_check_int("max_iterations", opts.max_iterations, 1))
-    if o.num_delete >= o.live_points:
-        raise OptionError(f"num_delete= ({o.num_delete}) must be below live_points= "
-                          f"({o.live_points}).")
+    if o.num_delete >= o.particles:
+        raise OptionError(f"num_delete= ({o.num_delete}) must be below particles= "
+                          f"({o.particles}), the number of live points.")
     # BlackJAX's advice for reliable mixing inside the contour.
     inner = max(5, 2 * target.dim) if o.num_inner_steps is None else o.num_inner_steps
     o = dataclasses.replace(o, num_inner_steps=_check_int("num_inner_steps", inner, 1))
     if not (isinstance(o.tol, (int, float)) and o.tol > 0):
         raise OptionError(f"tol= must be a positive number of nats; got {o.tol!r}.")
-    return NestedContext(options=o, cfg=_Cfg(o.live_points, o.num_inner_steps, o.num_delete,
+    return NestedContext(options=o, cfg=_Cfg(o.particles, o.num_inner_steps, o.num_delete,
                                              o.chunk))
 
 
@@ -90,7 +100,7 @@ def _algorithm(target, ref, cfg):
 def _init(key, ref, *, target, cfg):
     alg = _algorithm(target, ref, cfg)
     k0, k1 = jax.random.split(key)
-    return alg.init(ref.sample(k0, cfg.live_points), k1)
+    return alg.init(ref.sample(k0, cfg.particles), k1)
 
 
 @jit_over_target(("target", "cfg"))
@@ -121,7 +131,7 @@ def _sample_until_converged(target, ref, key, ctx):
     state = _init(jax.random.fold_in(key, 0), ref, target=target, cfg=cfg)
     dead = []
     it = 0
-    evals = float(cfg.live_points)
+    evals = float(cfg.particles)
     converged = False
     while it < o.max_iterations:
         state, info = _chunk(jax.random.fold_in(key, it + 1), state, ref, target=target, cfg=cfg)
@@ -182,9 +192,6 @@ class Nested(LogZMethod):
 
     def run(self, target, ref, key, ctx):
         return run_nested(target, ref, key, ctx)
-
-    def num_particles(self, options):
-        return int(options.live_points)
 
 
 register(Nested())

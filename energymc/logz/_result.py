@@ -16,6 +16,18 @@ def _fmt(x, digits=4):
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def _with_rate_column(stages: dict) -> dict:
+    """``stages`` with the acceptance column named ``acceptance_rate`` (ArviZ's
+    name, the vocabulary of ``docs/architecture.md``), in its place, and the
+    same array again as ``acceptance`` at the end: the old key stays readable
+    for one release (plain dict and frame access cannot warn on a key)."""
+    if "acceptance_rate" not in stages and "acceptance" in stages:
+        stages = {("acceptance_rate" if k == "acceptance" else k): v for k, v in stages.items()}
+    if "acceptance_rate" in stages:
+        stages.setdefault("acceptance", stages["acceptance_rate"])
+    return stages
+
+
 class LogZ:
     """An estimate of ``log Z = log ∫ exp(-E(x)) dx`` with its error bar and diagnostics.
 
@@ -44,8 +56,10 @@ class LogZ:
     stages
         Per-stage record, a dict of ``(num_stages,)`` NumPy arrays: ``beta``
         (inverse temperature), ``ess`` (of the weights after that stage),
-        ``acceptance`` (mean over particles), ``step_size``; for ``pt`` one
-        row per rung of the ladder (with ``swap_acceptance``).
+        ``acceptance_rate`` (mean over particles), ``step_size``; for ``pt``
+        one row per rung of the ladder (with ``swap_acceptance``).
+        ``acceptance`` is the same array under its deprecated name, kept for
+        one release; it goes in the next.
     particles
         ``(n, dim)`` flat final particles (unravel with ``target.unravel``).
     weights
@@ -81,7 +95,7 @@ class LogZ:
         self.stderr = float(stderr)
         self.ess = float(ess)
         self.num_particles = int(num_particles)
-        self.stages = {k: np.asarray(v) for k, v in stages.items()}
+        self.stages = _with_rate_column({k: np.asarray(v) for k, v in stages.items()})
         self.particles = None if particles is None else np.asarray(particles)
         self.weights = None if weights is None else np.asarray(weights)
         self.lower = None if lower is None else float(lower)
@@ -170,7 +184,8 @@ class LogZ:
         """The per-stage record as a ``pandas.DataFrame``, one row per stage.
 
         Columns are the keys of :attr:`stages` (``beta``, ``ess``,
-        ``acceptance``, ``step_size``, ...; for ``pt`` one row per rung);
+        ``acceptance_rate``, ``step_size``, ..., and ``acceptance``, its
+        deprecated name, last; for ``pt`` one row per rung);
         the index is named ``stage``.
         """
         import pandas as pd

@@ -386,7 +386,7 @@ class RBM:
 
         from energymc._util import as_key
         from energymc.learn import CD
-        from energymc.learn._common import check_int, check_positive
+        from energymc.learn._checks import check_int, check_positive
 
         data = self.check_data(data)
         n = data.shape[0]

@@ -213,6 +213,28 @@ def test_learner_recovers_a_gaussian_at_every_level():
     assert set(res.history) >= {"loss", "grad_norm", "energy_data"}
 
 
+def test_learner_sample_compiles_once_per_learner():
+    # The learner hands the sampler its energy as one hashable callable: a
+    # second sample() call (new key, same shapes) must reuse the compiled
+    # reverse-SDE loop. Negative control: another learner's energy differs.
+    def energy(p, x, sigma):
+        return 0.5 * jnp.sum((x - p["m"]) ** 2) / (1.0 + sigma**2)
+
+    def learner():
+        out = emc.learn.Diffusion(energy, numpyro.optim.Adam(0.05), "ve")
+        return out, out.get_params(out.init(jax.random.key(0), np.zeros((8, 2)),
+                                            {"m": jnp.zeros(())}, batch_size=8))
+
+    first, params = learner()
+    first.sample(jax.random.key(1), params, (4, 2), steps=2)
+    with emc.compilations() as again:
+        first.sample(jax.random.key(2), params, (4, 2), steps=2)
+    assert again["_reverse"] == 0
+    fn = first._energy_and_params(params)[0]
+    assert fn == first._energy_and_params(params)[0] and hash(fn) == hash(fn)
+    assert fn != learner()[0]._energy_and_params(params)[0]
+
+
 @pytest.mark.slow  # compiles a solver of its own; see the fast tier's exact checks
 def test_learner_with_a_module_returns_a_module_and_bad_input():
     data = np.asarray(jax.random.normal(jax.random.key(0), (64, 2)))

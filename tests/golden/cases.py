@@ -66,7 +66,8 @@ def _logz(method, **kw):
         if est.lower is not None:
             fields["lower"], fields["upper"] = est.lower, est.upper
         for k, v in est.stages.items():
-            fields[f"stages_{k}"] = v
+            if k != "acceptance":  # the deprecated alias of acceptance_rate, the same array
+                fields[f"stages_{k}"] = v
         return fields
     return case
 
@@ -87,7 +88,8 @@ def _learn(make, steps=12):
         fields = {f"params_{k}": v for k, v in result.params.items()}
         fields["losses"] = result.losses
         for k, v in result.history.items():
-            fields[f"history_{k}"] = v
+            if k != "acceptance":  # the deprecated alias of acceptance_rate, the same array
+                fields[f"history_{k}"] = v
         return fields
     return case
 
@@ -99,7 +101,8 @@ def _rbm_fit():
     result = rbm.fit(data, seed=4, batch_size=10, n_iter=8, progress=False)
     fields = {f"params_{k}": v for k, v in result.params.items()}
     for k, v in result.history.items():
-        fields[f"history_{k}"] = v
+        if k != "acceptance":  # the deprecated alias of acceptance_rate, the same array
+            fields[f"history_{k}"] = v
     return fields
 
 

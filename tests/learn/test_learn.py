@@ -83,7 +83,7 @@ def test_cd_estimator_with_exact_samples_recovers_mle():
     learner = learn.CD(gauss_energy, adam(), k=1, sampler=exact_sampler)
     res = learner.run(jax.random.key(0), 400, X, init_params=P0, batch_size=N)
     assert rel_err(precision(res.params), P_MLE) < 0.05
-    assert np.isnan(res.history["acceptance"]).all()  # a callable sampler reports none
+    assert np.isnan(res.history["acceptance_rate"]).all()  # a callable sampler reports none
 
 
 def test_pcd_with_mala_recovers_mle():
@@ -93,10 +93,13 @@ def test_pcd_with_mala_recovers_mle():
     res = learner.run(jax.random.key(1), 400, X, init_params=P0, batch_size=500)
     assert rel_err(precision(res.params), P_MLE) < 0.10
     h = res.history
-    assert 0.5 < h["acceptance"][-50:].mean() <= 1.0
+    assert 0.5 < h["acceptance_rate"][-50:].mean() <= 1.0
     assert h["diverging"].max() == 0
     assert (h["neg_ess"] > 0).all() and (h["neg_ess"] <= 500).all()
-    assert set(h) >= {"loss", "grad_norm", "energy_data", "energy_neg", "acceptance", "neg_ess"}
+    assert set(h) >= {"loss", "grad_norm", "energy_data", "energy_neg", "acceptance_rate",
+                      "neg_ess"}
+    # "acceptance", its deprecated name, reads the same array for one release.
+    np.testing.assert_array_equal(h["acceptance"], h["acceptance_rate"])
 
 
 def test_pcd_pool_of_chains_larger_than_the_batch():
@@ -683,3 +686,32 @@ def test_a_learner_set_up_anew_on_other_data_never_reuses_a_stale_trace():
     again = learner.run(jax.random.key(4), 2, x, **kw)
     np.testing.assert_array_equal(again.losses, first.losses)
     assert learner._jit_chunk._cache_size() == 2
+
+
+# ------------------------------------------------------------- seed= and key=
+def test_run_and_init_take_seed_positionally_or_by_keyword_and_key_with_a_warning():
+    import warnings
+
+    learner = learn.CD(gauss_energy, adam(), k=1, sampler=exact_sampler)
+    x = X[:32]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        ref = learner.run(jax.random.key(3), 2, x, init_params=P0, batch_size=16)
+        same = learner.run(seed=3, num_steps=2, data=x, init_params=P0, batch_size=16)
+        state = learner.init(seed=3, data=x, init_params=P0, batch_size=16)
+    np.testing.assert_array_equal(same.losses, ref.losses)
+    with pytest.warns(DeprecationWarning, match="key= is deprecated") as rec:
+        old = learner.run(key=jax.random.key(3), num_steps=2, data=x, init_params=P0,
+                          batch_size=16)
+        old_state = learner.init(key=3, data=x, init_params=P0, batch_size=16)
+    assert {r.filename for r in rec} == {__file__}  # the warning names the caller's line
+    np.testing.assert_array_equal(old.losses, ref.losses)
+    np.testing.assert_array_equal(jax.random.key_data(old_state.key),
+                                  jax.random.key_data(state.key))
+    # Negative control: another seed gives another run.
+    assert not np.array_equal(learner.run(4, 2, x, init_params=P0, batch_size=16).losses,
+                              ref.losses)
+    with pytest.raises(emc.errors.OptionError, match="seed= only"):
+        learner.init(seed=3, key=3, data=x, init_params=P0)
+    with pytest.raises(emc.errors.OptionError, match=r"needs seed=, num_steps="):
+        learner.run(data=x)

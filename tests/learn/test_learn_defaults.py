@@ -65,7 +65,7 @@ def test_default_pcd_adapts_its_step_recovers_the_mle_and_is_not_warned():
     # The step moved from its start (0.5 * 3**(-1/3) = 0.347) to where MALA
     # accepts about 57.4% of its moves.
     assert abs(h["step_size"][-1] - h["step_size"][0]) > 0.05
-    assert abs(np.mean(h["acceptance"][-50:]) - 0.574) < 0.03
+    assert abs(np.mean(h["acceptance_rate"][-50:]) - 0.574) < 0.03
     assert rel_err(res.params) < 0.05
     assert res.problems == [] and warned == []
 
@@ -76,11 +76,11 @@ def test_default_cd_k_recovers_the_mle():
 
 
 def test_unadjusted_langevin_adapts_toward_a_near_one_acceptance():
-    # Unadjusted: the 'acceptance' is the Metropolis ratio the move would have
+    # Unadjusted: the acceptance rate is the Metropolis ratio the move would have
     # had; the adaptation holds it at 0.995, where the bias is small.
     learner = learn.CD(gauss_energy, adam(), persistent=True, sampler="langevin")
     res, _ = _run(learner, batch_size=500, seed=2)
-    acc = res.history["acceptance"][-50:]
+    acc = res.history["acceptance_rate"][-50:]
     assert np.all(acc < 1.0) and abs(np.mean(acc) - 0.995) < 0.01
     assert rel_err(res.params) < 0.08
 

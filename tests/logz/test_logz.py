@@ -398,9 +398,29 @@ def test_discrete_bernoulli_base_bdmc_and_pt():
 # --------------------------------------------------------------------------
 # Slow: other methods and bases
 # --------------------------------------------------------------------------
+def test_nested_particles_and_its_deprecated_name_live_points(gauss):
+    # Checked before anything compiles: num_delete >= particles stops the call
+    # after the option is read, so both spellings are seen without a run.
+    from energymc.logz._nested import Nested
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        ctx = Nested().validate({"particles": 300}, gauss)
+    assert ctx.options.particles == ctx.cfg.particles == 300
+    assert Nested().validate({}, gauss).cfg.particles == 500
+    with pytest.warns(DeprecationWarning, match="live_points= is deprecated") as rec, \
+            pytest.raises(OptionError, match=r"below particles= \(300\)"):
+        emc.log_partition(gauss, method="nested", seed=0, scale=2.0, live_points=300,
+                          num_delete=300)
+    assert rec[0].filename == __file__  # the warning names the user's line
+    assert Nested().num_particles(ctx.options) == 300
+    with pytest.raises(OptionError, match="particles= only"):
+        Nested().validate({"particles": 300, "live_points": 300}, gauss)
+
+
 @pytest.mark.slow
 def test_nested_dense_gaussian(gauss):
-    est = emc.log_partition(gauss, method="nested", seed=0, scale=2.0, live_points=300)
+    est = emc.log_partition(gauss, method="nested", seed=0, scale=2.0, particles=300)
     _check(est, GAUSS_LOGZ, 0.25)
 
 
@@ -569,9 +589,27 @@ def test_html_repr_is_bounded():
 
 def test_stages_frame():
     frame = _record().stages_frame()
-    assert list(frame.columns) == ["beta", "ess", "acceptance"]
+    # acceptance_rate in the column's place; its deprecated name kept, last.
+    assert list(frame.columns) == ["beta", "ess", "acceptance_rate", "acceptance"]
     assert frame.index.name == "stage" and len(frame) == 2
     np.testing.assert_array_equal(frame["beta"].to_numpy(), [0.5, 1.0])
+    np.testing.assert_array_equal(frame["acceptance_rate"].to_numpy(), [0.8, 0.7])
+    np.testing.assert_array_equal(frame["acceptance"].to_numpy(), [0.8, 0.7])
+
+
+def test_stages_acceptance_rate_under_both_names():
+    stages = _record().stages
+    assert stages["acceptance_rate"] is stages["acceptance"]
+    # A record made with the new name reads under the old one too.
+    new = emc.LogZ(method="ais", target=None, log_z=0.0, stderr=0.1, ess=1.0, num_particles=2,
+                   stages={"beta": np.ones(1), "acceptance_rate": np.array([0.5])},
+                   particles=None, weights=None)
+    assert list(new.stages) == ["beta", "acceptance_rate", "acceptance"]
+    np.testing.assert_array_equal(new.stages["acceptance"], [0.5])
+    # Negative control: a record without moves (nested) gains neither name.
+    bare = emc.LogZ(method="nested", target=None, log_z=0.0, stderr=0.1, ess=1.0,
+                    num_particles=2, stages={"beta": np.ones(1)}, particles=None, weights=None)
+    assert list(bare.stages) == ["beta"]
 
 
 def test_bdmc_default_reverse_run_starts_from_forward_particles():
