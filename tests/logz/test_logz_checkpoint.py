@@ -1,14 +1,17 @@
 """``log_partition(..., checkpoint=DIR)``: an interrupted call resumes to the very same estimate.
 
-The unit saved is one replicate (and then the mode check's result): replicate
-``r`` runs on ``fold_in(key, r)``, so a call that finds ``k`` of them saved
-runs the rest and must return exactly (``np.array_equal``) what an
-uninterrupted call returns. Default-tier tests use one tiny AIS setting (one
+Saved are each finished replicate (then the mode check's result) and, for
+AIS, the replicate in flight after every chunk of stages: replicate ``r``
+runs on ``fold_in(key, r)`` and its stage ``i`` on its own key whatever chunk
+it falls in, so a call that finds ``k`` replicates and some stages saved runs
+the rest and must return exactly (``np.array_equal``) what an uninterrupted
+call returns, with or without a checkpoint. Default-tier tests use one tiny AIS setting (one
 compilation of the annealing loop, shared by every call here); the real
 SIGKILL of a child process is in the slow tier.
 """
 
 import importlib.util
+import shutil
 
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +19,8 @@ import pytest
 
 import energymc as emc
 from energymc.io import CheckpointError
+from energymc.logz import _ais
+from energymc.logz._checkpoint import LogZCheckpoint
 
 KW = dict(method="ais", seed=3, replicates=3, particles=16, schedule="linear", num_temps=4)
 
@@ -96,6 +101,44 @@ def test_an_interrupted_call_resumes_to_exactly_the_uninterrupted_estimate(
     again = emc.log_partition(TARGET, progress=meter, checkpoint=ckpt, **KW)
     assert meter.finished == 0 and again.timing["resumed_replicates"] == 3
     _assert_same(again, uninterrupted)
+
+
+def test_a_replicate_cut_short_resumes_from_its_last_saved_stage(tmp_path, monkeypatch,
+                                                                uninterrupted):
+    ckpt = tmp_path / "logz"
+    calls = []
+    chunk = _ais.anneal_chunk
+
+    def chunk_then_stop(*args, **kwargs):
+        # Killed while running the 8th chunk: with save_every=0 a chunk is one
+        # stage, and a 4-stage replicate takes 5 calls (the last one finds the
+        # loop over), so replicate 0 is saved whole and replicate 1 at stage 2.
+        calls.append(int(args[1]))
+        if len(calls) == 8:
+            raise _Stop
+        return chunk(*args, **kwargs)
+
+    monkeypatch.setattr(_ais, "anneal_chunk", chunk_then_stop)
+    with pytest.raises(_Stop):
+        emc.log_partition(TARGET, progress=_Meter(),
+                          checkpoint=LogZCheckpoint(ckpt, save_every=0), **KW)
+    assert calls[:5] == [1, 2, 3, 4, 5] and calls[5:] == [1, 2, 3]
+    with np.load(ckpt / "replicate-000001" / "state.npz") as state:
+        assert int(state["s0"]) == 2  # the carry's stage counter
+    # A damaged in-flight file is refused by name (a copy: the original is resumed below).
+    damaged = tmp_path / "damaged"
+    shutil.copytree(ckpt, damaged)
+    for name in ("state.npz", "state.prev.npz"):
+        (damaged / "replicate-000001" / name).write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(CheckpointError, match="replicate 1's stages in flight"):
+        emc.log_partition(TARGET, progress=_Meter(), checkpoint=damaged, **KW)
+
+    monkeypatch.setattr(_ais, "anneal_chunk", chunk)
+    resumed = emc.log_partition(TARGET, progress=_Meter(), checkpoint=ckpt, **KW)
+    assert resumed.timing["resumed_replicates"] == 1 and resumed.timing["resumed_stages"] == 2
+    # Stage by stage from the host equals the one compiled loop of a call without checkpoint.
+    _assert_same(resumed, uninterrupted)
+    assert not list(ckpt.glob("replicate-*"))  # each dropped once its replicate was saved
 
 
 def test_a_checkpoint_of_another_call_or_a_damaged_one_is_refused(tmp_path, uninterrupted):
