@@ -127,12 +127,15 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         A directory (created if missing): each replicate's estimate is saved
         there as soon as it finishes, then the check's result. The same call
         in a fresh process (after a crash, even SIGKILL) reruns nothing that
-        was saved and returns exactly the estimate of an uninterrupted run; a
-        replicate cut short is run again from its start. A directory holding
+        was saved and returns exactly the estimate of an uninterrupted run. An
+        AIS replicate cut short resumes from its last saved chunk of stages
+        (saved about every 30 s); other methods run it again from its start.
+        A directory holding
         another call (a changed energy, option, seed, ...) or a damaged file
         raises :class:`energymc.io.CheckpointError` naming it (see
-        ``docs/long-runs.md``). ``timing["resumed_replicates"]`` says how
-        many replicates were read back.
+        ``docs/long-runs.md``). ``timing["resumed_replicates"]`` and
+        ``timing["resumed_stages"]`` say how many replicates and stages were
+        read back.
     **options
         Method options (an unknown one raises an error listing the valid
         ones). Common: ``scale`` (sd of the default Gaussian, 2), ``probs``,
