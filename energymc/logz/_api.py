@@ -128,8 +128,9 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         there as soon as it finishes, then the check's result. The same call
         in a fresh process (after a crash, even SIGKILL) reruns nothing that
         was saved and returns exactly the estimate of an uninterrupted run. An
-        AIS replicate cut short resumes from its last saved chunk of stages
-        (saved about every 30 s); other methods run it again from its start.
+        AIS or PT replicate cut short resumes from its last saved chunk of
+        stages or rounds (saved about every 30 s); other methods run it again
+        from its start.
         A directory holding
         another call (a changed energy, option, seed, ...) or a damaged file
         raises :class:`energymc.io.CheckpointError` naming it (see

@@ -8,7 +8,7 @@ the next replicate: replicate ``r`` always runs on ``fold_in(key, r)``, so
 the resumed result equals the uninterrupted one exactly.
 
 The replicate in flight is saved too, stage by stage: with a checkpoint, AIS
-(and SMC, PT where they support it) runs its compiled stage loop from the
+and PT (after its warmup) run their compiled stage loop from the
 host in chunks (:class:`StageSaver`), each about :data:`SAVE_EVERY_S`
 seconds long, and after each chunk writes the loop's carry (particles, log
 weights, kernel parameters, stage record, counters) to a subdirectory
@@ -293,7 +293,9 @@ class StageSaver:
         return restored
 
     def _save(self, carry) -> None:
-        carry = jax.tree.map(np.asarray, carry)
+        # On the host (PRNG keys stay keys: the writer stores their data).
+        carry = jax.tree.map(lambda a: a if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)
+                             else np.asarray(a), carry)
         if not self._started:
             self._store.start(carry, None, None)
             self._started = True
