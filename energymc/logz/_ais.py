@@ -16,8 +16,14 @@ from energymc import kernels as _kernels
 from energymc._util import check_option_int as _check_int
 from energymc._util import default_step, kish_ess
 from energymc.errors import OptionError
-from energymc.logz._anneal import (AnnealConfig, anneal, anneal_chunk, anneal_finish,
-                                   anneal_start, schedule)
+from energymc.logz._anneal import (
+    AnnealConfig,
+    anneal,
+    anneal_chunk,
+    anneal_finish,
+    anneal_start,
+    schedule,
+)
 from energymc.logz._method import Context, Estimate, LogZMethod, register
 from energymc.logz._path import AnnealingPath, anneal_path
 from energymc.progress import StageTicks

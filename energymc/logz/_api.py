@@ -128,7 +128,7 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         there as soon as it finishes, then the check's result. The same call
         in a fresh process (after a crash, even SIGKILL) reruns nothing that
         was saved and returns exactly the estimate of an uninterrupted run. An
-        AIS or PT replicate cut short resumes from its last saved chunk of
+        AIS, SMC or PT replicate cut short resumes from its last saved chunk of
         stages or rounds (saved about every 30 s); other methods run it again
         from its start.
         A directory holding

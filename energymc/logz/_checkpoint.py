@@ -7,8 +7,8 @@ fresh process finds them, reruns nothing that was saved, and carries on with
 the next replicate: replicate ``r`` always runs on ``fold_in(key, r)``, so
 the resumed result equals the uninterrupted one exactly.
 
-The replicate in flight is saved too, stage by stage: with a checkpoint, AIS
-and PT (after its warmup) run their compiled stage loop from the
+The replicate in flight is saved too, stage by stage: with a checkpoint, AIS,
+SMC and PT (after its warmup) run their compiled stage loop from the
 host in chunks (:class:`StageSaver`), each about :data:`SAVE_EVERY_S`
 seconds long, and after each chunk writes the loop's carry (particles, log
 weights, kernel parameters, stage record, counters) to a subdirectory
@@ -33,7 +33,8 @@ import json
 import os
 import shutil
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -50,6 +51,8 @@ __all__ = ["LogZCheckpoint", "SAVE_EVERY_S", "StageSaver", "fingerprint"]
 # thousands of particles), and 30 s of stages against one small npz write per
 # chunk keeps the cost of saving well under 1% of the run.
 SAVE_EVERY_S = 30.0
+# ...and at least this many times as long as one save of the carry.
+_SAVE_SHARE = 100.0
 
 
 def _value(v):
@@ -246,8 +249,9 @@ class StageSaver:
     ``chunk(carry, stop) -> carry`` that runs stages up to ``stop`` (or the
     loop's own end); the carry's ``position(carry)`` is the next stage's index.
     The first chunk is one stage (it also compiles); each next one is sized
-    from the last one's speed to last about ``save_every`` seconds (at most 4
-    times the stages of the one before). Built by :meth:`LogZCheckpoint.stages`.
+    from the last one's speed to last about ``save_every`` seconds, and at
+    least 100 times as long as the last save took (at most 4 times the
+    stages of the one before). Built by :meth:`LogZCheckpoint.stages`.
     """
 
     def __init__(self, owner: LogZCheckpoint, r: int):
@@ -260,7 +264,6 @@ class StageSaver:
         """The loop's final carry: from the saved carry if there is one, else from ``carry``."""
         carry = self._restore(carry)
         i, n = int(position(carry)), 1
-        every = self._owner.save_every
         while True:
             t = time.perf_counter()
             new = chunk(carry, i + n)
@@ -268,7 +271,13 @@ class StageSaver:
             seconds = time.perf_counter() - t
             if j < i + n:  # the loop ended on its own: the caller saves the replicate
                 return new
+            t = time.perf_counter()
             self._save(new)
+            # A chunk lasts save_every seconds, and at least 100 times as long
+            # as its save: a large carry (PT's records) costs at most ~1%.
+            # save_every=0 asks for a save after every stage (tests, debugging).
+            every = self._owner.save_every and max(self._owner.save_every,
+                                                   _SAVE_SHARE * (time.perf_counter() - t))
             carry, i = new, j
             n = max(1, min(4 * n, int(n * every / max(seconds, 1e-6))))
 

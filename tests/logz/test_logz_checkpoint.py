@@ -19,7 +19,7 @@ import pytest
 
 import energymc as emc
 from energymc.io import CheckpointError
-from energymc.logz import _ais, _tempering
+from energymc.logz import _ais, _smc, _tempering
 from energymc.logz._checkpoint import LogZCheckpoint
 
 KW = dict(method="ais", seed=3, replicates=3, particles=16, schedule="linear", num_temps=4)
@@ -142,26 +142,38 @@ def test_a_replicate_cut_short_resumes_from_its_last_saved_stage(tmp_path, monke
     assert not list(ckpt.glob("replicate-*"))  # each dropped once its replicate was saved
 
 
-@pytest.mark.slow  # compiles PT three times (one piece, start, chunk): ~30 s
-def test_a_pt_run_cut_short_resumes_from_its_last_saved_round(tmp_path, monkeypatch):
-    kw = dict(method="pt", seed=3, replicas=4, chains=2, draws=20, warmup=10, batches=2)
+CUT_SHORT = {
+    "pt": (_tempering, "_chunk",
+           dict(method="pt", seed=3, replicas=4, chains=2, draws=20, warmup=10, batches=2)),
+    "smc": (_smc, "_smc_chunk",
+            dict(method="smc", seed=5, replicates=2, particles=32, mcmc_steps=2)),
+}
+
+
+@pytest.mark.slow  # compiles each method three times (one piece, start, chunk): ~30 s each
+@pytest.mark.parametrize("method", sorted(CUT_SHORT))
+def test_a_pt_or_smc_run_cut_short_resumes_from_its_last_saved_stage(tmp_path, monkeypatch,
+                                                                      method):
+    module, name, kw = CUT_SHORT[method]
     ckpt = tmp_path / "logz"
     calls = []
-    chunk = _tempering._chunk
+    chunk = getattr(module, name)
 
     def chunk_then_stop(*args, **kwargs):
+        # One stage (SMC) or round (PT) per chunk with save_every=0: cut in the
+        # middle of a replicate (SMC's first has 3 stages: 4 calls).
         calls.append(int(args[1]))
-        if len(calls) == 6:  # one round per chunk (save_every=0): rounds 0-4 are saved
+        if len(calls) == 6:
             raise _Stop
         return chunk(*args, **kwargs)
 
-    monkeypatch.setattr(_tempering, "_chunk", chunk_then_stop)
+    monkeypatch.setattr(module, name, chunk_then_stop)
     with pytest.raises(_Stop):
         emc.log_partition(TARGET, progress=False,
                           checkpoint=LogZCheckpoint(ckpt, save_every=0), **kw)
-    monkeypatch.setattr(_tempering, "_chunk", chunk)
+    monkeypatch.setattr(module, name, chunk)
     resumed = emc.log_partition(TARGET, progress=False, checkpoint=ckpt, **kw)
-    assert resumed.timing["resumed_stages"] == 5
+    assert resumed.timing["resumed_stages"] == {"pt": 5, "smc": 1}[method]
     _assert_same(resumed, emc.log_partition(TARGET, progress=False, **kw))
 
 
