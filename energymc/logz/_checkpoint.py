@@ -242,6 +242,18 @@ class LogZCheckpoint:
         self._append("end", {"check": check})
 
 
+def _like(saved, fresh):
+    """A carry leaf read back, typed and placed like the fresh one."""
+    if not isinstance(fresh, jax.Array):
+        return saved
+    if getattr(fresh, "weak_type", False) and fresh.ndim == 0:
+        # A loop counter made from a Python number: weakly typed, as the
+        # compiled chunk expects (a strongly typed one would recompile it).
+        saved = jax.numpy.asarray(np.asarray(saved).item())
+    # Back on the devices the fresh carry is on (particles split by devices=).
+    return jax.device_put(saved, fresh.sharding)
+
+
 class StageSaver:
     """Runs one replicate's compiled stage loop in chunks, saving its carry after each.
 
@@ -294,10 +306,7 @@ class StageSaver:
             return carry
         self._store.resumed(None, None)
         self._started = True
-        restored = progress["states"]
-        # Back on the devices the fresh carry is on (particles split by devices=).
-        restored = jax.tree.map(lambda a, ref: jax.device_put(a, ref.sharding)
-                                if isinstance(ref, jax.Array) else a, restored, like)
+        restored = jax.tree.map(_like, progress["states"], like)
         self._owner.resumed_stages += int(np.asarray(restored[0]))
         return restored
 

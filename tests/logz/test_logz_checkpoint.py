@@ -135,7 +135,10 @@ def test_a_replicate_cut_short_resumes_from_its_last_saved_stage(tmp_path, monke
         emc.log_partition(TARGET, progress=_Meter(), checkpoint=damaged, **KW)
 
     monkeypatch.setattr(_ais, "anneal_chunk", chunk)
-    resumed = emc.log_partition(TARGET, progress=_Meter(), checkpoint=ckpt, **KW)
+    with emc.compilations() as compiled:
+        resumed = emc.log_partition(TARGET, progress=_Meter(), checkpoint=ckpt, **KW)
+    # The carry read back is typed as the fresh one: the chunk program is reused.
+    assert compiled["anneal_chunk"] == 0 and compiled["anneal_start"] == 0
     assert resumed.timing["resumed_replicates"] == 1 and resumed.timing["resumed_stages"] == 2
     # Stage by stage from the host equals the one compiled loop of a call without checkpoint.
     _assert_same(resumed, uninterrupted)
