@@ -16,7 +16,14 @@ from energymc import kernels as _kernels
 from energymc._util import check_option_int as _check_int
 from energymc._util import default_step, kish_ess
 from energymc.errors import OptionError
-from energymc.logz._anneal import AnnealConfig, anneal, schedule
+from energymc.logz._anneal import (
+    AnnealConfig,
+    anneal,
+    anneal_chunk,
+    anneal_finish,
+    anneal_start,
+    schedule,
+)
 from energymc.logz._method import Context, Estimate, LogZMethod, register
 from energymc.logz._path import AnnealingPath, anneal_path
 from energymc.progress import StageTicks
@@ -60,12 +67,15 @@ class AISContext(Context):
     """What AIS and BDMC derive once per call: the kernel, its options, BDMC's draws.
 
     ``samples`` is ``(n, dim)`` flat exact target draws (BDMC's ``samples=``)
-    or ``None``.
+    or ``None``. ``stages`` is the :class:`energymc.logz._checkpoint.StageSaver`
+    of the replicate running (``log_partition(checkpoint=...)``), or ``None``:
+    the annealing loop then runs as one compiled program.
     """
 
     kernel: Any = None
     kernel_options: Any = ()
     samples: Any = None
+    stages: Any = None
 
 
 REVERSE_STARTS = ("forward", "mcmc")
@@ -261,8 +271,15 @@ def run_ais(target, ref, key, ctx: AISContext) -> Estimate:
     k_init, k_run = jax.random.split(key)
     # Particles split over the devices (ctx.mesh); the compiled anneal follows.
     x0 = _sharding.put_rows(ref.sample(k_init, n), ctx.mesh)
-    out = anneal(k_run, ref, x0, betas, params0, target=target, kernel=kernel,
-                 options=ctx.kernel_options, cfg=cfg, ticks=_stage_ticks(ctx))
+    static = dict(target=target, kernel=kernel, options=ctx.kernel_options, cfg=cfg,
+                  ticks=_stage_ticks(ctx))
+    if ctx.stages is None:
+        out = anneal(k_run, ref, x0, betas, params0, **static)
+    else:
+        # Checkpointed: the same loop in chunks from the host, saved between them.
+        carry = ctx.stages.run(anneal_start(k_run, ref, x0, betas, params0, **static),
+                               lambda c, stop: anneal_chunk(c, stop, k_run, ref, betas, **static))
+        out = anneal_finish(carry)
     log_z, stderr, ess, w = _weight_summary(out["logw"])
     stages = _records(out, n)
     return Estimate(log_z=log_z, stderr=stderr, ess=ess, stages=stages,

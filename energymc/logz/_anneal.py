@@ -27,7 +27,8 @@ from jax.scipy.special import logsumexp
 
 from energymc.energy import jit_over_target
 
-__all__ = ["AnnealConfig", "anneal", "largest_step", "log_ess", "schedule"]
+__all__ = ["AnnealConfig", "anneal", "anneal_chunk", "anneal_finish", "anneal_start",
+           "largest_step", "log_ess", "schedule"]
 
 
 class AnnealConfig(NamedTuple):
@@ -246,64 +247,120 @@ def anneal(key, ref, x0, betas, params0, *, target, kernel, options, cfg: Anneal
         ``log_z`` (running estimate), valid up to ``num_stages``;
         ``params`` (after the last stage); ``grad_evals`` (all particles).
     """
-    n = x0.shape[0]
-    dtype = x0.dtype
-    target_lp = target.flat_logdensity
-    ll_fn = jax.vmap(lambda z: _safe_ll(target_lp, ref, z))
-    num_fixed = betas.shape[0] - 1
-    size = cfg.max_stages if cfg.adaptive else num_fixed
-    record = {k: jnp.zeros((size,), dtype) for k in
-              ("beta", "log_ess", "acceptance", "step_size", "log_z")}
+    loop = _Loop(key, ref, betas, x0.shape[0], x0.dtype, target=target, kernel=kernel,
+                 options=options, cfg=cfg, ticks=ticks)
+    carry = loop.start(x0, params0)
+    return anneal_finish(jax.lax.while_loop(loop.cond, loop.body, carry))
 
-    def cond(carry):
+
+# ------------------------------------------------ the same loop, chunk by chunk
+# log_partition(checkpoint=...) runs the loop from the host in chunks of
+# stages and saves the carry between them. anneal_chunk is compiled once
+# (``stop`` is traced) and runs the very body of ``anneal``'s loop; stage i
+# draws from fold_in(key, i) whatever chunk it falls in, so any cut gives the
+# same numbers (tests/logz/test_logz_checkpoint.py).
+@jit_over_target(("target", "kernel", "options", "cfg", "ticks"))
+def anneal_start(key, ref, x0, betas, params0, *, target, kernel, options, cfg: AnnealConfig,
+                 ticks=None):
+    """The loop's carry before its first stage (arguments as :func:`anneal`).
+
+    Returns the tuple ``(i, beta, x, logw, ll, params, record, grad_evals,
+    beta_next)``: ``i`` is the next stage's index.
+    """
+    loop = _Loop(key, ref, betas, x0.shape[0], x0.dtype, target=target, kernel=kernel,
+                 options=options, cfg=cfg, ticks=ticks)
+    return loop.start(x0, params0)
+
+
+@jit_over_target(("target", "kernel", "options", "cfg", "ticks"))
+def anneal_chunk(carry, stop, key, ref, betas, *, target, kernel, options, cfg: AnnealConfig,
+                 ticks=None):
+    """Run the stages of ``carry`` (from :func:`anneal_start` or an earlier
+    chunk) up to stage ``stop`` (traced; excluded), or to the loop's own end.
+
+    ``key``, ``ref``, ``betas`` and the static arguments must be the ones the
+    carry was started with.
+    """
+    x = carry[2]
+    loop = _Loop(key, ref, betas, x.shape[0], x.dtype, target=target, kernel=kernel,
+                 options=options, cfg=cfg, ticks=ticks)
+    return jax.lax.while_loop(lambda c: loop.cond(c) & (c[0] < stop), loop.body, carry)
+
+
+def anneal_finish(carry) -> dict:
+    """:func:`anneal`'s result from the loop's final carry."""
+    i, beta, x, logw, _, params, rec, evals, _ = carry
+    return {"x": x, "logw": logw, "num_stages": i, "final_beta": beta, "record": rec,
+            "params": params, "grad_evals": evals}
+
+
+class _Loop:
+    """The annealing loop's start, condition and body for one run (pure JAX).
+
+    Built inside a compiled function; ``n`` particles of ``dtype``. See
+    :func:`anneal` for the arguments.
+    """
+
+    def __init__(self, key, ref, betas, n, dtype, *, target, kernel, options, cfg, ticks):
+        self.key, self.ref, self.betas, self.n, self.dtype = key, ref, betas, n, dtype
+        self.kernel, self.options, self.cfg, self.ticks = kernel, options, cfg, ticks
+        self.target_lp = target.flat_logdensity
+        self.ll_fn = jax.vmap(lambda z: _safe_ll(self.target_lp, ref, z))
+        num_fixed = betas.shape[0] - 1
+        self.size = cfg.max_stages if cfg.adaptive else num_fixed
+
+    def cond(self, carry):
         i, beta = carry[0], carry[1]
-        if cfg.adaptive:
-            return (i < size) & (beta < 1.0)
-        return i < size
+        if self.cfg.adaptive:
+            return (i < self.size) & (beta < 1.0)
+        return i < self.size
 
-    def adapt_beta(ll, beta):
-        b = beta + _next_delta(None, ll, beta, cfg.cess)
+    def adapt_beta(self, ll, beta):
+        b = beta + _next_delta(None, ll, beta, self.cfg.cess)
         return jnp.where(1.0 - b < 1e-6, 1.0, b)
 
-    def body(carry):
+    def body(self, carry):
+        cfg, n, dtype = self.cfg, self.n, self.dtype
         i, beta, x, logw, ll, params, rec, evals, beta_next = carry
-        stage_key = jax.random.fold_in(key, i)
+        stage_key = jax.random.fold_in(self.key, i)
         if cfg.adaptive:
             # beta_new was chosen one stage earlier, before x was drawn: a
             # schedule chosen from the very particles it then weights makes
             # every stage's weight biased by O(1/n) (it was ~0.1 nats over
             # 100 stages of 128 particles).
             beta_new = beta_next
-            beta_next = adapt_beta(ll, beta_new)
+            beta_next = self.adapt_beta(ll, beta_new)
         else:
-            beta_new = betas[i + 1]
+            beta_new = self.betas[i + 1]
         delta = beta_new - beta
         # delta * ll with ll = -inf is -inf for delta > 0 (forward) but +inf
         # for delta < 0 (reverse, a target draw outside q0's support): both
         # are what the weights mean, and only delta = 0 needs guarding.
         logw = jnp.where(delta == 0, logw, logw + delta * ll)
         step_used = params["step_size"] if cfg.tunable else jnp.asarray(jnp.nan, dtype)
-        x, params, accs, costs = _stage_moves(stage_key, ref, x, params, beta_new,
-                                              target_lp=target_lp, kernel=kernel,
-                                              options=options, cfg=cfg)
-        ll = ll_fn(x)
+        x, params, accs, costs = _stage_moves(stage_key, self.ref, x, params, beta_new,
+                                              target_lp=self.target_lp, kernel=self.kernel,
+                                              options=self.options, cfg=cfg)
+        ll = self.ll_fn(x)
         rec = _record_stage(rec, i, beta_new, logw, jnp.mean(accs), step_used)
         # One gradient per particle to (re)initialise the kernel at the new beta.
         evals = evals + jnp.sum(costs) + n
-        if ticks is not None:
-            ticks(i, beta, beta_new)
+        if self.ticks is not None:
+            self.ticks(i, beta, beta_new)
         return i + 1, beta_new, x, logw, ll, params, rec, evals, beta_next
 
-    ll0 = ll_fn(x0)
-    beta0 = betas[0].astype(dtype)
-    if cfg.adaptive:
-        # The first step is chosen from independent draws of q0 (x0 is a draw
-        # of ref, the only case where the adaptive schedule is used).
-        beta_next = adapt_beta(ll_fn(ref.sample(jax.random.fold_in(key, 2**31 - 1), n)), beta0)
-    else:
-        beta_next = beta0
-    carry = (jnp.asarray(0), beta0, x0, jnp.zeros((n,), dtype), ll0,
-             params0, record, jnp.asarray(0.0, dtype), beta_next)
-    i, beta, x, logw, ll, params, rec, evals, _ = jax.lax.while_loop(cond, body, carry)
-    return {"x": x, "logw": logw, "num_stages": i, "final_beta": beta, "record": rec,
-            "params": params, "grad_evals": evals}
+    def start(self, x0, params0):
+        n, dtype = self.n, self.dtype
+        record = {k: jnp.zeros((self.size,), dtype) for k in
+                  ("beta", "log_ess", "acceptance", "step_size", "log_z")}
+        ll0 = self.ll_fn(x0)
+        beta0 = self.betas[0].astype(dtype)
+        if self.cfg.adaptive:
+            # The first step is chosen from independent draws of q0 (x0 is a
+            # draw of ref, the only case where the adaptive schedule is used).
+            beta_next = self.adapt_beta(
+                self.ll_fn(self.ref.sample(jax.random.fold_in(self.key, 2**31 - 1), n)), beta0)
+        else:
+            beta_next = beta0
+        return (jnp.asarray(0), beta0, x0, jnp.zeros((n,), dtype), ll0,
+                params0, record, jnp.asarray(0.0, dtype), beta_next)

@@ -127,12 +127,16 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         A directory (created if missing): each replicate's estimate is saved
         there as soon as it finishes, then the check's result. The same call
         in a fresh process (after a crash, even SIGKILL) reruns nothing that
-        was saved and returns exactly the estimate of an uninterrupted run; a
-        replicate cut short is run again from its start. A directory holding
+        was saved and returns exactly the estimate of an uninterrupted run. An
+        AIS, SMC or PT replicate cut short resumes from its last saved chunk of
+        stages or rounds (saved about every 30 s); other methods run it again
+        from its start.
+        A directory holding
         another call (a changed energy, option, seed, ...) or a damaged file
         raises :class:`energymc.io.CheckpointError` naming it (see
-        ``docs/long-runs.md``). ``timing["resumed_replicates"]`` says how
-        many replicates were read back.
+        ``docs/long-runs.md``). ``timing["resumed_replicates"]`` and
+        ``timing["resumed_stages"]`` say how many replicates and stages were
+        read back.
     **options
         Method options (an unknown one raises an error listing the valid
         ones). Common: ``scale`` (sd of the default Gaussian, 2), ``probs``,
@@ -222,6 +226,8 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     if ckpt is not None:
         # Replicates read back from the directory rather than run by this call.
         est.timing["resumed_replicates"] = len(saved)
+        # Stages of a replicate cut short, read back rather than run again.
+        est.timing["resumed_stages"] = ckpt.resumed_stages
     check = None
     if checks:
         check = end["check"] if end is not None else \
@@ -298,15 +304,19 @@ def _replicates(m: LogZMethod, target, ref, key, ctx: Context, replicates, budge
         if not plan:
             plan.append(m.plan(target, ref, jax.random.fold_in(key, 0), ctx))
         run_ctx, plan_cost = plan[0]
+        ctx_r = run_ctx
+        if ckpt is not None and hasattr(run_ctx, "stages"):
+            # A method that can save its replicate in flight stage by stage.
+            ctx_r = dataclasses.replace(run_ctx, stages=ckpt.stages(r))
         with ticks_to(meter, units, {"replicate": r}) as ticked:
-            res = m.run(target, ref, jax.random.fold_in(key, r), run_ctx)
+            res = m.run(target, ref, jax.random.fold_in(key, r), ctx_r)
         if r == 0 and plan_cost:
             res = res._replace(grad_evals=res.grad_evals + plan_cost,
                                info={**res.info, "pilot_grad_evals": plan_cost})
         # Saved before it is shown: an interrupt while the bar moves (a
         # Ctrl-C, a meter that raises) must not lose a finished replicate.
         if ckpt is not None:
-            ckpt.save_replicate(res)
+            ckpt.save_replicate(res, r)
         # Complete the run's share of the bar (a run that stopped early, or
         # that cannot tick) and show its estimate.
         meter.update(units - ticked.count, {"replicate": r, "log_z": f"{res.log_z:.4f}"})

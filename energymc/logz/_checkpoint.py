@@ -5,9 +5,18 @@ soon as that replicate finishes, and after the last one an end entry holding
 the mode check's result (or none, with ``checks=False``). The same call in a
 fresh process finds them, reruns nothing that was saved, and carries on with
 the next replicate: replicate ``r`` always runs on ``fold_in(key, r)``, so
-the resumed result equals the uninterrupted one exactly. A replicate killed
-mid-run is run again from its start (the unit of work is one compiled run;
-see docs/long-runs.md for why not a stage).
+the resumed result equals the uninterrupted one exactly.
+
+The replicate in flight is saved too, stage by stage: with a checkpoint, AIS,
+SMC and PT (after its warmup) run their compiled stage loop from the
+host in chunks (:class:`StageSaver`), each about :data:`SAVE_EVERY_S`
+seconds long, and after each chunk writes the loop's carry (particles, log
+weights, kernel parameters, stage record, counters) to a subdirectory
+``replicate-<r>/``, itself an :class:`energymc.io.Checkpoint` whose
+``state.npz`` holds the carry. A killed replicate resumes from its last
+chunk; each stage draws from its own key whatever chunk it falls in, so the
+result is the uninterrupted one. The subdirectory goes once the replicate's
+estimate is saved.
 
 The storage *is* :class:`energymc.io.Checkpoint`, used through its public
 methods as the learners' checkpoints use it, so the files and their rules
@@ -22,6 +31,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -32,7 +44,15 @@ from energymc._fingerprint import array_digest, program_digests
 from energymc.errors import OptionError
 from energymc.logz._method import Estimate
 
-__all__ = ["LogZCheckpoint", "fingerprint"]
+__all__ = ["LogZCheckpoint", "SAVE_EVERY_S", "StageSaver", "fingerprint"]
+
+# How long a chunk of stages runs between two saves of the replicate in flight:
+# a kill loses at most this much work (plus the chunk's save, a few ms for
+# thousands of particles), and 30 s of stages against one small npz write per
+# chunk keeps the cost of saving well under 1% of the run.
+SAVE_EVERY_S = 30.0
+# ...and at least this many times as long as one save of the carry.
+_SAVE_SHARE = 100.0
 
 
 def _value(v):
@@ -131,12 +151,22 @@ class LogZCheckpoint:
     command
         For the ``energymc logz`` command: its arguments, so that
         ``energymc resume DIR`` can continue it. Not part of the fingerprint.
+    save_every
+        Seconds of stages between two saves of the replicate in flight
+        (:data:`SAVE_EVERY_S`; ``0`` saves after every stage). It changes no
+        number of the estimate, so it is not part of the fingerprint.
     """
 
-    def __init__(self, path: str | os.PathLike, *, command: dict | None = None):
+    def __init__(self, path: str | os.PathLike, *, command: dict | None = None,
+                 save_every: float = SAVE_EVERY_S):
         self._store = _io.Checkpoint(path, command=command)  # checks the path is not a file
         self.path = self._store.path
+        if not (isinstance(save_every, (int, float)) and save_every >= 0):
+            raise OptionError(f"save_every= must be a number of seconds >= 0; got {save_every!r}.")
+        self.save_every = float(save_every)
         self._done = 0
+        self._fp: dict | None = None
+        self.resumed_stages = 0  # stages of replicates in flight read back by this call
 
     @classmethod
     def coerce(cls, checkpoint) -> LogZCheckpoint | None:
@@ -162,8 +192,10 @@ class LogZCheckpoint:
         directory holds another run or a damaged file; nothing is changed then.
         """
         progress = self._store.load(fp, ((), None, None))
+        self._fp = fp
         if progress is None:
             self._store.start((), None, None)
+            self._drop_in_flight(0)  # an older run's replicate in flight
             return [], None
         self._store.resumed(None, None)
         estimates, end = [], None
@@ -174,17 +206,117 @@ class LogZCheckpoint:
             else:
                 end = content
         self._done = int(progress["done"])
+        # Replicates saved whole, whose in-flight directory a kill left behind.
+        self._drop_in_flight(len(estimates), below=True)
         return estimates, end
+
+    def _in_flight_dir(self, r: int) -> str:
+        return os.path.join(self.path, f"replicate-{r:06d}")
+
+    def _drop_in_flight(self, r: int, below: bool = False) -> None:
+        """Remove in-flight directories: every one, or (``below``) those of replicates < ``r``."""
+        for name in sorted(os.listdir(self.path)):
+            if name.startswith("replicate-") and os.path.isdir(os.path.join(self.path, name)):
+                index = name[len("replicate-"):]
+                if not below or (index.isdigit() and int(index) < r):
+                    shutil.rmtree(os.path.join(self.path, name))
+
+    def stages(self, r: int) -> StageSaver:
+        """The saver of replicate ``r``'s stages while it runs (after :meth:`open`)."""
+        return StageSaver(self, r)
 
     def _append(self, kind: str, content) -> None:
         self._store.append(self._done, np.zeros((1, 1, 0), np.float32), _entry(kind, content),
                            ())
         self._done += 1
 
-    def save_replicate(self, est: Estimate) -> None:
-        """Record a finished replicate (the next one in order)."""
+    def save_replicate(self, est: Estimate, r: int | None = None) -> None:
+        """Record a finished replicate (the next one in order, ``r``), then drop
+        its in-flight directory (a kill in between leaves it; :meth:`open` drops it)."""
         self._append("replicate", est._asdict())
+        if r is not None and os.path.isdir(self._in_flight_dir(r)):
+            shutil.rmtree(self._in_flight_dir(r))
 
     def save_end(self, check: dict | None) -> None:
         """Record that the replicates are final, with the mode check's result (or ``None``)."""
         self._append("end", {"check": check})
+
+
+def _like(saved, fresh):
+    """A carry leaf read back, typed and placed like the fresh one."""
+    if not isinstance(fresh, jax.Array):
+        return saved
+    if getattr(fresh, "weak_type", False) and fresh.ndim == 0:
+        # A loop counter made from a Python number: weakly typed, as the
+        # compiled chunk expects (a strongly typed one would recompile it).
+        saved = jax.numpy.asarray(np.asarray(saved).item())
+    # Back on the devices the fresh carry is on (particles split by devices=).
+    return jax.device_put(saved, fresh.sharding)
+
+
+class StageSaver:
+    """Runs one replicate's compiled stage loop in chunks, saving its carry after each.
+
+    The method hands :meth:`run` its loop's start carry and a compiled
+    ``chunk(carry, stop) -> carry`` that runs stages up to ``stop`` (or the
+    loop's own end); the carry's ``position(carry)`` is the next stage's index.
+    The first chunk is one stage (it also compiles); each next one is sized
+    from the last one's speed to last about ``save_every`` seconds, and at
+    least 100 times as long as the last save took (at most 4 times the
+    stages of the one before). Built by :meth:`LogZCheckpoint.stages`.
+    """
+
+    def __init__(self, owner: LogZCheckpoint, r: int):
+        self._owner, self.replicate = owner, r
+        self._store = _io.Checkpoint(owner._in_flight_dir(r))
+        self._fp = {**owner._fp, "replicate_in_flight": r}
+        self._started = False
+
+    def run(self, carry, chunk: Callable, position: Callable = lambda c: c[0]):
+        """The loop's final carry: from the saved carry if there is one, else from ``carry``."""
+        carry = self._restore(carry)
+        i, n = int(position(carry)), 1
+        while True:
+            t = time.perf_counter()
+            new = chunk(carry, i + n)
+            j = int(position(new))  # waits for the chunk
+            seconds = time.perf_counter() - t
+            if j < i + n:  # the loop ended on its own: the caller saves the replicate
+                return new
+            t = time.perf_counter()
+            self._save(new)
+            # A chunk lasts save_every seconds, and at least 100 times as long
+            # as its save: a large carry (PT's records) costs at most ~1%.
+            # save_every=0 asks for a save after every stage (tests, debugging).
+            every = self._owner.save_every and max(self._owner.save_every,
+                                                   _SAVE_SHARE * (time.perf_counter() - t))
+            carry, i = new, j
+            n = max(1, min(4 * n, int(n * every / max(seconds, 1e-6))))
+
+    def _restore(self, carry):
+        like = carry
+        try:
+            progress = self._store.load(self._fp, (like, None, None), read_draws=False)
+        except _io.CheckpointError as exc:
+            raise _io.CheckpointError(
+                f"{exc} (It holds replicate {self.replicate}'s stages in flight: deleting "
+                f"{self._store.path!r} alone keeps the finished replicates and runs that one "
+                "again from its start.)") from exc
+        if progress is None:
+            return carry
+        self._store.resumed(None, None)
+        self._started = True
+        restored = jax.tree.map(_like, progress["states"], like)
+        self._owner.resumed_stages += int(np.asarray(restored[0]))
+        return restored
+
+    def _save(self, carry) -> None:
+        # On the host (PRNG keys stay keys: the writer stores their data).
+        carry = jax.tree.map(lambda a: a if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)
+                             else np.asarray(a), carry)
+        if not self._started:
+            self._store.start(carry, None, None)
+            self._started = True
+        else:
+            # One small entry rewritten in place; state.npz (the carry) is what counts.
+            self._store.append(0, np.zeros((1, 1, 0), np.float32), {}, carry)

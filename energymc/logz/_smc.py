@@ -78,7 +78,9 @@ class SMCContext(Context):
     ``betas`` is the ``(stages,)`` fixed schedule after 0 (``None`` when it is
     chosen as the run goes); ``pilot``, set by :meth:`SMC.plan` for
     ``schedule="pilot"``, is ``(betas, problems)`` of the pilot run, which
-    every replicate then follows.
+    every replicate then follows. ``stages`` is the
+    :class:`energymc.logz._checkpoint.StageSaver` of the replicate running
+    (``log_partition(checkpoint=...)``), or ``None`` (one compiled program).
     """
 
     kernel: Any = None
@@ -86,6 +88,7 @@ class SMCContext(Context):
     cfg: Any = None
     betas: Any = None
     pilot: Any = None
+    stages: Any = None
 
 
 def validate_smc(target, opts: SMCOptions) -> SMCContext:
@@ -208,25 +211,17 @@ def _record_stage(rec, i, values):
     return {k: v.at[i].set(values[k]) for k, v in rec.items()}
 
 
-@jit_over_target(("target", "kernel", "options", "cfg", "ticks", "mesh"))
-def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, ticks=None,
-         mesh=None):
-    """Run tempered SMC from q0 to the target; pure, compiled once.
+def _parts(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, ticks):
+    """The loop of one SMC run: ``(k0, alg, cond, body)`` (pure JAX; see :func:`_smc`).
 
-    ``betas`` is ``(max_stages,)``: the fixed schedule padded with 1 when
-    ``cfg.fixed``, ignored (BlackJAX picks each next beta from the ESS) if not.
-    ``ticks`` (static), an :class:`energymc.progress.StageTicks` or ``None``,
-    reports each stage to a progress meter and changes no number.
+    ``k0`` draws the initial particles, ``alg`` is BlackJAX's algorithm; stage
+    ``i`` moves with ``fold_in(key', i)``, ``key'`` split from ``key``.
     """
     n = cfg.particles
     alg = _algorithm(ref, step0, target_lp=target.flat_logdensity, kernel=kernel,
                      options=options, cfg=cfg)
     k0, key = jax.random.split(key)
-    # Particles split over the devices of ``mesh``; the compiler follows.
-    state = alg.init(_sharding.place_rows(ref.sample(k0, n), mesh))
     dtype = step0.dtype
-    rec = {k: jnp.zeros((cfg.max_stages,), dtype)
-           for k in ("beta", "ess", "acceptance", "step_size", "log_z", "var")}
 
     def cond(carry):
         i, state = carry[0], carry[1]
@@ -265,12 +260,66 @@ def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, ticks=No
             ticks(i, beta_before, state.sampler_state.tempering_param)
         return i + 1, state, log_z + inc, rec, evals + cost.astype(dtype) + n, eve
 
-    carry = (jnp.asarray(0), state, jnp.asarray(0.0, dtype), rec, jnp.asarray(0.0, dtype),
-             jnp.arange(n))
-    i, state, log_z, rec, evals, eve = jax.lax.while_loop(cond, body, carry)
+    return k0, alg, cond, body
+
+
+def _initial(k0, alg, ref, step0, *, cfg: _Cfg, mesh):
+    """The loop's carry before its first stage: ``(i, state, log_z, record, evals, eve)``."""
+    n = cfg.particles
+    # Particles split over the devices of ``mesh``; the compiler follows.
+    state = alg.init(_sharding.place_rows(ref.sample(k0, n), mesh))
+    dtype = step0.dtype
+    rec = {k: jnp.zeros((cfg.max_stages,), dtype)
+           for k in ("beta", "ess", "acceptance", "step_size", "log_z", "var")}
+    return (jnp.asarray(0), state, jnp.asarray(0.0, dtype), rec, jnp.asarray(0.0, dtype),
+            jnp.arange(n))
+
+
+def _finish(carry) -> dict:
+    """:func:`_smc`'s result from the loop's final carry."""
+    i, state, log_z, rec, evals, eve = carry
     s = state.sampler_state
     return {"num_stages": i, "final_beta": s.tempering_param, "log_z": log_z, "record": rec,
             "particles": s.particles, "weights": s.weights, "grad_evals": evals, "eve": eve}
+
+
+@jit_over_target(("target", "kernel", "options", "cfg", "ticks", "mesh"))
+def _smc(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, ticks=None,
+         mesh=None):
+    """Run tempered SMC from q0 to the target; pure, compiled once.
+
+    ``betas`` is ``(max_stages,)``: the fixed schedule padded with 1 when
+    ``cfg.fixed``, ignored (BlackJAX picks each next beta from the ESS) if not.
+    ``ticks`` (static), an :class:`energymc.progress.StageTicks` or ``None``,
+    reports each stage to a progress meter and changes no number.
+    """
+    k0, alg, cond, body = _parts(key, ref, step0, betas, target=target, kernel=kernel,
+                                 options=options, cfg=cfg, ticks=ticks)
+    carry = _initial(k0, alg, ref, step0, cfg=cfg, mesh=mesh)
+    return _finish(jax.lax.while_loop(cond, body, carry))
+
+
+# ------------------------------------------------ the same loop, chunk by chunk
+# As energymc.logz._anneal's anneal_start/anneal_chunk: log_partition(
+# checkpoint=...) runs the stages in host-driven chunks (``stop`` traced,
+# compiled once) and saves the carry between them.
+@jit_over_target(("target", "kernel", "options", "cfg", "ticks", "mesh"))
+def _smc_start(key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg, ticks=None,
+               mesh=None):
+    """The loop's carry before its first stage (arguments as :func:`_smc`)."""
+    k0, alg, _, _ = _parts(key, ref, step0, betas, target=target, kernel=kernel,
+                           options=options, cfg=cfg, ticks=ticks)
+    return _initial(k0, alg, ref, step0, cfg=cfg, mesh=mesh)
+
+
+@jit_over_target(("target", "kernel", "options", "cfg", "ticks", "mesh"))
+def _smc_chunk(carry, stop, key, ref, step0, betas, *, target, kernel, options, cfg: _Cfg,
+               ticks=None, mesh=None):
+    """Stages of ``carry`` up to stage ``stop`` (traced; excluded) or the loop's own end."""
+    del mesh  # the carry's particles are already where they run
+    _, _, cond, body = _parts(key, ref, step0, betas, target=target, kernel=kernel,
+                              options=options, cfg=cfg, ticks=ticks)
+    return jax.lax.while_loop(lambda c: cond(c) & (c[0] < stop), body, carry)
 
 
 def genealogy_variance(weights, eve):
@@ -368,9 +417,16 @@ def run_smc(target, ref, key, ctx: SMCContext) -> Estimate:
     padded = np.ones((cfg.max_stages,))
     if betas is not None:
         padded[:betas.size] = betas
-    out = _smc(key, ref, step, jnp.asarray(padded, step.dtype), target=target,
-               kernel=ctx.kernel, options=ctx.kernel_options, cfg=cfg, ticks=_stage_ticks(ctx),
-               mesh=ctx.mesh)
+    betas = jnp.asarray(padded, step.dtype)
+    static = dict(target=target, kernel=ctx.kernel, options=ctx.kernel_options, cfg=cfg,
+                  ticks=_stage_ticks(ctx), mesh=ctx.mesh)
+    if ctx.stages is None:
+        out = _smc(key, ref, step, betas, **static)
+    else:
+        # Checkpointed: the same loop in chunks from the host, saved between them.
+        out = _finish(ctx.stages.run(
+            _smc_start(key, ref, step, betas, **static),
+            lambda c, stop: _smc_chunk(c, stop, key, ref, step, betas, **static)))
     k = int(out["num_stages"])
     rec = {name: np.asarray(v)[:k] for name, v in out["record"].items()}
     w = np.asarray(out["weights"], dtype=float)

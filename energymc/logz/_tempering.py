@@ -76,11 +76,16 @@ class _Cfg(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class PTContext(Context):
-    """The local kernel, its options and the static configuration PT compiles with."""
+    """The local kernel, its options and the static configuration PT compiles with.
+
+    ``stages``: the :class:`energymc.logz._checkpoint.StageSaver` of the run
+    (``log_partition(checkpoint=...)``), or ``None`` (one compiled program).
+    """
 
     kernel: Any = None
     kernel_options: Any = ()
     cfg: Any = None
+    stages: Any = None
 
 
 def validate_pt_logz(target, opts: PTOptions) -> PTContext:
@@ -100,8 +105,8 @@ def validate_pt_logz(target, opts: PTOptions) -> PTContext:
     return PTContext(options=o, kernel=kernel, kernel_options=kopts, cfg=cfg)
 
 
-@jit_over_target(("target", "base", "bopts", "cfg"))
-def _run(key, ref, step_size, *, target, base, bopts, cfg: _Cfg):
+def _ladder(ref, step_size, *, target, base, bopts, cfg: _Cfg):
+    """The tempered path, the starting ladder ``(R,)`` and the rungs' kernel params."""
     target_lp = target.flat_logdensity
 
     def ll_fn(z):
@@ -113,30 +118,90 @@ def _run(key, ref, step_size, *, target, base, bopts, cfg: _Cfg):
     # Rung beta has a density between q0 and p: start from q0's variance.
     var = jnp.broadcast_to(ref.variance(), (cfg.replicas, dim))
     params0 = initial_base_params(base, bopts, betas0, dim, variance=var, step_size=step_size)
-    tunable = base.tunable
+    return path, betas0, params0
 
-    def chain(k):
-        k0, kw, ks = jax.random.split(k, 3)
-        state, betas, params, _ = pt_warmup(
-            kw, ref.sample(k0, cfg.replicas), betas0, params0, path, base, bopts,
-            num_steps=cfg.warmup, n_local=cfg.local_steps, target_accept=cfg.target_accept,
-            tunable=tunable, adapt_ladder=cfg.adapt_ladder)
 
-        def body(state, i):
-            state, st = pt_step(jax.random.fold_in(ks, i), state, betas, params, path, base,
-                                bopts, cfg.local_steps)
-            return state, (state.ll, st["acceptance"], st["swap_acceptance"],
-                           st["swap_attempted"], st["cost"], state.position,
-                           st["round_trip"])
+def _warm_chain(k, ref, path, betas0, params0, *, base, bopts, cfg: _Cfg):
+    """One chain after warmup: ``(state, betas, params, key of its rounds)``."""
+    k0, kw, ks = jax.random.split(k, 3)
+    state, betas, params, _ = pt_warmup(
+        kw, ref.sample(k0, cfg.replicas), betas0, params0, path, base, bopts,
+        num_steps=cfg.warmup, n_local=cfg.local_steps, target_accept=cfg.target_accept,
+        tunable=base.tunable, adapt_ladder=cfg.adapt_ladder)
+    return state, betas, params, ks
 
-        _, out = jax.lax.scan(body, state, jnp.arange(cfg.draws))
-        step = params["step_size"] if tunable else jnp.full((cfg.replicas,), jnp.nan)
-        return betas, step, out
 
-    keys = jax.random.split(key, cfg.chains)
-    betas, step, (ll, acc, swap, attempted, cost, cold, trips) = jax.vmap(chain)(keys)
+def _round(ks, i, state, betas, params, path, *, base, bopts, cfg: _Cfg):
+    """Round ``i`` of one chain (its key: ``fold_in(ks, i)``) and what it records."""
+    state, st = pt_step(jax.random.fold_in(ks, i), state, betas, params, path, base,
+                        bopts, cfg.local_steps)
+    return state, (state.ll, st["acceptance"], st["swap_acceptance"],
+                   st["swap_attempted"], st["cost"], state.position,
+                   st["round_trip"])
+
+
+def _result(betas, params, record, *, base, bopts=None, cfg: _Cfg) -> dict:
+    """What the chains recorded, as :func:`_run` returns it (``bopts`` unused)."""
+    del bopts, cfg
+    step = params["step_size"] if base.tunable else jnp.full(betas.shape, jnp.nan)
+    ll, acc, swap, attempted, cost, cold, trips = record
     return {"betas": betas, "step_size": step, "ll": ll, "acceptance": acc, "swap": swap,
             "attempted": attempted, "cost": cost, "cold": cold, "round_trips": trips}
+
+
+@jit_over_target(("target", "base", "bopts", "cfg"))
+def _run(key, ref, step_size, *, target, base, bopts, cfg: _Cfg):
+    statics = dict(base=base, bopts=bopts, cfg=cfg)
+    path, betas0, params0 = _ladder(ref, step_size, target=target, **statics)
+
+    def chain(k):
+        state, betas, params, ks = _warm_chain(k, ref, path, betas0, params0, **statics)
+
+        def body(state, i):
+            return _round(ks, i, state, betas, params, path, **statics)
+
+        _, out = jax.lax.scan(body, state, jnp.arange(cfg.draws))
+        return betas, params, out
+
+    keys = jax.random.split(key, cfg.chains)
+    betas, params, out = jax.vmap(chain)(keys)
+    return _result(betas, params, out, **statics)
+
+
+# ------------------------------------------- the same rounds, chunk by chunk
+# log_partition(checkpoint=...) runs the rounds after warmup from the host in
+# chunks and saves the carry between them (energymc.logz._checkpoint). The
+# chunk program is compiled once (``stop`` is traced) and runs _run's round
+# body; round i draws from fold_in(ks, i) whatever chunk it falls in.
+@jit_over_target(("target", "base", "bopts", "cfg"))
+def _start(key, ref, step_size, *, target, base, bopts, cfg: _Cfg):
+    """Every chain after warmup, and empty records: ``(i, state, betas, params, ks, record)``."""
+    statics = dict(base=base, bopts=bopts, cfg=cfg)
+    path, betas0, params0 = _ladder(ref, step_size, target=target, **statics)
+    keys = jax.random.split(key, cfg.chains)
+    state, betas, params, ks = jax.vmap(
+        lambda k: _warm_chain(k, ref, path, betas0, params0, **statics))(keys)
+    one = jax.eval_shape(lambda: jax.vmap(
+        lambda k, s, b, p: _round(k, 0, s, b, p, path, **statics))(ks, state, betas, params))[1]
+    record = jax.tree.map(lambda a: jnp.zeros((cfg.chains, cfg.draws, *a.shape[1:]), a.dtype),
+                          one)
+    return jnp.asarray(0, jnp.int32), state, betas, params, ks, record
+
+
+@jit_over_target(("target", "base", "bopts", "cfg"))
+def _chunk(carry, stop, ref, step_size, *, target, base, bopts, cfg: _Cfg):
+    """Rounds of ``carry`` (from :func:`_start` or an earlier chunk) up to ``stop`` (traced)."""
+    statics = dict(base=base, bopts=bopts, cfg=cfg)
+    path, _, _ = _ladder(ref, step_size, target=target, **statics)
+
+    def body(c):
+        i, state, betas, params, ks, record = c
+        state, new = jax.vmap(lambda k, s, b, p: _round(k, i, s, b, p, path, **statics))(
+            ks, state, betas, params)
+        record = jax.tree.map(lambda r, v: r.at[:, i].set(v), record, new)
+        return i + 1, state, betas, params, ks, record
+
+    return jax.lax.while_loop(lambda c: (c[0] < cfg.draws) & (c[0] < stop), body, carry)
 
 
 def _stepping_stones(betas, ll):
@@ -285,8 +350,16 @@ def run_pt_logz(target, ref, key, ctx: PTContext) -> Estimate:
         from energymc._util import default_step
 
         step = default_step(base.name, target.dim)
-    out = _run(key, ref, None if step is None else jnp.asarray(step, jnp.result_type(float)),
-               target=target, base=base, bopts=bopts, cfg=cfg)
+    step = None if step is None else jnp.asarray(step, jnp.result_type(float))
+    static = dict(target=target, base=base, bopts=bopts, cfg=cfg)
+    if ctx.stages is None:
+        out = _run(key, ref, step, **static)
+    else:
+        # Checkpointed: warmup in one piece, then the rounds in chunks saved between them.
+        _, _, betas, params, _, record = ctx.stages.run(
+            _start(key, ref, step, **static),
+            lambda c, stop: _chunk(c, stop, ref, step, **static))
+        out = _result(betas, params, record, base=base, cfg=cfg)
     out = jax.tree.map(lambda a: np.asarray(a, dtype=float), out)
     C, T, R = out["ll"].shape
     log_z, stderr, stderr_bm, stderr_chains, per_chain, ess_rungs = _estimate(
