@@ -233,7 +233,8 @@ def plot_logz(est, axes=None):
         per_stage.plot(stage, np.asarray(stages["ess"], dtype=float) / n,
                        label="weight ESS / particles")
         drew = True
-    for key, label in (("acceptance", "move acceptance"), ("swap_acceptance", "swap acceptance")):
+    for key, label in (("acceptance_rate", "move acceptance"),
+                       ("swap_acceptance", "swap acceptance")):
         if key in stages:
             per_stage.plot(stage, np.asarray(stages[key], dtype=float), label=label)
             drew = True

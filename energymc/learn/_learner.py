@@ -41,7 +41,6 @@ from energymc._util import as_key, n_positional, renamed
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
 from energymc.learn import _driver
 from energymc.learn._checkpoint import LearnCheckpoint
-from energymc.learn._devices import learner_mesh
 from energymc.learn._checks import (
     check_batch,
     check_batch_size,
@@ -52,6 +51,7 @@ from energymc.learn._checks import (
     check_run_options,
     select_score,
 )
+from energymc.learn._devices import learner_mesh
 from energymc.learn._params import ParamSpec, make_spec
 from energymc.learn._state import (
     LearnResult,

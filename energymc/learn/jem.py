@@ -149,15 +149,16 @@ class JEM(CD):
         return CD.init(self, key, data, init_params, batch_size=batch_size)
 
     # ------------------------------------------------------------ public API
-    def init(self, key: jax.Array, data, labels=None, init_params: Any = None, *,
-             batch_size: int | None = None) -> LearnState:
+    def init(self, seed: Any = None, data=None, labels=None, init_params: Any = None, *,
+             batch_size: int | None = None, key: Any = None) -> LearnState:
         """Initial state from images ``data`` ``(n, *event)`` and labels ``(n,)``."""
         if labels is None:
             raise OptionError("JEM.init needs labels: init(key, data, labels, init_params).")
-        return super().init(key, self._begin(data, labels), init_params, batch_size=batch_size)
+        return super().init(seed, self._begin(data, labels), init_params, batch_size=batch_size,
+                            key=key)
 
-    def run(self, key: jax.Array, num_steps: int, data, labels=None, init_params: Any = None,
-            **options) -> LearnResult:
+    def run(self, seed: Any = None, num_steps: int | None = None, data=None, labels=None,
+            init_params: Any = None, *, key: Any = None, **options) -> LearnResult:
         """Train on images ``data`` ``(n, *event)`` with integer ``labels`` ``(n,)``.
 
         Every other argument is :meth:`energymc.learn.CD.run`'s.
@@ -169,7 +170,7 @@ class JEM(CD):
             packed = self.pack(data, labels)
         else:
             packed = self._begin(data, labels)
-        return super().run(key, num_steps, packed, init_params, **options)
+        return super().run(seed, num_steps, packed, init_params, key=key, **options)
 
     def logits(self, params, x) -> jax.Array:
         """Logits ``(n, num_classes)`` of points ``x`` ``(n, *event)``."""

@@ -94,15 +94,15 @@ class NCE(LearnerBase):
         start = 0.0 if _is_data(self.init_log_z) else self.init_log_z
         return {"energy": internal, "log_z": jnp.asarray(start, data.dtype)}
 
-    def init(self, key: jax.Array, data, init_params: Any = None, *,
-             batch_size: int | None = None) -> LearnState:
+    def init(self, seed: Any = None, data=None, init_params: Any = None, *,
+             batch_size: int | None = None, key: Any = None) -> LearnState:
         """Initial :class:`LearnState`; see :meth:`LearnerBase.init`.
 
         With ``init_log_z="data"`` the ``log_z`` parameter starts at the median
         over the training points of ``-E(x) - log(nu p_noise(x))``, so that the
         classifier's log-odds ``G`` start centred on the data.
         """
-        state = super().init(key, data, init_params, batch_size=batch_size)
+        state = super().init(seed, data, init_params, batch_size=batch_size, key=key)
         if not _is_data(self.init_log_z):
             return state
         internal = self.optim.get_params(state.optim_state)
