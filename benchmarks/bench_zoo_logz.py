@@ -59,7 +59,9 @@ def run_one(entry, target, method, seed):
             "lower": est.lower, "upper": est.upper, "grad_evals": est.num_grad_evals,
             "silent": bool(est.reliable and abs(err) > 3 * est.stderr),
             "mode_check": {k: v for k, v in est.info.get("checks", {}).get("modes", {}).items()
-                           if k in ("status", "modes", "unreached", "log_z", "ess")},
+                           if k in ("status", "modes", "unreached", "log_z", "stderr", "ess",
+                                    "draws")},
+            "exact_samples": est.info.get("exact_samples"),
             "problems": [p[:120] for p in est.problems]}
 
 
