@@ -43,7 +43,7 @@ from jax.scipy.special import logsumexp
 from energymc._util import kish_ess, nonfinite_to_neginf
 from energymc.energy import jit_over_target
 
-__all__ = ["mode_check", "replicate_check", "unverified_problem", "REPLICATE_LEVEL"]
+__all__ = ["mode_check", "replicate_check", "REPLICATE_LEVEL"]
 
 #: Upper 0.999 quantile of chi^2_k / k, k = R - 1 (R = 2..8): the replicate
 #: spread check's threshold, so a correct stderr is flagged once in 1,000 runs.
@@ -282,38 +282,3 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
                 "annealing, or compare with method='pt'."), info
     return None, info
 
-
-
-def unverified_problem(info):
-    """A problem sentence when the mode check was tried but could not vouch for the run.
-
-    Parameters
-    ----------
-    info : dict
-        :func:`mode_check`'s ``info`` (``status``, and ``ess`` when the
-        mixture was formed).
-
-    Returns
-    -------
-    str or None
-        Set when the second estimate could not be formed because the Gaussian
-        mixture fits the target poorly (status ``"skipped: the mixture fits
-        poorly ..."``). The replicate check sees only variance, so on such a
-        record nothing independent of the annealing checked its bias — and
-        that is where every measured silent miss sat (funnels: the particles
-        lag the neck in every replicate alike). ``None`` when the check
-        compared, or when it does not apply (discrete targets, a model's own
-        path: ``"skipped: needs ..."``), which is not evidence either way.
-    """
-    status = str(info.get("status", ""))
-    if not status.startswith("skipped: the mixture fits poorly"):
-        return None
-    return ("unverified: the second estimate (importance sampling from a Gaussian at each "
-            f"local minimum) could not be formed, as the mixture fits this target poorly "
-            f"(importance ESS {info.get('ess', float('nan')):.0f} of {info.get('draws', '?')}), "
-            "so nothing independent of the annealing checked this log Z; the replicates agree "
-            "with each other, which does not rule out a bias they all share (on funnels and "
-            "curved targets the particles lag the target in every replicate alike). To get "
-            "a checked value, compare with method='pt', buy more precision with budget=, "
-            "anneal in more stages (cess=0.999 for ais, target_ess=0.9 for smc), or try "
-            "base='pilot'.")
