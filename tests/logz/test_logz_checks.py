@@ -186,3 +186,6 @@ def test_flagged_bdmc_bracket_from_approximate_draws_is_not_shown_as_bounds():
     exact = _bdmc_record(True, ["unverified: ..."])
     assert "between 10.90 and 10.97" in exact.estimate_text
     assert "approximate" not in repr(exact)
+    # A reliable record keeps its estimate, with the bracket labelled approximate.
+    reliable = repr(_bdmc_record(False, []))
+    assert "10.9350 ± 0.0350" in reliable and "not guaranteed bounds" in reliable
