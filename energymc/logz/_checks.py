@@ -24,8 +24,13 @@ sentence (with a fix) or ``None`` plus the numbers it used, which
   for a narrow one: its basin of attraction is small); the problem then
   says how many modes hold importance mass but no particle.
 
+* :func:`unverified_problem` — when the mode check could not be formed on a
+  funnel-like target (poor fit, at most 2 modes, its estimate far below the
+  annealing's), nothing vouches for the run: the record says so.
+
 Neither check sees a bias that every replicate shares because the run's
-kernel cannot reach part of the target (a funnel's neck): see
+kernel cannot reach part of the target (a funnel's neck); the last marks
+some such runs unverified, not all: see
 ``benchmarks/RESULTS.md`` ("Held-out zoo: log Z under defaults") for the
 checks measured against it and why they failed.
 """
