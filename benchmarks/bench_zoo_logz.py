@@ -59,7 +59,9 @@ def run_one(entry, target, method, seed):
             "lower": est.lower, "upper": est.upper, "grad_evals": est.num_grad_evals,
             "silent": bool(est.reliable and abs(err) > 3 * est.stderr),
             "mode_check": {k: v for k, v in est.info.get("checks", {}).get("modes", {}).items()
-                           if k in ("status", "modes", "unreached", "log_z", "ess")},
+                           if k in ("status", "modes", "unreached", "log_z", "stderr", "ess",
+                                    "draws")},
+            "exact_samples": est.info.get("exact_samples"),
             "problems": [p[:120] for p in est.problems]}
 
 
@@ -89,6 +91,9 @@ def main(argv=None):
     ap.add_argument("--methods", default="default",
                     help="comma list of default, ais, smc, bdmc, nested, pt")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="seeds are first-seed .. first-seed + seeds - 1 (fresh seeds for a "
+                         "rule chosen after seeing seeds 0-2)")
     ap.add_argument("--half", choices=("held_out", "tuning", "all"), default="held_out")
     ap.add_argument("--targets", default=None, help="comma list of zoo names (default: the half)")
     ap.add_argument("--max-dim", type=int, default=None)
@@ -112,7 +117,7 @@ def main(argv=None):
         for method in methods:
             if target.support != "real" and method not in _DISCRETE_OK:
                 continue
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 r = run_one(entry, target, method, seed)
                 rows.append(r)
                 print(f"{entry.name:12s} {method:8s} seed {seed}  err {r['err']:+.3f}  "

@@ -399,12 +399,19 @@ def _mode_check(est, target, ref, key) -> dict:
 
 def _record_check(est, check: dict) -> None:
     """Record the mode check's result (and any problem) on ``est``."""
+    from energymc.logz._checks import unverified_problem
+
     info = check["info"]
     est.info.setdefault("checks", {})["modes"] = info
     if "seconds" in info:
         est.timing["checks_s"] = info["seconds"]
     if check["problem"]:
         est.problems.append(check["problem"])
+    # A check that could not be formed, on a funnel-like target, does not
+    # vouch for the run: say so rather than leave ``reliable: yes``.
+    unverified = unverified_problem(info, est.log_z)
+    if unverified:
+        est.problems.append(unverified)
 
 
 def _merge_problems(per_run):

@@ -204,15 +204,22 @@ class LogZ:
         """What is known about log Z, never more precise than the run supports."""
         if self.reliable:
             return f"{_fmt(self.log_z)} ± {_fmt(self.stderr)} (stderr, nats)"
-        if (self.lower is not None and self.upper is not None
+        if (self.lower is not None and self.upper is not None and self._exact_bounds
                 and math.isfinite(self.lower) and math.isfinite(self.upper)
                 and self.lower <= self.upper):
             return (f"between {self.lower:.2f} and {self.upper:.2f} (bounds; "
                     "flagged, no finer estimate is reliable)")
+        # A bracket whose reverse run started from approximate draws is no
+        # bound: on funnels it sat tight around a value 0.5 nats off.
         # A midpoint ± stderr here would read as precise: show the raw number
         # at two decimals, labelled as untrusted.
         raw = "n/a" if not math.isfinite(self.log_z) else f"{self.log_z:.2f}"
         return f"no reliable interval (raw estimate {raw}, not to be trusted: see problems)"
+
+    @property
+    def _exact_bounds(self) -> bool:
+        """Whether ``lower``/``upper`` are bounds: BDMC's reverse run from exact draws."""
+        return bool(self.info.get("exact_samples", True))
 
     def _rows(self) -> list[tuple[str, str]]:
         rows = [("target", repr(getattr(self.target, "name", "?"))),
@@ -222,7 +229,10 @@ class LogZ:
             ok = self.upper is not None and self.lower <= self.upper
             rows.append(("bounds", f"[{_fmt(self.lower)}, {_fmt(self.upper)}] "
                                    + (f"(gap {self.upper - self.lower:.4f})" if ok
-                                      else "(INVERTED: not a bracket)")))
+                                      else "(INVERTED: not a bracket)")
+                                   + ("" if self._exact_bounds else
+                                      "; approximate: the reverse run started from "
+                                      "approximate target draws, so not guaranteed bounds")))
         if self.replicates is not None and len(self.replicates) > 1:
             rows.append(("replicates", f"{len(self.replicates)}, spread (sd) {self.spread:.4f}"))
         rows.append(("particles", f"{self.num_particles}, final weight ESS {self.ess:.1f}"))
