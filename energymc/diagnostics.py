@@ -86,6 +86,10 @@ class _ArviZ0:
     def bfmi(self, data) -> np.ndarray:
         return np.atleast_1d(np.asarray(self.az.bfmi(data), dtype=float))
 
+    def ess_mean(self, x: np.ndarray) -> float:
+        """ESS for the mean of ``x`` ``(chains, draws)`` (0.x reads a 2-D array that way)."""
+        return float(self.az.ess(x, method="mean"))
+
     def read(self, path: str):
         return self.az.from_netcdf(path)
 
@@ -135,6 +139,10 @@ class _ArviZ1(_ArviZ0):
     def bfmi(self, data) -> np.ndarray:
         return np.atleast_1d(np.asarray(self.az.bfmi(data)["energy"], dtype=float))
 
+    def ess_mean(self, x):
+        # arviz-stats' array layer; its default axes changed between releases, so say them.
+        return float(self.az.ess(x, method="mean", chain_axis=0, draw_axis=1))
+
     def read(self, path):
         import xarray
 
@@ -165,6 +173,23 @@ def _az():
 def arviz_major() -> int:
     """Major version of the installed ArviZ (0 or 1)."""
     return _adapter().major
+
+
+def ess_mean(x) -> float:
+    """ArviZ's effective sample size of ``x`` ``(chains, draws)`` for estimating its mean.
+
+    Split-chain autocorrelations with Geyer's initial monotone sequence
+    (ArviZ's ``ess(method="mean")``): chains that disagree lower it. ``nan``
+    where ArviZ finds it undefined (fewer than 4 draws, non-finite draws).
+    Host code for energymc's own estimators (e.g. parallel tempering's rung
+    weights), so they need not import ArviZ.
+    """
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 2:
+        raise ValueError(f"ess_mean needs an array (chains, draws); got shape {x.shape}.")
+    if x.shape[1] < 4 or not np.all(np.isfinite(x)):
+        return float("nan")             # ArviZ would log a warning and give nan too
+    return _adapter().ess_mean(x)
 
 
 # -------------------------------------------------------------- conversions
