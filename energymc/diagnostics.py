@@ -86,6 +86,10 @@ class _ArviZ0:
     def bfmi(self, data) -> np.ndarray:
         return np.atleast_1d(np.asarray(self.az.bfmi(data), dtype=float))
 
+    def ess_mean(self, x: np.ndarray) -> float:
+        """ESS for the mean of ``x`` ``(chains, draws)`` (0.x reads a 2-D array that way)."""
+        return float(self.az.ess(x, method="mean"))
+
     def read(self, path: str):
         return self.az.from_netcdf(path)
 
@@ -135,6 +139,10 @@ class _ArviZ1(_ArviZ0):
     def bfmi(self, data) -> np.ndarray:
         return np.atleast_1d(np.asarray(self.az.bfmi(data)["energy"], dtype=float))
 
+    def ess_mean(self, x):
+        # arviz-stats' array layer; its default axes changed between releases, so say them.
+        return float(self.az.ess(x, method="mean", chain_axis=0, draw_axis=1))
+
     def read(self, path):
         import xarray
 
@@ -165,6 +173,23 @@ def _az():
 def arviz_major() -> int:
     """Major version of the installed ArviZ (0 or 1)."""
     return _adapter().major
+
+
+def ess_mean(x) -> float:
+    """ArviZ's effective sample size of ``x`` ``(chains, draws)`` for estimating its mean.
+
+    Split-chain autocorrelations with Geyer's initial monotone sequence
+    (ArviZ's ``ess(method="mean")``): chains that disagree lower it. ``nan``
+    where ArviZ finds it undefined (fewer than 4 draws, non-finite draws).
+    Host code for energymc's own estimators (e.g. parallel tempering's rung
+    weights), so they need not import ArviZ.
+    """
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 2:
+        raise ValueError(f"ess_mean needs an array (chains, draws); got shape {x.shape}.")
+    if x.shape[1] < 4 or not np.all(np.isfinite(x)):
+        return float("nan")             # ArviZ would log a warning and give nan too
+    return _adapter().ess_mean(x)
 
 
 # -------------------------------------------------------------- conversions
@@ -449,6 +474,12 @@ def _table_and_nonfinite(ad, data, post):
     return table, {k: v for k, v in nonfinite.items() if v}
 
 
+# Keys of Diagnosis.numbers, in the order they are shown.
+_NUMBERS = ("max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "bfmi", "acceptance",
+            "acceptance_per_chain", "mh_acceptance_per_chain", "nonfinite_draws", "undefined",
+            "chains", "draws", "round_trips")
+
+
 def diagnose(obj, thresholds: Thresholds | None = None, max_rows: int | None = None) -> Diagnosis:
     """Judge whether chains can be trusted, on every variable and every chain.
 
@@ -477,24 +508,43 @@ def diagnose(obj, thresholds: Thresholds | None = None, max_rows: int | None = N
         raise ValueError("this data has no posterior group to diagnose; pass a Run or the "
                          "result of run.to_arviz().")
     stats = _group(data, "sample_stats")
-    method = _attrs(data).get("method")
     n_chains, n_draws = int(post.sizes["chain"]), int(post.sizes["draw"])
 
     table, nonfinite = _table_and_nonfinite(ad, data, post)
-    rhat = table["r_hat"].to_numpy(dtype=float)
-    ess_b = table["ess_bulk"].to_numpy(dtype=float)
-    ess_t = table["ess_tail"].to_numpy(dtype=float)
+    table, cols = _worst_first(table, n_chains, th)
+    problems, numbers = _table_problems(table, cols, nonfinite, n_chains, n_draws, th)
+    for check in (_hamiltonian_problems, _acceptance_problems):
+        more, found = check(ad, data, stats, n_draws, th)
+        problems += more
+        numbers.update(found)
+    numbers.update(chains=n_chains, draws=n_draws)
+    numbers = {k: numbers[k] for k in _NUMBERS}        # documented order, whichever check
+    return Diagnosis(ok=not problems, problems=problems, table=table, numbers=numbers,
+                     max_rows=10 if max_rows is None else max(int(max_rows), 0))
+
+
+def _worst_first(table, n_chains: int, th: Thresholds):
+    """``table`` sorted by how far each row is past its limits (NaN counts as worst).
+
+    Returns the sorted table and its ``r_hat``, ``ess_bulk``, ``ess_tail``
+    columns as float arrays ``(rows,)`` in the same order.
+    """
+    cols = {k: table[k].to_numpy(dtype=float) for k in ("r_hat", "ess_bulk", "ess_tail")}
     min_ess = th.min_ess_per_chain * n_chains
-    # Worst first: how far each row is past its limits (NaN counts as worst).
     with np.errstate(divide="ignore", invalid="ignore"):
-        parts = [min_ess / ess_b, min_ess / ess_t]
+        parts = [min_ess / cols["ess_bulk"], min_ess / cols["ess_tail"]]
         if n_chains > 1:
-            parts.append((rhat - 1.0) / (th.max_rhat - 1.0))
+            parts.append((cols["r_hat"] - 1.0) / (th.max_rhat - 1.0))
         badness = np.nan_to_num(np.max(np.stack(parts), axis=0), nan=np.inf)
     order = np.argsort(-badness, kind="stable")
-    table = table.iloc[order]
-    rhat, ess_b, ess_t = rhat[order], ess_b[order], ess_t[order]
+    return table.iloc[order], {k: v[order] for k, v in cols.items()}
 
+
+def _table_problems(table, cols, nonfinite, n_chains: int, n_draws: int, th: Thresholds):
+    """Problems read off the per-variable table: non-finite draws, undefined or high
+    R-hat, low ESS, a single chain. Returns ``(problems, numbers)``."""
+    rhat, ess_b, ess_t = cols["r_hat"], cols["ess_bulk"], cols["ess_tail"]
+    min_ess = th.min_ess_per_chain * n_chains
     problems: list[str] = []
     if nonfinite:
         what = ", ".join(f"{k} ({v:,})" for k, v in list(nonfinite.items())[:5])
@@ -509,7 +559,6 @@ def diagnose(obj, thresholds: Thresholds | None = None, max_rows: int | None = N
                         "change (within each chain). The chains may not move at all; check "
                         "acceptance and the step size. A variable constant by design cannot be "
                         "diagnosed: leave it out of the draws.")
-    max_rhat = float(np.max(rhat)) if n_chains > 1 else float("nan")
     if n_chains < 2:
         problems.append("Only one chain: R-hat cannot detect chains that disagree. "
                         "Run at least 4 chains (chains=4).")
@@ -529,7 +578,16 @@ def diagnose(obj, thresholds: Thresholds | None = None, max_rows: int | None = N
                         f"{th.min_ess_per_chain:.0f} per chain over {n_draws} draws): estimates "
                         "of means and quantiles are noisy. Draw more (draws=...), or use a "
                         "better-mixing method (nuts, dense_mass=True).")
+    numbers = {"max_rhat": float(np.max(rhat)) if n_chains > 1 else float("nan"),
+               "min_ess_bulk": float(np.min(ess_b)), "min_ess_tail": float(np.min(ess_t)),
+               "nonfinite_draws": sum(nonfinite.values()), "undefined": len(undefined)}
+    return problems, numbers
 
+
+def _hamiltonian_problems(ad, data, stats, n_draws: int, th: Thresholds):
+    """Divergent transitions and E-BFMI (the latter for Hamiltonian energies only).
+    Returns ``(problems, {"divergences", "bfmi"})``."""
+    problems: list[str] = []
     divergences = int(stats["diverging"].sum()) if stats is not None and "diverging" in stats \
         else 0
     if divergences > th.max_divergences:
@@ -539,6 +597,7 @@ def diagnose(obj, thresholds: Thresholds | None = None, max_rows: int | None = N
                         "funnels); make the energy finite everywhere it can be reached.")
 
     bfmi = None
+    method = _attrs(data).get("method")
     hamiltonian = method in _HAMILTONIAN_METHODS or (
         method is None and "inference_library" not in _attrs(data))
     if stats is not None and "energy" in stats and hamiltonian and n_draws > 1:
@@ -549,10 +608,17 @@ def diagnose(obj, thresholds: Thresholds | None = None, max_rows: int | None = N
                             f"{len(bfmi)} chains: momentum resampling explores the energy "
                             "poorly, typical of heavy tails or funnels. Reparametrise, or use "
                             "dense_mass=True.")
+    return problems, {"divergences": divergences, "bfmi": bfmi}
 
+
+def _acceptance_problems(ad, data, stats, n_draws: int, th: Thresholds):
+    """Tempering round trips, per-chain acceptance and the unadjusted sampler's
+    Metropolis acceptance. Returns ``(problems, numbers)``."""
+    del ad, n_draws                       # same signature as the other checks
+    problems: list[str] = []
     round_trips = (int(stats["round_trips"].sum())
                    if stats is not None and "round_trips" in stats else None)
-    if round_trips == 0 and method == "pt":
+    if round_trips == 0 and _attrs(data).get("method") == "pt":
         problems.append("No replica travelled from the hottest rung to beta = 1 while "
                         "sampling (0 round trips): draws at beta = 1 never receive states "
                         "from the hot end, so modes found only there are missed. Use more "
@@ -574,16 +640,9 @@ def diagnose(obj, thresholds: Thresholds | None = None, max_rows: int | None = N
                         f"{th.min_unadjusted_acceptance}): its step is large for the energy's "
                         "curvature, so the draws follow a biased law (e.g. too wide). Use a "
                         "smaller step_size, or the adjusted method='mala'.")
-
-    numbers = {"max_rhat": max_rhat,
-               "min_ess_bulk": float(np.min(ess_b)), "min_ess_tail": float(np.min(ess_t)),
-               "divergences": divergences, "bfmi": bfmi, "acceptance": acceptance,
-               "acceptance_per_chain": None if acc_chain is None else acc_chain.tolist(),
-               "mh_acceptance_per_chain": None if mh_chain is None else mh_chain.tolist(),
-               "nonfinite_draws": sum(nonfinite.values()), "undefined": len(undefined),
-               "chains": n_chains, "draws": n_draws, "round_trips": round_trips}
-    return Diagnosis(ok=not problems, problems=problems, table=table, numbers=numbers,
-                     max_rows=10 if max_rows is None else max(int(max_rows), 0))
+    return problems, {"acceptance": acceptance, "round_trips": round_trips,
+                      "acceptance_per_chain": None if acc_chain is None else acc_chain.tolist(),
+                      "mh_acceptance_per_chain": None if mh_chain is None else mh_chain.tolist()}
 
 
 # -------------------------------------------------------------------- plots

@@ -212,3 +212,24 @@ def test_ula_with_a_large_step_is_flagged_as_biased():
     d = emc.diagnose(big)
     assert any("unadjusted sampler's moves" in p for p in d.problems)
     assert np.asarray(big.flat_draws).var() > 1.2
+
+
+def test_ess_mean_is_arviz_and_sees_autocorrelation_and_disagreeing_chains():
+    # AR(1) chains: ESS for the mean is about n (1 - phi) / (1 + phi).
+    rng = np.random.default_rng(11)
+    e = rng.normal(size=(4, 2000))
+    x = np.zeros_like(e)
+    for t in range(1, e.shape[1]):
+        x[:, t] = 0.8 * x[:, t - 1] + e[:, t]
+    assert diagnostics.ess_mean(x) == pytest.approx(x.size * 0.2 / 1.8, rel=0.2)
+    iid = rng.normal(size=(4, 500))
+    assert diagnostics.ess_mean(iid) > 1000           # negative control: no autocorrelation
+    iid[0] += 2.0                                     # one chain somewhere else
+    assert diagnostics.ess_mean(iid) < 50
+
+
+def test_ess_mean_is_nan_where_undefined_and_refuses_other_shapes():
+    assert np.isnan(diagnostics.ess_mean(np.zeros((4, 3))))
+    assert np.isnan(diagnostics.ess_mean(np.full((2, 10), np.nan)))
+    with pytest.raises(ValueError, match=r"\(chains, draws\)"):
+        diagnostics.ess_mean(np.zeros(100))

@@ -23,6 +23,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from blackjax.smc.ess import log_ess as blackjax_log_ess
+from blackjax.smc.solver import dichotomy
 from jax.scipy.special import logsumexp
 
 from energymc.energy import jit_over_target
@@ -125,19 +126,16 @@ def largest_step(frac, hi, cess):
 
     ``frac`` is the conditional ESS fraction of a step of ``delta``
     (decreasing in ``delta``). Shared by the geometric path's schedule and
-    :mod:`energymc.logz._path`'s.
+    :mod:`energymc.logz._path`'s. BlackJAX's tempered-SMC root finder
+    (``blackjax.smc.solver.dichotomy``) does the bisection: ``hi`` itself when
+    it already keeps the CESS above target, else 50 halvings (``eps=0``: stop
+    on the count, not on a tolerance, so the answer is as fine as float allows).
     """
-
-    def bisect(_, lohi):
-        lo, hi_ = lohi
-        mid = 0.5 * (lo + hi_)
-        ok = frac(mid) >= cess
-        return jnp.where(ok, mid, lo), jnp.where(ok, hi_, mid)
-
-    lo, _ = jax.lax.fori_loop(0, 50, bisect, (jnp.zeros_like(hi), hi))
-    delta = jnp.where(frac(hi) >= cess, hi, lo)
+    delta = dichotomy(lambda d: frac(d) - cess, jnp.zeros_like(hi), hi, eps=0.0, max_iter=50)
     # Guarantee progress: a few particles with ll = -inf can keep the CESS
-    # below target for every delta; the stage record then shows it.
+    # below target for every delta (dichotomy then gives nan); the stage
+    # record shows it.
+    delta = jnp.where(jnp.isnan(delta), 0.0, delta)
     return jnp.clip(delta, jnp.minimum(1e-5, hi), hi)
 
 

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from energymc import diagnostics
 from energymc._util import check_option_int as _check_int
 from energymc.energy import jit_over_target
 from energymc.errors import OptionError
@@ -217,31 +218,14 @@ def _stepping_stones(betas, ll):
 def multichain_ess(x):
     """Effective sample size of ``x`` ``(chains, draws)`` for its mean.
 
-    The multi-chain estimator of Gelman et al. (BDA3, 11.5): autocorrelations
-    from the chains' autocovariances and the between-chain variance, summed
-    in pairs up to the first negative pair and forced to decrease (Geyer's
-    initial monotone sequence). Chains that disagree lower it, as they should.
+    ArviZ's multi-chain estimator (split chains, Geyer's initial monotone
+    sequence; :func:`energymc.diagnostics.ess_mean`): chains that disagree
+    lower it, as they should. Where it is undefined (fewer than 4 draws or
+    non-finite weights) the draws count as independent, ``chains * draws``.
     """
     x = np.asarray(x, dtype=float)
-    m, n = x.shape
-    if n < 4:
-        return float(m * n)
-    xc = x - x.mean(axis=1, keepdims=True)
-    size = 1 << int(np.ceil(np.log2(2 * n)))
-    f = np.fft.rfft(xc, size, axis=1)
-    acov = np.fft.irfft(f * np.conj(f), size, axis=1)[:, :n] / n      # (m, n), biased
-    w = np.mean(acov[:, 0]) * n / (n - 1.0)
-    var_plus = w * (n - 1.0) / n + (np.var(x.mean(axis=1), ddof=1) if m > 1 else 0.0)
-    if not var_plus > 0:
-        return float(m * n)
-    rho = 1.0 - (w - np.mean(acov, axis=0)) / var_plus
-    rho[0] = 1.0
-    pairs = rho[: n - n % 2].reshape(-1, 2).sum(axis=1)
-    neg = np.nonzero(pairs < 0)[0]
-    pairs = pairs[: neg[0]] if neg.size else pairs
-    pairs = np.minimum.accumulate(pairs)
-    tau = max(-1.0 + 2.0 * float(np.sum(pairs)), 1.0 / np.log10(m * n + 10.0))
-    return float(m * n / tau)
+    ess = diagnostics.ess_mean(x)
+    return ess if np.isfinite(ess) else float(x.size)
 
 
 def _autocorrelated_stderr(betas, ll):
