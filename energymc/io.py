@@ -20,7 +20,7 @@ import numpy as np
 
 from energymc.errors import OptionError
 
-__all__ = ["Checkpoint", "CheckpointError", "load", "read_meta", "save"]
+__all__ = ["Checkpoint", "CheckpointError", "checkpoint_location", "load", "read_meta", "save"]
 
 
 def save(run, path: str | os.PathLike) -> str:
@@ -335,6 +335,26 @@ class Checkpoint:
             # error, a copy cut short), the run can go back one chunk.
             _write_atomic(self._file(_PREV), lambda fh: _copy_into(state, fh))
         _savez(state, arrays)
+
+
+def checkpoint_location(checkpoint) -> tuple[str, dict | None]:
+    """``(path, command)`` of a ``checkpoint=`` argument: a directory path or a :class:`Checkpoint`.
+
+    The one check behind ``log_partition``'s and the learners'
+    ``checkpoint=``; ``command`` is a :class:`Checkpoint`'s CLI arguments, else
+    ``None``.
+
+    Raises
+    ------
+    OptionError
+        For anything else, before anything runs.
+    """
+    if isinstance(checkpoint, Checkpoint):
+        return checkpoint.path, checkpoint.command
+    if isinstance(checkpoint, (str, os.PathLike)):
+        return os.fspath(checkpoint), None
+    raise OptionError(f"checkpoint must be a directory path (a str or os.PathLike); got "
+                      f"{type(checkpoint).__name__}.")
 
 
 def _copy_into(src: str, fh) -> None:

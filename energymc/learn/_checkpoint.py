@@ -38,7 +38,6 @@ import numpy as np
 
 from energymc import io as _io
 from energymc._fingerprint import array_digest, describe_change
-from energymc.errors import OptionError
 
 __all__ = ["LearnCheckpoint", "fingerprint", "strong_types"]
 
@@ -164,12 +163,8 @@ class LearnCheckpoint:
         """``None``, or a checkpoint from a path or an :class:`energymc.io.Checkpoint`."""
         if checkpoint is None or isinstance(checkpoint, cls):
             return checkpoint
-        if isinstance(checkpoint, _io.Checkpoint):
-            return cls(checkpoint.path)
-        if isinstance(checkpoint, (str, os.PathLike)):
-            return cls(checkpoint)
-        raise OptionError(f"checkpoint must be a directory path (a str or os.PathLike); got "
-                          f"{type(checkpoint).__name__}.")
+        path, _ = _io.checkpoint_location(checkpoint)
+        return cls(path)
 
     def __repr__(self) -> str:
         return f"LearnCheckpoint({self.path!r})"

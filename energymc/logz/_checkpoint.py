@@ -173,12 +173,8 @@ class LogZCheckpoint:
         """``None``, or a checkpoint from a path or an :class:`energymc.io.Checkpoint`."""
         if checkpoint is None or isinstance(checkpoint, cls):
             return checkpoint
-        if isinstance(checkpoint, _io.Checkpoint):
-            return cls(checkpoint.path, command=checkpoint.command)
-        if isinstance(checkpoint, (str, os.PathLike)):
-            return cls(checkpoint)
-        raise OptionError(f"checkpoint must be a directory path (a str or os.PathLike); got "
-                          f"{type(checkpoint).__name__}.")
+        path, command = _io.checkpoint_location(checkpoint)
+        return cls(path, command=command)
 
     def __repr__(self) -> str:
         return f"LogZCheckpoint({self.path!r})"
