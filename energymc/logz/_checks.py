@@ -169,6 +169,41 @@ def _unreached(x, w, locs, chols, comp, wn, *, share=0.05, held=0.01):
     return int(np.sum((imp >= share) & (part < held)))
 
 
+def _laplace_modes(target, mins, energies, sd, max_modes, dtype):
+    """A widened Laplace Gaussian at each distinct local minimum, lowest energy first.
+
+    ``mins`` ``(m, dim)`` and ``energies`` ``(m,)`` are the descents' ends;
+    ``sd`` ``(dim,)`` the particles' spread. Returns lists ``locs`` (each
+    ``(dim,)``), ``chols`` (each ``(dim, dim)``) and ``log_mass`` (the Laplace
+    log-mass of each mode), at most ``max_modes`` long.
+    """
+    dim = mins.shape[1]
+    order = [i for i in np.argsort(energies) if np.isfinite(energies[i])]
+    locs, chols, log_mass = [], [], []
+    widen = _widen(dim)
+    max_var = float(np.max(sd**2))
+    for i in order:
+        m = mins[i]
+        if any(float((m - loc) @ np.linalg.solve(c @ c.T, m - loc)) < 4.0 * widen
+               for loc, c in zip(locs, chols, strict=True)):
+            continue  # within 2 sd of a kept mode: the same one
+        h = np.asarray(_hessian(jnp.asarray(m, dtype), target=target), dtype=float)
+        if not np.all(np.isfinite(h)):
+            continue
+        lam, vec = np.linalg.eigh(0.5 * (h + h.T))
+        # Flat or concave directions (a ring's tangent, a saddle): no wider than
+        # 3 particle sds, so the proposal still covers where the particles were.
+        lam = np.maximum(lam, 1.0 / (9.0 * max_var))
+        cov = (vec / lam) @ vec.T * widen
+        chols.append(np.linalg.cholesky(0.5 * (cov + cov.T)))
+        locs.append(m)
+        log_mass.append(-energies[i] + 0.5 * dim * math.log(2 * math.pi)
+                        - 0.5 * float(np.sum(np.log(lam))))
+        if len(locs) >= max_modes:
+            break
+    return locs, chols, log_mass
+
+
 def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=None, starts=32,
                steps=400, max_modes=8, draws=4096, min_ess_frac=0.05):
     """Importance sampling from a Gaussian mixture at the particles' local minima.
@@ -224,29 +259,7 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
     y0 = jnp.asarray(x0 / sd, dtype)
     mins, energies = _descend(y0, scale, target=target, steps=steps)
     mins, energies = np.asarray(mins, dtype=float), np.asarray(energies, dtype=float)
-    order = [i for i in np.argsort(energies) if np.isfinite(energies[i])]
-    locs, chols, log_mass = [], [], []
-    widen = _widen(dim)
-    max_var = float(np.max(sd**2))
-    for i in order:
-        m = mins[i]
-        if any(float((m - loc) @ np.linalg.solve(c @ c.T, m - loc)) < 4.0 * widen
-               for loc, c in zip(locs, chols, strict=True)):
-            continue  # within 2 sd of a kept mode: the same one
-        h = np.asarray(_hessian(jnp.asarray(m, dtype), target=target), dtype=float)
-        if not np.all(np.isfinite(h)):
-            continue
-        lam, vec = np.linalg.eigh(0.5 * (h + h.T))
-        # Flat or concave directions (a ring's tangent, a saddle): no wider than
-        # 3 particle sds, so the proposal still covers where the particles were.
-        lam = np.maximum(lam, 1.0 / (9.0 * max_var))
-        cov = (vec / lam) @ vec.T * widen
-        chols.append(np.linalg.cholesky(0.5 * (cov + cov.T)))
-        locs.append(m)
-        log_mass.append(-energies[i] + 0.5 * dim * math.log(2 * math.pi)
-                        - 0.5 * float(np.sum(np.log(lam))))
-        if len(locs) >= max_modes:
-            break
+    locs, chols, log_mass = _laplace_modes(target, mins, energies, sd, max_modes, dtype)
     if not locs:
         return None, {"status": "skipped: no finite local minimum found", "modes": 0}
     k = len(locs)
