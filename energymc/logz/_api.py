@@ -201,12 +201,10 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         ref, pilot_cost = _reference(target, base, options, key)
     ctx = m.validate(options, target)
     meter = make_meter(progress)
-    # AIS/SMC particles split over the devices (docs/devices.md); the argument
+    # AIS/SMC particles or PT chains split over the devices (docs/devices.md); the argument
     # is checked for every method. With a meter on, the compiled runs report
     # their stages; with it off they are compiled without any callback.
-    mesh = _sharding.particle_mesh(devices, getattr(ctx.options, "particles", 1))
-    ctx = dataclasses.replace(ctx, mesh=mesh if m.splits_particles else None,
-                              ticks=meter.active)
+    ctx = dataclasses.replace(ctx, mesh=m.mesh(devices, ctx.options), ticks=meter.active)
     saved, end = [], None
     if ckpt is not None:
         saved, end = ckpt.open(fingerprint(
