@@ -368,10 +368,11 @@ def run_pt_logz(target, ref, key, ctx: PTContext) -> Estimate:
     if ctx.stages is None:
         out = _run(key, ref, step, **static)
     else:
-        # Checkpointed: warmup in one piece, then the rounds in chunks saved between them.
+        # Checkpointed: warmup in one piece, then the rounds in chunks saved between
+        # them; each chunk's records (carry[5]) are appended to a file of their own.
         _, _, betas, params, _, record = ctx.stages.run(
             _start(key, ref, step, **static),
-            lambda c, stop: _chunk(c, stop, ref, step, **static))
+            lambda c, stop: _chunk(c, stop, ref, step, **static), rows=5)
         out = _result(betas, params, record, base=base, cfg=cfg)
     out = jax.tree.map(lambda a: np.asarray(a, dtype=float), out)
     C, T, R = out["ll"].shape

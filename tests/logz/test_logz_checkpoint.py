@@ -13,6 +13,7 @@ SIGKILL of a child process is in the slow tier.
 import importlib.util
 import shutil
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -143,6 +144,82 @@ def test_a_replicate_cut_short_resumes_from_its_last_saved_stage(tmp_path, monke
     # Stage by stage from the host equals the one compiled loop of a call without checkpoint.
     _assert_same(resumed, uninterrupted)
     assert not list(ckpt.glob("replicate-*"))  # each dropped once its replicate was saved
+
+
+# ---------------------------------- a record that grows by a row per stage (PT)
+_C, _T = 3, 6
+
+
+def _toy_start():
+    record = (jnp.zeros((_C, _T)), jnp.zeros((_C, _T, 2)))
+    return jnp.asarray(0, jnp.int32), jnp.arange(1.0, _C + 1.0), record
+
+
+def _toy_chunk(carry, stop):
+    """Stages up to ``stop`` of a toy loop whose record gains one row per stage."""
+    i, x, (a, b) = carry
+    while int(i) < min(int(stop), _T):
+        x = 1.1 * x + i
+        a, b = a.at[:, i].set(x), b.at[:, i].set(jnp.stack([x, -x], axis=-1))
+        i = i + 1
+    return i, x, (a, b)
+
+
+def _toy_run(path, chunk=_toy_chunk):
+    owner = LogZCheckpoint(path, save_every=0)  # one stage per chunk
+    owner.open({"job": "toy"})
+    return owner, owner.stages(0).run(_toy_start(), chunk, rows=2)
+
+
+def _assert_toy_equal(got, want):
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert np.array_equal(np.asarray(g), np.asarray(w))
+
+
+def test_a_growing_record_is_appended_chunk_by_chunk_and_a_damaged_chunk_is_refused(tmp_path):
+    want = _toy_chunk(_toy_start(), _T)
+    calls = []
+
+    def chunk_then_stop(carry, stop):
+        calls.append(stop)
+        if len(calls) == 4:  # stages 0, 1, 2 saved; killed in the 4th
+            raise _Stop
+        return _toy_chunk(carry, stop)
+
+    ckpt = tmp_path / "toy"
+    with pytest.raises(_Stop):
+        _toy_run(ckpt, chunk_then_stop)
+    flight = ckpt / "replicate-000000"
+    # Each chunk's rows in a file of its own, written once; the state holds no record.
+    assert sorted(p.name for p in flight.glob("draws-*.npz")) == [
+        f"draws-{k:09d}.npz" for k in range(3)]
+    with np.load(flight / "draws-000000001.npz") as chunk:
+        assert chunk["stat_r0"].shape == (_C, 1) and chunk["stat_r1"].shape == (_C, 1, 2)
+    with np.load(flight / "state.npz") as state:
+        assert int(state["s0"]) == 3 and max(state[k].size for k in state.files) <= _C
+
+    # A truncated last chunk: a clear error naming it; nothing in the directory changes.
+    damaged = tmp_path / "damaged"
+    shutil.copytree(ckpt, damaged)
+    last = damaged / "replicate-000000" / "draws-000000002.npz"
+    last.write_bytes(last.read_bytes()[:50])
+    before = {p: p.read_bytes() for p in damaged.rglob("*") if p.is_file()}
+    with pytest.raises(CheckpointError, match="draws-000000002.npz.*state.prev.npz"):
+        _toy_run(damaged)
+    assert before == {p: p.read_bytes() for p in damaged.rglob("*") if p.is_file()}
+    # The last good state (one chunk earlier) resumes, as the message says, to the same end.
+    (damaged / "replicate-000000" / "state.prev.npz").replace(
+        damaged / "replicate-000000" / "state.npz")
+    owner, got = _toy_run(damaged)
+    assert owner.resumed_stages == 2
+    _assert_toy_equal(got, want)
+
+    owner, got = _toy_run(ckpt)
+    assert owner.resumed_stages == 3
+    _assert_toy_equal(got, want)
+    # Negative control: the comparison tells a different record apart.
+    with pytest.raises(AssertionError):
+        _assert_toy_equal(_toy_chunk(_toy_start(), _T - 1), want)
 
 
 CUT_SHORT = {
