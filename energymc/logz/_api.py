@@ -300,7 +300,10 @@ def _replicates(m: LogZMethod, target, ref, key, ctx: Context, replicates, budge
 
     def one(r):
         if not plan:
-            plan.append(m.plan(target, ref, jax.random.fold_in(key, 0), ctx))
+            plan_ctx = ctx  # with a checkpoint, a plan's own stages (SMC's pilot) are saved
+            if ckpt is not None and hasattr(ctx, "stages"):
+                plan_ctx = dataclasses.replace(ctx, stages=ckpt.stages("pilot"))
+            plan.append(m.plan(target, ref, jax.random.fold_in(key, 0), plan_ctx))
         run_ctx, plan_cost = plan[0]
         ctx_r = run_ctx
         if ckpt is not None and hasattr(run_ctx, "stages"):

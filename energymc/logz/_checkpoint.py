@@ -208,8 +208,10 @@ class LogZCheckpoint:
         self._drop_in_flight(len(estimates), below=True)
         return estimates, end
 
-    def _in_flight_dir(self, r: int) -> str:
-        return os.path.join(self.path, f"replicate-{r:06d}")
+    def _in_flight_dir(self, r: int | str) -> str:
+        # r: a replicate's index, or "pilot" (work its plan shares, SMC's pilot run).
+        return os.path.join(self.path, f"replicate-{r:06d}" if isinstance(r, int)
+                            else f"replicate-{r}")
 
     def _drop_in_flight(self, r: int, below: bool = False) -> None:
         """Remove in-flight directories: every one, or (``below``) those of replicates < ``r``."""
@@ -219,8 +221,14 @@ class LogZCheckpoint:
                 if not below or (index.isdigit() and int(index) < r):
                     shutil.rmtree(os.path.join(self.path, name))
 
-    def stages(self, r: int) -> StageSaver:
-        """The saver of replicate ``r``'s stages while it runs (after :meth:`open`)."""
+    def stages(self, r: int | str) -> StageSaver:
+        """The saver of replicate ``r``'s stages while it runs (after :meth:`open`).
+
+        ``r="pilot"``: the stages of the work the replicates share, done once
+        before them (SMC's ``schedule="pilot"`` run); its directory is kept
+        until the call ends, so a call resumed after some replicates replays
+        only the pilot's last chunk.
+        """
         return StageSaver(self, r)
 
     def _append(self, kind: str, content) -> None:
@@ -238,6 +246,8 @@ class LogZCheckpoint:
     def save_end(self, check: dict | None) -> None:
         """Record that the replicates are final, with the mode check's result (or ``None``)."""
         self._append("end", {"check": check})
+        if os.path.isdir(self._in_flight_dir("pilot")):
+            shutil.rmtree(self._in_flight_dir("pilot"))
 
 
 def _like(saved, fresh):
@@ -273,11 +283,21 @@ class StageSaver:
     does not list the last chunk file.
     """
 
-    def __init__(self, owner: LogZCheckpoint, r: int):
-        self._owner, self.replicate = owner, r
-        self._store = _io.Checkpoint(owner._in_flight_dir(r))
+    def __init__(self, owner: LogZCheckpoint, r: int | str, phase: str | None = None):
+        self._owner, self.replicate, self._phase = owner, r, phase
+        path = owner._in_flight_dir(r)
         self._fp = {**owner._fp, "replicate_in_flight": r}
+        if phase is not None:
+            # A later loop of the same replicate (BDMC's reverse run), in a
+            # directory inside the replicate's, dropped with it.
+            path = os.path.join(path, phase)
+            self._fp["phase"] = phase
+        self._store = _io.Checkpoint(path)
         self._started = False
+
+    def phase(self, name: str) -> StageSaver:
+        """The saver of another stage loop of the same replicate, run after this one."""
+        return StageSaver(self._owner, self.replicate, name)
 
     def run(self, carry, chunk: Callable, position: Callable = lambda c: c[0],
             rows: int | None = None):
@@ -306,6 +326,10 @@ class StageSaver:
             carry, i = new, j
             n = max(1, min(4 * n, int(n * every / max(seconds, 1e-6))))
 
+    def _what(self) -> str:
+        what = "the pilot run" if self.replicate == "pilot" else f"replicate {self.replicate}"
+        return what if self._phase is None else f"{what}'s {self._phase} run"
+
     def _split(self, carry):
         """``(carry without its appended record, the record or None)``."""
         if self._rows is None:
@@ -320,7 +344,7 @@ class StageSaver:
                                         read_draws=record is not None)
         except _io.CheckpointError as exc:
             raise _io.CheckpointError(
-                f"{exc} (It holds replicate {self.replicate}'s stages in flight: deleting "
+                f"{exc} (It holds {self._what()}'s stages in flight: deleting "
                 f"{self._store.path!r} alone keeps the finished replicates and runs that one "
                 "again from its start; if the damaged file is its last draws-*.npz, renaming "
                 "state.prev.npz to state.npz there resumes it one chunk earlier.)") from exc

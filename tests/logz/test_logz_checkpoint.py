@@ -222,39 +222,66 @@ def test_a_growing_record_is_appended_chunk_by_chunk_and_a_damaged_chunk_is_refu
         _assert_toy_equal(_toy_chunk(_toy_start(), _T - 1), want)
 
 
+def _rbm_path_case():
+    """A small RBM and its own annealing path (the base-rate RBM, block Gibbs moves)."""
+    rbm = emc.models.RBM(4, 2)
+    params = {"W": 0.5 * jnp.arange(-4.0, 4.0).reshape(4, 2) / 4, "b": jnp.full(4, 0.2),
+              "c": jnp.full(2, -0.1)}
+    return rbm.as_energy(params), {"base": rbm.ais_path(params)}
+
+
+# method -> (module, its chunk function, the call that is interrupted, options,
+# extra arguments (target and base) or None for TARGET, stages read back on resume)
 CUT_SHORT = {
-    "pt": (_tempering, "_chunk",
-           dict(method="pt", seed=3, replicas=4, chains=2, draws=20, warmup=10, batches=2)),
-    "smc": (_smc, "_smc_chunk",
-            dict(method="smc", seed=5, replicates=2, particles=32, mcmc_steps=2)),
+    "pt": (_tempering, "_chunk", 6,
+           dict(method="pt", seed=3, replicas=4, chains=2, draws=20, warmup=10, batches=2),
+           None, 5),
+    "smc": (_smc, "_smc_chunk", 6,
+            dict(method="smc", seed=5, replicates=2, particles=32, mcmc_steps=2), None, 1),
+    # schedule="pilot": cut inside the pilot run (the replicates' shared schedule).
+    "smc-pilot": (_smc, "_smc_chunk", 3,
+                  dict(method="smc", seed=5, replicates=2, particles=32, mcmc_steps=2,
+                       schedule="pilot"), None, 2),
+    # BDMC: the forward run's 4 stages take 5 calls; cut in the reverse run's
+    # 2nd stage. Resumed: the forward's 4 saved stages and the reverse's 1.
+    "bdmc": (_ais, "anneal_chunk", 7,
+             dict(method="bdmc", seed=3, replicates=1, particles=16, schedule="linear",
+                  num_temps=4), None, 5),
+    # A model's own AnnealingPath (RBM.ais_path).
+    "path": (_ais, "anneal_path_chunk", 3,
+             dict(method="ais", seed=3, replicates=1, particles=16, schedule="linear",
+                  num_temps=4, mcmc_steps=1), _rbm_path_case, 2),
 }
 
 
 @pytest.mark.slow  # compiles each method three times (one piece, start, chunk): ~30 s each
 @pytest.mark.parametrize("method", sorted(CUT_SHORT))
-def test_a_pt_or_smc_run_cut_short_resumes_from_its_last_saved_stage(tmp_path, monkeypatch,
-                                                                      method):
-    module, name, kw = CUT_SHORT[method]
+def test_a_run_cut_short_resumes_from_its_last_saved_stage(tmp_path, monkeypatch, method):
+    module, name, stop_at, kw, case, resumed_stages = CUT_SHORT[method]
+    target, extra = case() if case is not None else (TARGET, {})
+    kw = {**kw, **extra}
     ckpt = tmp_path / "logz"
     calls = []
     chunk = getattr(module, name)
 
     def chunk_then_stop(*args, **kwargs):
-        # One stage (SMC) or round (PT) per chunk with save_every=0: cut in the
-        # middle of a replicate (SMC's first has 3 stages: 4 calls).
+        # One stage (SMC, AIS) or round (PT) per chunk with save_every=0: cut
+        # in the middle of a replicate or of the work before it (SMC's first
+        # has 3 stages: 4 calls).
         calls.append(int(args[1]))
-        if len(calls) == 6:
+        if len(calls) == stop_at:
             raise _Stop
         return chunk(*args, **kwargs)
 
     monkeypatch.setattr(module, name, chunk_then_stop)
     with pytest.raises(_Stop):
-        emc.log_partition(TARGET, progress=False,
+        emc.log_partition(target, progress=False,
                           checkpoint=LogZCheckpoint(ckpt, save_every=0), **kw)
     monkeypatch.setattr(module, name, chunk)
-    resumed = emc.log_partition(TARGET, progress=False, checkpoint=ckpt, **kw)
-    assert resumed.timing["resumed_stages"] == {"pt": 5, "smc": 1}[method]
-    _assert_same(resumed, emc.log_partition(TARGET, progress=False, **kw))
+    resumed = emc.log_partition(target, progress=False, checkpoint=ckpt, **kw)
+    assert resumed.timing["resumed_stages"] == resumed_stages
+    _assert_same(resumed, emc.log_partition(target, progress=False, **kw))
+    assert not list(ckpt.glob("replicate-*"))  # in-flight directories go when the call ends
 
 
 def test_a_checkpoint_of_another_call_or_a_damaged_one_is_refused(tmp_path, uninterrupted):
