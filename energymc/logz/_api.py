@@ -112,9 +112,10 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         ``False``, or an object with ``start``/``update``/``close``. It never
         changes the estimate.
     devices
-        Where AIS and SMC particles run: ``None`` (default) splits them over
-        every device JAX sees, an int ``n`` over the first ``n``, or a list of
-        devices (the largest number of them that divides ``particles``). The
+        Where AIS and SMC particles and PT's chains run: ``None`` (default)
+        splits them over every device JAX sees, an int ``n`` over the first
+        ``n``, or a list of devices (for particles, the largest number of them
+        that divides ``particles``; PT's chains are padded, any number). The
         estimate is the one-device estimate up to float rounding (see
         ``docs/devices.md``). Other methods run on the default device.
     checks
