@@ -398,6 +398,51 @@ def test_a_replicate_killed_with_sigkill_resumes_from_its_stages_to_the_same_est
     _assert_same(resumed, whole)
 
 
+KILLED_PT = '''
+import sys
+import jax.numpy as jnp
+import energymc as emc
+from energymc.logz._checkpoint import LogZCheckpoint
+
+
+def energy(x):
+    return 0.5 * jnp.sum(x**2) + 0.1 * jnp.sum(x**4)
+
+
+if __name__ == "__main__":
+    # One PT run of many rounds, saved after every chunk: the kill lands among them.
+    emc.log_partition(emc.Energy(energy, init=jnp.zeros(2), name="quartic2"), method="pt",
+                      seed=4, replicas=3, chains=2, draws=400, warmup=10, batches=2,
+                      progress=False, checkpoint=LogZCheckpoint(sys.argv[1], save_every=0))
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::energymc.EnergymcWarning")
+def test_a_pt_run_killed_with_sigkill_resumes_from_its_appended_rounds(tmp_path,
+                                                                       sigkill_child):
+    ckpt = tmp_path / "logz"
+    script = sigkill_child(KILLED_PT, ckpt, "replicate-000000/draws-000000004.npz")
+    flight = ckpt / "replicate-000000"
+    with np.load(flight / "state.npz") as state:
+        done = int(state["done"])
+        assert 4 <= done < 400 and int(state["s0"]) == done
+        # The state holds no record: the rounds are in the chunk files it lists.
+        assert not any(state[k].shape[1:2] == (done,) for k in state.files
+                       if state[k].ndim > 1)
+        listed = [str(c) for c in state["chunks"]]
+    assert len(listed) >= 2 and all((flight / c).exists() for c in listed)
+
+    spec = importlib.util.spec_from_file_location("killed_child", script)
+    child = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(child)
+    target = emc.Energy(child.energy, init=jnp.zeros(2), name="quartic2")
+    kw = dict(method="pt", seed=4, replicas=3, chains=2, draws=400, warmup=10, batches=2)
+    resumed = emc.log_partition(target, progress=False, checkpoint=ckpt, **kw)
+    assert resumed.timing["resumed_stages"] == done
+    _assert_same(resumed, emc.log_partition(target, progress=False, **kw))
+
+
 # ------------------------------------------------------ energymc resume DIR
 def test_energymc_resume_explains_a_log_z_started_from_python(tmp_path, capsys):
     from energymc.cli import main
