@@ -172,7 +172,7 @@ def _toy_run(path, chunk=_toy_chunk):
 
 
 def _assert_toy_equal(got, want):
-    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         assert np.array_equal(np.asarray(g), np.asarray(w))
 
 
