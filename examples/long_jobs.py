@@ -6,7 +6,9 @@ and a learner spread over every device.
 2. ``log_partition(..., checkpoint=DIR)`` saves every finished replicate. We
    stop the call after its first replicate (as a Ctrl-C would), call again
    with the same directory, and get exactly the estimate of an uninterrupted
-   call.
+   call. A replicate in flight is saved chunk by chunk too (AIS and SMC
+   stages, SMC's pilot run, BDMC's reverse run, PT's rounds, a model's own
+   annealing path), so one long replicate also resumes where it stopped.
 3. ``learner.run(..., devices=None)`` splits batches and persistent chains over
    every device JAX sees (one device here, unless ``XLA_FLAGS`` forces more;
    see ``docs/devices.md``).

@@ -25,7 +25,13 @@ from energymc.logz._anneal import (
     schedule,
 )
 from energymc.logz._method import Context, Estimate, LogZMethod, register
-from energymc.logz._path import AnnealingPath, anneal_path
+from energymc.logz._path import (
+    AnnealingPath,
+    anneal_path,
+    anneal_path_chunk,
+    anneal_path_finish,
+    anneal_path_start,
+)
 from energymc.progress import StageTicks
 
 __all__ = ["AIS", "AISContext", "AISOptions", "BDMC", "BDMCOptions", "forward_particles",
@@ -299,8 +305,16 @@ def run_path_ais(target, path: AnnealingPath, key, ctx: AISContext) -> Estimate:
                        mcmc_steps=o.mcmc_steps, target_accept=None, adapt_mass=False,
                        tunable=False)
     n = o.particles
-    out = anneal_path(key, path.params, _betas(sched, o.num_temps), path=path, n=n, cfg=cfg,
-                      ticks=_stage_ticks(ctx))
+    betas = _betas(sched, o.num_temps)
+    static = dict(path=path, n=n, cfg=cfg, ticks=_stage_ticks(ctx))
+    if ctx.stages is None:
+        out = anneal_path(key, path.params, betas, **static)
+    else:
+        # Checkpointed: the same stages in chunks from the host, saved between them.
+        out = anneal_path_finish(ctx.stages.run(
+            anneal_path_start(key, path.params, betas, **static),
+            lambda c, stop: anneal_path_chunk(c, stop, key, path.params, betas, **static)),
+            n, cfg)
     log_z_base = float(path.log_z_base(path.params))
     log_z_rel, stderr, ess, w = _weight_summary(out["logw"])
     stages = _records(out, n)
@@ -379,8 +393,16 @@ def _reverse(target, ref, fwd: Estimate, key, ctx, x_start):
     params = jax.tree.map(jnp.asarray, fwd.info["final_params"])
     # On the bar the reverse run follows the forward one, measured like it.
     ticks = _stage_ticks(ctx, offset=ais_progress_units(ctx.options), reverse=True)
-    out = anneal(key, ref, x_start, betas_r, params, target=target, kernel=ctx.kernel,
-                 options=ctx.kernel_options, cfg=cfg._replace(adaptive=False), ticks=ticks)
+    static = dict(target=target, kernel=ctx.kernel, options=ctx.kernel_options,
+                  cfg=cfg._replace(adaptive=False), ticks=ticks)
+    if ctx.stages is None:
+        out = anneal(key, ref, x_start, betas_r, params, **static)
+    else:
+        # Checkpointed: the reverse stages in chunks too, saved in a directory
+        # of their own inside the replicate's (after the forward run's).
+        out = anneal_finish(ctx.stages.phase("reverse").run(
+            anneal_start(key, ref, x_start, betas_r, params, **static),
+            lambda c, stop: anneal_chunk(c, stop, key, ref, betas_r, **static)))
     logw = np.asarray(out["logw"], dtype=float)
     upper = -(float(logsumexp(logw)) - math.log(logw.size))
     _, stderr_r, ess_r, _ = _weight_summary(logw)

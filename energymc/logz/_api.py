@@ -112,9 +112,10 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         ``False``, or an object with ``start``/``update``/``close``. It never
         changes the estimate.
     devices
-        Where AIS and SMC particles run: ``None`` (default) splits them over
-        every device JAX sees, an int ``n`` over the first ``n``, or a list of
-        devices (the largest number of them that divides ``particles``). The
+        Where AIS and SMC particles and PT's chains run: ``None`` (default)
+        splits them over every device JAX sees, an int ``n`` over the first
+        ``n``, or a list of devices (for particles, the largest number of them
+        that divides ``particles``; PT's chains are padded, any number). The
         estimate is the one-device estimate up to float rounding (see
         ``docs/devices.md``). Other methods run on the default device.
     checks
@@ -201,12 +202,10 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         ref, pilot_cost = _reference(target, base, options, key)
     ctx = m.validate(options, target)
     meter = make_meter(progress)
-    # AIS/SMC particles split over the devices (docs/devices.md); the argument
+    # AIS/SMC particles or PT chains split over the devices (docs/devices.md); the argument
     # is checked for every method. With a meter on, the compiled runs report
     # their stages; with it off they are compiled without any callback.
-    mesh = _sharding.particle_mesh(devices, getattr(ctx.options, "particles", 1))
-    ctx = dataclasses.replace(ctx, mesh=mesh if m.splits_particles else None,
-                              ticks=meter.active)
+    ctx = dataclasses.replace(ctx, mesh=m.mesh(devices, ctx.options), ticks=meter.active)
     saved, end = [], None
     if ckpt is not None:
         saved, end = ckpt.open(fingerprint(
@@ -302,7 +301,10 @@ def _replicates(m: LogZMethod, target, ref, key, ctx: Context, replicates, budge
 
     def one(r):
         if not plan:
-            plan.append(m.plan(target, ref, jax.random.fold_in(key, 0), ctx))
+            plan_ctx = ctx  # with a checkpoint, a plan's own stages (SMC's pilot) are saved
+            if ckpt is not None and hasattr(ctx, "stages"):
+                plan_ctx = dataclasses.replace(ctx, stages=ckpt.stages("pilot"))
+            plan.append(m.plan(target, ref, jax.random.fold_in(key, 0), plan_ctx))
         run_ctx, plan_cost = plan[0]
         ctx_r = run_ctx
         if ckpt is not None and hasattr(run_ctx, "stages"):

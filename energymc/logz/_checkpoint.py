@@ -15,8 +15,10 @@ weights, kernel parameters, stage record, counters) to a subdirectory
 ``replicate-<r>/``, itself an :class:`energymc.io.Checkpoint` whose
 ``state.npz`` holds the carry. A killed replicate resumes from its last
 chunk; each stage draws from its own key whatever chunk it falls in, so the
-result is the uninterrupted one. The subdirectory goes once the replicate's
-estimate is saved.
+result is the uninterrupted one. PT's per-round records (chains x rounds x
+(dim + 3 x replicas) numbers) are not rewritten at every save: each chunk's
+rounds go to a ``draws-<start>.npz`` of their own, written once. The
+subdirectory goes once the replicate's estimate is saved.
 
 The storage *is* :class:`energymc.io.Checkpoint`, used through its public
 methods as the learners' checkpoints use it, so the files and their rules
@@ -206,8 +208,10 @@ class LogZCheckpoint:
         self._drop_in_flight(len(estimates), below=True)
         return estimates, end
 
-    def _in_flight_dir(self, r: int) -> str:
-        return os.path.join(self.path, f"replicate-{r:06d}")
+    def _in_flight_dir(self, r: int | str) -> str:
+        # r: a replicate's index, or "pilot" (work its plan shares, SMC's pilot run).
+        return os.path.join(self.path, f"replicate-{r:06d}" if isinstance(r, int)
+                            else f"replicate-{r}")
 
     def _drop_in_flight(self, r: int, below: bool = False) -> None:
         """Remove in-flight directories: every one, or (``below``) those of replicates < ``r``."""
@@ -217,8 +221,14 @@ class LogZCheckpoint:
                 if not below or (index.isdigit() and int(index) < r):
                     shutil.rmtree(os.path.join(self.path, name))
 
-    def stages(self, r: int) -> StageSaver:
-        """The saver of replicate ``r``'s stages while it runs (after :meth:`open`)."""
+    def stages(self, r: int | str) -> StageSaver:
+        """The saver of replicate ``r``'s stages while it runs (after :meth:`open`).
+
+        ``r="pilot"``: the stages of the work the replicates share, done once
+        before them (SMC's ``schedule="pilot"`` run); its directory is kept
+        until the call ends, so a call resumed after some replicates replays
+        only the pilot's last chunk.
+        """
         return StageSaver(self, r)
 
     def _append(self, kind: str, content) -> None:
@@ -236,6 +246,8 @@ class LogZCheckpoint:
     def save_end(self, check: dict | None) -> None:
         """Record that the replicates are final, with the mode check's result (or ``None``)."""
         self._append("end", {"check": check})
+        if os.path.isdir(self._in_flight_dir("pilot")):
+            shutil.rmtree(self._in_flight_dir("pilot"))
 
 
 def _like(saved, fresh):
@@ -260,16 +272,41 @@ class StageSaver:
     from the last one's speed to last about ``save_every`` seconds, and at
     least 100 times as long as the last save took (at most 4 times the
     stages of the one before). Built by :meth:`LogZCheckpoint.stages`.
+
+    A carry may hold a record that grows by one row per stage (``rows=k``:
+    element ``k`` of the carry, every leaf ``(chains, stages, ...)``, PT's
+    draws). Rewriting it whole at every save would cost the whole record each
+    time; instead each chunk's new rows go to their own ``draws-<start>.npz``
+    (written once, :meth:`energymc.io.Checkpoint.append`) and ``state.npz``
+    holds the rest of the carry. A damaged chunk file is reported by name and
+    nothing is changed; ``state.prev.npz`` (the state before the last chunk)
+    does not list the last chunk file.
     """
 
-    def __init__(self, owner: LogZCheckpoint, r: int):
-        self._owner, self.replicate = owner, r
-        self._store = _io.Checkpoint(owner._in_flight_dir(r))
+    def __init__(self, owner: LogZCheckpoint, r: int | str, phase: str | None = None):
+        self._owner, self.replicate, self._phase = owner, r, phase
+        path = owner._in_flight_dir(r)
         self._fp = {**owner._fp, "replicate_in_flight": r}
+        if phase is not None:
+            # A later loop of the same replicate (BDMC's reverse run), in a
+            # directory inside the replicate's, dropped with it.
+            path = os.path.join(path, phase)
+            self._fp["phase"] = phase
+        self._store = _io.Checkpoint(path)
         self._started = False
 
-    def run(self, carry, chunk: Callable, position: Callable = lambda c: c[0]):
-        """The loop's final carry: from the saved carry if there is one, else from ``carry``."""
+    def phase(self, name: str) -> StageSaver:
+        """The saver of another stage loop of the same replicate, run after this one."""
+        return StageSaver(self._owner, self.replicate, name)
+
+    def run(self, carry, chunk: Callable, position: Callable = lambda c: c[0],
+            rows: int | None = None):
+        """The loop's final carry: from the saved carry if there is one, else from ``carry``.
+
+        ``rows``: index of the carry element appended chunk by chunk (see the
+        class), or ``None`` (the whole carry is saved each time).
+        """
+        self._rows = rows
         carry = self._restore(carry)
         i, n = int(position(carry)), 1
         while True:
@@ -280,39 +317,81 @@ class StageSaver:
             if j < i + n:  # the loop ended on its own: the caller saves the replicate
                 return new
             t = time.perf_counter()
-            self._save(new)
+            self._save(new, i, j)
             # A chunk lasts save_every seconds, and at least 100 times as long
-            # as its save: a large carry (PT's records) costs at most ~1%.
+            # as its save: a large carry costs at most ~1%.
             # save_every=0 asks for a save after every stage (tests, debugging).
             every = self._owner.save_every and max(self._owner.save_every,
                                                    _SAVE_SHARE * (time.perf_counter() - t))
             carry, i = new, j
             n = max(1, min(4 * n, int(n * every / max(seconds, 1e-6))))
 
+    def _what(self) -> str:
+        what = "the pilot run" if self.replicate == "pilot" else f"replicate {self.replicate}"
+        return what if self._phase is None else f"{what}'s {self._phase} run"
+
+    def _split(self, carry):
+        """``(carry without its appended record, the record or None)``."""
+        if self._rows is None:
+            return carry, None
+        k = self._rows
+        return (*carry[:k], None, *carry[k + 1:]), carry[k]
+
     def _restore(self, carry):
-        like = carry
+        like, record = self._split(carry)
         try:
-            progress = self._store.load(self._fp, (like, None, None), read_draws=False)
+            progress = self._store.load(self._fp, (like, None, None),
+                                        read_draws=record is not None)
         except _io.CheckpointError as exc:
             raise _io.CheckpointError(
-                f"{exc} (It holds replicate {self.replicate}'s stages in flight: deleting "
+                f"{exc} (It holds {self._what()}'s stages in flight: deleting "
                 f"{self._store.path!r} alone keeps the finished replicates and runs that one "
-                "again from its start.)") from exc
+                "again from its start; if the damaged file is its last draws-*.npz, renaming "
+                "state.prev.npz to state.npz there resumes it one chunk earlier.)") from exc
         if progress is None:
             return carry
         self._store.resumed(None, None)
         self._started = True
-        restored = jax.tree.map(_like, progress["states"], like)
+        restored = progress["states"]
+        if record is not None:
+            restored = (*restored[:self._rows], self._record(record, progress),
+                        *restored[self._rows + 1:])
+        restored = jax.tree.map(_like, restored, carry)
         self._owner.resumed_stages += int(np.asarray(restored[0]))
         return restored
 
-    def _save(self, carry) -> None:
+    def _record(self, fresh, progress):
+        """The appended record read back: the fresh (empty) one with the saved rows filled in."""
+        leaves, treedef = jax.tree.flatten(fresh)
+        out = [np.array(leaf) for leaf in leaves]
+        at = 0
+        for _, stats in progress["chunks"]:
+            n = 0
+            for k, leaf in enumerate(out):
+                block = stats[f"r{k}"]
+                n = block.shape[1]
+                leaf[:, at:at + n] = block
+            at += n
+        if at != int(progress["done"]):
+            raise _io.CheckpointError(
+                f"checkpoint {self._store.path!r} lists chunks of {at} stages but its state is "
+                f"at stage {int(progress['done'])}; delete that directory to run replicate "
+                f"{self.replicate} again from its start.")
+        return jax.tree.unflatten(treedef, out)
+
+    def _save(self, carry, i: int, j: int) -> None:
         # On the host (PRNG keys stay keys: the writer stores their data).
-        carry = jax.tree.map(lambda a: a if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)
-                             else np.asarray(a), carry)
+        small, record = self._split(carry)
+        small = jax.tree.map(lambda a: a if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)
+                             else np.asarray(a), small)
         if not self._started:
-            self._store.start(carry, None, None)
+            self._store.start(small, None, None)
             self._started = True
-        else:
+        if record is None:
             # One small entry rewritten in place; state.npz (the carry) is what counts.
-            self._store.append(0, np.zeros((1, 1, 0), np.float32), {}, carry)
+            self._store.append(0, np.zeros((1, 1, 0), np.float32), {}, small)
+            return
+        # Only the rows of stages i..j-1 leave the devices, into a file of their own.
+        stats = {f"r{k}": np.asarray(leaf[:, i:j])
+                 for k, leaf in enumerate(jax.tree.leaves(record))}
+        self._store.append(i, np.zeros((1, j - i, 0), np.float32), stats, small)

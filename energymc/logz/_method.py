@@ -138,6 +138,18 @@ class LogZMethod:
         del ctx
         return 1
 
+    def mesh(self, devices, options):
+        """The devices a replicate's work is split over (``devices=`` of
+        :func:`energymc.log_partition`; checked for every method), or ``None``.
+
+        By default AIS/SMC-like particles (``splits_particles``) over the
+        largest number of devices that divides ``particles``; PT overrides it.
+        """
+        from energymc import _sharding
+
+        mesh = _sharding.particle_mesh(devices, getattr(options, "particles", 1) or 1)
+        return mesh if self.splits_particles else None
+
     def num_particles(self, options) -> int:
         """Particles (or draws) per replicate, for :attr:`LogZ.num_particles`."""
         return int(getattr(options, "particles", 0) or 0)

@@ -27,7 +27,8 @@ from jax.scipy.special import logsumexp
 from energymc.errors import OptionError
 from energymc.logz._anneal import AnnealConfig, largest_step, log_ess
 
-__all__ = ["AnnealingPath", "anneal_path", "check_path"]
+__all__ = ["AnnealingPath", "anneal_path", "anneal_path_chunk", "anneal_path_finish",
+           "anneal_path_start", "check_path"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +113,79 @@ def _next_beta(inc, beta, cess):
     return jnp.where(1.0 - b < 1e-6, jnp.ones_like(b), b)
 
 
+class _PathLoop:
+    """AIS along ``path``: the loop's start, condition and body (pure JAX, built under jit).
+
+    Shared by :func:`anneal_path` (one compiled loop) and
+    :func:`anneal_path_start` / :func:`anneal_path_chunk` (the same loop run
+    from the host in chunks, for ``log_partition(checkpoint=...)``).
+    """
+
+    def __init__(self, key, params, betas, dtype, *, path, n, cfg, ticks):
+        self.k_init, self.k_run = jax.random.split(key)
+        self.key, self.params, self.betas, self.dtype = key, params, betas, dtype
+        self.path, self.n, self.cfg, self.ticks = path, n, cfg, ticks
+        self.size = cfg.max_stages if cfg.adaptive else betas.shape[0] - 1
+
+    def log_f(self, x, beta):
+        return self.path.log_f(self.params, x, beta)
+
+    def cond(self, carry):
+        i, beta = carry[0], carry[1]
+        if self.cfg.adaptive:
+            return (i < self.size) & (beta < 1.0)
+        return i < self.size
+
+    def body(self, carry):
+        cfg, log_f = self.cfg, self.log_f
+        i, beta, x, logw, rec, beta_next = carry
+        stage_key = jax.random.fold_in(self.k_run, i)
+        if cfg.adaptive:
+            # Chosen from the particles before they were weighted at beta,
+            # so that the schedule does not depend on the particles it weights.
+            beta_new = beta_next
+            beta_next = _next_beta(lambda b: log_f(x, b) - log_f(x, beta_new), beta_new,
+                                   cfg.cess)
+        else:
+            beta_new = self.betas[i + 1].astype(self.dtype)
+        inc = log_f(x, beta_new) - log_f(x, beta)
+        logw = logw + jnp.where(jnp.isnan(inc), -jnp.inf, inc)
+
+        def move(x, j):
+            return self.path.step(self.params, jax.random.fold_in(stage_key, j), x,
+                                  beta_new), None
+
+        x, _ = jax.lax.scan(move, x, jnp.arange(cfg.mcmc_steps))
+        rec = dict(rec)
+        rec["beta"] = rec["beta"].at[i].set(beta_new)
+        rec["log_ess"] = rec["log_ess"].at[i].set(log_ess(logw))
+        rec["acceptance"] = rec["acceptance"].at[i].set(jnp.nan)  # exact moves: no rejections
+        rec["step_size"] = rec["step_size"].at[i].set(jnp.nan)
+        rec["log_z"] = rec["log_z"].at[i].set(logsumexp(logw) - jnp.log(self.n))
+        if self.ticks is not None:
+            self.ticks(i, beta, beta_new)
+        return i + 1, beta_new, x, logw, rec, beta_next
+
+    def start(self):
+        n, dtype, log_f = self.n, self.dtype, self.log_f
+        x0 = self.path.sample_base(self.params, self.k_init, n)
+        record = {k: jnp.zeros((self.size,), dtype) for k in
+                  ("beta", "log_ess", "acceptance", "step_size", "log_z")}
+        beta0 = jnp.zeros((), dtype)
+        if self.cfg.adaptive:
+            fresh = self.path.sample_base(self.params, jax.random.fold_in(self.key, 2**31 - 1),
+                                          n)
+            beta_next = _next_beta(lambda b: log_f(fresh, b) - log_f(fresh, beta0), beta0,
+                                   self.cfg.cess)
+        else:
+            beta_next = beta0
+        return (jnp.asarray(0), beta0, x0, jnp.zeros((n,), dtype), record, beta_next)
+
+
+def _base_dtype(path, params, n):
+    return jax.eval_shape(lambda: path.sample_base(params, jax.random.key(0), n)).dtype
+
+
 @jax.jit(static_argnames=("path", "n", "cfg", "ticks"))
 def anneal_path(key, params, betas, *, path: AnnealingPath, n: int, cfg: AnnealConfig,
                 ticks=None):
@@ -124,58 +198,34 @@ def anneal_path(key, params, betas, *, path: AnnealingPath, n: int, cfg: AnnealC
     ``x``, ``logw`` (relative to the base: add ``log_z_base``),
     ``num_stages``, ``final_beta``, ``record`` and ``grad_evals``.
     """
-    k_init, k_run = jax.random.split(key)
-    x0 = path.sample_base(params, k_init, n)
-    dtype = x0.dtype
-    size = cfg.max_stages if cfg.adaptive else betas.shape[0] - 1
-    record = {k: jnp.zeros((size,), dtype) for k in
-              ("beta", "log_ess", "acceptance", "step_size", "log_z")}
+    loop = _PathLoop(key, params, betas, _base_dtype(path, params, n), path=path, n=n, cfg=cfg,
+                     ticks=ticks)
+    return anneal_path_finish(jax.lax.while_loop(loop.cond, loop.body, loop.start()), n, cfg)
 
-    def log_f(x, beta):
-        return path.log_f(params, x, beta)
 
-    def cond(carry):
-        i, beta = carry[0], carry[1]
-        if cfg.adaptive:
-            return (i < size) & (beta < 1.0)
-        return i < size
+# ------------------------------------------------ the same loop, chunk by chunk
+# As energymc.logz._anneal's anneal_start/anneal_chunk: ``stop`` is traced, so
+# the chunk is compiled once; stage i draws from fold_in(k_run, i) whatever
+# chunk it falls in, so any cut gives the numbers of anneal_path.
+@jax.jit(static_argnames=("path", "n", "cfg", "ticks"))
+def anneal_path_start(key, params, betas, *, path: AnnealingPath, n: int, cfg: AnnealConfig,
+                      ticks=None):
+    """The carry ``(i, beta, x, logw, record, beta_next)`` before the first stage."""
+    return _PathLoop(key, params, betas, _base_dtype(path, params, n), path=path, n=n, cfg=cfg,
+                     ticks=ticks).start()
 
-    def body(carry):
-        i, beta, x, logw, rec, beta_next = carry
-        stage_key = jax.random.fold_in(k_run, i)
-        if cfg.adaptive:
-            # Chosen from the particles before they were weighted at beta,
-            # so that the schedule does not depend on the particles it weights.
-            beta_new = beta_next
-            beta_next = _next_beta(lambda b: log_f(x, b) - log_f(x, beta_new), beta_new,
-                                   cfg.cess)
-        else:
-            beta_new = betas[i + 1].astype(dtype)
-        inc = log_f(x, beta_new) - log_f(x, beta)
-        logw = logw + jnp.where(jnp.isnan(inc), -jnp.inf, inc)
 
-        def move(x, j):
-            return path.step(params, jax.random.fold_in(stage_key, j), x, beta_new), None
+@jax.jit(static_argnames=("path", "n", "cfg", "ticks"))
+def anneal_path_chunk(carry, stop, key, params, betas, *, path: AnnealingPath, n: int,
+                      cfg: AnnealConfig, ticks=None):
+    """Stages of ``carry`` up to ``stop`` (traced; excluded) or the loop's own end."""
+    loop = _PathLoop(key, params, betas, carry[2].dtype, path=path, n=n, cfg=cfg, ticks=ticks)
+    return jax.lax.while_loop(lambda c: loop.cond(c) & (c[0] < stop), loop.body, carry)
 
-        x, _ = jax.lax.scan(move, x, jnp.arange(cfg.mcmc_steps))
-        rec = dict(rec)
-        rec["beta"] = rec["beta"].at[i].set(beta_new)
-        rec["log_ess"] = rec["log_ess"].at[i].set(log_ess(logw))
-        rec["acceptance"] = rec["acceptance"].at[i].set(jnp.nan)  # exact moves: no rejections
-        rec["step_size"] = rec["step_size"].at[i].set(jnp.nan)
-        rec["log_z"] = rec["log_z"].at[i].set(logsumexp(logw) - jnp.log(n))
-        if ticks is not None:
-            ticks(i, beta, beta_new)
-        return i + 1, beta_new, x, logw, rec, beta_next
 
-    beta0 = jnp.zeros((), dtype)
-    if cfg.adaptive:
-        fresh = path.sample_base(params, jax.random.fold_in(key, 2**31 - 1), n)
-        beta_next = _next_beta(lambda b: log_f(fresh, b) - log_f(fresh, beta0), beta0, cfg.cess)
-    else:
-        beta_next = beta0
-    carry = (jnp.asarray(0), beta0, x0, jnp.zeros((n,), dtype), record, beta_next)
-    i, beta, x, logw, rec, _ = jax.lax.while_loop(cond, body, carry)
-    evals = i.astype(dtype) * n * (cfg.mcmc_steps + 1)
+def anneal_path_finish(carry, n: int, cfg: AnnealConfig) -> dict:
+    """:func:`anneal_path`'s result from the loop's final carry."""
+    i, beta, x, logw, rec, _ = carry
+    evals = i.astype(x.dtype) * n * (cfg.mcmc_steps + 1)
     return {"x": x, "logw": logw, "num_stages": i, "final_beta": beta, "record": rec,
             "grad_evals": evals}

@@ -387,13 +387,21 @@ def pilot_schedule(target, ref, key, ctx: SMCContext):
     the particles it weighs (an adaptive schedule does, which biases Z-hat by
     O(stages/N); unmeasurable on the benchmarks, but this removes it for twice
     the cost). Returns the context with ``pilot = (betas, problems)`` and the
-    pilot run's gradient evaluations. ``key`` is the first replicate's.
+    pilot run's gradient evaluations. ``key`` is the first replicate's;
+    ``ctx.stages`` (a checkpoint's saver, or ``None``) saves the pilot's stages.
     """
     cfg = ctx.cfg
     step = _step0(target, ctx)
-    pilot = _smc(jax.random.fold_in(key, 7919), ref, step,
-                 jnp.ones((cfg.max_stages,), step.dtype), target=target, kernel=ctx.kernel,
-                 options=ctx.kernel_options, cfg=cfg, mesh=ctx.mesh)
+    args = (jax.random.fold_in(key, 7919), ref, step, jnp.ones((cfg.max_stages,), step.dtype))
+    static = dict(target=target, kernel=ctx.kernel, options=ctx.kernel_options, cfg=cfg,
+                  mesh=ctx.mesh)
+    if ctx.stages is None:
+        pilot = _smc(*args, **static)
+    else:
+        # log_partition(checkpoint=...): the pilot's stages in chunks, saved
+        # between them (its own directory), as a replicate's are.
+        pilot = _finish(ctx.stages.run(_smc_start(*args, **static),
+                                       lambda c, stop: _smc_chunk(c, stop, *args, **static)))
     k = int(pilot["num_stages"])
     betas = _increasing(np.asarray(pilot["record"]["beta"], dtype=float)[:k])
     problems = []
@@ -402,7 +410,8 @@ def pilot_schedule(target, ref, key, ctx: SMCContext):
                         f"{cfg.max_stages}, so its last stage jumps to 1; raise max_stages= "
                         "or lower target_ess=.")
         betas = np.append(betas[:cfg.max_stages - 1], 1.0)
-    return dataclasses.replace(ctx, pilot=(betas, problems)), float(pilot["grad_evals"])
+    return (dataclasses.replace(ctx, pilot=(betas, problems), stages=None),
+            float(pilot["grad_evals"]))
 
 
 def run_smc(target, ref, key, ctx: SMCContext) -> Estimate:

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-from energymc import diagnostics
+from energymc import _sharding, diagnostics
 from energymc._util import check_option_int as _check_int
 from energymc.energy import jit_over_target
 from energymc.errors import OptionError
@@ -150,22 +150,31 @@ def _result(betas, params, record, *, base, bopts=None, cfg: _Cfg) -> dict:
             "attempted": attempted, "cost": cost, "cold": cold, "round_trips": trips}
 
 
-@jit_over_target(("target", "base", "bopts", "cfg"))
-def _run(key, ref, step_size, *, target, base, bopts, cfg: _Cfg):
+@jit_over_target(("target", "base", "bopts", "cfg", "mesh"))
+def _run(key, ref, step_size, *, target, base, bopts, cfg: _Cfg, mesh=None):
     statics = dict(base=base, bopts=bopts, cfg=cfg)
-    path, betas0, params0 = _ladder(ref, step_size, target=target, **statics)
 
-    def chain(k):
-        state, betas, params, ks = _warm_chain(k, ref, path, betas0, params0, **statics)
+    def chains(ids, keys, shared):
+        # A block of chains (all of them on one device): each from its own key.
+        del ids
+        ref, step_size = shared
+        path, betas0, params0 = _ladder(ref, step_size, target=target, **statics)
 
-        def body(state, i):
-            return _round(ks, i, state, betas, params, path, **statics)
+        def chain(k):
+            state, betas, params, ks = _warm_chain(k, ref, path, betas0, params0, **statics)
 
-        _, out = jax.lax.scan(body, state, jnp.arange(cfg.draws))
-        return betas, params, out
+            def body(state, i):
+                return _round(ks, i, state, betas, params, path, **statics)
 
+            _, out = jax.lax.scan(body, state, jnp.arange(cfg.draws))
+            return betas, params, out
+
+        return jax.vmap(chain)(keys)
+
+    # The chains never interact: split over the devices of ``mesh`` (padded
+    # to a multiple of them), chain c from the c-th key whatever the split.
     keys = jax.random.split(key, cfg.chains)
-    betas, params, out = jax.vmap(chain)(keys)
+    betas, params, out = _sharding.map_chains(chains, mesh, cfg.chains, keys, (ref, step_size))
     return _result(betas, params, out, **statics)
 
 
@@ -174,35 +183,55 @@ def _run(key, ref, step_size, *, target, base, bopts, cfg: _Cfg):
 # chunks and saves the carry between them (energymc.logz._checkpoint). The
 # chunk program is compiled once (``stop`` is traced) and runs _run's round
 # body; round i draws from fold_in(ks, i) whatever chunk it falls in.
-@jit_over_target(("target", "base", "bopts", "cfg"))
-def _start(key, ref, step_size, *, target, base, bopts, cfg: _Cfg):
+@jit_over_target(("target", "base", "bopts", "cfg", "mesh"))
+def _start(key, ref, step_size, *, target, base, bopts, cfg: _Cfg, mesh=None):
     """Every chain after warmup, and empty records: ``(i, state, betas, params, ks, record)``."""
     statics = dict(base=base, bopts=bopts, cfg=cfg)
-    path, betas0, params0 = _ladder(ref, step_size, target=target, **statics)
+
+    def warm(ids, keys, shared):
+        del ids
+        ref, step_size = shared
+        path, betas0, params0 = _ladder(ref, step_size, target=target, **statics)
+        state, betas, params, ks = jax.vmap(
+            lambda k: _warm_chain(k, ref, path, betas0, params0, **statics))(keys)
+        one = jax.eval_shape(lambda: jax.vmap(
+            lambda k, s, b, p: _round(k, 0, s, b, p, path, **statics))(ks, state, betas,
+                                                                        params))[1]
+        record = jax.tree.map(
+            lambda a: jnp.zeros((keys.shape[0], cfg.draws, *a.shape[1:]), a.dtype), one)
+        return state, betas, params, ks, record
+
     keys = jax.random.split(key, cfg.chains)
-    state, betas, params, ks = jax.vmap(
-        lambda k: _warm_chain(k, ref, path, betas0, params0, **statics))(keys)
-    one = jax.eval_shape(lambda: jax.vmap(
-        lambda k, s, b, p: _round(k, 0, s, b, p, path, **statics))(ks, state, betas, params))[1]
-    record = jax.tree.map(lambda a: jnp.zeros((cfg.chains, cfg.draws, *a.shape[1:]), a.dtype),
-                          one)
-    return jnp.asarray(0, jnp.int32), state, betas, params, ks, record
+    rows = _sharding.map_chains(warm, mesh, cfg.chains, keys, (ref, step_size))
+    return (jnp.asarray(0, jnp.int32), *rows)
 
 
-@jit_over_target(("target", "base", "bopts", "cfg"))
-def _chunk(carry, stop, ref, step_size, *, target, base, bopts, cfg: _Cfg):
+@jit_over_target(("target", "base", "bopts", "cfg", "mesh"))
+def _chunk(carry, stop, ref, step_size, *, target, base, bopts, cfg: _Cfg, mesh=None):
     """Rounds of ``carry`` (from :func:`_start` or an earlier chunk) up to ``stop`` (traced)."""
     statics = dict(base=base, bopts=bopts, cfg=cfg)
-    path, _, _ = _ladder(ref, step_size, target=target, **statics)
+    i0, *rows = carry
 
-    def body(c):
-        i, state, betas, params, ks, record = c
-        state, new = jax.vmap(lambda k, s, b, p: _round(k, i, s, b, p, path, **statics))(
-            ks, state, betas, params)
-        record = jax.tree.map(lambda r, v: r.at[:, i].set(v), record, new)
-        return i + 1, state, betas, params, ks, record
+    def rounds(ids, rows, shared):
+        del ids
+        i0, stop, ref, step_size = shared
+        path, _, _ = _ladder(ref, step_size, target=target, **statics)
 
-    return jax.lax.while_loop(lambda c: (c[0] < cfg.draws) & (c[0] < stop), body, carry)
+        def body(c):
+            i, state, betas, params, ks, record = c
+            state, new = jax.vmap(lambda k, s, b, p: _round(k, i, s, b, p, path, **statics))(
+                ks, state, betas, params)
+            record = jax.tree.map(lambda r, v: r.at[:, i].set(v), record, new)
+            return i + 1, state, betas, params, ks, record
+
+        return jax.lax.while_loop(lambda c: (c[0] < cfg.draws) & (c[0] < stop), body,
+                                  (i0, *rows))[1:]
+
+    rows = _sharding.map_chains(rounds, mesh, cfg.chains, tuple(rows),
+                                (i0, stop, ref, step_size))
+    # Where every block's loop stopped (they all run the same rounds).
+    i = jnp.maximum(i0, jnp.minimum(stop, cfg.draws)).astype(i0.dtype)
+    return (i, *rows)
 
 
 def _stepping_stones(betas, ll):
@@ -335,14 +364,15 @@ def run_pt_logz(target, ref, key, ctx: PTContext) -> Estimate:
 
         step = default_step(base.name, target.dim)
     step = None if step is None else jnp.asarray(step, jnp.result_type(float))
-    static = dict(target=target, base=base, bopts=bopts, cfg=cfg)
+    static = dict(target=target, base=base, bopts=bopts, cfg=cfg, mesh=ctx.mesh)
     if ctx.stages is None:
         out = _run(key, ref, step, **static)
     else:
-        # Checkpointed: warmup in one piece, then the rounds in chunks saved between them.
+        # Checkpointed: warmup in one piece, then the rounds in chunks saved between
+        # them; each chunk's records (carry[5]) are appended to a file of their own.
         _, _, betas, params, _, record = ctx.stages.run(
             _start(key, ref, step, **static),
-            lambda c, stop: _chunk(c, stop, ref, step, **static))
+            lambda c, stop: _chunk(c, stop, ref, step, **static), rows=5)
         out = _result(betas, params, record, base=base, cfg=cfg)
     out = jax.tree.map(lambda a: np.asarray(a, dtype=float), out)
     C, T, R = out["ll"].shape
@@ -390,6 +420,12 @@ class PT(LogZMethod):
 
     def num_particles(self, options):
         return int(options.draws * options.chains)
+
+    def mesh(self, devices, options):
+        # Independent chains, each with its own ladder: split like sample()'s
+        # chains, padded to a multiple of the devices. A chain's replicas
+        # swap states every round, so they stay together on one device.
+        return _sharding.chain_mesh(devices, options.chains)
 
 
 register(PT())

@@ -13,6 +13,7 @@ SIGKILL of a child process is in the slow tier.
 import importlib.util
 import shutil
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -145,39 +146,142 @@ def test_a_replicate_cut_short_resumes_from_its_last_saved_stage(tmp_path, monke
     assert not list(ckpt.glob("replicate-*"))  # each dropped once its replicate was saved
 
 
+# ---------------------------------- a record that grows by a row per stage (PT)
+_C, _T = 3, 6
+
+
+def _toy_start():
+    record = (jnp.zeros((_C, _T)), jnp.zeros((_C, _T, 2)))
+    return jnp.asarray(0, jnp.int32), jnp.arange(1.0, _C + 1.0), record
+
+
+def _toy_chunk(carry, stop):
+    """Stages up to ``stop`` of a toy loop whose record gains one row per stage."""
+    i, x, (a, b) = carry
+    while int(i) < min(int(stop), _T):
+        x = 1.1 * x + i
+        a, b = a.at[:, i].set(x), b.at[:, i].set(jnp.stack([x, -x], axis=-1))
+        i = i + 1
+    return i, x, (a, b)
+
+
+def _toy_run(path, chunk=_toy_chunk):
+    owner = LogZCheckpoint(path, save_every=0)  # one stage per chunk
+    owner.open({"job": "toy"})
+    return owner, owner.stages(0).run(_toy_start(), chunk, rows=2)
+
+
+def _assert_toy_equal(got, want):
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        assert np.array_equal(np.asarray(g), np.asarray(w))
+
+
+def test_a_growing_record_is_appended_chunk_by_chunk_and_a_damaged_chunk_is_refused(tmp_path):
+    want = _toy_chunk(_toy_start(), _T)
+    calls = []
+
+    def chunk_then_stop(carry, stop):
+        calls.append(stop)
+        if len(calls) == 4:  # stages 0, 1, 2 saved; killed in the 4th
+            raise _Stop
+        return _toy_chunk(carry, stop)
+
+    ckpt = tmp_path / "toy"
+    with pytest.raises(_Stop):
+        _toy_run(ckpt, chunk_then_stop)
+    flight = ckpt / "replicate-000000"
+    # Each chunk's rows in a file of its own, written once; the state holds no record.
+    assert sorted(p.name for p in flight.glob("draws-*.npz")) == [
+        f"draws-{k:09d}.npz" for k in range(3)]
+    with np.load(flight / "draws-000000001.npz") as chunk:
+        assert chunk["stat_r0"].shape == (_C, 1) and chunk["stat_r1"].shape == (_C, 1, 2)
+    with np.load(flight / "state.npz") as state:
+        assert int(state["s0"]) == 3 and max(state[k].size for k in state.files) <= _C
+
+    # A truncated last chunk: a clear error naming it; nothing in the directory changes.
+    damaged = tmp_path / "damaged"
+    shutil.copytree(ckpt, damaged)
+    last = damaged / "replicate-000000" / "draws-000000002.npz"
+    last.write_bytes(last.read_bytes()[:50])
+    before = {p: p.read_bytes() for p in damaged.rglob("*") if p.is_file()}
+    with pytest.raises(CheckpointError, match="draws-000000002.npz.*state.prev.npz"):
+        _toy_run(damaged)
+    assert before == {p: p.read_bytes() for p in damaged.rglob("*") if p.is_file()}
+    # The last good state (one chunk earlier) resumes, as the message says, to the same end.
+    (damaged / "replicate-000000" / "state.prev.npz").replace(
+        damaged / "replicate-000000" / "state.npz")
+    owner, got = _toy_run(damaged)
+    assert owner.resumed_stages == 2
+    _assert_toy_equal(got, want)
+
+    owner, got = _toy_run(ckpt)
+    assert owner.resumed_stages == 3
+    _assert_toy_equal(got, want)
+    # Negative control: the comparison tells a different record apart.
+    with pytest.raises(AssertionError):
+        _assert_toy_equal(_toy_chunk(_toy_start(), _T - 1), want)
+
+
+def _rbm_path_case():
+    """A small RBM and its own annealing path (the base-rate RBM, block Gibbs moves)."""
+    rbm = emc.models.RBM(4, 2)
+    params = {"W": 0.5 * jnp.arange(-4.0, 4.0).reshape(4, 2) / 4, "b": jnp.full(4, 0.2),
+              "c": jnp.full(2, -0.1)}
+    return rbm.as_energy(params), {"base": rbm.ais_path(params)}
+
+
+# method -> (module, its chunk function, the call that is interrupted, options,
+# extra arguments (target and base) or None for TARGET, stages read back on resume)
 CUT_SHORT = {
-    "pt": (_tempering, "_chunk",
-           dict(method="pt", seed=3, replicas=4, chains=2, draws=20, warmup=10, batches=2)),
-    "smc": (_smc, "_smc_chunk",
-            dict(method="smc", seed=5, replicates=2, particles=32, mcmc_steps=2)),
+    "pt": (_tempering, "_chunk", 6,
+           dict(method="pt", seed=3, replicas=4, chains=2, draws=20, warmup=10, batches=2),
+           None, 5),
+    "smc": (_smc, "_smc_chunk", 6,
+            dict(method="smc", seed=5, replicates=2, particles=32, mcmc_steps=2), None, 1),
+    # schedule="pilot": cut inside the pilot run (the replicates' shared schedule).
+    "smc-pilot": (_smc, "_smc_chunk", 3,
+                  dict(method="smc", seed=5, replicates=2, particles=32, mcmc_steps=2,
+                       schedule="pilot"), None, 2),
+    # BDMC: the forward run's 4 stages take 5 calls; cut in the reverse run's
+    # 2nd stage. Resumed: the forward's 4 saved stages and the reverse's 1.
+    "bdmc": (_ais, "anneal_chunk", 7,
+             dict(method="bdmc", seed=3, replicates=1, particles=16, schedule="linear",
+                  num_temps=4), None, 5),
+    # A model's own AnnealingPath (RBM.ais_path).
+    "path": (_ais, "anneal_path_chunk", 3,
+             dict(method="ais", seed=3, replicates=1, particles=16, schedule="linear",
+                  num_temps=4, mcmc_steps=1), _rbm_path_case, 2),
 }
 
 
 @pytest.mark.slow  # compiles each method three times (one piece, start, chunk): ~30 s each
 @pytest.mark.parametrize("method", sorted(CUT_SHORT))
-def test_a_pt_or_smc_run_cut_short_resumes_from_its_last_saved_stage(tmp_path, monkeypatch,
-                                                                      method):
-    module, name, kw = CUT_SHORT[method]
+def test_a_run_cut_short_resumes_from_its_last_saved_stage(tmp_path, monkeypatch, method):
+    module, name, stop_at, kw, case, resumed_stages = CUT_SHORT[method]
+    target, extra = case() if case is not None else (TARGET, {})
+    kw = {**kw, **extra}
     ckpt = tmp_path / "logz"
     calls = []
     chunk = getattr(module, name)
 
     def chunk_then_stop(*args, **kwargs):
-        # One stage (SMC) or round (PT) per chunk with save_every=0: cut in the
-        # middle of a replicate (SMC's first has 3 stages: 4 calls).
+        # One stage (SMC, AIS) or round (PT) per chunk with save_every=0: cut
+        # in the middle of a replicate or of the work before it (SMC's first
+        # has 3 stages: 4 calls).
         calls.append(int(args[1]))
-        if len(calls) == 6:
+        if len(calls) == stop_at:
             raise _Stop
         return chunk(*args, **kwargs)
 
     monkeypatch.setattr(module, name, chunk_then_stop)
     with pytest.raises(_Stop):
-        emc.log_partition(TARGET, progress=False,
+        emc.log_partition(target, progress=False,
                           checkpoint=LogZCheckpoint(ckpt, save_every=0), **kw)
     monkeypatch.setattr(module, name, chunk)
-    resumed = emc.log_partition(TARGET, progress=False, checkpoint=ckpt, **kw)
-    assert resumed.timing["resumed_stages"] == {"pt": 5, "smc": 1}[method]
-    _assert_same(resumed, emc.log_partition(TARGET, progress=False, **kw))
+    resumed = emc.log_partition(target, progress=False, checkpoint=ckpt, **kw)
+    assert resumed.timing["resumed_stages"] == resumed_stages
+    _assert_same(resumed, emc.log_partition(target, progress=False, **kw))
+    assert not list(ckpt.glob("replicate-*"))  # in-flight directories go when the call ends
 
 
 def test_a_checkpoint_of_another_call_or_a_damaged_one_is_refused(tmp_path, uninterrupted):
@@ -292,6 +396,51 @@ def test_a_replicate_killed_with_sigkill_resumes_from_its_stages_to_the_same_est
     assert resumed.timing["resumed_stages"] > 0
     whole = emc.log_partition(target, progress=False, **kw)  # no checkpoint: one compiled loop
     _assert_same(resumed, whole)
+
+
+KILLED_PT = '''
+import sys
+import jax.numpy as jnp
+import energymc as emc
+from energymc.logz._checkpoint import LogZCheckpoint
+
+
+def energy(x):
+    return 0.5 * jnp.sum(x**2) + 0.1 * jnp.sum(x**4)
+
+
+if __name__ == "__main__":
+    # One PT run of many rounds, saved after every chunk: the kill lands among them.
+    emc.log_partition(emc.Energy(energy, init=jnp.zeros(2), name="quartic2"), method="pt",
+                      seed=4, replicas=3, chains=2, draws=400, warmup=10, batches=2,
+                      progress=False, checkpoint=LogZCheckpoint(sys.argv[1], save_every=0))
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::energymc.EnergymcWarning")
+def test_a_pt_run_killed_with_sigkill_resumes_from_its_appended_rounds(tmp_path,
+                                                                       sigkill_child):
+    ckpt = tmp_path / "logz"
+    script = sigkill_child(KILLED_PT, ckpt, "replicate-000000/draws-000000004.npz")
+    flight = ckpt / "replicate-000000"
+    with np.load(flight / "state.npz") as state:
+        done = int(state["done"])
+        assert 4 <= done < 400 and int(state["s0"]) == done
+        # The state holds no record: the rounds are in the chunk files it lists.
+        assert not any(state[k].shape[1:2] == (done,) for k in state.files
+                       if state[k].ndim > 1)
+        listed = [str(c) for c in state["chunks"]]
+    assert len(listed) >= 2 and all((flight / c).exists() for c in listed)
+
+    spec = importlib.util.spec_from_file_location("killed_child", script)
+    child = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(child)
+    target = emc.Energy(child.energy, init=jnp.zeros(2), name="quartic2")
+    kw = dict(method="pt", seed=4, replicas=3, chains=2, draws=400, warmup=10, batches=2)
+    resumed = emc.log_partition(target, progress=False, checkpoint=ckpt, **kw)
+    assert resumed.timing["resumed_stages"] == done
+    _assert_same(resumed, emc.log_partition(target, progress=False, **kw))
 
 
 # ------------------------------------------------------ energymc resume DIR
