@@ -135,6 +135,22 @@ def test_tests_and_examples_use_no_private_names():
     assert any(p.name == "conftest.py" for p in (ROOT / "tests").rglob("*.py"))
 
 
+def private_cache_counts(source: str) -> list[int]:
+    """Lines that count compilations through JAX's private ``_cache_size()``."""
+    return [node.lineno for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Attribute) and node.attr == "_cache_size"]
+
+
+def test_compilations_are_counted_through_the_public_counter():
+    """``emc.compilations()`` (``jax.monitoring`` events), never ``jitted._cache_size()``."""
+    offences = [f"{p.relative_to(ROOT)}:{line}"
+                for d in ("energymc", *OUTSIDE) for p in sorted((ROOT / d).rglob("*.py"))
+                for line in private_cache_counts(p.read_text())]
+    assert not offences, "use emc.compilations() instead of _cache_size():\n" + "\n".join(offences)
+    # Negative control: a planted private count is found.
+    assert private_cache_counts("f = jax.jit(g)\nassert f._cache_size() == 1\n") == [2]
+
+
 @pytest.mark.parametrize("source, expected", [
     ("from energymc.logz._ais import _check_int\n", [("energymc.logz._ais", "_check_int", 1)]),
     ("from ._ais import _STEP0, resolve_kernel\n", [("energymc.logz._ais", "_STEP0", 1)]),
