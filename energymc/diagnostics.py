@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Diagnosis", "Thresholds", "arviz_major", "diagnose", "from_netcdf",
-           "logz_to_arviz", "plot_energy", "plot_figure", "plot_pair", "plot_rank", "plot_trace",
-           "summary", "to_arviz", "to_netcdf"]
+__all__ = ["Diagnosis", "Thresholds", "arviz_major", "attributes", "diagnose", "from_arrays",
+           "from_netcdf", "group", "logz_to_arviz", "plot_energy", "plot_figure", "plot_pair",
+           "plot_rank", "plot_trace", "summary", "to_arviz", "to_netcdf"]
 
 # Columns of Diagnosis.table, in both ArviZ generations.
 _TABLE_COLUMNS = ["mean", "sd", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]
@@ -165,11 +165,6 @@ def _adapter() -> _ArviZ0:
     return (_ArviZ1 if major >= 1 else _ArviZ0)(arviz)
 
 
-def _az():
-    """The ``arviz`` module itself (for tests and helpers that need ArviZ's own names)."""
-    return _adapter().az
-
-
 def arviz_major() -> int:
     """Major version of the installed ArviZ (0 or 1)."""
     return _adapter().major
@@ -263,12 +258,45 @@ def from_netcdf(path: str):
     return _adapter().read(path)
 
 
-def _group(data, name: str):
-    """Group ``name`` of ArviZ data as an ``xarray.Dataset``, or ``None``."""
+def from_arrays(posterior: dict, sample_stats: dict | None = None, **attrs):
+    """ArviZ data, in the installed ArviZ generation's own type, from dicts of arrays.
+
+    For draws that energymc did not make: ``emc.diagnose(from_arrays({"x":
+    draws}))`` judges another sampler's chains by the same rules as a
+    :class:`energymc.Run`.
+
+    Parameters
+    ----------
+    posterior
+        ``{name: array}``, each ``(chains, draws, *shape)``.
+    sample_stats
+        Optional ``{name: array}``, each ``(chains, draws)``, under ArviZ's
+        names (``acceptance_rate``, ``diverging``, ``energy``, ``lp``).
+    **attrs
+        Attributes of the run; ``method=`` tells :func:`diagnose` whether
+        ``sample_stats.energy`` is a Hamiltonian (``"nuts"``, ``"hmc"``).
+
+    Returns
+    -------
+    arviz.InferenceData or xarray.DataTree
+        ``InferenceData`` with ArviZ 0.x, ``DataTree`` with ArviZ 1.x.
+    """
+    groups = {"posterior": {k: np.asarray(v) for k, v in posterior.items()}}
+    if sample_stats is not None:
+        groups["sample_stats"] = {k: np.asarray(v) for k, v in sample_stats.items()}
+    return _adapter().make(groups, {}, attrs)
+
+
+def group(data, name: str):
+    """Group ``name`` (``"posterior"``, ``"sample_stats"``, ...) of ArviZ data as an
+    ``xarray.Dataset``, or ``None`` when absent; the same call for both ArviZ
+    generations (``InferenceData`` attribute, ``DataTree`` child)."""
     return _adapter().group(data, name)
 
 
-def _attrs(data) -> dict:
+def attributes(data) -> dict:
+    """The run's attributes of ArviZ data (``method``, ``seed``, ``log_z``, ...) as a dict;
+    the same call for both ArviZ generations."""
     return _adapter().attrs(data)
 
 
@@ -292,9 +320,9 @@ def _lazy_to_arviz(run):
         warnings.filterwarnings("ignore", "More chains", UserWarning)
         warnings.filterwarnings("ignore", "Found chain dimension to be longer", UserWarning)
         template = to_arviz(reader.head())
-    groups = {g: lazy_dataset(_group(template, g), reader, g)
+    groups = {g: lazy_dataset(group(template, g), reader, g)
               for g in ("posterior", "sample_stats")}
-    return _adapter().assemble(groups, _attrs(template))
+    return _adapter().assemble(groups, attributes(template))
 
 
 def summary(obj, **kwargs):
@@ -503,11 +531,11 @@ def diagnose(obj, thresholds: Thresholds | None = None, max_rows: int | None = N
     ad = _adapter()
     th = thresholds or Thresholds()
     data = _as_data(obj)
-    post = _group(data, "posterior")
+    post = group(data, "posterior")
     if post is None:
         raise ValueError("this data has no posterior group to diagnose; pass a Run or the "
                          "result of run.to_arviz().")
-    stats = _group(data, "sample_stats")
+    stats = group(data, "sample_stats")
     n_chains, n_draws = int(post.sizes["chain"]), int(post.sizes["draw"])
 
     table, nonfinite = _table_and_nonfinite(ad, data, post)
@@ -597,9 +625,9 @@ def _hamiltonian_problems(ad, data, stats, n_draws: int, th: Thresholds):
                         "funnels); make the energy finite everywhere it can be reached.")
 
     bfmi = None
-    method = _attrs(data).get("method")
+    method = attributes(data).get("method")
     hamiltonian = method in _HAMILTONIAN_METHODS or (
-        method is None and "inference_library" not in _attrs(data))
+        method is None and "inference_library" not in attributes(data))
     if stats is not None and "energy" in stats and hamiltonian and n_draws > 1:
         bfmi = [float(b) for b in ad.bfmi(data)]
         bad = [b for b in bfmi if not b >= th.min_bfmi]
@@ -618,7 +646,7 @@ def _acceptance_problems(ad, data, stats, n_draws: int, th: Thresholds):
     problems: list[str] = []
     round_trips = (int(stats["round_trips"].sum())
                    if stats is not None and "round_trips" in stats else None)
-    if round_trips == 0 and _attrs(data).get("method") == "pt":
+    if round_trips == 0 and attributes(data).get("method") == "pt":
         problems.append("No replica travelled from the hottest rung to beta = 1 while "
                         "sampling (0 round trips): draws at beta = 1 never receive states "
                         "from the hot end, so modes found only there are missed. Use more "
@@ -672,8 +700,8 @@ def plot_energy(obj, **kwargs):
     Raises ``ValueError`` for runs without a Hamiltonian ``sample_stats.energy``.
     """
     data = _as_data(obj)
-    stats = _group(data, "sample_stats")
-    method = _attrs(data).get("method")
+    stats = group(data, "sample_stats")
+    method = attributes(data).get("method")
     if stats is None or "energy" not in stats or method in _ENERGYMC_NON_HAMILTONIAN:
         raise ValueError(f"plot_energy needs the Hamiltonian energy of each draw, which only "
                          f"method='nuts' or 'hmc' records (this run: {method!r}). Use "

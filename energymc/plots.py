@@ -185,7 +185,8 @@ def plot_logz(est, axes=None):
     ----------
     est
         A :class:`energymc.LogZ`; its ``stages`` dict (``beta``, ``ess``,
-        ``acceptance``, for ``pt`` ``swap_acceptance``, each ``(num_stages,)``)
+        ``acceptance_rate``, for ``pt`` ``swap_acceptance_rate``, each
+        ``(num_stages,)``)
         is what is drawn.
     axes
         Two matplotlib axes, or ``None`` for a new figure with two panels.
@@ -234,7 +235,7 @@ def plot_logz(est, axes=None):
                        label="weight ESS / particles")
         drew = True
     for key, label in (("acceptance_rate", "move acceptance"),
-                       ("swap_acceptance", "swap acceptance")):
+                       ("swap_acceptance_rate", "swap acceptance")):
         if key in stages:
             per_stage.plot(stage, np.asarray(stages[key], dtype=float), label=label)
             drew = True

@@ -14,6 +14,18 @@ from energymc._display import MAX_ROWS, html_columns, html_table, text_block, te
 
 __all__ = ["Run"]
 
+#: Renamed stats, old -> new (fractions of accepted proposals are ``*_rate``,
+#: the vocabulary of ``docs/architecture.md``). :attr:`Run.stats` holds the same
+#: array under the old name too, for one release: a dict key cannot warn.
+RENAMED_STATS = {"swap_acceptance": "swap_acceptance_rate"}
+
+
+def _with_old_names(stats: dict) -> dict:
+    for old, new in RENAMED_STATS.items():
+        if new in stats:
+            stats.setdefault(old, stats[new])
+    return stats
+
 
 class Run:
     """Draws, sample stats and warmup results of one call to :func:`energymc.sample`.
@@ -31,7 +43,10 @@ class Run:
         Dict of ``(chains, draws)`` arrays under ArviZ names: ``lp``
         (log-density, i.e. ``-E``), ``acceptance_rate``, ``diverging``,
         ``energy`` (Hamiltonian, HMC/NUTS), ``step_size``, ``n_steps``,
-        ``tree_depth`` (NUTS), depending on the method.
+        ``tree_depth`` (NUTS), ``swap_acceptance_rate`` and ``round_trips``
+        (``pt``), depending on the method. ``swap_acceptance`` is
+        ``swap_acceptance_rate`` under its deprecated name, kept for one
+        release.
     warmup
         Dict with ``params`` (tuned parameters per chain: ``step_size``
         ``(chains,)``, ``inverse_mass_matrix`` ``(chains, dim)`` or
@@ -111,13 +126,14 @@ class Run:
     @property
     def stats(self) -> dict[str, np.ndarray]:
         if self._store is not None:
-            return {k: self._store.concat(f"stat_{k}") for k in self._store.stat_names()}
+            return _with_old_names({k: self._store.concat(f"stat_{k}")
+                                    for k in self._store.stat_names()})
         if self._stats is None:
             keys = self._chunks_stats[0].keys()
-            self._stats = {
+            self._stats = _with_old_names({
                 k: np.concatenate([np.asarray(s[k]) for s in self._chunks_stats], axis=1)
                 for k in keys
-            }
+            })
         return self._stats
 
     @property

@@ -16,9 +16,14 @@ import energymc as emc
 
 def _ess(y: np.ndarray) -> float:
     """Bulk ESS of a ``(chains, draws)`` array through ArviZ."""
-    from energymc.diagnostics import _az
+    import warnings
 
-    return float(_az().ess(_az().convert_to_dataset({"y": y[..., None]}))["y"].values.min())
+    with warnings.catch_warnings():
+        # ArviZ 0.23 announces its 1.x refactor on import; not actionable here.
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz
+
+    return float(arviz.ess(arviz.convert_to_dataset({"y": y[..., None]}))["y"].values.min())
 
 
 def mcse_z_scores(draws: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> dict[str, np.ndarray]:

@@ -10,11 +10,8 @@ from energymc.diagnostics import Thresholds
 
 
 def _data(posterior, sample_stats=None, **attrs):
-    """ArviZ data (either generation) built from arrays, through the module's own adapter."""
-    groups = {"posterior": posterior}
-    if sample_stats is not None:
-        groups["sample_stats"] = sample_stats
-    return diagnostics._adapter().make(groups, {}, attrs)
+    """ArviZ data (either generation) from arrays, as a user with foreign draws makes it."""
+    return diagnostics.from_arrays(posterior, sample_stats, **attrs)
 
 
 def _iid(seed, chains=4, draws=1000, dim=3):

@@ -135,6 +135,20 @@ def test_plot_logz_on_given_axes_and_bad_input(logz_est):
         plots.plot_logz(empty)
 
 
+def test_plot_logz_draws_pt_swap_rates_under_either_name():
+    """PT's swap_acceptance_rate is drawn; a record written with the old name too."""
+    for column in ("swap_acceptance_rate", "swap_acceptance"):
+        est = emc.LogZ(method="pt", target=None, log_z=0.0, stderr=0.1, ess=10.0,
+                       num_particles=10, particles=None, weights=None,
+                       stages={"beta": np.array([0.1, 0.5, 1.0]),
+                               column: np.array([0.4, 0.6, np.nan])})
+        per_stage = plots.plot_logz(est)[1]
+        lines = {ln.get_label(): ln for ln in per_stage.get_lines()}
+        np.testing.assert_array_equal(lines["swap acceptance"].get_ydata(), [0.4, 0.6, np.nan])
+        assert "move acceptance" not in lines  # negative control: no move column, no line
+        plt.close("all")
+
+
 def test_plot_logz_title_never_precise_when_flagged():
     stages = {"beta": np.linspace(0.1, 1.0, 5), "ess": np.full(5, 50.0)}
     common = dict(method="ais", target=None, log_z=3.21, stderr=0.01, ess=50.0,

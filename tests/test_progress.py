@@ -201,22 +201,21 @@ class _TickingMala:
 
 
 def test_a_kernel_that_takes_tick_gets_it_only_with_a_meter_and_draws_agree():
+    # Registered under a name of its own and left there (the registry has no
+    # public removal); test_architecture checks only energymc's own kernels.
     kernel = kernels.register(_TickingMala())
-    try:
-        # MCLMC's warmup (BlackJAX's find_L_and_step_size) is one call that cannot tick.
-        assert sampling.warmup_ticks(kernel) and not sampling.warmup_ticks(kernels.get("mclmc"))
-        kw = dict(chains=2, draws=20, warmup=30, seed=5)
-        rec = Recorder()
-        on = emc.sample(TARGET, kernel.name, progress=rec, **kw)
-        off = emc.sample(TARGET, kernel.name, progress=False, **kw)
-        plain = emc.sample(TARGET, "mala", progress=False, **kw)
-        np.testing.assert_array_equal(on.flat_draws, off.flat_draws)
-        np.testing.assert_array_equal(on.flat_draws, plain.flat_draws)
-        assert kernel.seen[0] is progress.tick and kernel.seen[-1] is None
-        warm = rec.phases()[0]
-        assert warm[2] == [1] * 30
-    finally:
-        kernels._REGISTRY.pop(kernel.name, None)
+    # MCLMC's warmup (BlackJAX's find_L_and_step_size) is one call that cannot tick.
+    assert sampling.warmup_ticks(kernel) and not sampling.warmup_ticks(kernels.get("mclmc"))
+    kw = dict(chains=2, draws=20, warmup=30, seed=5)
+    rec = Recorder()
+    on = emc.sample(TARGET, kernel.name, progress=rec, **kw)
+    off = emc.sample(TARGET, kernel.name, progress=False, **kw)
+    plain = emc.sample(TARGET, "mala", progress=False, **kw)
+    np.testing.assert_array_equal(on.flat_draws, off.flat_draws)
+    np.testing.assert_array_equal(on.flat_draws, plain.flat_draws)
+    assert kernel.seen[0] is progress.tick and kernel.seen[-1] is None
+    warm = rec.phases()[0]
+    assert warm[2] == [1] * 30
 
 
 def test_a_kernel_without_ticks_still_completes_the_warmup_bar():

@@ -90,12 +90,12 @@ def test_the_arviz_data_of_a_stored_run_is_lazy_and_equal_to_the_run_in_memory(r
                                                                                tmp_path):
     import xarray as xr
 
-    from energymc.diagnostics import _attrs, _group
+    from energymc.diagnostics import attributes, group
 
     stored, in_memory, _ = runs
     data = stored.to_arviz()
     assert set(reads["files"]) == {"draws-000000000.npz"}  # its layout, from the first draw
-    posterior = _group(data, "posterior")
+    posterior = group(data, "posterior")
     assert posterior["a"].shape == (2, 60, 3) and posterior.sizes["draw"] == 60
     reads["files"].clear()
     window = posterior["a"].isel(draw=slice(4, 7), a_dim_0=1).values  # draws 4..6
@@ -103,13 +103,13 @@ def test_the_arviz_data_of_a_stored_run_is_lazy_and_equal_to_the_run_in_memory(r
     assert np.array_equal(window, in_memory.draws["a"][:, 4:7, 1])
     assert np.array_equal(posterior["b"].isel(chain=1, draw=-1).values, in_memory.draws["b"][1, -1])
     expected = in_memory.to_arviz()
-    assert _attrs(data) == _attrs(expected)
-    for group in ("posterior", "sample_stats"):
-        xr.testing.assert_equal(_group(data, group).load(), _group(expected, group))
+    assert attributes(data) == attributes(expected)
+    for name in ("posterior", "sample_stats"):
+        xr.testing.assert_equal(group(data, name).load(), group(expected, name))
     # Saved to netCDF (xarray writes the lazy variables one at a time): the same file.
     saved = emc.diagnostics.from_netcdf(emc.diagnostics.to_netcdf(stored, str(tmp_path / "a.nc")))
-    for group in ("posterior", "sample_stats"):
-        xr.testing.assert_equal(_group(saved, group), _group(expected, group))
+    for name in ("posterior", "sample_stats"):
+        xr.testing.assert_equal(group(saved, name), group(expected, name))
 
 
 def test_diagnose_judges_a_stored_run_a_batch_of_coordinates_at_a_time(runs, reads, monkeypatch):
@@ -192,11 +192,11 @@ def test_a_stored_numpyro_run_summarises_its_constrained_sites(tmp_path, monkeyp
     import xarray as xr
 
     from energymc import diagnostics
-    from energymc.diagnostics import _group
+    from energymc.diagnostics import group
 
     monkeypatch.setattr(diagnostics, "_BATCH_BYTES", 1)
     lazy, expected = emc.diagnose(stored), emc.diagnose(in_memory)
     assert lazy.numbers == expected.numbers and lazy.problems == expected.problems
     pd.testing.assert_frame_equal(lazy.table, expected.table)
-    xr.testing.assert_equal(_group(stored.to_arviz(), "posterior").load(),
-                            _group(in_memory.to_arviz(), "posterior"))
+    xr.testing.assert_equal(group(stored.to_arviz(), "posterior").load(),
+                            group(in_memory.to_arviz(), "posterior"))

@@ -393,7 +393,9 @@ class PTKernel(Kernel):
     it only when driving the kernel by hand).
 
     Stats per draw: ``lp``, ``acceptance_rate`` and ``diverging`` of the
-    beta = 1 replica, ``swap_acceptance`` (mean over the attempted pairs),
+    beta = 1 replica, ``swap_acceptance_rate`` (mean over the attempted pairs;
+    :attr:`energymc.Run.stats` also holds it as ``swap_acceptance``, its
+    deprecated name, for one release),
     ``n_steps`` (gradient evaluations, all replicas) and ``round_trips``
     (1 when a replica reached beta = 1 having visited the hottest rung since
     it last left beta = 1; the sum over draws counts completed round trips).
@@ -474,7 +476,7 @@ class PTKernel(Kernel):
         swap = jnp.sum(jnp.where(attempted, st["swap_acceptance"], 0.0)) / jnp.maximum(
             jnp.sum(attempted), 1)
         stats = {"lp": new.ll[-1], "acceptance_rate": st["acceptance"][-1],
-                 "diverging": st["diverging"][-1], "swap_acceptance": swap,
+                 "diverging": st["diverging"][-1], "swap_acceptance_rate": swap,
                  "n_steps": st["cost"],
                  "round_trips": st["round_trip"].astype(jnp.int32)}
         if "step_size" in params["base"]:

@@ -19,10 +19,11 @@ one is reused. The front-end keeps a record of the latest set-up for host
 code (``learner.sampler``, ``learner.sigmas``, ``get_params``) and reads it
 only on the host.
 
-Hooks a method may override (each with its default here): ``_make_spec``,
-``_extra_args_for_check``, ``_add_internal``, ``_extra_init``, ``_loss``,
-``_model_params``, ``_problems``, ``_check_state_batch``, ``_result_log_z``,
-``_start``.
+The contract of a method is :data:`LEARNER_HOOKS`, in one place: the one
+required hook (``_loss``), the optional ones with their defaults, and the two
+class facts. A method overrides nothing else; ``tests/learn/test_learner_contract.py``
+checks every learner against the table, as ``kernels.register`` checks a
+kernel against ``_base.KERNEL_HOOKS``.
 """
 
 from __future__ import annotations
@@ -62,7 +63,44 @@ from energymc.learn._state import (
 )
 from energymc.progress import make_meter
 
-__all__ = ["LearnerBase"]
+__all__ = ["LEARNER_HOOKS", "LEARNER_REQUIRED", "LearnerBase"]
+
+#: What a method (a subclass of :class:`LearnerBase`) may define, and the
+#: default of each. Everything else (the optimiser step, averaging, the loop,
+#: set-up and reuse) is shared and not overridden; a method may only extend
+#: the public front-end (``init``, ``run``, ``get_params``, host code) by
+#: calling ``super()``, e.g. JEM's labels. Set-up hooks run on the host on the
+#: set-up copy (``init``); ``_loss`` is traced.
+LEARNER_HOOKS = {
+    # required
+    "_loss": "(internal, extra, batch, key) -> (loss, (extra, stats)); traced, "
+             "differentiated in internal. No default",
+    # optional: set-up (host code, once per data set)
+    "_extra_init": "(key, data, internal, batch_size) -> method state carried between "
+                   "updates (chains, a buffer, fitted noise). Default {}",
+    "_make_spec": "(key, x0, init_params) -> (ParamSpec, internal): the parameter form. "
+                  "Default make_spec on energy_fn",
+    "_extra_args_for_check": "() -> extra arguments to check energy_fn with (a noise "
+                             "level). Default ()",
+    "_add_internal": "(internal, data) -> internal with the method's own parameters "
+                     "(NCE's log Z). Default unchanged",
+    "_model_params": "(internal) -> the energy's part of internal, for get_params. "
+                     "Default unchanged",
+    "_start": "(key, data, init_params, batch_size) -> LearnState of one run. "
+              "Default init(), drawing a callable init_params",
+    # optional: host checks and reports
+    "_check_state_batch": "(state, batch_size) -> None; refuses a continued state that "
+                          "does not fit batch_size. Default accepts",
+    "_problems": "(history) -> sentences: reasons not to trust a finished run. "
+                 "Default []",
+    "_result_log_z": "(state) -> LearnResult.log_z. Default None",
+    # class facts
+    "_name": "the method's name in messages and fingerprints. Default 'learn'",
+    "_energy_extra_args": "positional arguments of energy_fn besides params and x "
+                          "(1: a noise level). Default 0",
+}
+#: The hooks without a default.
+LEARNER_REQUIRED = ("_loss",)
 
 #: Attributes of the front-end that are host bookkeeping, not set-up.
 _HOST_ONLY = ("_setups", "_setup", "_jit_chunk")

@@ -453,7 +453,7 @@ def run_bdmc(target, ref, key, ctx: AISContext) -> Estimate:
     rev_stages = _records(out, n_r)
     stages = dict(fwd.stages)
     stages["reverse_ess"] = rev_stages["ess"][::-1]
-    stages["reverse_acceptance"] = rev_stages["acceptance"][::-1]
+    stages["reverse_acceptance_rate"] = rev_stages["acceptance"][::-1]
     # The midpoint's error: at least half the gap (where the truth may lie),
     # and at least the Monte Carlo noise of the two ends.
     stderr = max(0.5 * (upper - lower), 0.5 * math.hypot(fwd.stderr, stderr_r))

@@ -16,15 +16,23 @@ def _fmt(x, digits=4):
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def _with_rate_column(stages: dict) -> dict:
-    """``stages`` with the acceptance column named ``acceptance_rate`` (ArviZ's
-    name, the vocabulary of ``docs/architecture.md``), in its place, and the
-    same array again as ``acceptance`` at the end: the old key stays readable
-    for one release (plain dict and frame access cannot warn on a key)."""
-    if "acceptance_rate" not in stages and "acceptance" in stages:
-        stages = {("acceptance_rate" if k == "acceptance" else k): v for k, v in stages.items()}
-    if "acceptance_rate" in stages:
-        stages.setdefault("acceptance", stages["acceptance_rate"])
+#: Renamed ``stages`` columns, old -> new: fractions of accepted proposals are
+#: ``*_rate`` (ArviZ's ``acceptance_rate``, the vocabulary of ``docs/architecture.md``).
+RENAMED_COLUMNS = {"acceptance": "acceptance_rate",
+                   "swap_acceptance": "swap_acceptance_rate",
+                   "reverse_acceptance": "reverse_acceptance_rate"}
+
+
+def _with_rate_columns(stages: dict) -> dict:
+    """``stages`` with each acceptance column under its ``*_rate`` name, in its
+    place, and the same array again under its old name at the end: the old key
+    stays readable for one release (plain dict and frame access cannot warn on
+    a key). A record written with the old names (before the rename) is renamed."""
+    stages = {(RENAMED_COLUMNS[k] if k in RENAMED_COLUMNS and RENAMED_COLUMNS[k] not in stages
+               else k): v for k, v in stages.items()}
+    for old, new in RENAMED_COLUMNS.items():
+        if new in stages:
+            stages.setdefault(old, stages[new])
     return stages
 
 
@@ -57,9 +65,11 @@ class LogZ:
         Per-stage record, a dict of ``(num_stages,)`` NumPy arrays: ``beta``
         (inverse temperature), ``ess`` (of the weights after that stage),
         ``acceptance_rate`` (mean over particles), ``step_size``; for ``pt``
-        one row per rung of the ladder (with ``swap_acceptance``).
-        ``acceptance`` is the same array under its deprecated name, kept for
-        one release; it goes in the next.
+        one row per rung of the ladder (with ``swap_acceptance_rate``); for
+        ``bdmc`` also ``reverse_ess`` and ``reverse_acceptance_rate``.
+        ``acceptance``, ``swap_acceptance`` and ``reverse_acceptance`` are the
+        same arrays under their deprecated names, kept for one release; they
+        go in the next.
     particles
         ``(n, dim)`` flat final particles (unravel with ``target.unravel``).
     weights
@@ -95,7 +105,7 @@ class LogZ:
         self.stderr = float(stderr)
         self.ess = float(ess)
         self.num_particles = int(num_particles)
-        self.stages = _with_rate_column({k: np.asarray(v) for k, v in stages.items()})
+        self.stages = _with_rate_columns({k: np.asarray(v) for k, v in stages.items()})
         self.particles = None if particles is None else np.asarray(particles)
         self.weights = None if weights is None else np.asarray(weights)
         self.lower = None if lower is None else float(lower)
@@ -184,8 +194,8 @@ class LogZ:
         """The per-stage record as a ``pandas.DataFrame``, one row per stage.
 
         Columns are the keys of :attr:`stages` (``beta``, ``ess``,
-        ``acceptance_rate``, ``step_size``, ..., and ``acceptance``, its
-        deprecated name, last; for ``pt`` one row per rung);
+        ``acceptance_rate``, ``step_size``, ..., and the deprecated names
+        ``acceptance``, ... last; for ``pt`` one row per rung);
         the index is named ``stage``.
         """
         import pandas as pd

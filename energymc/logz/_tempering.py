@@ -383,7 +383,7 @@ def run_pt_logz(target, ref, key, ctx: PTContext) -> Estimate:
     swap_rate = np.nanmean(swap.reshape(-1, R - 1), axis=0)
     stages = {"beta": np.mean(out["betas"], axis=0),
               "acceptance": out["acceptance"].reshape(-1, R).mean(axis=0),
-              "swap_acceptance": np.concatenate([swap_rate, [np.nan]]),
+              "swap_acceptance_rate": np.concatenate([swap_rate, [np.nan]]),
               "step_size": np.mean(out["step_size"], axis=0),
               "ess": np.concatenate([ess_rungs, [np.nan]])}
     stderr_ac, ess_ac = _autocorrelated_stderr(out["betas"], out["ll"])

@@ -13,7 +13,9 @@ import numpyro.optim as optim
 
 import energymc as emc
 from energymc import learn
+from energymc.logz._result import RENAMED_COLUMNS
 from energymc.models import RBM, Ising
+from energymc.results import RENAMED_STATS
 
 
 def _quartic(x):
@@ -32,7 +34,8 @@ def _run_fields(run):
     fields = {"flat_draws": run.flat_draws, "num_grad_evals": run.num_grad_evals,
               "mean_acceptance": run.mean_acceptance}
     for k, v in run.stats.items():
-        fields[f"stats_{k}"] = v
+        if k not in RENAMED_STATS:  # a deprecated alias: the same array as its new name
+            fields[f"stats_{k}"] = v
     for k, v in run.warmup["params"].items():
         if isinstance(v, (np.ndarray, float, int)):
             fields[f"warmup_{k}"] = v
@@ -66,7 +69,7 @@ def _logz(method, **kw):
         if est.lower is not None:
             fields["lower"], fields["upper"] = est.lower, est.upper
         for k, v in est.stages.items():
-            if k != "acceptance":  # the deprecated alias of acceptance_rate, the same array
+            if k not in RENAMED_COLUMNS:  # a deprecated alias: the same array as its new name
                 fields[f"stages_{k}"] = v
         return fields
     return case

@@ -190,19 +190,21 @@ def test_dmala_passes_mcse_test(truth):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class _UnadjustedGWG(discrete.GWGKernel):
-    """Negative control: GWG's proposal accepted every time (no MH correction)."""
+    """Negative control: GWG's proposal accepted every time (no MH correction).
+
+    Written for spin states (-1/+1), the only target it runs on: flipping a
+    site negates it.
+    """
 
     name: str = "gwg_unadjusted_test"
 
     def step(self, key, state, logdensity_fn, params, options):
-        support = self._support(options)
-
         def one(state, k):
             z, _, g = state
-            i = jax.random.categorical(k, 0.5 * g * (discrete._other(z, support) - z))
-            new = discrete._gradient_state(z.at[i].set(discrete._other(z[i], support)),
-                                           logdensity_fn)
-            return new, None
+            i = jax.random.categorical(k, 0.5 * g * (-z - z))
+            z = z.at[i].set(-z[i])
+            lp, grad = jax.value_and_grad(logdensity_fn)(z)
+            return discrete.GradientState(z, lp, grad), None
 
         state, _ = jax.lax.scan(one, state, jax.random.split(key, 10))
         return state, {"lp": state.logdensity, "acceptance_rate": jnp.ones(()),

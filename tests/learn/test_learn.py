@@ -677,15 +677,20 @@ def test_a_learner_set_up_anew_on_other_data_never_reuses_a_stale_trace():
     kw = dict(init_params=P0, progress=False)
     x = X[:20]
     first = learner.run(jax.random.key(4), 2, x, **kw)
-    scaled = learner.run(jax.random.key(4), 2, 10 * x, **kw)
+    with emc.compilations() as traced_scaled:
+        scaled = learner.run(jax.random.key(4), 2, 10 * x, **kw)
     fresh = learn.DSM(gauss_energy, optim.Adam(1e-2)).run(jax.random.key(4), 2, 10 * x, **kw)
     np.testing.assert_array_equal(scaled.losses, fresh.losses)
     assert learner.sigmas[0] == pytest.approx(learn.default_sigma(10 * x))
     # Negative control: the two data sets do give different losses.
     assert not np.allclose(first.losses, scaled.losses)
-    again = learner.run(jax.random.key(4), 2, x, **kw)
+    with emc.compilations() as traced_again:
+        again = learner.run(jax.random.key(4), 2, x, **kw)
     np.testing.assert_array_equal(again.losses, first.losses)
-    assert learner._jit_chunk._cache_size() == 2
+    # The other data's set-up compiled the training chunk anew; the same data's
+    # reused the first compilation (counted through emc.compilations()).
+    assert traced_scaled["run_chunk"] == 1, traced_scaled
+    assert traced_again["run_chunk"] == 0, traced_again
 
 
 # ------------------------------------------------------------- seed= and key=

@@ -234,6 +234,9 @@ def test_bdmc_brackets_truth_with_exact_samples(gauss):
     assert est.upper - est.lower < 0.5
     assert est.interval() == (est.lower, est.upper)
     assert "bounds" in repr(est)
+    rate = est.stages["reverse_acceptance_rate"]  # the reverse run's moves, stage by stage
+    assert rate.shape == est.stages["beta"].shape and np.all((rate >= 0) & (rate <= 1))
+    assert est.stages["reverse_acceptance"] is rate  # the deprecated name, one release
 
 
 @pytest.mark.slow
@@ -333,8 +336,9 @@ def test_pt_finds_both_modes_with_right_weights(bimodal):
     right = (run.flat_draws[..., 0] > 0).mean(axis=1)
     # Every chain visits both modes and splits its time 30/70.
     assert np.all(np.abs(right - _MIX_W[1]) < 0.12), right
-    assert "swap_acceptance" in run.stats
-    assert 0.2 < run.stats["swap_acceptance"].mean() <= 1.0
+    assert 0.2 < run.stats["swap_acceptance_rate"].mean() <= 1.0
+    # The deprecated name reads the same array for one release (here and in ArviZ's data).
+    assert run.stats["swap_acceptance"] is run.stats["swap_acceptance_rate"]
     betas = run.warmup["params"]["betas"]
     assert betas.shape == (2, 6) and np.allclose(betas[:, -1], 1.0)
 
@@ -351,7 +355,7 @@ def test_nuts_stays_in_one_mode_documented_contrast(bimodal):
 def test_pt_log_partition_mixture(bimodal):
     est = emc.log_partition(bimodal, method="pt", seed=0, scale=5.0, replicas=8, draws=1000)
     _check(est, MIX_LOGZ, 0.15)
-    assert "swap_acceptance" in est.stages
+    assert "swap_acceptance_rate" in est.stages and "swap_acceptance" in est.stages
 
 
 # --------------------------------------------------------------------------
@@ -391,6 +395,9 @@ def test_discrete_bernoulli_base_bdmc_and_pt():
     assert b.lower - 0.05 < truth < b.upper + 0.05
     p = emc.log_partition(target, method="pt", seed=3, replicas=4, draws=500, warmup=200)
     _check(p, truth, 0.15)
+    swap = p.stages["swap_acceptance_rate"]  # one row per rung; the top rung has no pair above
+    assert swap.shape == (4,) and np.all((swap[:-1] > 0) & (swap[:-1] <= 1)) and np.isnan(swap[-1])
+    assert p.stages["swap_acceptance"] is swap  # the deprecated name, one release
     run = emc.sample(target, method="pt", chains=2, draws=200, warmup=100, replicas=4)
     assert set(np.unique(run.flat_draws)) <= {0.0, 1.0}
 
@@ -606,6 +613,16 @@ def test_stages_acceptance_rate_under_both_names():
                    particles=None, weights=None)
     assert list(new.stages) == ["beta", "acceptance_rate", "acceptance"]
     np.testing.assert_array_equal(new.stages["acceptance"], [0.5])
+    # PT's swap and BDMC's reverse acceptance columns likewise: a record written
+    # under the old names is renamed in place, the old names kept, last.
+    old = emc.LogZ(method="bdmc", target=None, log_z=0.0, stderr=0.1, ess=1.0, num_particles=2,
+                   stages={"beta": np.ones(1), "swap_acceptance": np.array([0.3]),
+                           "reverse_acceptance": np.array([0.4]), "ess": np.ones(1)},
+                   particles=None, weights=None)
+    assert list(old.stages) == ["beta", "swap_acceptance_rate", "reverse_acceptance_rate", "ess",
+                                "swap_acceptance", "reverse_acceptance"]
+    assert old.stages["swap_acceptance"] is old.stages["swap_acceptance_rate"]
+    np.testing.assert_array_equal(old.stages["reverse_acceptance_rate"], [0.4])
     # Negative control: a record without moves (nested) gains neither name.
     bare = emc.LogZ(method="nested", target=None, log_z=0.0, stderr=0.1, ess=1.0,
                     num_particles=2, stages={"beta": np.ones(1)}, particles=None, weights=None)
