@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["array_digest", "describe_change", "program_digests"]
+__all__ = ["array_digest", "closed_program_digest", "describe_change", "program_digests"]
 
 # Printed Python objects (``<function f at 0x7f...>``) would differ between
 # processes; JAX's jaxpr printer shows none today, but a third-party primitive's
@@ -58,6 +58,19 @@ def array_digest(tree) -> str:
 
 def _program_text(closed) -> str:
     return _ADDRESS.sub(" at <address>", str(closed.jaxpr))
+
+
+def closed_program_digest(closed) -> str:
+    """SHA-256 of a traced program's text (addresses blanked) and of its constants' bytes.
+
+    Parameters
+    ----------
+    closed : jax.extend.core.ClosedJaxpr
+        What :func:`jax.make_jaxpr` returns.
+    """
+    h = hashlib.sha256(_program_text(closed).encode())
+    h.update(array_digest(list(closed.consts)).encode())
+    return h.hexdigest()
 
 
 def program_digests(target) -> dict[str, str]:

@@ -28,16 +28,14 @@ learners shard their parameters.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from energymc import io as _io
-from energymc._fingerprint import array_digest, describe_change
+from energymc._fingerprint import array_digest, closed_program_digest, describe_change
 
 __all__ = ["LearnCheckpoint", "fingerprint", "strong_types"]
 
@@ -52,17 +50,6 @@ _WHAT_CHANGED = {
     "data_sha256": "the training data changed",
     "init_sha256": "the initial state changed (init_params, init_state or the seed)",
 }
-
-
-# As energymc._fingerprint: printed Python objects would differ between processes.
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-
-
-def _digest(closed) -> str:
-    """SHA-256 of a traced program's text and of the bytes of its constants."""
-    h = hashlib.sha256(_ADDRESS.sub(" at <address>", str(closed.jaxpr)).encode())
-    h.update(array_digest(list(closed.consts)).encode())
-    return h.hexdigest()
 
 
 def _option(value):
@@ -97,7 +84,7 @@ def fingerprint(learner, state, data, *, key, num_steps: int, batch_size: int,
     extra = learner._extra_args_for_check()
     try:
         energy = jax.make_jaxpr(lambda p, x: learner._spec.energy(p, x, *extra))(internal, x0)
-        energy_sha256 = _digest(energy)
+        energy_sha256 = closed_program_digest(energy)
         energy_data_sha256 = array_digest(list(energy.consts))
     except Exception:  # noqa: BLE001
         # Rows that are not energy points (JEM packs the label into each row):
@@ -117,8 +104,8 @@ def fingerprint(learner, state, data, *, key, num_steps: int, batch_size: int,
         "eval_every": eval_every,
         "energy_sha256": energy_sha256,
         "energy_data_sha256": energy_data_sha256,
-        "optimiser_sha256": _digest(optimiser),
-        "update_sha256": _digest(update),
+        "optimiser_sha256": closed_program_digest(optimiser),
+        "update_sha256": closed_program_digest(update),
         "data_sha256": array_digest(data),
         "init_sha256": array_digest(state),
     }
