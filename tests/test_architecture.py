@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from energymc.errors import OptionError
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "energymc"
 # Code outside the package that must use only public names. (benchmarks/ is
@@ -288,3 +290,22 @@ def test_length_rule_finds_what_it_should():
     method_line = source.splitlines().index("    def method(x):") + 1
     assert long_functions(source) == [("long", 1, 81), ("method", method_line, 82)]
     assert long_functions(function("short", 5)) == []
+
+
+def test_unregister_removes_a_users_kernel_but_not_energymcs_own():
+    import dataclasses
+
+    from energymc import kernels
+
+    mine = kernels.register(dataclasses.replace(kernels.get("mala"), name="unregister_test"))
+    assert "unregister_test" in kernels.names()
+    assert kernels.unregister("unregister_test") is mine
+    assert "unregister_test" not in kernels.names()
+    with pytest.raises(OptionError, match="no kernel named 'unregister_test'"):
+        kernels.unregister("unregister_test")
+    # Negative control: the package's own kernels stay.
+    with pytest.raises(OptionError, match="one of energymc's own kernels"):
+        kernels.unregister("nuts")
+    with pytest.raises(OptionError, match="one of energymc's own kernels"):
+        kernels.unregister("gibbs")  # registered when the discrete kernels load
+    assert {"nuts", "gibbs"} <= set(kernels.names())

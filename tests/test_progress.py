@@ -201,9 +201,15 @@ class _TickingMala:
 
 
 def test_a_kernel_that_takes_tick_gets_it_only_with_a_meter_and_draws_agree():
-    # Registered under a name of its own and left there (the registry has no
-    # public removal); test_architecture checks only energymc's own kernels.
     kernel = kernels.register(_TickingMala())
+    try:
+        _check_ticking_kernel(kernel)
+    finally:
+        assert kernels.unregister(kernel.name) is kernel
+    assert kernel.name not in kernels.names()
+
+
+def _check_ticking_kernel(kernel):
     # MCLMC's warmup (BlackJAX's find_L_and_step_size) is one call that cannot tick.
     assert sampling.warmup_ticks(kernel) and not sampling.warmup_ticks(kernels.get("mclmc"))
     kw = dict(chains=2, draws=20, warmup=30, seed=5)

@@ -8,14 +8,18 @@ so :func:`energymc.sample`, ``Run`` and the ArviZ export treat both alike.
 
 from __future__ import annotations
 
+import sys
+
 from energymc._base import KERNEL_HOOKS, Kernel
 from energymc._util import static
 from energymc.errors import OptionError
 from energymc.kernels._blackjax import CONTINUOUS_KERNELS
 
-__all__ = ["get", "names", "register", "resolve_options"]
+__all__ = ["get", "names", "register", "resolve_options", "unregister"]
 
 _REGISTRY: dict[str, Kernel] = dict(CONTINUOUS_KERNELS)
+# Names of energymc's own kernels (other parts of the package rely on them).
+_OWN_NAMES: set[str] = set(CONTINUOUS_KERNELS)
 
 
 def register(kernel: Kernel) -> Kernel:
@@ -37,6 +41,25 @@ def register(kernel: Kernel) -> Kernel:
     return kernel
 
 
+def unregister(name: str) -> Kernel:
+    """Remove the kernel registered as ``name`` and return it (e.g. a test's own kernel).
+
+    Raises
+    ------
+    OptionError
+        When no kernel of that name is registered, or ``name`` is one of
+        energymc's own kernels, which other parts of the package rely on.
+    """
+    _load_discrete()
+    if name not in _REGISTRY:
+        raise OptionError(f"no kernel named {name!r} is registered; registered: "
+                          f"{', '.join(sorted(_REGISTRY))}.")
+    if name in _OWN_NAMES:
+        raise OptionError(f"{name!r} is one of energymc's own kernels and cannot be removed; "
+                          "register yours under another name.")
+    return _REGISTRY.pop(name)
+
+
 def names(support: str | None = None) -> list[str]:
     """Method names, optionally only those that can sample ``support``."""
     _load_discrete()
@@ -52,11 +75,15 @@ def _load_discrete() -> None:
     import importlib
 
     for module in _LAZY_MODULES:
+        if module in sys.modules:
+            continue
+        before = set(_REGISTRY)
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
             if exc.name != module:
                 raise
+        _OWN_NAMES.update(set(_REGISTRY) - before)
 
 
 def get(name: str) -> Kernel:
