@@ -60,8 +60,13 @@ def run_one(entry, target, method, seed):
             "silent": bool(est.reliable and abs(err) > 3 * est.stderr),
             "mode_check": {k: v for k, v in est.info.get("checks", {}).get("modes", {}).items()
                            if k in ("status", "modes", "unreached", "log_z", "stderr", "ess",
-                                    "draws")},
+                                    "draws", "deepest", "energy_q01", "depth", "depth_limit")},
             "exact_samples": est.info.get("exact_samples"),
+            "replicate_check": est.info.get("checks", {}).get("replicates"),
+            "replicate_stderr": est.info.get("replicate_stderr"),
+            "lower_stderr": est.info.get("lower_stderr"),
+            "upper_stderr": est.info.get("upper_stderr"),
+            "replicates": None if est.replicates is None else list(map(float, est.replicates)),
             "problems": [p[:120] for p in est.problems]}
 
 
@@ -125,7 +130,8 @@ def main(argv=None):
                       f"{'SILENT MISS ' if r['silent'] else ''}{r['seconds']:.1f}s  "
                       f"modes {r['mode_check'].get('modes')} unreached "
                       f"{r['mode_check'].get('unreached')} "
-                      f"{r['mode_check'].get('status', '')[:30]}", flush=True)
+                      f"{r['mode_check'].get('status', '')[:30]} "
+                      f"depth {r['mode_check'].get('depth', float('nan')):.1f}", flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=1))
     print()
