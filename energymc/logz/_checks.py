@@ -294,7 +294,9 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
         the draws), lies more than 3 combined standard errors below it.
     info : dict
         ``log_z``, ``stderr``, ``ess`` of the mixture estimate, ``modes``
-        (count) and ``status`` (``"compared"`` or why not).
+        (count), ``unreached``, ``status`` (``"compared"`` or why not), and
+        :func:`_depth`'s ``deepest``, ``energy_q01``, ``depth`` and
+        ``depth_limit`` (read by :func:`unverified_problem`).
     """
     x = np.asarray(particles, dtype=float)
     w = np.asarray(weights, dtype=float)
@@ -374,7 +376,7 @@ def unverified_problem(info, log_z):
     ----------
     info : dict
         :func:`mode_check`'s ``info`` (``status``, ``modes``, ``log_z``,
-        ``depth``, ``deepest``, ``energy_q01``).
+        ``depth``, ``depth_limit``, ``deepest``, ``energy_q01``).
     log_z : float
         The annealing estimate, in nats.
 
