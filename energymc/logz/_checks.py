@@ -137,8 +137,13 @@ def _widen(dim):
 
 
 @jit_over_target(("target", "steps"))
-def _descend(y0, scale, *, target, steps):
-    """Gradient descent (Adam, cosine decay) from ``y0`` ``(n, dim)`` in units of ``scale``."""
+def _descend(y0, scale, xp, *, target, steps):
+    """Gradient descent (Adam, cosine decay) from ``y0`` ``(m, dim)`` in units of ``scale``.
+
+    Returns the ends ``(m, dim)``, their energies ``(m,)`` and the energies
+    ``(n,)`` of the particles ``xp`` ``(n, dim)`` (for :func:`_depth`;
+    evaluated here so that the check compiles one program per target, not two).
+    """
     opt = optax.adam(optax.cosine_decay_schedule(0.3, steps, alpha=1e-3))
     energy = lambda y: target.flat_energy(y * scale)
     grad = jax.vmap(jax.grad(energy))
@@ -151,7 +156,8 @@ def _descend(y0, scale, *, target, steps):
         return (optax.apply_updates(y, upd), state), None
 
     (y, _), _ = jax.lax.scan(body, (y0, opt.init(y0)), None, length=steps)
-    return y * scale, jax.vmap(target.flat_energy)(y * scale)
+    energies = jax.vmap(target.flat_energy)
+    return y * scale, energies(y * scale), energies(xp)
 
 
 @jit_over_target(("target",))
@@ -184,17 +190,13 @@ def _unreached(x, w, locs, chols, comp, wn, *, share=0.05, held=0.01):
     return int(np.sum((imp >= share) & (part < held)))
 
 
-@jit_over_target(("target",))
-def _energies(x, *, target):
-    return jax.vmap(target.flat_energy)(x)
-
-
-def _depth(target, x, w, ends, dtype):
+def _depth(e, w, ends, dim):
     """How far below the particles the deepest descent went, beyond what a Gaussian allows.
 
-    ``x`` ``(n, dim)`` particles with weights ``w`` ``(n,)``; ``ends`` the
-    descents' final energies. Near a Gaussian mode at energy ``E0``, draws
-    have ``E - E0 ~ Gamma(dim / 2)``, so the particles' lowest energies sit
+    ``e`` ``(n,)`` energies of the particles, ``w`` ``(n,)`` their weights,
+    ``ends`` the descents' final energies, ``dim`` the dimension. Near a
+    Gaussian mode at energy ``E0``, draws have ``E - E0 ~ Gamma(dim / 2)``,
+    so the particles' lowest energies sit
     within a few nats of the deepest minimum they can reach. Returns
     ``deepest`` (lowest finite descent energy), ``energy_q01`` (the
     particles' weighted 1% energy quantile) and ``depth`` (``energy_q01 -
@@ -205,7 +207,6 @@ def _depth(target, x, w, ends, dtype):
     """
     from scipy.special import gammaincinv
 
-    e = np.asarray(_energies(jnp.asarray(x, dtype), target=target), dtype=float)
     fin = ends[np.isfinite(ends)]
     keep = np.isfinite(e)
     if not fin.size or not np.any(keep):
@@ -215,8 +216,8 @@ def _depth(target, x, w, ends, dtype):
     cum = np.cumsum(wk[order])
     q01 = float(e[order][min(np.searchsorted(cum, 0.01), e.size - 1)])
     deepest = float(np.min(fin))
-    gamma01 = float(gammaincinv(0.5 * x.shape[1], 0.01))
-    limit = max(UNVERIFIED_DEPTH, UNVERIFIED_DEPTH_SDS * math.sqrt(0.5 * x.shape[1]))
+    gamma01 = float(gammaincinv(0.5 * dim, 0.01))
+    limit = max(UNVERIFIED_DEPTH, UNVERIFIED_DEPTH_SDS * math.sqrt(0.5 * dim))
     return {"deepest": deepest, "energy_q01": q01, "depth": q01 - deepest - gamma01,
             "depth_limit": limit}
 
@@ -311,9 +312,10 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
     if base_starts is not None:
         x0 = np.concatenate([x0, np.asarray(base_starts, dtype=float)])
     y0 = jnp.asarray(x0 / sd, dtype)
-    mins, energies = _descend(y0, scale, target=target, steps=steps)
+    mins, energies, e_part = _descend(y0, scale, jnp.asarray(x, dtype), target=target,
+                                      steps=steps)
     mins, energies = np.asarray(mins, dtype=float), np.asarray(energies, dtype=float)
-    depth = _depth(target, x, w, energies, dtype)
+    depth = _depth(np.asarray(e_part, dtype=float), w, energies, dim)
     locs, chols, log_mass = _laplace_modes(target, mins, energies, sd, max_modes, dtype)
     if not locs:
         return None, {"status": "skipped: no finite local minimum found", "modes": 0, **depth}
@@ -389,9 +391,10 @@ def unverified_problem(info, log_z):
         * the descents went more than ``info["depth_limit"]`` nats below
           the particles' weighted 1% energy quantile, beyond what a Gaussian
           basin allows (``info["depth"]``; the limit is ``UNVERIFIED_DEPTH``,
-          or ``UNVERIFIED_DEPTH_SDS`` sds of a Gaussian's energy if larger): part of the target is far denser
-          than anywhere the particles went, as in a funnel's neck, and
-          nothing weighed the mass on the way there; or
+          or ``UNVERIFIED_DEPTH_SDS`` sds of a Gaussian's energy if larger):
+          part of the target is far denser than anywhere the particles went,
+          as in a funnel's neck, and nothing weighed the mass on the way
+          there; or
         * it found at most ``UNVERIFIED_MAX_MODES`` modes and its own
           estimate lies more than ``UNVERIFIED_GAP`` nats below ``log_z``:
           the target holds most of its mass far from any Gaussian at its
