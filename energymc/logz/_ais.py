@@ -455,8 +455,13 @@ def run_bdmc(target, ref, key, ctx: AISContext) -> Estimate:
     stages["reverse_ess"] = rev_stages["ess"][::-1]
     stages["reverse_acceptance_rate"] = rev_stages["acceptance"][::-1]
     # The midpoint's error: at least half the gap (where the truth may lie),
-    # and at least the Monte Carlo noise of the two ends.
-    stderr = max(0.5 * (upper - lower), 0.5 * math.hypot(fwd.stderr, stderr_r))
+    # and at least the Monte Carlo noise of the two ends. From exact draws the
+    # ends are independent; from the forward run's own particles they are not
+    # (the reverse run retraces where the forward one went), so their errors
+    # may add rather than partly cancel: (f + r) / 2 bounds the midpoint's sd
+    # under any correlation, where hypot(f, r) / 2 assumed none.
+    noise = 0.5 * (math.hypot(fwd.stderr, stderr_r) if exact else fwd.stderr + stderr_r)
+    stderr = max(0.5 * (upper - lower), noise)
     return Estimate(log_z=0.5 * (lower + upper), stderr=stderr, ess=fwd.ess, stages=stages,
                     particles=fwd.particles, weights=fwd.weights, lower=lower, upper=upper,
                     grad_evals=fwd.grad_evals + float(out["grad_evals"]), problems=problems,

@@ -25,8 +25,11 @@ sentence (with a fix) or ``None`` plus the numbers it used, which
   says how many modes hold importance mass but no particle.
 
 * :func:`unverified_problem` — when the mode check could not be formed on a
-  funnel-like target (poor fit, at most 2 modes, its estimate far below the
-  annealing's), nothing vouches for the run: the record says so.
+  funnel-like target, nothing vouches for the run: the record says so. Two
+  signs, both measured on the zoo's TUNING half: the descents went far below
+  every particle's energy (``depth``: the particles never entered a region
+  much denser than where they sat, a funnel's neck), or the poorly fitting
+  mixture, at most 2 modes, estimates far below the annealing.
 
 Neither check sees a bias that every replicate shares because the run's
 kernel cannot reach part of the target (a funnel's neck); the last marks
@@ -61,6 +64,18 @@ __all__ = ["mode_check", "replicate_check", "unverified_problem", "REPLICATE_LEV
 #: ones may be marked unverified when sound.
 UNVERIFIED_MAX_MODES = 2
 UNVERIFIED_GAP = 1.75
+
+#: ``unverified_problem`` also fires when the descents went more than
+#: ``max(UNVERIFIED_DEPTH, UNVERIFIED_DEPTH_SDS * sqrt(dim / 2))`` nats below
+#: the particles' weighted 1% energy quantile, beyond a Gaussian's allowance
+#: (``mode_check``'s ``depth``; ``sqrt(dim / 2)`` is the sd of a Gaussian's
+#: energy, and non-Gaussian bodies such as heavy tails stray from it by a few
+#: such sds). Chosen on TUNING (benchmarks/RESULTS.md, "Depth of the
+#: descents"): reliable runs at most 0.2 up to 20-d, student50 4.8 to 6.2
+#: (1.0-1.2 sds), runs whose particles under-weighted a narrow mode 1.7 to
+#: 7.2 (the mode check compares those), funnel20 67 to 84 (21-27 sds).
+UNVERIFIED_DEPTH = 10.0
+UNVERIFIED_DEPTH_SDS = 5.0
 
 #: Upper 0.999 quantile of chi^2_k / k, k = R - 1 (R = 2..8): the replicate
 #: spread check's threshold, so a correct stderr is flagged once in 1,000 runs.
@@ -122,8 +137,13 @@ def _widen(dim):
 
 
 @jit_over_target(("target", "steps"))
-def _descend(y0, scale, *, target, steps):
-    """Gradient descent (Adam, cosine decay) from ``y0`` ``(n, dim)`` in units of ``scale``."""
+def _descend(y0, scale, xp, *, target, steps):
+    """Gradient descent (Adam, cosine decay) from ``y0`` ``(m, dim)`` in units of ``scale``.
+
+    Returns the ends ``(m, dim)``, their energies ``(m,)`` and the energies
+    ``(n,)`` of the particles ``xp`` ``(n, dim)`` (for :func:`_depth`;
+    evaluated here so that the check compiles one program per target, not two).
+    """
     opt = optax.adam(optax.cosine_decay_schedule(0.3, steps, alpha=1e-3))
     energy = lambda y: target.flat_energy(y * scale)
     grad = jax.vmap(jax.grad(energy))
@@ -136,7 +156,8 @@ def _descend(y0, scale, *, target, steps):
         return (optax.apply_updates(y, upd), state), None
 
     (y, _), _ = jax.lax.scan(body, (y0, opt.init(y0)), None, length=steps)
-    return y * scale, jax.vmap(target.flat_energy)(y * scale)
+    energies = jax.vmap(target.flat_energy)
+    return y * scale, energies(y * scale), energies(xp)
 
 
 @jit_over_target(("target",))
@@ -167,6 +188,38 @@ def _unreached(x, w, locs, chols, comp, wn, *, share=0.05, held=0.01):
     part = np.bincount(np.argmin(d2, axis=0), weights=w / w.sum(), minlength=len(locs))
     imp = np.bincount(comp, weights=wn, minlength=len(locs))
     return int(np.sum((imp >= share) & (part < held)))
+
+
+def _depth(e, w, ends, dim):
+    """How far below the particles the deepest descent went, beyond what a Gaussian allows.
+
+    ``e`` ``(n,)`` energies of the particles, ``w`` ``(n,)`` their weights,
+    ``ends`` the descents' final energies, ``dim`` the dimension. Near a
+    Gaussian mode at energy ``E0``, draws have ``E - E0 ~ Gamma(dim / 2)``,
+    so the particles' lowest energies sit
+    within a few nats of the deepest minimum they can reach. Returns
+    ``deepest`` (lowest finite descent energy), ``energy_q01`` (the
+    particles' weighted 1% energy quantile) and ``depth`` (``energy_q01 -
+    deepest`` minus the Gamma's 1% quantile: about 0 or below when the
+    particles sample the deepest basin, large when the descents reached a
+    region far denser than any the particles visited) and ``depth_limit``,
+    beyond which :func:`unverified_problem` fires.
+    """
+    from scipy.special import gammaincinv
+
+    fin = ends[np.isfinite(ends)]
+    keep = np.isfinite(e)
+    if not fin.size or not np.any(keep):
+        return {}
+    e, wk = e[keep], w[keep] / w[keep].sum()
+    order = np.argsort(e)
+    cum = np.cumsum(wk[order])
+    q01 = float(e[order][min(np.searchsorted(cum, 0.01), e.size - 1)])
+    deepest = float(np.min(fin))
+    gamma01 = float(gammaincinv(0.5 * dim, 0.01))
+    limit = max(UNVERIFIED_DEPTH, UNVERIFIED_DEPTH_SDS * math.sqrt(0.5 * dim))
+    return {"deepest": deepest, "energy_q01": q01, "depth": q01 - deepest - gamma01,
+            "depth_limit": limit}
 
 
 def _laplace_modes(target, mins, energies, sd, max_modes, dtype):
@@ -242,7 +295,9 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
         the draws), lies more than 3 combined standard errors below it.
     info : dict
         ``log_z``, ``stderr``, ``ess`` of the mixture estimate, ``modes``
-        (count) and ``status`` (``"compared"`` or why not).
+        (count), ``unreached``, ``status`` (``"compared"`` or why not), and
+        :func:`_depth`'s ``deepest``, ``energy_q01``, ``depth`` and
+        ``depth_limit`` (read by :func:`unverified_problem`).
     """
     x = np.asarray(particles, dtype=float)
     w = np.asarray(weights, dtype=float)
@@ -257,11 +312,13 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
     if base_starts is not None:
         x0 = np.concatenate([x0, np.asarray(base_starts, dtype=float)])
     y0 = jnp.asarray(x0 / sd, dtype)
-    mins, energies = _descend(y0, scale, target=target, steps=steps)
+    mins, energies, e_part = _descend(y0, scale, jnp.asarray(x, dtype), target=target,
+                                      steps=steps)
     mins, energies = np.asarray(mins, dtype=float), np.asarray(energies, dtype=float)
+    depth = _depth(np.asarray(e_part, dtype=float), w, energies, dim)
     locs, chols, log_mass = _laplace_modes(target, mins, energies, sd, max_modes, dtype)
     if not locs:
-        return None, {"status": "skipped: no finite local minimum found", "modes": 0}
+        return None, {"status": "skipped: no finite local minimum found", "modes": 0, **depth}
     k = len(locs)
     lm = np.asarray(log_mass)
     pi = np.exp(lm - np.max(lm))
@@ -278,7 +335,7 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
     lw = np.asarray(_is_logw(jnp.asarray(xs, dtype), jnp.asarray(locs_a, dtype),
                              jnp.asarray(chols_a, dtype), jnp.asarray(np.log(pi), dtype),
                              target=target), dtype=float)
-    info = {"modes": k, "draws": draws}
+    info = {"modes": k, "draws": draws, **depth}
     if not np.any(np.isfinite(lw)):
         return None, {**info, "status": "skipped: no finite importance weight"}
     lse = float(logsumexp(lw))
@@ -320,35 +377,54 @@ def unverified_problem(info, log_z):
     Parameters
     ----------
     info : dict
-        :func:`mode_check`'s ``info`` (``status``, ``modes``, ``log_z``).
+        :func:`mode_check`'s ``info`` (``status``, ``modes``, ``log_z``,
+        ``depth``, ``depth_limit``, ``deepest``, ``energy_q01``).
     log_z : float
         The annealing estimate, in nats.
 
     Returns
     -------
     str or None
-        Set when the check was skipped because the mixture fits poorly, it
-        found at most ``UNVERIFIED_MAX_MODES`` modes, and its own estimate lies
-        more than ``UNVERIFIED_GAP`` nats below ``log_z``: the target holds
-        most of its mass far from any Gaussian at its minima (a scale that
-        changes across the support, as in a funnel's neck). There one step
-        size cannot reach part of the target, every replicate lags alike, and
-        the replicate check cannot see it; that is where the measured silent
-        misses sat. ``None`` otherwise: a skip alone describes the target's
-        shape (rings, bananas, heavy tails fit poorly when the run is sound),
-        and a check that does not apply (discrete targets, a model's own
-        path) is no evidence either way.
+        Set when the check did not compare (the mixture fits poorly) and
+        either
+
+        * the descents went more than ``info["depth_limit"]`` nats below
+          the particles' weighted 1% energy quantile, beyond what a Gaussian
+          basin allows (``info["depth"]``; the limit is ``UNVERIFIED_DEPTH``,
+          or ``UNVERIFIED_DEPTH_SDS`` sds of a Gaussian's energy if larger):
+          part of the target is far denser than anywhere the particles went,
+          as in a funnel's neck, and nothing weighed the mass on the way
+          there; or
+        * it found at most ``UNVERIFIED_MAX_MODES`` modes and its own
+          estimate lies more than ``UNVERIFIED_GAP`` nats below ``log_z``:
+          the target holds most of its mass far from any Gaussian at its
+          minima.
+
+        There one step size cannot reach part of the target, every replicate
+        lags alike, and the replicate check cannot see it; that is where the
+        measured silent misses sat. ``None`` otherwise: a skip alone
+        describes the target's shape (rings, bananas, heavy tails fit poorly
+        when the run is sound), and a check that does not apply (discrete
+        targets, a model's own path) is no evidence either way.
     """
     status = str(info.get("status", ""))
     if not status.startswith("skipped: the mixture fits poorly"):
         return None
+    depth = float(info.get("depth", -math.inf))
     gap = float(info.get("log_z", math.nan)) - float(log_z)
-    if not (info.get("modes", 0) <= UNVERIFIED_MAX_MODES and gap < -UNVERIFIED_GAP):
+    if depth > float(info.get("depth_limit", UNVERIFIED_DEPTH)):
+        why = (f"the descents from the particles reached energies {info['deepest']:.1f}, "
+               f"{info['energy_q01'] - info['deepest']:.0f} nats below where 99% of the "
+               "particles' weight lies (far beyond a Gaussian basin's spread), so part of the "
+               "target is much denser than anywhere the particles went (a funnel's neck)")
+    elif info.get("modes", 0) <= UNVERIFIED_MAX_MODES and gap < -UNVERIFIED_GAP:
+        why = (f"its estimate lies {-gap:.1f} nats below the annealing's, so the target holds "
+               "much of its mass far from its modes (a scale that changes across the support, "
+               "as in a funnel's neck)")
+    else:
         return None
     return ("unverified: the second estimate (importance sampling from a Gaussian at each "
-            f"of {info['modes']} local minima) fits this target poorly and lies "
-            f"{-gap:.1f} nats below the annealing's, so the target holds much of its mass far "
-            "from its modes (a scale that changes across the support, as in a funnel's neck). "
+            f"of {info['modes']} local minima) fits this target poorly and {why}. "
             "There the annealing's particles lag in every replicate alike, which the replicates' "
             "agreement cannot show, and nothing else checked this log Z (such runs were 0.4-0.8 "
             "nats low with stderrs near 0.05). To get a checked value, compare with "

@@ -641,6 +641,11 @@ def test_bdmc_default_reverse_run_starts_from_forward_particles():
             assert est.info["note"].endswith("(forward particles), not exact samples")
             noise = 3 * math.hypot(est.info["lower_stderr"], est.info["upper_stderr"])
             assert (est.lower - noise <= MIX_LOGZ <= est.upper + noise) or not est.reliable, est
+            # The reverse run retraces the forward particles, so the two ends' errors are
+            # not independent: the midpoint's stderr is at least their mean, not half
+            # their hypot (which would be 0.71x the forward stderr alone).
+            f, r = est.info["lower_stderr"], est.info["upper_stderr"]
+            assert est.stderr >= 0.5 * (f + r) - 1e-12
 
 
 # --------------------------------------------------------------------------

@@ -75,6 +75,8 @@ def test_mode_check_passes_a_correct_estimate():
                                jax.random.key(0))
     assert problem is None
     assert info["status"] == "compared" and info["modes"] == 2
+    # Particles that sample both basins sit as low as the descents go (depth near 0).
+    assert abs(info["depth"]) < 1.0
     # The mixture estimate itself is right to within its own error bar.
     assert abs(info["log_z"] - _LOG_Z) < 4 * info["stderr"] + 1e-3
 
@@ -187,9 +189,10 @@ def _funnel_draws(dim, n, rng, neck=True):
 def test_unverified_flags_a_lagging_funnel_run_and_passes_a_sound_one():
     """Negative control: a 6-d funnel run whose particles miss the neck, 0.6 nats low with
     stderr 0.05 (default AIS on funnel10 looks like this). The mode check skips it, which
-    left ``reliable: yes`` before; now it is unverified, with a fix named. Control: exact
-    draws with the right log Z also fit poorly, but are not unverified."""
-    from energymc.logz._checks import unverified_problem
+    left ``reliable: yes`` before; now it is unverified, with a fix named, by both rules
+    (the mixture far below; the descents far below every particle). Control: exact draws
+    with the right log Z also fit poorly, but are not unverified by either."""
+    from energymc.logz._checks import UNVERIFIED_DEPTH, unverified_problem
 
     dim, n = 6, 200
     target, rng = _funnel(dim), np.random.default_rng(4)
@@ -200,10 +203,15 @@ def test_unverified_flags_a_lagging_funnel_run_and_passes_a_sound_one():
     assert problem is None and info["status"].startswith("skipped: the mixture fits poorly")
     text = unverified_problem(info, log_z - 0.6)
     assert text is not None and text.startswith("unverified") and "method='pt'" in text
+    # The depth rule alone flags it too: the descents went far below every particle.
+    assert info["depth"] > info["depth_limit"] == UNVERIFIED_DEPTH
+    assert "denser than anywhere the particles went" in text
     sound = _funnel_draws(dim, n, rng)
     problem, info = mode_check(target, sound, np.full(n, 1 / n), log_z, 0.05, jax.random.key(4))
     assert info["status"].startswith("skipped: the mixture fits poorly")
     assert unverified_problem(info, log_z) is None
+    # Exact draws fill the neck: the descents end among their lowest energies.
+    assert info["depth"] < UNVERIFIED_DEPTH / 2
 
 
 def test_unverified_leaves_shapes_that_fit_poorly_when_sound_alone():
@@ -222,6 +230,23 @@ def test_unverified_leaves_shapes_that_fit_poorly_when_sound_alone():
     assert unverified_problem({"status": poor, "modes": 1, "log_z": 8.0}, 10.0) is not None
 
 
+def test_unverified_depth_rule_needs_a_poor_fit_and_a_deep_descent():
+    """The rule on recorded numbers: default bdmc's funnel10 misses had 2 modes and a
+    mixture only 0.3-0.6 nats below (the gap rule passed them); depth flags them. A deep
+    descent where the mixture compared (it vouched), or a shallow one, is left alone."""
+    from energymc.logz._checks import UNVERIFIED_DEPTH, unverified_problem
+
+    poor = "skipped: the mixture fits poorly (ESS 40)"
+    deep = {"status": poor, "modes": 2, "log_z": 9.5, "deepest": -60.0, "energy_q01": -2.0,
+            "depth": 56.7, "depth_limit": UNVERIFIED_DEPTH}
+    assert unverified_problem(deep, 10.0) is not None
+    assert unverified_problem({**deep, "depth": UNVERIFIED_DEPTH - 1}, 10.0) is None
+    # In 50-d the limit is 5 sds of a Gaussian's energy (25 nats): student50 sat at 6.
+    assert unverified_problem({**deep, "depth": 20.0, "depth_limit": 25.0}, 10.0) is None
+    assert unverified_problem({**deep, "status": "compared"}, 10.0) is None
+    assert unverified_problem({**deep, "depth": math.nan}, 10.0) is None
+
+
 @pytest.mark.slow
 def test_log_partition_marks_a_funnel10_run_unverified_and_prints_no_precise_number():
     """End to end, default options, the zoo's held-out funnel10 seeds that were silent
@@ -233,6 +258,23 @@ def test_log_partition_marks_a_funnel10_run_unverified_and_prints_no_precise_num
         assert abs(est.log_z - log_z) > 3 * est.stderr  # still wrong: the run is unchanged
         assert any(p.startswith("unverified") for p in est.problems), est.problems
         assert "±" not in est.estimate_text and "no reliable interval" in est.estimate_text
+
+
+@pytest.mark.slow
+def test_log_partition_marks_the_two_mode_bdmc_funnel10_misses_unverified():
+    """End to end, default bdmc on the zoo's funnel10 seeds that stayed silent misses after
+    the gap rule (1 and 4: -0.53 and -0.59 nats, stderr 0.03-0.04; the mixture found 2
+    modes, 0.3-0.6 nats below): the depth rule flags them, naming the neck."""
+    dim = 10
+    log_z = math.log(_FUNNEL_SCALE) + 0.5 * dim * math.log(2 * math.pi)
+    for seed in (1, 4):
+        with pytest.warns(emc.EnergymcWarning):
+            est = emc.log_partition(_funnel(dim), method="bdmc", seed=seed)
+        info = est.info["checks"]["modes"]
+        assert info["depth"] > info["depth_limit"], info
+        assert any("denser than anywhere the particles went" in p for p in est.problems), \
+            (seed, est.log_z - log_z, est.problems)
+        assert not est.reliable
 
 
 # ------------------------------------------- BDMC brackets from approximate draws
