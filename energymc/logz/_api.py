@@ -416,7 +416,7 @@ def _record_check(est, check: dict) -> None:
         est.problems.append(unverified)
 
 
-def _merge_problems(per_run):
+def merge_problems(per_run):
     """One sentence per kind of problem, naming the replicates that had it.
 
     Replicates usually fail the same way with different numbers; listing the
@@ -443,7 +443,7 @@ def _combine(m: LogZMethod, target, results: list[Estimate], ctx: Context, total
     """One :class:`LogZ` from the replicates' estimates (pooled when there are several)."""
     first = results[0]
     R = len(results)
-    problems = _merge_problems([res.problems for res in results])
+    problems = merge_problems([res.problems for res in results])
     info = dict(first.info)
     lower, upper = first.lower, first.upper
     if R == 1:

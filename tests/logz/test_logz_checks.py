@@ -154,9 +154,9 @@ def test_log_partition_flags_a_missed_minor_mode_weight():
 
 
 def test_replicates_problems_are_merged_by_kind():
-    from energymc.logz._api import _merge_problems
+    from energymc.logz._api import merge_problems
 
-    merged = _merge_problems([["the final weight ESS is 1.5 of 256 particles"],
+    merged = merge_problems([["the final weight ESS is 1.5 of 256 particles"],
                               ["the final weight ESS is 3.0 of 256 particles", "stopped early"],
                               []])
     assert merged == ["2 of 3 replicates (0, 1; numbers from replicate 0): the final weight "
