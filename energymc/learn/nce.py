@@ -183,7 +183,7 @@ class NCE(LearnerBase):
         return {**extra, "log_z": log_z}
 
     def _noise_init(self, data):
-        """The fitted Gaussian noise's ``loc``, ``scale_tril``, ``inv_tril`` (``{}`` with ``noise=``)."""
+        """The fitted Gaussian noise's arrays; ``{}`` with ``noise=``."""
         event = tuple(data.shape[1:])
         if self.noise is not None:
             shape = tuple(self.noise.batch_shape) + tuple(self.noise.event_shape)
