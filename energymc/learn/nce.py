@@ -6,15 +6,16 @@ A logistic classifier tells data from noise with the log-odds
 data point. ``log_z`` is a free parameter: at the optimum the model is
 normalised, so NCE returns a normalised density and its log-partition.
 
-``log_z`` starts at ``init_log_z`` (0 by default), or with
-``init_log_z="data"`` where the classifier is balanced on the data (the
-median of ``G`` over the training points is 0). A fixed start can sit tens of
-nats from the initial model's level on the data; the optimiser then closes
-the gap through the energy's scale (many parameters, each moving a step per
-update) faster than through ``log_z`` (one), and the model can land in a flat
-region far from the optimum. The balanced start removes that gap, but it did
-not help on every zoo task, so it is not the default
-(``benchmarks/RESULTS.md``, "NCE's stall").
+By default (``log_z_update="balance"``) ``log_z`` is not a parameter of the
+optimiser: it starts at, and after every update is set to, the value where
+the loss is least for the current energy (:func:`balance_log_z`). Left to
+the optimiser (``log_z_update="optimiser"``, from ``init_log_z``), a start
+tens of nats from the initial model's level on the data is closed through
+the energy's scale (many parameters, each moving a step per update) faster
+than through ``log_z`` (one), and the model can land mis-scaled or in a flat
+region far from the optimum (``benchmarks/RESULTS.md``, "NCE's stall").
+A model whose mean starts several sds from the data can still stall; the
+run is then flagged (:meth:`NCE._problems`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from energymc.learn._checks import check_data, check_positive
 from energymc.learn._learner import LearnerBase
 from energymc.learn._state import LearnState
 
-__all__ = ["NCE"]
+__all__ = ["NCE", "balance_log_z", "chance_loss"]
 
 
 class NCE(LearnerBase):
@@ -52,13 +53,21 @@ class NCE(LearnerBase):
         :meth:`init` (Gutmann & Hyvarinen advise noise close to the data).
     noise_ratio
         ``nu``, noise points per data point (at least one noise point per batch).
+    log_z_update
+        ``"balance"`` (default): ``log_z`` starts balanced on (up to 1024 of)
+        the training points and as many noise points, and after each update
+        moves to the loss's minimiser for the current energy on that batch
+        (a running average over about ten batches that jumps when the
+        balance moves by more than a nat); each update uses the value from
+        earlier batches, so ``log_z`` never correlates with the batch whose
+        gradient it enters. It lives in ``state.extra["log_z"]``.
+        ``"optimiser"``: ``log_z`` is a parameter like the energy's, moved by
+        ``optim`` from ``init_log_z`` (the behaviour before 2026-12-03).
     init_log_z
-        Initial value of the ``log_z`` parameter, or ``"data"``: chosen in
-        :meth:`init` so that the classifier starts balanced,
-        ``median_i [-E(x_i) - log(nu p_noise(x_i))]`` over (up to
-        ``1024`` of) the training points at the initial parameters. It helps
-        when the initial energy is far from the data in level and scale but
-        not in location (see ``docs/learning.md``).
+        With ``log_z_update="optimiser"`` only: the initial ``log_z`` (default
+        0), or ``"data"``: chosen in :meth:`init` so that the classifier starts
+        balanced, ``median_i [-E(x_i) - log(nu p_noise(x_i))]`` over (up to
+        ``1024`` of) the training points at the initial parameters.
 
     Notes
     -----
@@ -66,6 +75,9 @@ class NCE(LearnerBase):
     sigmoid(-G)``. ``result.log_z`` is the learned log-normaliser of
     ``exp(-E)``; ``history["accuracy"]`` is the classifier's accuracy on the
     batch (about 0.5 when the model matches data and noise is close to both).
+    ``history["chance_loss"]`` is the loss of a model equal to the noise,
+    ``(1 + nu) log(1 + nu) - nu log nu``; a run that ends above it is flagged
+    in ``result.problems`` (see :meth:`_problems`).
     """
 
     _name = "NCE"
