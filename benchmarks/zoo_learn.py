@@ -491,12 +491,14 @@ def main() -> Any:
     parser.add_argument("--tasks", nargs="+", default=None, help="only these tasks")
     parser.add_argument("--learners", nargs="+", default=None, help="only these learners")
     parser.add_argument("--nce-init-log-z", default=None,
-                        help="NCE's init_log_z instead of its default: a number, or 'data'")
+                        help="NCE with log_z_update='optimiser' (the default before "
+                             "2026-12-03) and this init_log_z: a number, or 'data'")
     args = parser.parse_args()
     nce_options = None
     if args.nce_init_log_z is not None:
         v = args.nce_init_log_z
-        nce_options = {"init_log_z": v if v == "data" else float(v)}
+        nce_options = {"init_log_z": v if v == "data" else float(v),
+                       "log_z_update": "optimiser"}
     if args.run:
         names = TUNING if args.run == "tuning" else HELD_OUT
         if args.tasks:

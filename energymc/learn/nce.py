@@ -6,15 +6,16 @@ A logistic classifier tells data from noise with the log-odds
 data point. ``log_z`` is a free parameter: at the optimum the model is
 normalised, so NCE returns a normalised density and its log-partition.
 
-``log_z`` starts at ``init_log_z`` (0 by default), or with
-``init_log_z="data"`` where the classifier is balanced on the data (the
-median of ``G`` over the training points is 0). A fixed start can sit tens of
-nats from the initial model's level on the data; the optimiser then closes
-the gap through the energy's scale (many parameters, each moving a step per
-update) faster than through ``log_z`` (one), and the model can land in a flat
-region far from the optimum. The balanced start removes that gap, but it did
-not help on every zoo task, so it is not the default
-(``benchmarks/RESULTS.md``, "NCE's stall").
+By default (``log_z_update="balance"``) ``log_z`` is not a parameter of the
+optimiser: it starts at, and after every update is set to, the value where
+the loss is least for the current energy (:func:`balance_log_z`). Left to
+the optimiser (``log_z_update="optimiser"``, from ``init_log_z``), a start
+tens of nats from the initial model's level on the data is closed through
+the energy's scale (many parameters, each moving a step per update) faster
+than through ``log_z`` (one), and the model can land mis-scaled or in a flat
+region far from the optimum (``benchmarks/RESULTS.md``, "NCE's stall").
+A model whose mean starts several sds from the data can still stall; the
+run is then flagged (:meth:`NCE._problems`).
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from energymc.errors import EnergyError, OptionError
 from energymc.learn._checks import check_data, check_positive
 from energymc.learn._learner import LearnerBase
 from energymc.learn._state import LearnState
 
-__all__ = ["NCE"]
+__all__ = ["NCE", "balance_log_z", "chance_loss"]
 
 
 class NCE(LearnerBase):
@@ -51,13 +53,21 @@ class NCE(LearnerBase):
         :meth:`init` (Gutmann & Hyvarinen advise noise close to the data).
     noise_ratio
         ``nu``, noise points per data point (at least one noise point per batch).
+    log_z_update
+        ``"balance"`` (default): ``log_z`` starts balanced on (up to 1024 of)
+        the training points and as many noise points, and after each update
+        moves to the loss's minimiser for the current energy on that batch
+        (a running average over about ten batches that jumps when the
+        balance moves by more than a nat); each update uses the value from
+        earlier batches, so ``log_z`` never correlates with the batch whose
+        gradient it enters. It lives in ``state.extra["log_z"]``.
+        ``"optimiser"``: ``log_z`` is a parameter like the energy's, moved by
+        ``optim`` from ``init_log_z`` (the behaviour before 2026-12-03).
     init_log_z
-        Initial value of the ``log_z`` parameter, or ``"data"``: chosen in
-        :meth:`init` so that the classifier starts balanced,
-        ``median_i [-E(x_i) - log(nu p_noise(x_i))]`` over (up to
-        ``1024`` of) the training points at the initial parameters. It helps
-        when the initial energy is far from the data in level and scale but
-        not in location (see ``docs/learning.md``).
+        With ``log_z_update="optimiser"`` only: the initial ``log_z`` (default
+        0), or ``"data"``: chosen in :meth:`init` so that the classifier starts
+        balanced, ``median_i [-E(x_i) - log(nu p_noise(x_i))]`` over (up to
+        ``1024`` of) the training points at the initial parameters.
 
     Notes
     -----
@@ -65,18 +75,32 @@ class NCE(LearnerBase):
     sigmoid(-G)``. ``result.log_z`` is the learned log-normaliser of
     ``exp(-E)``; ``history["accuracy"]`` is the classifier's accuracy on the
     batch (about 0.5 when the model matches data and noise is close to both).
+    ``history["chance_loss"]`` is the loss of a model equal to the noise,
+    ``(1 + nu) log(1 + nu) - nu log nu``; a run that ends above it is flagged
+    in ``result.problems`` (see :meth:`_problems`).
     """
 
     _name = "NCE"
 
     def __init__(self, energy_fn: Callable, optim, noise: Any = None, noise_ratio: float = 1.0,
-                 init_log_z: float | str = 0.0):
+                 init_log_z: float | str | None = None, log_z_update: str = "balance"):
         super().__init__(energy_fn, optim)
         if noise is not None and not all(hasattr(noise, m) for m in ("sample", "log_prob")):
             raise OptionError("noise must be a NumPyro distribution (with sample and log_prob), "
                               "or None for a Gaussian fitted to the data.")
         self.noise = noise
         self.noise_ratio = check_positive("noise_ratio", noise_ratio)
+        if log_z_update not in ("balance", "optimiser"):
+            raise OptionError(f"log_z_update must be 'balance' (log_z set each update where "
+                              f"the loss is least) or 'optimiser' (log_z a parameter of the "
+                              f"optimiser); got {log_z_update!r}.")
+        self.log_z_update = log_z_update
+        if init_log_z is not None and log_z_update == "balance":
+            raise OptionError("init_log_z applies with log_z_update='optimiser'; with the "
+                              "default 'balance' log_z starts, and stays, where the loss is "
+                              "least for the current energy.")
+        if init_log_z is None:
+            init_log_z = 0.0
         if not _is_data(init_log_z):
             try:
                 init_log_z = float(init_log_z)
@@ -89,7 +113,13 @@ class NCE(LearnerBase):
         self.init_log_z = init_log_z
 
     # ------------------------------------------------------------------ params
+    @property
+    def _balance(self) -> bool:
+        return self.log_z_update == "balance"
+
     def _add_internal(self, internal, data):
+        if self._balance:  # log_z lives in the state's extra, outside the optimiser
+            return {"energy": internal}
         # With init_log_z="data" the value is replaced in init(), once the noise is fitted.
         start = 0.0 if _is_data(self.init_log_z) else self.init_log_z
         return {"energy": internal, "log_z": jnp.asarray(start, data.dtype)}
@@ -103,7 +133,7 @@ class NCE(LearnerBase):
         classifier's log-odds ``G`` start centred on the data.
         """
         state = super().init(seed, data, init_params, batch_size=batch_size, key=key)
-        if not _is_data(self.init_log_z):
+        if self._balance or not _is_data(self.init_log_z):
             return state
         internal = self.optim.get_params(state.optim_state)
         data = check_data(data)
@@ -133,14 +163,39 @@ class NCE(LearnerBase):
         return internal["energy"]
 
     def _result_log_z(self, state):
-        return float(self.optim.get_params(state.optim_state)["log_z"])
+        return float(self.get_log_z(state))
 
     def get_log_z(self, state) -> jax.Array:
-        """The current ``log_z`` parameter."""
+        """The current ``log_z`` (balanced on the latest batch, or the optimiser's parameter)."""
+        if self._balance:
+            return state.extra["log_z"]
         return self.optim.get_params(state.optim_state)["log_z"]
 
     # ------------------------------------------------------------------- noise
     def _extra_init(self, key, data, internal, batch_size):
+        extra = self._noise_init(data)
+        if not self._balance:
+            return extra
+        # The first log_z: balanced on (up to 1024 of) the training points and as
+        # many noise points per point as an update draws.
+        points = data[:: max(1, -(-data.shape[0] // 1024))]
+        m = points.shape[0]
+        num_noise = max(1, int(round(self.noise_ratio * m)))
+        noise_x, noise_logp = self._noise_sample_logp(key, extra, num_noise, points.shape[1:])
+        energy = jax.vmap(self._spec.energy, in_axes=(None, 0))
+        nu = num_noise / m
+        a = -energy(internal["energy"], points) - jnp.log(nu) - self._data_logp(extra, points)
+        b = -energy(internal["energy"], noise_x) - jnp.log(nu) - noise_logp
+        log_z = balance_log_z(a.astype(data.dtype), b.astype(data.dtype), nu)
+        if not isinstance(log_z, jax.core.Tracer) and not bool(jnp.isfinite(log_z)):
+            raise EnergyError(
+                "could not choose NCE's initial log_z: the energy or the noise's log-density "
+                "is not finite on any data or noise point at the initial parameters. Check "
+                "the energy there.")
+        return {**extra, "log_z": log_z}
+
+    def _noise_init(self, data):
+        """The fitted Gaussian noise's arrays; ``{}`` with ``noise=``."""
         event = tuple(data.shape[1:])
         if self.noise is not None:
             shape = tuple(self.noise.batch_shape) + tuple(self.noise.event_shape)
@@ -195,17 +250,132 @@ class NCE(LearnerBase):
         energy = jax.vmap(self._spec.energy, in_axes=(None, 0))
         e_data = energy(internal["energy"], batch)
         e_noise = energy(internal["energy"], noise_x)
-        log_z = internal["log_z"]
         log_nu = jnp.log(nu)
-        g_data = -e_data - log_z - log_nu - self._data_logp(extra, batch)
-        g_noise = -e_noise - log_z - log_nu - noise_logp
+        a = -e_data - log_nu - self._data_logp(extra, batch)
+        b_ = -e_noise - log_nu - noise_logp
+        if self._balance:
+            # The log_z balanced on earlier batches (a constant here), and the one
+            # balanced on this batch for the next update: using this batch's own
+            # would correlate log_z with the batch and bias the gradient.
+            log_z = extra["log_z"]
+            extra = {**extra, "log_z": _next_log_z(log_z, balance_log_z(
+                jax.lax.stop_gradient(a), jax.lax.stop_gradient(b_), nu))}
+        else:
+            log_z = internal["log_z"]
+        g_data = a - log_z
+        g_noise = b_ - log_z
         loss = -(jnp.mean(jax.nn.log_sigmoid(g_data))
                  + nu * jnp.mean(jax.nn.log_sigmoid(-g_noise)))
         acc = (jnp.sum(g_data > 0) + jnp.sum(g_noise < 0)) / (b + num_noise)
         info = {"energy_data": jnp.mean(e_data), "energy_noise": jnp.mean(e_noise),
-                "accuracy": acc.astype(batch.dtype), "log_z": log_z}
+                "accuracy": acc.astype(batch.dtype), "log_z": log_z,
+                "chance_loss": jnp.asarray(chance_loss(nu), batch.dtype)}
         return loss, (extra, info)
 
+    # ------------------------------------------------------------ the verdict
+    def _problems(self, history: dict) -> list[str]:
+        """A run whose loss ends above a constant classifier's: the model is stuck.
+
+        A model proportional to the noise makes the log-odds ``G`` constant and
+        reaches :func:`chance_loss`; any fit that tells data from noise at all
+        does better, and with noise fitted to Gaussian-like data the optimum is
+        about that value. Over the last quarter of updates, a mean loss above
+        it by more than 4 standard errors (spread over updates) and 5% means
+        the energy is far from the data's, typically stranded in a flat
+        region after starting far from the data (``benchmarks/RESULTS.md``,
+        "NCE's stall"). Smaller misfits pass unflagged: the check catches
+        gross failures only.
+        """
+        loss = np.asarray(history.get("loss", []), float)
+        base = np.asarray(history.get("chance_loss", []), float)
+        if loss.ndim != 1 or loss.size < 8 or base.shape != loss.shape:
+            return []  # restarts are judged by select; too short a run says nothing
+        tail = slice(-max(loss.size // 4, 4), None)
+        lt, bt = loss[tail], base[tail]
+        ok = np.isfinite(lt)
+        if ok.sum() < 4:
+            return []
+        excess = float(np.mean(lt[ok] - bt[ok]))
+        se = float(np.std(lt[ok], ddof=1) / np.sqrt(ok.sum()))
+        level = float(np.mean(bt[ok]))
+        if not (excess > 4 * se and excess > 0.05 * level):
+            return []
+        return [
+            f"NCE is stuck: over the last {int(ok.sum())} updates its loss averaged "
+            f"{level + excess:.4g}, above the {level:.4g} of a model that equals the noise "
+            f"(by {excess:.3g}, {excess / max(se, 1e-300):.0f} standard errors), so the "
+            "learned energy does not match the data. This happens when the initial energy "
+            "puts its mass far from the data (e.g. a mean several sds away): start the "
+            "parameters near the data (a mean at the data's mean), or use CD."
+        ]
+
+
+
+def balance_log_z(a, b, nu):
+    """The ``log_z`` that minimises NCE's loss for fixed energies: ``c`` with
+    ``mean_a sigmoid(c - a) = nu mean_b sigmoid(b - c)``.
+
+    ``a`` ``(n,)`` and ``b`` ``(m,)`` are ``-E - log(nu p_noise)`` on data and
+    on noise points; the loss is convex in ``c`` and its derivative increases
+    from ``-nu`` to ``1``, so bisection on a bracket that holds every value
+    finds the root whatever the start (Newton's step is unbounded where the
+    classifier saturates, which is where a good ``log_z`` is most needed).
+    Non-finite values are left out. Returns a scalar (``nan`` when no value
+    is finite).
+    """
+    a_ok, b_ok = jnp.isfinite(a), jnp.isfinite(b)
+    n_a = jnp.maximum(jnp.sum(a_ok), 1)
+    n_b = jnp.maximum(jnp.sum(b_ok), 1)
+    big = jnp.asarray(jnp.finfo(a.dtype).max, a.dtype)
+    lo = jnp.minimum(jnp.min(jnp.where(a_ok, a, big)), jnp.min(jnp.where(b_ok, b, big)))
+    hi = jnp.maximum(jnp.max(jnp.where(a_ok, a, -big)), jnp.max(jnp.where(b_ok, b, -big)))
+    # sigmoid(+-40) is 1 or 0 to float precision, so the root is inside.
+    margin = 40.0 + jnp.abs(jnp.log(nu))
+    lo, hi = lo - margin, hi + margin
+
+    def slope(c):
+        da = jnp.sum(jnp.where(a_ok, jax.nn.sigmoid(c - a), 0.0)) / n_a
+        db = jnp.sum(jnp.where(b_ok, jax.nn.sigmoid(b - c), 0.0)) / n_b
+        return da - nu * db
+
+    def halve(_, bracket):
+        lo, hi = bracket
+        mid = 0.5 * (lo + hi)
+        up = slope(mid) < 0
+        return jnp.where(up, mid, lo), jnp.where(up, hi, mid)
+
+    # 60 halvings shrink any float32 bracket to a few ulps.
+    lo, hi = jax.lax.fori_loop(0, 60, halve, (lo, hi))
+    c = 0.5 * (lo + hi)
+    return jnp.where(jnp.any(a_ok) & jnp.any(b_ok), c, jnp.nan).astype(a.dtype)
+
+
+#: Weight of the latest batch's balanced log_z in the running value, and the
+#: distance (nats) beyond which the running value jumps to it: a batch's
+#: balance jitters by its sampling error (hundredths of a nat for batches of
+#: ~100), which the average smooths; a move of a nat or more is the energy
+#: changing, which the average would only trail.
+_SMOOTH, _JUMP = 0.1, 1.0
+
+
+def _next_log_z(log_z, balanced):
+    """The running ``log_z`` after one batch whose balanced value is ``balanced``.
+
+    A batch with no finite value keeps the previous ``log_z`` (the loss
+    reports the NaN; the run goes on).
+    """
+    step = balanced - log_z
+    new = jnp.where(jnp.abs(step) > _JUMP, balanced, log_z + _SMOOTH * step)
+    return jnp.where(jnp.isfinite(balanced), new, log_z).astype(log_z.dtype)
+
+
+def chance_loss(nu: float) -> float:
+    """NCE's loss (per data point) of a constant classifier, ``(1 + nu) log(1 + nu) - nu log nu``.
+
+    It is the loss of any model proportional to the noise, whose log-odds
+    ``G`` is the constant ``-log(nu)``: the reference of the stuck check.
+    """
+    return float((1.0 + nu) * math.log1p(nu) - (nu * math.log(nu) if nu > 0 else 0.0))
 
 
 def _is_data(value) -> bool:

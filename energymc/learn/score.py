@@ -187,10 +187,11 @@ class DSM(LearnerBase):
         return jnp.mean(per_point), (extra, info)
 
     def sample(self, key, params, x0, *, steps_per_level: int = 100, step_lr: float = 2e-5,
-               denoise: bool = True):
+               denoise: bool = True, unroll: bool | None = None):
         """Annealed Langevin over this learner's noise levels, from ``x0`` ``(n, *event)``.
 
-        ``params`` are user-form (``result.params``). See :func:`annealed_langevin`.
+        ``params`` are user-form (``result.params``). See :func:`annealed_langevin`
+        (``unroll=None`` runs a convolutional energy's steps from a host loop on CPU).
         """
         if self._spec is None:
             raise OptionError("call init() or run() first.")
@@ -199,7 +200,8 @@ class DSM(LearnerBase):
         else:
             fn = static(_unconditional, self._spec.user_energy)
         return annealed_langevin(key, fn, params, x0, self.sigmas,
-                                 steps_per_level=steps_per_level, step_lr=step_lr, denoise=denoise)
+                                 steps_per_level=steps_per_level, step_lr=step_lr, denoise=denoise,
+                                 unroll=unroll)
 
 
 def _unconditional(fn, params, x, sigma):
@@ -274,7 +276,7 @@ class SSM(LearnerBase):
 
 def annealed_langevin(key, energy_fn: Callable, params, x0, sigmas, *,
                       steps_per_level: int = 100, step_lr: float = 2e-5,
-                      denoise: bool = True):
+                      denoise: bool = True, unroll: bool | None = None):
     """Annealed Langevin dynamics over noise levels (Song & Ermon 2019).
 
     At each level ``sigma_i`` (largest first), ``steps_per_level`` steps of
@@ -301,6 +303,16 @@ def annealed_langevin(key, energy_fn: Callable, params, x0, sigmas, *,
     denoise
         Finish with one denoising step ``x + sigma_L^2 s(x, sigma_L)``
         (Tweedie's formula), which removes the last level's noise.
+    unroll
+        Run each Langevin step as its own compiled call from a host loop
+        (``True``), or every level and step inside one compiled program of
+        ``lax.scan`` loops (``False``). ``None`` (default): ``True`` when
+        running on CPU and the energy contains a convolution, as
+        :class:`energymc.learn.CD`'s ``unroll``: XLA:CPU runs convolutions
+        inside a compiled loop several times slower than outside one
+        (``benchmarks/RESULTS.md``, "Unrolled CD"). The steps and their random
+        numbers are the same either way; float32 results can differ in the
+        last bits.
 
     Returns
     -------
@@ -313,15 +325,28 @@ def annealed_langevin(key, energy_fn: Callable, params, x0, sigmas, *,
     x0 = jnp.asarray(x0, dtype=jnp.result_type(float))
     if x0.ndim < 2:
         raise EnergyError(f"x0 has shape {x0.shape}; it must be (n_points, *event_shape).")
-    return _annealed(key, params, x0, jnp.asarray(sig, x0.dtype), jnp.asarray(step_lr, x0.dtype),
-                     jnp.asarray(bool(denoise)), energy_fn=energy_fn,
-                     steps_per_level=steps_per_level)
+    if unroll is not None and not isinstance(unroll, bool):
+        raise OptionError(f"unroll must be None (decide from the energy), True or False; got "
+                          f"{unroll!r}.")
+    sig = jnp.asarray(sig, x0.dtype)
+    args = (key, params, x0, sig, jnp.asarray(step_lr, x0.dtype), jnp.asarray(bool(denoise)))
+    if unroll is None:
+        unroll = _has_convolution(energy_fn, params, x0[0], sig[-1])
+    if unroll:
+        return _annealed_host_loop(*args, energy_fn=energy_fn, steps_per_level=steps_per_level)
+    return _annealed(*args, energy_fn=energy_fn, steps_per_level=steps_per_level)
 
 
-@partial(jax.jit, static_argnames=("energy_fn", "steps_per_level"))
-def _annealed(key, params, x0, sigmas, step_lr, denoise, *, energy_fn, steps_per_level):
+def _has_convolution(energy_fn, params, point, sigma) -> bool:
+    """Whether ``energy_fn`` convolves, on the CPU backend (where loops slow convolutions)."""
+    if jax.default_backend() != "cpu":
+        return False
+    return "conv_general_dilated" in str(jax.make_jaxpr(energy_fn)(params, point, sigma))
+
+
+def _langevin_parts(energy_fn, params, event, step_lr, sigma_last):
+    """The ``"langevin"`` kernel, its options, and per-level log-density and kernel parameters."""
     kernel = _kernels.get("langevin")
-    n, event = x0.shape[0], x0.shape[1:]
     dim = int(np.prod(event))
     options = _kernels.resolve_options(kernel, {"step_size": 1.0}, context="annealed_langevin")
     imm = kernel.default_params(dim, options)["inverse_mass_matrix"]
@@ -332,10 +357,78 @@ def _annealed(key, params, x0, sigmas, step_lr, denoise, *, energy_fn, steps_per
 
         return logdensity
 
+    def kparams_at(sigma):
+        alpha = step_lr * (sigma / sigma_last) ** 2
+        return {"step_size": alpha / 2, "inverse_mass_matrix": imm}
+
+    return kernel, options, logdensity_at, kparams_at
+
+
+def _level_keys(key, num_levels, n, steps_per_level):
+    """Per level: each chain's init key and its ``(n, steps)`` step keys (both loops draw these)."""
+    out = []
+    for k in jax.random.split(key, num_levels):
+        chain_keys = jax.random.split(k, n)
+        out.append((chain_keys, jax.vmap(lambda c: jax.random.split(c, steps_per_level))(
+            chain_keys)))
+    return out
+
+
+@partial(jax.jit, static_argnames=("energy_fn", "event"))
+def _level_init(params, flat, chain_keys, sigma, step_lr, sigma_last, *, energy_fn, event):
+    kernel, options, logdensity_at, kparams_at = _langevin_parts(
+        energy_fn, params, event, step_lr, sigma_last)
+    return jax.vmap(lambda kk, z: kernel.init(kk, z, logdensity_at(sigma), kparams_at(sigma),
+                                              options))(chain_keys, flat)
+
+
+@partial(jax.jit, static_argnames=("energy_fn", "event"))
+def _level_step(params, states, step_keys, sigma, step_lr, sigma_last, *, energy_fn, event):
+    kernel, options, logdensity_at, kparams_at = _langevin_parts(
+        energy_fn, params, event, step_lr, sigma_last)
+    return jax.vmap(lambda kk, st: kernel.step(kk, st, logdensity_at(sigma), kparams_at(sigma),
+                                               options)[0])(step_keys, states)
+
+
+@partial(jax.jit, static_argnames=("energy_fn", "event"))
+def _denoise(params, flat, sigma_last, step_lr, denoise, *, energy_fn, event):
+    _, _, logdensity_at, _ = _langevin_parts(energy_fn, params, event, step_lr, sigma_last)
+    grad = jax.vmap(jax.grad(logdensity_at(sigma_last)))(flat)
+    return jnp.where(denoise, flat + sigma_last**2 * grad, flat)
+
+
+def _annealed_host_loop(key, params, x0, sigmas, step_lr, denoise, *, energy_fn,
+                        steps_per_level):
+    """:func:`_annealed`'s levels and steps as a host loop over compiled single steps.
+
+    Host code: no compiled program holds a loop, so XLA:CPU keeps convolutions
+    on its fast layout; the keys are those :func:`_annealed` draws.
+    """
+    n, event = x0.shape[0], tuple(x0.shape[1:])
+    flat = x0.reshape(n, -1)
+    static_ = {"energy_fn": energy_fn, "event": event}
+    sigma_last = sigmas[-1]
+    for i, (chain_keys, step_keys) in enumerate(_level_keys(key, sigmas.shape[0], n,
+                                                            steps_per_level)):
+        states = _level_init(params, flat, chain_keys, sigmas[i], step_lr, sigma_last,
+                             **static_)
+        for t in range(steps_per_level):
+            states = _level_step(params, states, step_keys[:, t], sigmas[i], step_lr,
+                                 sigma_last, **static_)
+        flat = states.position
+    return _denoise(params, flat, sigma_last, step_lr, denoise, **static_).reshape(x0.shape)
+
+
+@partial(jax.jit, static_argnames=("energy_fn", "steps_per_level"))
+def _annealed(key, params, x0, sigmas, step_lr, denoise, *, energy_fn, steps_per_level):
+    n, event = x0.shape[0], x0.shape[1:]
+    dim = int(np.prod(event))
+    kernel, options, logdensity_at, kparams_at = _langevin_parts(
+        energy_fn, params, event, step_lr, sigmas[-1])
+
     def level(x, inputs):
         sigma, k = inputs
-        alpha = step_lr * (sigma / sigmas[-1]) ** 2
-        kparams = {"step_size": alpha / 2, "inverse_mass_matrix": imm}
+        kparams = kparams_at(sigma)
         logdensity = logdensity_at(sigma)
 
         def chain(key, z):
