@@ -54,7 +54,7 @@ class NCE(LearnerBase):
     noise_ratio
         ``nu``, noise points per data point (at least one noise point per batch).
     log_z_update
-        ``"balance"`` (default): ``log_z`` starts balanced on (up to 1024 of)
+        ``"balance"`` (the default, unless ``init_log_z`` is given): ``log_z`` starts balanced on (up to 1024 of)
         the training points and as many noise points, and after each update
         moves to the loss's minimiser for the current energy on that batch
         (a running average over about ten batches that jumps when the
@@ -62,9 +62,10 @@ class NCE(LearnerBase):
         earlier batches, so ``log_z`` never correlates with the batch whose
         gradient it enters. It lives in ``state.extra["log_z"]``.
         ``"optimiser"``: ``log_z`` is a parameter like the energy's, moved by
-        ``optim`` from ``init_log_z`` (the behaviour before 2026-12-03).
+        ``optim`` from ``init_log_z`` (the behaviour before 2026-12-03; the
+        default when ``init_log_z`` is given).
     init_log_z
-        With ``log_z_update="optimiser"`` only: the initial ``log_z`` (default
+        With ``log_z_update="optimiser"`` only (giving it selects that): the initial ``log_z`` (default
         0), or ``"data"``: chosen in :meth:`init` so that the classifier starts
         balanced, ``median_i [-E(x_i) - log(nu p_noise(x_i))]`` over (up to
         ``1024`` of) the training points at the initial parameters.
@@ -83,13 +84,17 @@ class NCE(LearnerBase):
     _name = "NCE"
 
     def __init__(self, energy_fn: Callable, optim, noise: Any = None, noise_ratio: float = 1.0,
-                 init_log_z: float | str | None = None, log_z_update: str = "balance"):
+                 init_log_z: float | str | None = None, log_z_update: str | None = None):
         super().__init__(energy_fn, optim)
         if noise is not None and not all(hasattr(noise, m) for m in ("sample", "log_prob")):
             raise OptionError("noise must be a NumPyro distribution (with sample and log_prob), "
                               "or None for a Gaussian fitted to the data.")
         self.noise = noise
         self.noise_ratio = check_positive("noise_ratio", noise_ratio)
+        if log_z_update is None:
+            # A start for log_z only means something to the optimiser: code written
+            # before "balance" existed (init_log_z=...) keeps its behaviour.
+            log_z_update = "balance" if init_log_z is None else "optimiser"
         if log_z_update not in ("balance", "optimiser"):
             raise OptionError(f"log_z_update must be 'balance' (log_z set each update where "
                               f"the loss is least) or 'optimiser' (log_z a parameter of the "

@@ -169,4 +169,8 @@ def test_log_z_options_are_checked():
     with pytest.raises(OptionError, match="log_z_update"):
         learn.NCE(_energy, optim.Adam(1e-2), log_z_update="adam")
     with pytest.raises(OptionError, match="init_log_z applies"):
-        learn.NCE(_energy, optim.Adam(1e-2), init_log_z=1.0)
+        learn.NCE(_energy, optim.Adam(1e-2), init_log_z=1.0, log_z_update="balance")
+    # Code written before "balance" existed keeps its behaviour: a start for
+    # log_z selects the optimiser; without one the default balances.
+    assert learn.NCE(_energy, optim.Adam(1e-2), init_log_z=1.0).log_z_update == "optimiser"
+    assert learn.NCE(_energy, optim.Adam(1e-2)).log_z_update == "balance"
