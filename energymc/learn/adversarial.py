@@ -61,9 +61,13 @@ import numpy as np
 from energymc._util import n_positional
 from energymc.errors import EnergyError, OptionError
 from energymc.learn._checks import check_int, check_positive
+from energymc.learn._driver import loop_slows, scan
 from energymc.learn._learner import LearnerBase
 
 __all__ = ["Adversarial", "batch_mmd"]
+
+#: The most Langevin refinement steps an unrolled learner writes out (compile time grows).
+_UNROLL_MAX_STEPS = 64
 
 
 def batch_mmd(x: jax.Array, y: jax.Array, bandwidth: jax.Array) -> jax.Array:
@@ -153,6 +157,14 @@ class Adversarial(LearnerBase):
         equilibrium, and the average can sit nearer to it than the last
         iterate (Yazıcı et al. 2019), e.g. ``ema=0.99``. The coverage check in
         ``history`` judges the iterates, not the average.
+    unroll
+        As :class:`energymc.learn.CD`'s: compile each update, and the
+        Langevin refinement's steps, without a loop around them (``True``),
+        or as rolled ``lax.scan`` loops (``False``). ``None`` (default):
+        unrolled on CPU when the energy or the generator contains a
+        convolution (XLA:CPU runs convolutions inside a compiled loop about
+        ten times slower, ``benchmarks/RESULTS.md``); the refinement stays
+        rolled above 64 steps, where compile time would dominate.
 
     Notes
     -----
@@ -176,7 +188,13 @@ class Adversarial(LearnerBase):
                  noise: float = 0.1, entropy_weight: float = 1.0, energy_l2: float = 0.1,
                  langevin_steps: int = 0, step_size: float | None = None,
                  noise_scale: float | None = None, coverage_tolerance: float = 0.5,
-                 ema: float | None = None):
+                 ema: float | None = None, unroll: bool | None = None):
+        if unroll is not None and not isinstance(unroll, bool):
+            raise OptionError(f"unroll must be None (decide from the networks), True or False; "
+                              f"got {unroll!r}.")
+        self.unroll = unroll
+        # What the compiled loops do; decided again from the networks at set-up.
+        self._unrolled = bool(unroll)
         if not callable(energy_fn) or n_positional(energy_fn) not in (None, 2):
             raise EnergyError("energy_fn must be a callable energy_fn(params, x) -> scalar "
                               "(two arguments: parameters, then ONE point).")
@@ -230,7 +248,19 @@ class Adversarial(LearnerBase):
         if batch_size < 4:
             raise OptionError(f"batch_size={batch_size} is too small: Adversarial needs at least 4 "
                               "points per batch (its coverage check splits a batch in halves).")
+        self._unrolled = self._decide_unroll(internal, data)
         return {}
+
+    def _decide_unroll(self, internal, data) -> bool:
+        """``unroll`` as given, else whether either network has a convolution on CPU."""
+        if self.unroll is not None:
+            return self.unroll
+        z = jnp.zeros((self.latent_dim,), data.dtype)
+
+        def both(p, x, zz):
+            return self._spec.energy(p, x), self.generator_fn(self._spec.to_user(p)["generator"], zz)
+
+        return loop_slows(both, internal, data[0], z)
 
     # ------------------------------------------------------------- sampling
     def _generate(self, key, gen_params, n, dtype):
@@ -257,7 +287,8 @@ class Adversarial(LearnerBase):
             ok = jnp.all(jnp.isfinite(new), axis=axes)
             return jnp.where(ok.reshape((-1,) + (1,) * (x.ndim - 1)), new, x), None
 
-        x, _ = jax.lax.scan(step, x0, jax.random.split(key, self.langevin_steps))
+        unroll = self._unrolled and self.langevin_steps <= _UNROLL_MAX_STEPS
+        x, _ = scan(step, x0, jax.random.split(key, self.langevin_steps), unroll=unroll)
         return x
 
     def _score_q(self, x, mean):

@@ -187,3 +187,39 @@ def test_entropy_term_covers_eight_gaussians_and_its_absence_is_detected():
     res0, x0 = _ring_run(0.0)
     assert any("does not cover" in p for p in res0.problems)
     assert emc.metrics.mmd(x0, ref) > 10 * null_sd
+
+
+def _conv_energy(p, x):
+    # A 4x4 image through one 3x3 convolution: the kind XLA:CPU slows down in a loop.
+    h = jax.lax.conv(x.reshape(1, 1, 4, 4), p["w"], (1, 1), "SAME")
+    return jnp.sum(jax.nn.silu(h)) + 0.5 * jnp.sum(x**2)
+
+
+def test_conv_energy_is_unrolled_with_the_same_refinement():
+    # RESULTS.md: XLA:CPU runs convolutions inside a compiled loop several times
+    # slower, so the default writes the updates and the Langevin refinement out
+    # (as CD(unroll=None) does; the driver's per-update path is tested there).
+    # The refinement must be the same steps.
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(16, 16)), jnp.float32)
+    p0 = {"energy": {"w": 0.5 * jnp.asarray(np.random.default_rng(1).normal(size=(2, 1, 3, 3)),
+                                            jnp.float32)},
+          "generator": mlp_init(jax.random.key(2), [2, 8, 16])}
+    moved = {}
+    for unroll in (False, None):
+        adv = emc.learn.Adversarial(_conv_energy, mlp_apply, optax.adam(1e-2), latent_dim=2,
+                                    langevin_steps=3, step_size=0.05, unroll=unroll)
+        adv.init(jax.random.key(0), x, p0, batch_size=8)
+        assert adv._unrolled is (unroll is None and jax.default_backend() == "cpu")
+        refine = jax.jit(adv._refine)
+        moved[unroll] = np.asarray(refine(jax.random.key(3), p0["energy"], x))
+    other = np.asarray(refine(jax.random.key(4), p0["energy"], x))
+    dense = _learner()
+    dense.init(jax.random.key(0), toy_data("8gaussians", 64, seed=0), _params(), batch_size=16)
+    assert dense._unrolled is False  # no convolution: stays rolled
+    assert np.abs(moved[False]).max() < 10  # the scale the tolerance below is written for
+    # Same keys, same steps; float32 fusion may differ in the last bits.
+    np.testing.assert_allclose(moved[None], moved[False], rtol=0, atol=1e-5)
+    # Negative control: another key's refinement is far outside that tolerance.
+    assert np.mean(np.abs(other - moved[False]) > 1e-5) > 0.5
+    with pytest.raises(OptionError, match="unroll must be None"):
+        _learner(unroll=3)
