@@ -46,10 +46,11 @@ def test_score_estimate_is_the_batch_mixtures_score():
 
 def test_losses_are_each_players_own_gradient():
     # The summed loss's gradient in the energy's parameters is the CD gradient with the
-    # generator's samples fixed; in the generator's parameters it ignores the energy
-    # player's terms (energy_l2 etc. do not reach the generator).
+    # generator's samples fixed, plus the gradient penalty on the data; in the
+    # generator's parameters it ignores the energy player's terms (energy_l2,
+    # grad_penalty do not reach the generator).
     data = toy_data("8gaussians", 64, seed=0)
-    learner = _learner(entropy_weight=0.0, energy_l2=0.0)
+    learner = _learner(entropy_weight=0.0, energy_l2=0.0, grad_penalty=0.5)
     state = learner.init(jax.random.key(0), data, _params(), batch_size=16)
     internal = learner.optim.get_params(state.optim_state)
     batch = jnp.asarray(data[:16])
@@ -58,7 +59,8 @@ def test_losses_are_each_players_own_gradient():
 
     def cd(pe, x_gen):
         e = jax.vmap(lambda z: mlp_energy(pe, z))
-        return jnp.mean(e(batch)) - jnp.mean(e(x_gen))
+        gx = jax.vmap(jax.grad(lambda z: mlp_energy(pe, z)))(batch)
+        return jnp.mean(e(batch)) - jnp.mean(e(x_gen)) + 0.5 * jnp.mean(jnp.sum(gx**2, 1))
 
     def gen(pg, pe):
         xg, _ = learner._generate(k_gen, pg, 16, batch.dtype)
@@ -74,6 +76,34 @@ def test_losses_are_each_players_own_gradient():
     for got, want in [(grads["energy"], want_e), (grads["generator"], want_g)]:
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_nonfinite_energies_are_dropped_without_a_nan_gradient():
+    # An energy that is NaN, with a NaN derivative, left of x0 = 0: the generator's
+    # points there are dropped from both losses, and the gradient stays finite.
+    def energy(p, x):
+        return jnp.sum(x**2) + jnp.sqrt(p["a"] * x[0])
+
+    data = np.abs(toy_data("8gaussians", 64, seed=0)) + 0.1
+    learner = emc.learn.Adversarial(energy, mlp_apply, optax.adam(1e-2), latent_dim=2,
+                                    langevin_steps=1, step_size=1e-3)
+    p0 = {"energy": {"a": jnp.asarray(0.5)}, "generator": mlp_init(jax.random.key(1), [2, 8, 2])}
+    state = learner.init(jax.random.key(0), data, p0, batch_size=32)
+    internal = learner.optim.get_params(state.optim_state)
+    batch, key = jnp.asarray(data[:32]), jax.random.key(3)
+    grads, (_, info) = jax.jit(jax.grad(lambda q: learner._loss(q, state.extra, batch, key),
+                                        has_aux=True))(internal)
+    assert 0.1 < float(info["nonfinite"]) < 0.9  # the case is exercised: some rows dropped
+    for leaf in jax.tree.leaves(grads):
+        assert np.all(np.isfinite(np.asarray(leaf)))
+    # Negative control: masking the energies with jnp.where alone gives a NaN gradient.
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(8, 2)), jnp.float32)
+
+    def masked_mean(a):
+        e = jax.vmap(lambda z: energy({"a": a}, z))(x)
+        return jnp.sum(jnp.where(jnp.isfinite(e), e, 0.0))
+
+    assert not np.isfinite(float(jax.grad(masked_mean)(0.5)))
 
 
 def test_run_records_history_and_samples_with_refinement():
@@ -141,16 +171,16 @@ def test_problems_flag_a_generator_far_from_the_data():
     assert learner._problems(short) == []
 
 
-def _ring_run(entropy_weight, seed=1):
-    """The example's setting: 2,000 updates on 8 Gaussians, networks from key 0, run ``seed``."""
+def _ring_run(seed, **options):
+    """The example's setting: 3,000 updates on 8 Gaussians, networks from key 0, run ``seed``."""
     data = toy_data("8gaussians", 4000, seed=0)
-    learner = emc.learn.Adversarial(mlp_energy, mlp_apply, optax.adam(1e-2, b1=0.5),
-                                    latent_dim=2, entropy_weight=entropy_weight)
+    learner = emc.learn.Adversarial(mlp_energy, mlp_apply, optax.adam(3e-3, b1=0.5),
+                                    latent_dim=2, **options)
     k1, k2 = jax.random.split(jax.random.key(0))
     params = {"energy": mlp_init(k1, [2, 64, 64, 1]), "generator": mlp_init(k2, [2, 64, 64, 2])}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", emc.errors.EnergymcWarning)
-        res = learner.run(jax.random.key(seed), 2000, data, init_params=params, batch_size=256,
+        res = learner.run(jax.random.key(seed), 3000, data, init_params=params, batch_size=256,
                           progress=False)
     # Every problem is also issued as a warning.
     assert len([w for w in caught if issubclass(w.category, emc.errors.EnergymcWarning)]) \
@@ -160,31 +190,27 @@ def _ring_run(entropy_weight, seed=1):
 
 
 @pytest.mark.slow
-def test_entropy_term_covers_eight_gaussians_and_its_absence_is_detected():
+def test_defaults_cover_eight_gaussians_at_held_out_seeds_and_collapse_is_detected():
     ref = toy_data("8gaussians", 2000, seed=1)
     # The null spread of the MMD at this sample size: a second draw from the truth, 5 times.
     null = np.array([emc.metrics.mmd(toy_data("8gaussians", 2000, seed=10 + i), ref)
                      for i in range(5)])
     null_sd = float(np.sqrt(np.mean(null**2)))
 
-    # Three run seeds. Measured: seed 1 reaches the truth; seeds 2 and 3 leave two
-    # or three modes with about half their share (MMD 12 and 28 null spreads).
-    # The coverage check must agree with the held-out MMD at every seed.
-    verdicts = []
-    for seed in (1, 2, 3):
-        res, x = _ring_run(1.0, seed)
-        good = emc.metrics.mmd(x, ref) < 4 * null_sd
-        assert (res.problems == []) == good, (seed, res.problems)
-        if good:
-            modes = np.round(np.arctan2(x[:, 1], x[:, 0]) / (2 * np.pi / 8)).astype(int) % 8
-            counts = np.bincount(modes, minlength=8)
-            assert counts.min() > 0.5 * len(x) / 8  # every mode holds at least half its share
-        verdicts.append(good)
-    assert verdicts[0]  # seed 1 is the documented good run
+    # The defaults (gradient penalty 1, ema 0.99) were tuned on run seeds 0-2; these
+    # are the held-out seeds 3-7 (benchmarks/RESULTS.md). Each must pass the coverage
+    # check, score within 4 null spreads of a second draw from the truth and hold at
+    # least half its share in every mode.
+    for seed in (3, 4, 5, 6, 7):
+        res, x = _ring_run(seed)
+        assert res.problems == [], (seed, res.problems)
+        assert emc.metrics.mmd(x, ref) < 4 * null_sd, seed
+        modes = np.round(np.arctan2(x[:, 1], x[:, 0]) / (2 * np.pi / 8)).astype(int) % 8
+        assert np.bincount(modes, minlength=8).min() > 0.5 * len(x) / 8, seed
 
-    # Negative control: the same game without the entropy term does not cover the
-    # ring, and the learner says so.
-    res0, x0 = _ring_run(0.0)
+    # Negative control: the plain GAN game (no entropy term, no gradient penalty, the
+    # last iterate) piles its samples onto some modes, and the learner says so.
+    res0, x0 = _ring_run(3, entropy_weight=0.0, grad_penalty=0.0, ema=None)
     assert any("does not cover" in p for p in res0.problems)
     assert emc.metrics.mmd(x0, ref) > 10 * null_sd
 
