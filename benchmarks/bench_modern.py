@@ -16,9 +16,16 @@ Three kinds of model, on two moons (2-d) and on scikit-learn's 8x8 digits:
   log-likelihood); ebmkit ``MultiSigmaDenoisingScoreMatching`` (a geometric
   ladder) sampled by ``AnnealedLangevinDynamics``. TorchEBM has no
   noise-conditional energy (its diffusion side trains velocity fields), so
-  that row is skipped with a message.
-* **adversarial EBM**: ``emc.learn.Adversarial`` (energy against a generator
-  with VERA's entropy term). Neither peer has one; energymc's row stands alone.
+  that row is skipped with a message. On digits both train on uniformly
+  dequantised digits ``(k + u) / 16`` (8 draws of ``u`` per digit), so that
+  energymc's bits/dim is the proper bound for the 17-level data; their
+  samples are quantised back to ``k / 16`` before scoring.
+* **adversarial EBM**: ``emc.learn.Adversarial`` with its defaults (energy
+  against a generator with VERA's entropy term and gradient penalty,
+  parameter averaging). Neither peer has one; energymc's row stands alone.
+
+The recipes are the documented ones: ``MOONS`` and ``DIGITS`` below hold the
+settings every library gets (the digits CD recipe is ``docs/deep-ebms.md``'s).
 
 Every row trains for the same wall-clock budget, then is scored the same way.
 energymc's first compiled chunk (compilation plus one chunk of updates) runs
