@@ -21,8 +21,8 @@ Three kinds of model, on two moons (2-d) and on scikit-learn's 8x8 digits:
   energymc's bits/dim is the proper bound for the 17-level data; their
   samples are quantised back to ``k / 16`` before scoring.
 * **adversarial EBM**: ``emc.learn.Adversarial`` with its defaults (energy
-  against a generator with VERA's entropy term and gradient penalty,
-  parameter averaging). Neither peer has one; energymc's row stands alone.
+  against a generator with VERA's entropy term). Neither peer has one;
+  energymc's row stands alone.
 
 The recipes are the documented ones: ``MOONS`` and ``DIGITS`` below hold the
 settings every library gets (the digits CD recipe is ``docs/deep-ebms.md``'s).

@@ -7,8 +7,8 @@ Swersky & Duvenaud 2021):
 
 * the energy takes a contrastive-divergence step with the generator's samples
   as negatives: ``E_theta(data) - E_theta(x_gen)`` (plus an ``energy_l2``
-  penalty on both energies, as Du & Mordatch's recipe, and VERA's gradient
-  penalty ``grad_penalty * |grad_x E_theta(data)|^2``);
+  penalty on both energies, as Du & Mordatch's recipe, and optionally VERA's
+  gradient penalty ``grad_penalty * |grad_x E_theta(data)|^2``);
 * the generator minimises ``KL(q_phi || p_theta) = E_q[E_theta(x)] - H(q_phi) +
   log Z``: it moves its samples downhill on the energy *and* raises its own
   entropy. Without the entropy term the generator's optimum is a point mass at
@@ -31,17 +31,15 @@ network; FCE a normalising flow and its log-determinants), its only knob is
 the entropy weight, and its gradient is exactly the KL's up to the score
 estimate, so the game's equilibrium is ``q = p_theta = p_data``.
 
-Why the gradient penalty is on by default: without it the generator settles
-with some modes at half their share and others at 1.5 times theirs, at two
-seeds of three on the ring of 8 Gaussians, and more updates made it worse,
-not better (``benchmarks/RESULTS.md``). A generator moves mass from one mode
-to another only through the samples it places between them, which the
-energy's steep walls push back into the nearest mode. The penalty keeps the
-energy smooth around the data, so the walls between modes stay passable and
-the energy's answer to an imbalance (raise the crowded mode, lower the thin
-one) reaches the generator. With it (and the default ``ema=0.99``) every
-tuning seed and four of five held-out seeds reach the truth at the example's
-settings.
+The gradient penalty is off by default. On the ring of 8 Gaussians the
+generator settles with some modes at half their share and others at 1.5
+times theirs at two run seeds of three, and more updates made it worse
+(``benchmarks/RESULTS.md``): a generator moves mass between modes only
+through the samples it places between them. ``grad_penalty=1`` evens out the
+mass per mode, but by smoothing the energy so far that the samples fill the
+whole ring between the modes: the modes are gone, which a one-width MMD and
+per-mode counts do not show (the figure in ``docs/adversarial.md`` and an
+MMD at several widths do). Mode balance on this problem is not solved.
 
 Optionally the generator's samples take ``langevin_steps`` short-run Langevin
 steps on the energy before they serve as negatives (cooperative learning, Xie
@@ -148,9 +146,10 @@ class Adversarial(LearnerBase):
         which keeps the energy's scale from drifting; default 0.1.
     grad_penalty
         Weight of ``mean |grad_x E(data)|^2`` on the energy's loss (VERA's
-        gradient penalty); default 1. It keeps the energy smooth around the
-        data, which lets the generator move mass between modes (module
-        notes); ``0`` turns it off (one backward pass less per update).
+        gradient penalty); default 0 (off). It keeps the energy smooth around
+        the data, which lets the generator move mass between modes, at the
+        price of wide, merged modes (module notes); it costs one more
+        backward pass per update.
     langevin_steps
         Short-run Langevin steps on the energy from the generator's samples
         before they are the energy's negatives (cooperative learning); 0 by
@@ -169,15 +168,12 @@ class Adversarial(LearnerBase):
         (three standard errors of its tail mean), so that noise alone is
         never reported.
     ema
-        ``None`` or a decay in ``[0, 1)``: ``result.params`` is the
-        exponential moving average of both networks' iterates (as for
-        :class:`energymc.learn.CD`); default 0.99. A two-player game
-        oscillates around its equilibrium, and the average sits nearer to it
-        than the last iterate (Yazıcı et al. 2019): on the ring its samples'
-        MMD was 1.7 and 16 times lower than the last iterate's at two tuning
-        seeds of three, level at the third. ``None`` returns the
-        last iterate. The coverage check in ``history`` judges the iterates,
-        not the average.
+        ``None`` (default) or a decay in ``[0, 1)``: ``result.params`` is then
+        the exponential moving average of both networks' iterates (as for
+        :class:`energymc.learn.CD`). A two-player game oscillates around its
+        equilibrium, and the average can sit nearer to it than the last
+        iterate (Yazıcı et al. 2019), e.g. ``ema=0.99``. The coverage check in
+        ``history`` judges the iterates, not the average.
     unroll
         As :class:`energymc.learn.CD`'s: compile each update, and the
         Langevin refinement's steps, without a loop around them (``True``),
@@ -209,8 +205,8 @@ class Adversarial(LearnerBase):
                  noise: float = 0.1, entropy_weight: float = 1.0, energy_l2: float = 0.1,
                  langevin_steps: int = 0, step_size: float | None = None,
                  noise_scale: float | None = None, coverage_tolerance: float = 0.5,
-                 ema: float | None = 0.99, unroll: bool | None = None,
-                 grad_penalty: float = 1.0):
+                 ema: float | None = None, unroll: bool | None = None,
+                 grad_penalty: float = 0.0):
         if unroll is not None and not isinstance(unroll, bool):
             raise OptionError(f"unroll must be None (decide from the networks), True or False; "
                               f"got {unroll!r}.")
