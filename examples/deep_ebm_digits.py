@@ -55,7 +55,7 @@ def train(x_train, steps, *, seed=0, spectral_norm=False, channels=(16, 32, 32))
                          spectral_norm=spectral_norm)
     energy = emc.nn.ModuleEnergy(net)
     uniform = dist.Uniform(jnp.zeros(64), jnp.ones(64))
-    learner = emc.learn.CD(energy, optim.Adam(1e-3, b1=0.0), persistent=True, sampler="sgld",
+    learner = emc.learn.CD(energy, optim.Adam(3e-3, b1=0.0), persistent=True, sampler="sgld",
                            noise=uniform, **RECIPE)
     result = learner.run(jax.random.key(seed + 1), steps, x_train, init_params=energy.params,
                          batch_size=64)

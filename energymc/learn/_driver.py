@@ -27,7 +27,7 @@ from energymc.learn._checkpoint import fingerprint, strong_types
 from energymc.learn._devices import spread_update
 
 __all__ = ["Job", "Trained", "chunk", "chunk_plan", "compiled_chunk", "first_cursor",
-           "scan", "train"]
+           "loop_slows", "scan", "train"]
 
 
 # ---------------------------------------------------------------------------
@@ -51,6 +51,18 @@ def scan(body: Callable, carry, xs=None, *, length: int | None = None, unroll: b
         carry, out = body(carry, None if xs is None else jax.tree.map(lambda a, i=i: a[i], xs))
         outs.append(out)
     return carry, jax.tree.map(lambda *a: jnp.stack(a), *outs)
+
+
+def loop_slows(fn: Callable, *args) -> bool:
+    """Whether ``fn(*args)`` would run much slower inside a compiled loop: on
+    the CPU backend, when it contains a convolution (see :func:`scan`).
+
+    Host code: traces ``fn`` once on the shapes of ``args`` (pytrees of arrays).
+    """
+    if jax.default_backend() != "cpu":
+        return False
+    shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), args)
+    return "conv_general_dilated" in str(jax.make_jaxpr(fn)(*shapes))
 
 
 def first_cursor(n: int, batch_size: int, restarts: int):

@@ -6,8 +6,9 @@ over latents) play the game of VERA (Grathwohl, Kelly, Hashemi, Norouzi,
 Swersky & Duvenaud 2021):
 
 * the energy takes a contrastive-divergence step with the generator's samples
-  as negatives: ``E_theta(data) - E_theta(x_gen)`` (plus an optional ``energy_l2``
-  penalty on both energies, as Du & Mordatch's recipe);
+  as negatives: ``E_theta(data) - E_theta(x_gen)`` (plus an ``energy_l2``
+  penalty on both energies, as Du & Mordatch's recipe, and optionally VERA's
+  gradient penalty ``grad_penalty * |grad_x E_theta(data)|^2``);
 * the generator minimises ``KL(q_phi || p_theta) = E_q[E_theta(x)] - H(q_phi) +
   log Z``: it moves its samples downhill on the energy *and* raises its own
   entropy. Without the entropy term the generator's optimum is a point mass at
@@ -29,6 +30,16 @@ flow-contrastive estimation: it adds no third network (MEG needs a statistics
 network; FCE a normalising flow and its log-determinants), its only knob is
 the entropy weight, and its gradient is exactly the KL's up to the score
 estimate, so the game's equilibrium is ``q = p_theta = p_data``.
+
+The gradient penalty is off by default. On the ring of 8 Gaussians the
+generator settles with some modes at half their share and others at 1.5
+times theirs at two run seeds of three, and more updates made it worse
+(``benchmarks/RESULTS.md``): a generator moves mass between modes only
+through the samples it places between them. ``grad_penalty=1`` evens out the
+mass per mode, but by smoothing the energy so far that the samples fill the
+whole ring between the modes: the modes are gone, which a one-width MMD and
+per-mode counts do not show (the figure in ``docs/adversarial.md`` and an
+MMD at several widths do). Mode balance on this problem is not solved.
 
 Optionally the generator's samples take ``langevin_steps`` short-run Langevin
 steps on the energy before they serve as negatives (cooperative learning, Xie
@@ -61,9 +72,13 @@ import numpy as np
 from energymc._util import n_positional
 from energymc.errors import EnergyError, OptionError
 from energymc.learn._checks import check_int, check_positive
+from energymc.learn._driver import loop_slows, scan
 from energymc.learn._learner import LearnerBase
 
 __all__ = ["Adversarial", "batch_mmd"]
+
+#: The most Langevin refinement steps an unrolled learner writes out (compile time grows).
+_UNROLL_MAX_STEPS = 64
 
 
 def batch_mmd(x: jax.Array, y: jax.Array, bandwidth: jax.Array) -> jax.Array:
@@ -129,6 +144,12 @@ class Adversarial(LearnerBase):
     energy_l2
         Weight of the penalty ``E(data)^2 + E(x_gen)^2`` on the energy's loss,
         which keeps the energy's scale from drifting; default 0.1.
+    grad_penalty
+        Weight of ``mean |grad_x E(data)|^2`` on the energy's loss (VERA's
+        gradient penalty); default 0 (off). It keeps the energy smooth around
+        the data, which lets the generator move mass between modes, at the
+        price of wide, merged modes (module notes); it costs one more
+        backward pass per update.
     langevin_steps
         Short-run Langevin steps on the energy from the generator's samples
         before they are the energy's negatives (cooperative learning); 0 by
@@ -147,12 +168,20 @@ class Adversarial(LearnerBase):
         (three standard errors of its tail mean), so that noise alone is
         never reported.
     ema
-        ``None`` or a decay in ``[0, 1)``: ``result.params`` is then the
-        exponential moving average of both networks' iterates (as for
+        ``None`` (default) or a decay in ``[0, 1)``: ``result.params`` is then
+        the exponential moving average of both networks' iterates (as for
         :class:`energymc.learn.CD`). A two-player game oscillates around its
         equilibrium, and the average can sit nearer to it than the last
         iterate (Yazıcı et al. 2019), e.g. ``ema=0.99``. The coverage check in
         ``history`` judges the iterates, not the average.
+    unroll
+        As :class:`energymc.learn.CD`'s: compile each update, and the
+        Langevin refinement's steps, without a loop around them (``True``),
+        or as rolled ``lax.scan`` loops (``False``). ``None`` (default):
+        unrolled on CPU when the energy or the generator contains a
+        convolution (XLA:CPU runs convolutions inside a compiled loop about
+        ten times slower, ``benchmarks/RESULTS.md``); the refinement stays
+        rolled above 64 steps, where compile time would dominate.
 
     Notes
     -----
@@ -176,7 +205,14 @@ class Adversarial(LearnerBase):
                  noise: float = 0.1, entropy_weight: float = 1.0, energy_l2: float = 0.1,
                  langevin_steps: int = 0, step_size: float | None = None,
                  noise_scale: float | None = None, coverage_tolerance: float = 0.5,
-                 ema: float | None = None):
+                 ema: float | None = None, unroll: bool | None = None,
+                 grad_penalty: float = 0.0):
+        if unroll is not None and not isinstance(unroll, bool):
+            raise OptionError(f"unroll must be None (decide from the networks), True or False; "
+                              f"got {unroll!r}.")
+        self.unroll = unroll
+        # What the compiled loops do; decided again from the networks at set-up.
+        self._unrolled = bool(unroll)
         if not callable(energy_fn) or n_positional(energy_fn) not in (None, 2):
             raise EnergyError("energy_fn must be a callable energy_fn(params, x) -> scalar "
                               "(two arguments: parameters, then ONE point).")
@@ -190,6 +226,7 @@ class Adversarial(LearnerBase):
         self.noise = check_positive("noise", noise)
         self.entropy_weight = check_positive("entropy_weight", entropy_weight, allow_zero=True)
         self.energy_l2 = check_positive("energy_l2", energy_l2, allow_zero=True)
+        self.grad_penalty = check_positive("grad_penalty", grad_penalty, allow_zero=True)
         self.langevin_steps = check_int("langevin_steps", langevin_steps, 0)
         if self.langevin_steps == 0 and (step_size is not None or noise_scale is not None):
             raise OptionError("step_size= and noise_scale= set the Langevin refinement; pass "
@@ -230,7 +267,20 @@ class Adversarial(LearnerBase):
         if batch_size < 4:
             raise OptionError(f"batch_size={batch_size} is too small: Adversarial needs at least 4 "
                               "points per batch (its coverage check splits a batch in halves).")
+        self._unrolled = self._decide_unroll(internal, data)
         return {}
+
+    def _decide_unroll(self, internal, data) -> bool:
+        """``unroll`` as given, else whether either network has a convolution on CPU."""
+        if self.unroll is not None:
+            return self.unroll
+        z = jnp.zeros((self.latent_dim,), data.dtype)
+
+        def both(p, x, zz):
+            gen = self._spec.to_user(p)["generator"]
+            return self._spec.energy(p, x), self.generator_fn(gen, zz)
+
+        return loop_slows(both, internal, data[0], z)
 
     # ------------------------------------------------------------- sampling
     def _generate(self, key, gen_params, n, dtype):
@@ -257,7 +307,8 @@ class Adversarial(LearnerBase):
             ok = jnp.all(jnp.isfinite(new), axis=axes)
             return jnp.where(ok.reshape((-1,) + (1,) * (x.ndim - 1)), new, x), None
 
-        x, _ = jax.lax.scan(step, x0, jax.random.split(key, self.langevin_steps))
+        unroll = self._unrolled and self.langevin_steps <= _UNROLL_MAX_STEPS
+        x, _ = scan(step, x0, jax.random.split(key, self.langevin_steps), unroll=unroll)
         return x
 
     def _score_q(self, x, mean):
@@ -296,6 +347,25 @@ class Adversarial(LearnerBase):
         return x
 
     # ------------------------------------------------------------------ loss
+    @staticmethod
+    def _rows(ok, x):
+        """``ok`` ``(B,)`` shaped to broadcast against ``x`` ``(B, *event)``."""
+        return ok.reshape((-1,) + (1,) * (x.ndim - 1))
+
+    def _finite_rows(self, x, energy, batch):
+        """``(e, ok, x_safe)``: energies of the rows of ``x`` with the non-finite ones
+        zeroed (and flagged ``~ok``) so that they add nothing to a loss or its gradient.
+
+        ``jnp.where(ok, energy(x), 0)`` alone is not enough: its gradient is ``0 *
+        (the non-finite derivative)`` = NaN on those rows. So the flagged rows are
+        evaluated again at a data point (``x_safe``) before the mask -- the
+        "double where" -- at the cost of one more forward pass without gradient.
+        """
+        sg = jax.lax.stop_gradient
+        ok = jnp.isfinite(sg(energy(sg(x))))
+        x_safe = jnp.where(self._rows(ok, x), x, sg(batch[:1]))
+        return jnp.where(ok, energy(x_safe), 0.0), ok, x_safe
+
     def _loss(self, internal, extra, batch, key):
         sg = jax.lax.stop_gradient
         kg, kr = jax.random.split(key)
@@ -311,23 +381,26 @@ class Adversarial(LearnerBase):
             neg = sg(self._refine(kr, sg(e_params), neg))
 
         # The energy's player: CD with the generator's (refined) samples as negatives.
-        e_data, e_neg = energy(batch), energy(neg)
-        ok = jnp.isfinite(e_neg)
+        e_data = energy(batch)
+        e_neg, ok, _ = self._finite_rows(neg, energy, batch)
         n_ok = jnp.maximum(jnp.sum(ok), 1)
-        e_neg_mean = jnp.sum(jnp.where(ok, e_neg, 0.0)) / n_ok
+        e_neg_mean = jnp.sum(e_neg) / n_ok
         loss_energy = (jnp.mean(e_data) - e_neg_mean + self.energy_l2 * (
-            jnp.mean(e_data**2) + jnp.sum(jnp.where(ok, e_neg**2, 0.0)) / n_ok))
+            jnp.mean(e_data**2) + jnp.sum(e_neg**2) / n_ok))
+        if self.grad_penalty > 0:
+            gx = jax.vmap(jax.grad(lambda z: self.user_energy_fn(e_params, z)))(batch)
+            loss_energy = loss_energy + self.grad_penalty * jnp.mean(
+                jnp.sum(gx.reshape(b, -1) ** 2, 1))
 
         # The generator's player: E_q[E] - w H(q), with the entropy's gradient
         # through the surrogate score(x)^T x (score held fixed).
-        e_gen = frozen(x_gen)
-        ok_g = jnp.isfinite(e_gen)
+        e_gen, ok_g, x_safe = self._finite_rows(x_gen, frozen, batch)
         n_okg = jnp.maximum(jnp.sum(ok_g), 1)
-        score = sg(self._score_q(x_gen, mean))
+        mean_safe = jnp.where(self._rows(ok_g, mean), mean, sg(batch[:1]))
+        score = sg(self._score_q(x_safe, mean_safe))
         axes = tuple(range(1, x_gen.ndim))
-        neg_entropy = jnp.sum(jnp.where(ok_g, jnp.sum(score * x_gen, axis=axes), 0.0)) / n_okg
-        loss_generator = (jnp.sum(jnp.where(ok_g, e_gen, 0.0)) / n_okg
-                          + self.entropy_weight * neg_entropy)
+        neg_entropy = jnp.sum(jnp.where(ok_g, jnp.sum(score * x_safe, axis=axes), 0.0)) / n_okg
+        loss_generator = jnp.sum(e_gen) / n_okg + self.entropy_weight * neg_entropy
 
         # Coverage, judged on halves of the batch (no gradient).
         half = b // 2

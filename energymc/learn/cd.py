@@ -32,7 +32,7 @@ from energymc import kernels as _kernels
 from energymc._util import langevin_mh_acceptance
 from energymc.errors import EnergyError, OptionError
 from energymc.learn._checks import check_int, check_positive
-from energymc.learn._driver import scan
+from energymc.learn._driver import loop_slows, scan
 from energymc.learn._learner import LearnerBase
 
 __all__ = ["CD"]
@@ -396,12 +396,9 @@ class CD(LearnerBase):
         """
         if self.unroll is not None:
             return self.unroll
-        if self.k == 0 or self.k > _UNROLL_MAX_K or jax.default_backend() != "cpu":
+        if self.k == 0 or self.k > _UNROLL_MAX_K:
             return False
-        shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)),
-                              (internal, data[0]))
-        jaxpr = jax.make_jaxpr(self._spec.energy)(*shapes)
-        return "conv_general_dilated" in str(jaxpr)
+        return loop_slows(self._spec.energy, internal, data[0])
 
     def _adapt_init(self, data):
         """The adapted step's state: its log and, by default, the data's variances as metric.

@@ -46,10 +46,11 @@ def test_score_estimate_is_the_batch_mixtures_score():
 
 def test_losses_are_each_players_own_gradient():
     # The summed loss's gradient in the energy's parameters is the CD gradient with the
-    # generator's samples fixed; in the generator's parameters it ignores the energy
-    # player's terms (energy_l2 etc. do not reach the generator).
+    # generator's samples fixed, plus the gradient penalty on the data; in the
+    # generator's parameters it ignores the energy player's terms (energy_l2,
+    # grad_penalty do not reach the generator).
     data = toy_data("8gaussians", 64, seed=0)
-    learner = _learner(entropy_weight=0.0, energy_l2=0.0)
+    learner = _learner(entropy_weight=0.0, energy_l2=0.0, grad_penalty=0.5)
     state = learner.init(jax.random.key(0), data, _params(), batch_size=16)
     internal = learner.optim.get_params(state.optim_state)
     batch = jnp.asarray(data[:16])
@@ -58,7 +59,8 @@ def test_losses_are_each_players_own_gradient():
 
     def cd(pe, x_gen):
         e = jax.vmap(lambda z: mlp_energy(pe, z))
-        return jnp.mean(e(batch)) - jnp.mean(e(x_gen))
+        gx = jax.vmap(jax.grad(lambda z: mlp_energy(pe, z)))(batch)
+        return jnp.mean(e(batch)) - jnp.mean(e(x_gen)) + 0.5 * jnp.mean(jnp.sum(gx**2, 1))
 
     def gen(pg, pe):
         xg, _ = learner._generate(k_gen, pg, 16, batch.dtype)
@@ -74,6 +76,34 @@ def test_losses_are_each_players_own_gradient():
     for got, want in [(grads["energy"], want_e), (grads["generator"], want_g)]:
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_nonfinite_energies_are_dropped_without_a_nan_gradient():
+    # An energy that is NaN, with a NaN derivative, left of x0 = 0: the generator's
+    # points there are dropped from both losses, and the gradient stays finite.
+    def energy(p, x):
+        return jnp.sum(x**2) + jnp.sqrt(p["a"] * x[0])
+
+    data = np.abs(toy_data("8gaussians", 64, seed=0)) + 0.1
+    learner = emc.learn.Adversarial(energy, mlp_apply, optax.adam(1e-2), latent_dim=2,
+                                    langevin_steps=1, step_size=1e-3)
+    p0 = {"energy": {"a": jnp.asarray(0.5)}, "generator": mlp_init(jax.random.key(1), [2, 8, 2])}
+    state = learner.init(jax.random.key(0), data, p0, batch_size=32)
+    internal = learner.optim.get_params(state.optim_state)
+    batch, key = jnp.asarray(data[:32]), jax.random.key(3)
+    grads, (_, info) = jax.jit(jax.grad(lambda q: learner._loss(q, state.extra, batch, key),
+                                        has_aux=True))(internal)
+    assert 0.1 < float(info["nonfinite"]) < 0.9  # the case is exercised: some rows dropped
+    for leaf in jax.tree.leaves(grads):
+        assert np.all(np.isfinite(np.asarray(leaf)))
+    # Negative control: masking the energies with jnp.where alone gives a NaN gradient.
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(8, 2)), jnp.float32)
+
+    def masked_mean(a):
+        e = jax.vmap(lambda z: energy({"a": a}, z))(x)
+        return jnp.sum(jnp.where(jnp.isfinite(e), e, 0.0))
+
+    assert not np.isfinite(float(jax.grad(masked_mean)(0.5)))
 
 
 def test_run_records_history_and_samples_with_refinement():
@@ -187,3 +217,39 @@ def test_entropy_term_covers_eight_gaussians_and_its_absence_is_detected():
     res0, x0 = _ring_run(0.0)
     assert any("does not cover" in p for p in res0.problems)
     assert emc.metrics.mmd(x0, ref) > 10 * null_sd
+
+
+def _conv_energy(p, x):
+    # A 4x4 image through one 3x3 convolution: the kind XLA:CPU slows down in a loop.
+    h = jax.lax.conv(x.reshape(1, 1, 4, 4), p["w"], (1, 1), "SAME")
+    return jnp.sum(jax.nn.silu(h)) + 0.5 * jnp.sum(x**2)
+
+
+def test_conv_energy_is_unrolled_with_the_same_refinement():
+    # RESULTS.md: XLA:CPU runs convolutions inside a compiled loop several times
+    # slower, so the default writes the updates and the Langevin refinement out
+    # (as CD(unroll=None) does; the driver's per-update path is tested there).
+    # The refinement must be the same steps.
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(16, 16)), jnp.float32)
+    p0 = {"energy": {"w": 0.5 * jnp.asarray(np.random.default_rng(1).normal(size=(2, 1, 3, 3)),
+                                            jnp.float32)},
+          "generator": mlp_init(jax.random.key(2), [2, 8, 16])}
+    moved = {}
+    for unroll in (False, None):
+        adv = emc.learn.Adversarial(_conv_energy, mlp_apply, optax.adam(1e-2), latent_dim=2,
+                                    langevin_steps=3, step_size=0.05, unroll=unroll)
+        adv.init(jax.random.key(0), x, p0, batch_size=8)
+        assert adv._unrolled is (unroll is None and jax.default_backend() == "cpu")
+        refine = jax.jit(adv._refine)
+        moved[unroll] = np.asarray(refine(jax.random.key(3), p0["energy"], x))
+    other = np.asarray(refine(jax.random.key(4), p0["energy"], x))
+    dense = _learner()
+    dense.init(jax.random.key(0), toy_data("8gaussians", 64, seed=0), _params(), batch_size=16)
+    assert dense._unrolled is False  # no convolution: stays rolled
+    assert np.abs(moved[False]).max() < 10  # the scale the tolerance below is written for
+    # Same keys, same steps; float32 fusion may differ in the last bits.
+    np.testing.assert_allclose(moved[None], moved[False], rtol=0, atol=1e-5)
+    # Negative control: another key's refinement is far outside that tolerance.
+    assert np.mean(np.abs(other - moved[False]) > 1e-5) > 0.5
+    with pytest.raises(OptionError, match="unroll must be None"):
+        _learner(unroll=3)
