@@ -661,7 +661,9 @@ def _acceptance_problems(ad, data, stats, n_draws: int, th: Thresholds):
                         "barely move. Check the energy for NaN/inf regions, give a longer "
                         "warmup, or a smaller step_size.")
 
-    mh_chain = _per_chain_mean(stats, "mh_acceptance")
+    mh_chain = _per_chain_mean(stats, "mh_acceptance_rate")
+    if mh_chain is None:  # ArviZ data written before the rename
+        mh_chain = _per_chain_mean(stats, "mh_acceptance")
     if mh_chain is not None and not np.min(mh_chain) >= th.min_unadjusted_acceptance:
         problems.append(f"The unadjusted sampler's moves would have been accepted with mean "
                         f"probability {np.min(mh_chain):.2f} by a Metropolis test (limit "

@@ -17,7 +17,7 @@ __all__ = ["Run"]
 #: Renamed stats, old -> new (fractions of accepted proposals are ``*_rate``,
 #: the vocabulary of ``docs/architecture.md``). :attr:`Run.stats` holds the same
 #: array under the old name too, for one release: a dict key cannot warn.
-RENAMED_STATS = {"swap_acceptance": "swap_acceptance_rate"}
+RENAMED_STATS = {"swap_acceptance": "swap_acceptance_rate", "mh_acceptance": "mh_acceptance_rate"}
 
 
 def _with_old_names(stats: dict) -> dict:

@@ -208,6 +208,12 @@ def test_ula_with_a_large_step_is_flagged_as_biased():
     big = emc.sample(target, "langevin", adapt=False, step_size=0.5, **kw)
     d = emc.diagnose(big)
     assert any("unadjusted sampler's moves" in p for p in d.problems)
+    # The stat's name follows the vocabulary; the old key holds the same array.
+    assert big.stats["mh_acceptance"] is big.stats["mh_acceptance_rate"]
+    # ArviZ data written before the rename (only the old key) is still judged.
+    old = emc.diagnostics.from_arrays(
+        {"x": big.flat_draws}, {"mh_acceptance": big.stats["mh_acceptance_rate"]})
+    assert any("unadjusted sampler's moves" in p for p in emc.diagnose(old).problems)
     assert np.asarray(big.flat_draws).var() > 1.2
 
 

@@ -9,7 +9,7 @@
     signal-to-noise ratio, ``2 (snr ||z|| / ||s||)^2`` with the norms
     averaged over the chains (Song et al. 2021),
     through energymc's ``"langevin"`` kernel; the acceptance MALA would have
-    given each move is recorded as a diagnostic (``mh_acceptance``).
+    given each move is recorded as a diagnostic (``mh_acceptance_rate``).
   - ``"mala"`` / ``"hmc"``: Metropolis-adjusted steps through energymc's
     kernels, targeting ``exp(-E(x, sigma))`` at that level exactly -- which
     a score-only model cannot do, having no energy to accept or reject with.
@@ -289,7 +289,7 @@ def _corrector(module, key, x, sigma, log_scale, *, method, num, snr, adapt, hmc
 
         def one(s, kk):
             s, stats = kernel.step(kk, s, logdensity, kparams, options)
-            acc = stats["mh_acceptance"] if method == "langevin" else stats["acceptance_rate"]
+            acc = stats["mh_acceptance_rate"] if method == "langevin" else stats["acceptance_rate"]
             return s, (acc, stats["diverging"])
 
         state, (acc, div) = jax.lax.scan(one, state, jax.random.split(k, num))

@@ -431,7 +431,7 @@ class LangevinKernel(Kernel):
         mh = jnp.where(ok, langevin_mh_acceptance(old_y, new_y, params["step_size"]), 0.0)
         return new, {"lp": new.logdensity, "acceptance_rate": ok.astype(new.logdensity.dtype),
                      "diverging": ~ok, "step_size": params["step_size"],
-                     "mh_acceptance": mh.astype(new.logdensity.dtype)}
+                     "mh_acceptance_rate": mh.astype(new.logdensity.dtype)}
 
     def warmup(self, key, position, logdensity_fn, num_steps, options, tick=None):
         return _MALA.warmup(key, position, logdensity_fn, num_steps, options, tick=tick)

@@ -54,8 +54,9 @@ class NCE(LearnerBase):
     noise_ratio
         ``nu``, noise points per data point (at least one noise point per batch).
     log_z_update
-        ``"balance"`` (the default, unless ``init_log_z`` is given): ``log_z`` starts balanced on (up to 1024 of)
-        the training points and as many noise points, and after each update
+        ``"balance"`` (the default, unless ``init_log_z`` is given): ``log_z``
+        starts balanced on (up to 1024 of) the training points and as many
+        noise points, and after each update
         moves to the loss's minimiser for the current energy on that batch
         (a running average over about ten batches that jumps when the
         balance moves by more than a nat); each update uses the value from
@@ -65,8 +66,9 @@ class NCE(LearnerBase):
         ``optim`` from ``init_log_z`` (the behaviour before 2026-12-03; the
         default when ``init_log_z`` is given).
     init_log_z
-        With ``log_z_update="optimiser"`` only (giving it selects that): the initial ``log_z`` (default
-        0), or ``"data"``: chosen in :meth:`init` so that the classifier starts
+        With ``log_z_update="optimiser"`` only (giving it selects that): the
+        initial ``log_z`` (default 0), or ``"data"``: chosen in :meth:`init`
+        so that the classifier starts
         balanced, ``median_i [-E(x_i) - log(nu p_noise(x_i))]`` over (up to
         ``1024`` of) the training points at the initial parameters.
 
