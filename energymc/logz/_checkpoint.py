@@ -296,7 +296,8 @@ class StageSaver:
         self._started = False
 
     def phase(self, name: str) -> StageSaver:
-        """The saver of another stage loop of the same replicate, run after this one."""
+        """The saver of another stage loop of the same replicate (BDMC's reverse run
+        after the forward one, PT's warmup before its rounds), in subdirectory ``name``."""
         return StageSaver(self._owner, self.replicate, name)
 
     def run(self, carry, chunk: Callable, position: Callable = lambda c: c[0],
@@ -314,7 +315,12 @@ class StageSaver:
             new = chunk(carry, i + n)
             j = int(position(new))  # waits for the chunk
             seconds = time.perf_counter() - t
-            if j < i + n:  # the loop ended on its own: the caller saves the replicate
+            if j < i + n:  # the loop ended on its own
+                if j > i:
+                    # Its last stages saved too: a kill before the caller saves
+                    # the replicate (or during a later loop of it, such as PT's
+                    # rounds after its warmup) redoes none of them.
+                    self._save(new, i, j)
                 return new
             t = time.perf_counter()
             self._save(new, i, j)

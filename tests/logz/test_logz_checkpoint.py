@@ -230,34 +230,41 @@ def _rbm_path_case():
     return rbm.as_energy(params), {"base": rbm.ais_path(params)}
 
 
+_PT = dict(method="pt", seed=3, replicas=4, chains=2, draws=20, batches=2)
+
 # method -> (module, its chunk function, the call that is interrupted, options,
-# extra arguments (target and base) or None for TARGET, stages read back on resume)
+# extra arguments (target and base) or None for TARGET, stages read back on
+# resume, {in-flight directory: its saved stage counter} before the resume)
 CUT_SHORT = {
-    "pt": (_tempering, "_chunk", 6,
-           dict(method="pt", seed=3, replicas=4, chains=2, draws=20, warmup=10, batches=2),
-           None, 5),
+    # Cut in the rounds: the warmup's 10 rounds (one stretch) and 5 rounds read back.
+    "pt": (_tempering, "_chunk", 6, dict(_PT, warmup=10), None, 15,
+           {"replicate-000000/warmup": 10, "replicate-000000": 5}),
+    # Cut in the warmup's 2nd stretch (2 x 30 rounds, one per chunk): after the
+    # ladder was re-spaced, 39 rounds read back, none of the rounds after it.
+    "pt-warmup": (_tempering, "_warm_chunk", 40, dict(_PT, warmup=60), None, 39,
+                  {"replicate-000000/warmup": 39}),
     "smc": (_smc, "_smc_chunk", 6,
-            dict(method="smc", seed=5, replicates=2, particles=32, mcmc_steps=2), None, 1),
+            dict(method="smc", seed=5, replicates=2, particles=32, mcmc_steps=2), None, 1, {}),
     # schedule="pilot": cut inside the pilot run (the replicates' shared schedule).
     "smc-pilot": (_smc, "_smc_chunk", 3,
                   dict(method="smc", seed=5, replicates=2, particles=32, mcmc_steps=2,
-                       schedule="pilot"), None, 2),
+                       schedule="pilot"), None, 2, {}),
     # BDMC: the forward run's 4 stages take 5 calls; cut in the reverse run's
     # 2nd stage. Resumed: the forward's 4 saved stages and the reverse's 1.
     "bdmc": (_ais, "anneal_chunk", 7,
              dict(method="bdmc", seed=3, replicates=1, particles=16, schedule="linear",
-                  num_temps=4), None, 5),
+                  num_temps=4), None, 5, {"replicate-000000": 4}),
     # A model's own AnnealingPath (RBM.ais_path).
     "path": (_ais, "anneal_path_chunk", 3,
              dict(method="ais", seed=3, replicates=1, particles=16, schedule="linear",
-                  num_temps=4, mcmc_steps=1), _rbm_path_case, 2),
+                  num_temps=4, mcmc_steps=1), _rbm_path_case, 2, {}),
 }
 
 
 @pytest.mark.slow  # compiles each method three times (one piece, start, chunk): ~30 s each
 @pytest.mark.parametrize("method", sorted(CUT_SHORT))
 def test_a_run_cut_short_resumes_from_its_last_saved_stage(tmp_path, monkeypatch, method):
-    module, name, stop_at, kw, case, resumed_stages = CUT_SHORT[method]
+    module, name, stop_at, kw, case, resumed_stages, saved = CUT_SHORT[method]
     target, extra = case() if case is not None else (TARGET, {})
     kw = {**kw, **extra}
     ckpt = tmp_path / "logz"
@@ -277,6 +284,9 @@ def test_a_run_cut_short_resumes_from_its_last_saved_stage(tmp_path, monkeypatch
     with pytest.raises(_Stop):
         emc.log_partition(target, progress=False,
                           checkpoint=LogZCheckpoint(ckpt, save_every=0), **kw)
+    for flight, stage in saved.items():
+        with np.load(ckpt / flight / "state.npz") as state:
+            assert int(state["s0"]) == stage, flight
     monkeypatch.setattr(module, name, chunk)
     resumed = emc.log_partition(target, progress=False, checkpoint=ckpt, **kw)
     assert resumed.timing["resumed_stages"] == resumed_stages
