@@ -300,6 +300,12 @@ class StageSaver:
         after the forward one, PT's warmup before its rounds), in subdirectory ``name``."""
         return StageSaver(self._owner, self.replicate, name)
 
+    def directory(self, name: str) -> str:
+        """A subdirectory ``name`` of the replicate's in-flight directory, dropped with it:
+        for a run of the replicate kept by its own checkpoint (BDMC's ``reverse_start="mcmc"``
+        draws, an :func:`energymc.sample` run with ``checkpoint=`` this path)."""
+        return os.path.join(self._owner._in_flight_dir(self.replicate), name)
+
     def run(self, carry, chunk: Callable, position: Callable = lambda c: c[0],
             rows: int | None = None):
         """The loop's final carry: from the saved carry if there is one, else from ``carry``.

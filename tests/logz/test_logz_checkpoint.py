@@ -487,3 +487,45 @@ def test_energymc_resume_finishes_a_log_z_the_command_line_started(tmp_path, cap
     resumed = capsys.readouterr().out
     strip = lambda text: [ln for ln in text.splitlines() if not ln.lstrip().startswith("time")]  # noqa: E731
     assert strip(resumed) == strip(whole)
+
+
+@pytest.mark.slow  # compiles BDMC's loops three ways and an MCMC run: ~40 s
+def test_bdmc_reads_its_mcmc_starting_draws_back_on_resume(tmp_path, monkeypatch):
+    # reverse_start="mcmc": an emc.sample run makes the reverse run's starting
+    # draws. It keeps its own checkpoint in the replicate's in-flight directory.
+    kw = dict(method="bdmc", seed=3, replicates=1, particles=16, schedule="linear",
+              num_temps=4, reverse_start="mcmc", sample_method="mala", sample_warmup=50)
+    ckpt = tmp_path / "logz"
+    calls, chunk = [], _ais.anneal_chunk
+
+    def chunk_then_stop(*args, **kwargs):
+        # The forward run's 4 stages take 5 calls; the 6th is the reverse run's first.
+        calls.append(int(args[1]))
+        if len(calls) == 6:
+            raise _Stop
+        return chunk(*args, **kwargs)
+
+    started, start = [], emc.io.Checkpoint.start
+
+    def spy(self, *args, **kwargs):
+        started.append(self.path)  # a run (or stage loop) that begins from scratch
+        return start(self, *args, **kwargs)
+
+    monkeypatch.setattr(emc.io.Checkpoint, "start", spy)
+    monkeypatch.setattr(_ais, "anneal_chunk", chunk_then_stop)
+    with pytest.raises(_Stop):
+        emc.log_partition(TARGET, progress=False,
+                          checkpoint=LogZCheckpoint(ckpt, save_every=0), **kw)
+    mcmc = ckpt / "replicate-000000" / "mcmc"
+    assert str(mcmc) in started and (mcmc / "state.npz").exists()
+
+    monkeypatch.setattr(_ais, "anneal_chunk", chunk)
+    started.clear()
+    resumed = emc.log_partition(TARGET, progress=False, checkpoint=ckpt, **kw)
+    # The sampling run was read back, not run again (nor the forward run's stages).
+    assert str(mcmc) not in started
+    assert resumed.timing["resumed_stages"] == 4
+    whole = emc.log_partition(TARGET, progress=False, **kw)
+    _assert_same(resumed, whole)
+    assert resumed.upper == whole.upper
+    assert not list(ckpt.glob("replicate-*"))
