@@ -8,14 +8,17 @@ the next replicate: replicate ``r`` always runs on ``fold_in(key, r)``, so
 the resumed result equals the uninterrupted one exactly.
 
 The replicate in flight is saved too, stage by stage: with a checkpoint, AIS,
-SMC and PT (after its warmup) run their compiled stage loop from the
-host in chunks (:class:`StageSaver`), each about :data:`SAVE_EVERY_S`
+SMC and PT (its warmup, then its rounds) run their compiled stage loops from
+the host in chunks (:class:`StageSaver`), each about :data:`SAVE_EVERY_S`
 seconds long, and after each chunk writes the loop's carry (particles, log
 weights, kernel parameters, stage record, counters) to a subdirectory
 ``replicate-<r>/``, itself an :class:`energymc.io.Checkpoint` whose
 ``state.npz`` holds the carry. A killed replicate resumes from its last
 chunk; each stage draws from its own key whatever chunk it falls in, so the
-result is the uninterrupted one. PT's per-round records (chains x rounds x
+result is the uninterrupted one. A later loop of the same replicate (PT's
+rounds after its warmup, BDMC's reverse run) and an :func:`energymc.sample`
+run inside it (BDMC's ``reverse_start="mcmc"``) keep their own
+subdirectory of ``replicate-<r>/``. PT's per-round records (chains x rounds x
 (dim + 3 x replicas) numbers) are not rewritten at every save: each chunk's
 rounds go to a ``draws-<start>.npz`` of their own, written once. The
 subdirectory goes once the replicate's estimate is saved.
