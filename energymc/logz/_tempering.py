@@ -184,6 +184,11 @@ def _run(key, ref, step_size, *, target, base, bopts, cfg: _Cfg, mesh=None):
 
         def chain(ks, warm):
             state, betas, params = warmup_finish(warm)
+            if warmup_plan(cfg.warmup).total == 0:
+                # No warmup: one ladder and one set of parameters for every chain
+                # (unbatched, as before), which keeps the draws bitwise the same
+                # on any number of devices (tests/test_devices.py).
+                betas, params = betas0, params0
 
             def body(state, i):
                 return _round(ks, i, state, betas, params, path, **statics)
@@ -215,7 +220,6 @@ def _warm_start(key, ref, step_size, *, target, base, bopts, cfg: _Cfg, mesh=Non
         del ids
         ref, step_size = shared
         path, betas0, params0 = _ladder(ref, step_size, target=target, **statics)
-
         return jax.vmap(lambda k: _chain_start(k, ref, path, betas0, params0, cfg=cfg))(keys)
 
     keys = jax.random.split(key, cfg.chains)
