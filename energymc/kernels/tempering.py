@@ -135,7 +135,9 @@ def _local_moves(key, positions, betas, base_params, path, base, base_opts, n_lo
             s, st = base.step(jax.random.fold_in(k, j + 1), s, logdens, p, base_opts)
             return s, (jnp.nan_to_num(st["acceptance_rate"], nan=0.0),
                        st["diverging"].astype(bool),
-                       st["n_steps"].astype(z.dtype) if "n_steps" in st else jnp.ones((), z.dtype))
+                       # (HMC reports its fixed number of steps as a Python int.)
+                       jnp.asarray(st["n_steps"], z.dtype) if "n_steps" in st
+                       else jnp.ones((), z.dtype))
 
         s, (acc, div, cost) = jax.lax.scan(body, state, jnp.arange(n_local))
         return s.position, jnp.mean(acc), jnp.any(div), jnp.sum(cost) + 1.0
