@@ -47,7 +47,8 @@ from energymc.errors import OptionError
 from energymc.kernels import get, register, resolve_options
 from energymc.progress import tick_interval
 
-__all__ = ["PTState", "PT", "new_state", "pt_step", "pt_warmup", "initial_ladder"]
+__all__ = ["PTState", "PT", "WarmupCarry", "WarmupPlan", "new_state", "pt_step", "pt_warmup",
+           "initial_ladder", "warmup_finish", "warmup_plan", "warmup_round", "warmup_start"]
 
 
 class PTState(NamedTuple):
@@ -134,7 +135,9 @@ def _local_moves(key, positions, betas, base_params, path, base, base_opts, n_lo
             s, st = base.step(jax.random.fold_in(k, j + 1), s, logdens, p, base_opts)
             return s, (jnp.nan_to_num(st["acceptance_rate"], nan=0.0),
                        st["diverging"].astype(bool),
-                       st["n_steps"].astype(z.dtype) if "n_steps" in st else jnp.ones((), z.dtype))
+                       # (HMC reports its fixed number of steps as a Python int.)
+                       jnp.asarray(st["n_steps"], z.dtype) if "n_steps" in st
+                       else jnp.ones((), z.dtype))
 
         s, (acc, div, cost) = jax.lax.scan(body, state, jnp.arange(n_local))
         return s.position, jnp.mean(acc), jnp.any(div), jnp.sum(cost) + 1.0
@@ -259,18 +262,112 @@ def _carry_to_rungs(params, betas, new_betas):
     return params
 
 
+class WarmupPlan(NamedTuple):
+    """How :func:`pt_warmup` cuts ``num_steps`` rounds: ``stretches`` of ``length`` rounds.
+
+    The remainder of ``num_steps / stretches`` (at most 3 rounds) is not run.
+    """
+
+    stretches: int
+    length: int
+
+    @property
+    def total(self) -> int:
+        """Rounds run in all."""
+        return self.stretches * self.length
+
+
+def warmup_plan(num_steps: int) -> WarmupPlan:
+    """Up to four equal stretches, none shorter than 25 rounds unless there is only one."""
+    n = int(min(4, max(1, num_steps // 25)))
+    return WarmupPlan(n, num_steps // n)
+
+
+class WarmupCarry(NamedTuple):
+    """One chain's PT warmup between two rounds (:func:`warmup_start`, :func:`warmup_round`).
+
+    Attributes
+    ----------
+    state
+        The :class:`PTState`.
+    betas
+        ``(R,)`` the ladder (re-spaced after each stretch).
+    params
+        Per-replica base params ``(R, ...)`` being tuned.
+    sums
+        The current stretch's running sums: swap acceptance and attempts
+        ``(R-1,)`` each, the replicas' states and squared states ``(R, dim)``.
+    """
+
+    state: PTState
+    betas: jax.Array
+    params: Any
+    sums: tuple
+
+
+def _zero_sums(positions):
+    zeros = jnp.zeros((max(positions.shape[0] - 1, 0),), positions.dtype)
+    return zeros, zeros, jnp.zeros_like(positions), jnp.zeros_like(positions)
+
+
+def _warm_round(key, i, state, params, sums, betas, path, base, base_opts, n_local,
+                target_accept, tunable):
+    """Round ``i`` of a stretch, from its own key: a PT round, then the step-size update."""
+    state, st = pt_step(key, state, betas, params, path, base, base_opts, n_local)
+    if tunable and target_accept is not None:
+        # Per-replica Robbins-Monro on log step size; the decaying gain
+        # settles the noise of single-chain acceptance.
+        gain = 0.5 / jnp.sqrt(1.0 + i.astype(state.positions.dtype))
+        params = dict(params)
+        params["step_size"] = params["step_size"] * jnp.exp(
+            gain * (st["acceptance"] - target_accept))
+    acc_sum, att_sum, m1, m2 = sums
+    acc_sum = acc_sum + jnp.where(st["swap_attempted"], st["swap_acceptance"], 0.0)
+    att_sum = att_sum + st["swap_attempted"]
+    return state, params, (acc_sum, att_sum, m1 + state.positions,
+                           m2 + state.positions**2), st["acceptance"]
+
+
+def _end_stretch(state, betas, params, sums, last, *, length, path, tunable, adapt_ladder,
+                 step0):
+    """After a stretch: mass matrices, a re-spaced ladder, params carried to the new rungs.
+
+    ``last`` (traced bool): the warmup's last stretch, after which the ladder
+    and the mass matrices stay. Returns ``state, betas, params`` and the
+    stretch's swap acceptance ``(R-1,)``.
+    """
+    acc_sum, att_sum, m1, m2 = sums
+    swap_rate = jnp.where(att_sum > 0, acc_sum / jnp.maximum(att_sum, 1.0), 1.0)
+    if tunable and "inverse_mass_matrix" in params and length >= 20:
+        params = _remetric(params, m1, m2, length, last, step0)
+    if adapt_ladder and betas.shape[0] > 2:
+        new_betas = jnp.where(last, betas, _respace(betas, 1.0 - swap_rate))
+        if tunable:
+            params = _carry_to_rungs(params, betas, new_betas)
+        betas = new_betas
+        ll = jax.vmap(path.ll)(state.positions)
+        state = state._replace(ll=jnp.where(jnp.isnan(ll), -jnp.inf, ll))
+    return state, betas, params, swap_rate
+
+
 def pt_warmup(key, positions, betas, base_params, path: _Path, base, base_opts, *,
               num_steps: int, n_local: int, target_accept, tunable: bool,
               adapt_ladder: bool = True, tick=None):
     """Adapt step sizes, mass matrices and the ladder of one PT chain.
 
-    ``num_steps`` rounds are cut into up to four equal stretches (one
-    compiled body, scanned: compiling a body per stretch would cost more than
-    the warmup itself). Within a stretch every replica's step size follows a
-    Robbins-Monro rule towards ``target_accept``; after each stretch but the
-    last, the ladder is re-spaced (if ``adapt_ladder``), each replica's
-    diagonal mass matrix is set to the variance of its states, and tuned
-    values are carried to the new rungs by interpolation in ``beta``.
+    ``num_steps`` rounds are cut into up to four equal stretches
+    (:func:`warmup_plan`; one compiled body, scanned: compiling a body per
+    stretch would cost more than the warmup itself). Within a stretch every
+    replica's step size follows a Robbins-Monro rule towards
+    ``target_accept``; after each stretch but the last, the ladder is
+    re-spaced (if ``adapt_ladder``), each replica's diagonal mass matrix is
+    set to the variance of its states, and tuned values are carried to the
+    new rungs by interpolation in ``beta``.
+
+    The same warmup runs round by round from the host with
+    :func:`warmup_start`, :func:`warmup_round` and :func:`warmup_finish`
+    (``log_partition(method="pt", checkpoint=...)`` saves it between chunks),
+    to the same numbers.
 
     ``tick`` (:func:`energymc.progress.tick` or ``None``) is called in
     every round with the round's index, so a progress meter moves during the
@@ -282,64 +379,81 @@ def pt_warmup(key, positions, betas, base_params, path: _Path, base, base_opts, 
         ``info`` holds the last stretch's ``swap_acceptance`` ``(R-1,)`` and
         ``acceptance`` ``(R,)``.
     """
-    R, dim = positions.shape
-    step0 = default_step(base.name, dim)
-    state = new_state(positions, jax.vmap(path.ll)(positions))
+    start = warmup_start(positions, betas, base_params, path)
     if num_steps == 0:
-        return state, betas, base_params, {}
-    n_rounds = int(min(4, max(1, num_steps // 25)))
-    # The remainder of num_steps / n_rounds (at most 3 steps) is not run.
-    length = num_steps // n_rounds
-    dtype = positions.dtype
+        return start.state, betas, base_params, {}
+    n_rounds, length = warmup_plan(num_steps)
+    step0 = default_step(base.name, positions.shape[1])
     every = tick_interval(num_steps)
 
-    def stretch(carry, r, length):
+    def stretch(carry, r):
         state, betas, params = carry
         rkey = jax.random.fold_in(key, r)
 
         def body(c, i):
-            state, params, acc_sum, att_sum, m1, m2 = c
             if tick is not None:
                 # Scan counters, shared by all chains: one host call per
                 # reported step under vmap, not one per chain.
                 tick(r * length + i, every)
-            state, st = pt_step(jax.random.fold_in(rkey, i), state, betas, params, path, base,
-                                base_opts, n_local)
-            if tunable and target_accept is not None:
-                # Per-replica Robbins-Monro on log step size; the decaying gain
-                # settles the noise of single-chain acceptance.
-                gain = 0.5 / jnp.sqrt(1.0 + i.astype(dtype))
-                params = dict(params)
-                params["step_size"] = params["step_size"] * jnp.exp(
-                    gain * (st["acceptance"] - target_accept))
-            acc_sum = acc_sum + jnp.where(st["swap_attempted"], st["swap_acceptance"], 0.0)
-            att_sum = att_sum + st["swap_attempted"]
-            return (state, params, acc_sum, att_sum, m1 + state.positions,
-                    m2 + state.positions**2), st["acceptance"]
+            state, params, sums, acc = _warm_round(
+                jax.random.fold_in(rkey, i), i, *c, betas, path, base, base_opts, n_local,
+                target_accept, tunable)
+            return (state, params, sums), acc
 
-        zeros = jnp.zeros((max(R - 1, 0),), dtype)
-        c0 = (state, params, zeros, zeros, jnp.zeros_like(positions), jnp.zeros_like(positions))
-        (state, params, acc_sum, att_sum, m1, m2), move_acc = jax.lax.scan(
-            body, c0, jnp.arange(length))
-        swap_rate = jnp.where(att_sum > 0, acc_sum / jnp.maximum(att_sum, 1.0), 1.0)
+        (state, params, sums), move_acc = jax.lax.scan(
+            body, (state, params, start.sums), jnp.arange(length))
+        state, betas, params, swap_rate = _end_stretch(
+            state, betas, params, sums, r == n_rounds - 1, length=length, path=path,
+            tunable=tunable, adapt_ladder=adapt_ladder, step0=step0)
         info = {"swap_acceptance": swap_rate, "acceptance": jnp.mean(move_acc, axis=0)}
-        last = r == n_rounds - 1
-        if tunable and "inverse_mass_matrix" in params and length >= 20:
-            params = _remetric(params, m1, m2, length, last, step0)
-        if adapt_ladder and R > 2:
-            new_betas = jnp.where(last, betas, _respace(betas, 1.0 - swap_rate))
-            if tunable:
-                params = _carry_to_rungs(params, betas, new_betas)
-            betas = new_betas
-            ll = jax.vmap(path.ll)(state.positions)
-            state = state._replace(ll=jnp.where(jnp.isnan(ll), -jnp.inf, ll))
         return (state, betas, params), info
 
-    carry = (state, betas, base_params)
-    carry, infos = jax.lax.scan(lambda c, r: stretch(c, r, length), carry,
+    carry, infos = jax.lax.scan(stretch, (start.state, betas, base_params),
                                 jnp.arange(n_rounds))
     state, betas, base_params = carry
     return state, betas, base_params, jax.tree.map(lambda a: a[-1], infos)
+
+
+# ------------------------------------------ the same warmup, round by round
+def warmup_start(positions, betas, base_params, path: _Path) -> WarmupCarry:
+    """One chain's warmup before its first round: positions ``(R, dim)`` at rungs ``betas``."""
+    state = new_state(positions, jax.vmap(path.ll)(positions))
+    return WarmupCarry(state, betas, base_params, _zero_sums(positions))
+
+
+def warmup_round(key, g, carry: WarmupCarry, path: _Path, base, base_opts, *,
+                 plan: WarmupPlan, n_local: int, target_accept, tunable: bool,
+                 adapt_ladder: bool = True) -> WarmupCarry:
+    """Round ``g`` (traced, ``0 <= g < plan.total``) of :func:`pt_warmup` ``(key, ...)``.
+
+    Round ``g`` is round ``g % length`` of stretch ``g // length``, from the
+    same key as in :func:`pt_warmup`; the last round of a stretch also does
+    what follows the stretch there. Rounds ``0 .. plan.total - 1`` from
+    :func:`warmup_start`, then :func:`warmup_finish`, give what
+    :func:`pt_warmup` returns, bit for bit. Under ``vmap`` over chains keep
+    ``g`` unbatched: the end of a stretch is then a real branch, run once
+    per stretch.
+    """
+    length = max(plan.length, 1)
+    r, i = g // length, g % length
+    state, params, sums, _ = _warm_round(
+        jax.random.fold_in(jax.random.fold_in(key, r), i), i, carry.state, carry.params,
+        carry.sums, carry.betas, path, base, base_opts, n_local, target_accept, tunable)
+
+    def end(c: WarmupCarry) -> WarmupCarry:
+        state, betas, params, _ = _end_stretch(
+            *c, r == plan.stretches - 1, length=plan.length, path=path, tunable=tunable,
+            adapt_ladder=adapt_ladder,
+            step0=default_step(base.name, c.state.positions.shape[1]))
+        return WarmupCarry(state, betas, params, _zero_sums(state.positions))
+
+    return jax.lax.cond(i == length - 1, end, lambda c: c,
+                        WarmupCarry(state, carry.betas, params, sums))
+
+
+def warmup_finish(carry: WarmupCarry):
+    """``(PTState, betas, base_params)`` after the last round (as :func:`pt_warmup`, no info)."""
+    return carry.state, carry.betas, carry.params
 
 
 def _base_for(options, facts):

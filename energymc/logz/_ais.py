@@ -373,8 +373,11 @@ def _approximate_samples(target, n, key_seed, ctx):
 
     chains = 4
     draws = max(int(math.ceil(n / chains)), 1)
+    # With log_partition(checkpoint=...) the run keeps its own checkpoint inside the
+    # replicate's in-flight directory: a resumed call reads its draws back.
     run = sample(target, method=_sample_method(target, ctx), chains=chains, draws=draws * 4,
-                 warmup=ctx.options.sample_warmup, thin=1, seed=key_seed, progress=False)
+                 warmup=ctx.options.sample_warmup, thin=1, seed=key_seed, progress=False,
+                 checkpoint=None if ctx.stages is None else ctx.stages.directory("mcmc"))
     flat = run.flat_draws[:, ::4].reshape(-1, target.dim)[:n]
     return jnp.asarray(flat)
 

@@ -8,14 +8,17 @@ the next replicate: replicate ``r`` always runs on ``fold_in(key, r)``, so
 the resumed result equals the uninterrupted one exactly.
 
 The replicate in flight is saved too, stage by stage: with a checkpoint, AIS,
-SMC and PT (after its warmup) run their compiled stage loop from the
-host in chunks (:class:`StageSaver`), each about :data:`SAVE_EVERY_S`
+SMC and PT (its warmup, then its rounds) run their compiled stage loops from
+the host in chunks (:class:`StageSaver`), each about :data:`SAVE_EVERY_S`
 seconds long, and after each chunk writes the loop's carry (particles, log
 weights, kernel parameters, stage record, counters) to a subdirectory
 ``replicate-<r>/``, itself an :class:`energymc.io.Checkpoint` whose
 ``state.npz`` holds the carry. A killed replicate resumes from its last
 chunk; each stage draws from its own key whatever chunk it falls in, so the
-result is the uninterrupted one. PT's per-round records (chains x rounds x
+result is the uninterrupted one. A later loop of the same replicate (PT's
+rounds after its warmup, BDMC's reverse run) and an :func:`energymc.sample`
+run inside it (BDMC's ``reverse_start="mcmc"``) keep their own
+subdirectory of ``replicate-<r>/``. PT's per-round records (chains x rounds x
 (dim + 3 x replicas) numbers) are not rewritten at every save: each chunk's
 rounds go to a ``draws-<start>.npz`` of their own, written once. The
 subdirectory goes once the replicate's estimate is saved.
@@ -296,8 +299,15 @@ class StageSaver:
         self._started = False
 
     def phase(self, name: str) -> StageSaver:
-        """The saver of another stage loop of the same replicate, run after this one."""
+        """The saver of another stage loop of the same replicate (BDMC's reverse run
+        after the forward one, PT's warmup before its rounds), in subdirectory ``name``."""
         return StageSaver(self._owner, self.replicate, name)
+
+    def directory(self, name: str) -> str:
+        """A subdirectory ``name`` of the replicate's in-flight directory, dropped with it:
+        for a run of the replicate kept by its own checkpoint (BDMC's ``reverse_start="mcmc"``
+        draws, an :func:`energymc.sample` run with ``checkpoint=`` this path)."""
+        return os.path.join(self._owner._in_flight_dir(self.replicate), name)
 
     def run(self, carry, chunk: Callable, position: Callable = lambda c: c[0],
             rows: int | None = None):
@@ -314,7 +324,12 @@ class StageSaver:
             new = chunk(carry, i + n)
             j = int(position(new))  # waits for the chunk
             seconds = time.perf_counter() - t
-            if j < i + n:  # the loop ended on its own: the caller saves the replicate
+            if j < i + n:  # the loop ended on its own
+                if j > i:
+                    # Its last stages saved too: a kill before the caller saves
+                    # the replicate (or during a later loop of it, such as PT's
+                    # rounds after its warmup) redoes none of them.
+                    self._save(new, i, j)
                 return new
             t = time.perf_counter()
             self._save(new, i, j)

@@ -35,7 +35,10 @@ from energymc.kernels.tempering import (
     initial_base_params,
     initial_ladder,
     pt_step,
-    pt_warmup,
+    warmup_finish,
+    warmup_plan,
+    warmup_round,
+    warmup_start,
 )
 from energymc.logz._ais import resolve_kernel
 from energymc.logz._method import Context, Estimate, LogZMethod, register
@@ -122,14 +125,26 @@ def _ladder(ref, step_size, *, target, base, bopts, cfg: _Cfg):
     return path, betas0, params0
 
 
-def _warm_chain(k, ref, path, betas0, params0, *, base, bopts, cfg: _Cfg):
-    """One chain after warmup: ``(state, betas, params, key of its rounds)``."""
+def _chain_start(k, ref, path, betas0, params0, *, cfg: _Cfg):
+    """One chain before its warmup: ``(key of its warmup, key of its rounds, WarmupCarry)``."""
     k0, kw, ks = jax.random.split(k, 3)
-    state, betas, params, _ = pt_warmup(
-        kw, ref.sample(k0, cfg.replicas), betas0, params0, path, base, bopts,
-        num_steps=cfg.warmup, n_local=cfg.local_steps, target_accept=cfg.target_accept,
-        tunable=base.tunable, adapt_ladder=cfg.adapt_ladder)
-    return state, betas, params, ks
+    return kw, ks, warmup_start(ref.sample(k0, cfg.replicas), betas0, params0, path)
+
+
+def _warm_round(g, kw, warm, path, *, base, bopts, cfg: _Cfg):
+    """Warmup round ``g`` of a block of chains (their keys ``kw``, carries ``warm``).
+
+    ``g`` is shared by the block (unbatched), so the end of a stretch is a
+    branch taken once per stretch. The run without a checkpoint loops over
+    this too, not over :func:`energymc.kernels.tempering.pt_warmup`: XLA
+    compiles a loop of this body alike whether it runs whole or in chunks,
+    which makes a resumed estimate bit-identical to an uninterrupted one.
+    """
+    plan = warmup_plan(cfg.warmup)
+    return jax.vmap(lambda k, w: warmup_round(
+        k, g, w, path, base, bopts, plan=plan, n_local=cfg.local_steps,
+        target_accept=cfg.target_accept, tunable=base.tunable,
+        adapt_ladder=cfg.adapt_ladder))(kw, warm)
 
 
 def _round(ks, i, state, betas, params, path, *, base, bopts, cfg: _Cfg):
@@ -159,9 +174,21 @@ def _run(key, ref, step_size, *, target, base, bopts, cfg: _Cfg, mesh=None):
         del ids
         ref, step_size = shared
         path, betas0, params0 = _ladder(ref, step_size, target=target, **statics)
+        kw, ks, warm = jax.vmap(lambda k: _chain_start(k, ref, path, betas0, params0,
+                                                       cfg=cfg))(keys)
+        # Opaque start: the compiler may not use that every chain starts from the
+        # same ladder, which the chunked run (started in another program) cannot.
+        warm = jax.lax.optimization_barrier(warm)
+        warm, _ = jax.lax.scan(lambda w, g: (_warm_round(g, kw, w, path, **statics), None),
+                               warm, jnp.arange(warmup_plan(cfg.warmup).total))
 
-        def chain(k):
-            state, betas, params, ks = _warm_chain(k, ref, path, betas0, params0, **statics)
+        def chain(ks, warm):
+            state, betas, params = warmup_finish(warm)
+            if warmup_plan(cfg.warmup).total == 0:
+                # No warmup: one ladder and one set of parameters for every chain
+                # (unbatched, as before), which keeps the draws bitwise the same
+                # on any number of devices (tests/test_devices.py).
+                betas, params = betas0, params0
 
             def body(state, i):
                 return _round(ks, i, state, betas, params, path, **statics)
@@ -169,7 +196,7 @@ def _run(key, ref, step_size, *, target, base, bopts, cfg: _Cfg, mesh=None):
             _, out = jax.lax.scan(body, state, jnp.arange(cfg.draws))
             return betas, params, out
 
-        return jax.vmap(chain)(keys)
+        return jax.vmap(chain)(ks, warm)
 
     # The chains never interact: split over the devices of ``mesh`` (padded
     # to a multiple of them), chain c from the c-th key whatever the split.
@@ -178,31 +205,72 @@ def _run(key, ref, step_size, *, target, base, bopts, cfg: _Cfg, mesh=None):
     return _result(betas, params, out, **statics)
 
 
-# ------------------------------------------- the same rounds, chunk by chunk
-# log_partition(checkpoint=...) runs the rounds after warmup from the host in
-# chunks and saves the carry between them (energymc.logz._checkpoint). The
-# chunk program is compiled once (``stop`` is traced) and runs _run's round
-# body; round i draws from fold_in(ks, i) whatever chunk it falls in.
+# ------------------------------------------- the same run, chunk by chunk
+# log_partition(checkpoint=...) runs the warmup and then the rounds from the
+# host in chunks and saves the carry between them (energymc.logz._checkpoint).
+# Each chunk program is compiled once (``stop`` is traced) and runs _run's
+# round bodies: warmup round g draws from its key as in pt_warmup and round i
+# from fold_in(ks, i), whatever chunk they fall in.
 @jit_over_target(("target", "base", "bopts", "cfg", "mesh"))
-def _start(key, ref, step_size, *, target, base, bopts, cfg: _Cfg, mesh=None):
-    """Every chain after warmup, and empty records: ``(i, state, betas, params, ks, record)``."""
+def _warm_start(key, ref, step_size, *, target, base, bopts, cfg: _Cfg, mesh=None):
+    """Every chain before its first warmup round: ``(g, warmup keys, round keys, carry)``."""
     statics = dict(base=base, bopts=bopts, cfg=cfg)
 
-    def warm(ids, keys, shared):
+    def start(ids, keys, shared):
         del ids
         ref, step_size = shared
         path, betas0, params0 = _ladder(ref, step_size, target=target, **statics)
-        state, betas, params, ks = jax.vmap(
-            lambda k: _warm_chain(k, ref, path, betas0, params0, **statics))(keys)
+        return jax.vmap(lambda k: _chain_start(k, ref, path, betas0, params0, cfg=cfg))(keys)
+
+    keys = jax.random.split(key, cfg.chains)
+    rows = _sharding.map_chains(start, mesh, cfg.chains, keys, (ref, step_size))
+    return (jnp.asarray(0, jnp.int32), *rows)
+
+
+@jit_over_target(("target", "base", "bopts", "cfg", "mesh"))
+def _warm_chunk(carry, stop, ref, step_size, *, target, base, bopts, cfg: _Cfg, mesh=None):
+    """Warmup rounds of ``carry`` (from :func:`_warm_start` or an earlier chunk) up to ``stop``."""
+    statics = dict(base=base, bopts=bopts, cfg=cfg)
+    plan = warmup_plan(cfg.warmup)
+    g0, *rows = carry
+
+    def rounds(ids, rows, shared):
+        del ids
+        g0, stop, ref, step_size = shared
+        path, _, _ = _ladder(ref, step_size, target=target, **statics)
+
+        def body(c):
+            g, kw, ks, warm = c
+            return g + 1, kw, ks, _warm_round(g, kw, warm, path, **statics)
+
+        return jax.lax.while_loop(lambda c: (c[0] < plan.total) & (c[0] < stop), body,
+                                  (g0, *rows))[1:]
+
+    rows = _sharding.map_chains(rounds, mesh, cfg.chains, tuple(rows),
+                                (g0, stop, ref, step_size))
+    g = jnp.maximum(g0, jnp.minimum(stop, plan.total)).astype(g0.dtype)
+    return (g, *rows)
+
+
+@jit_over_target(("target", "base", "bopts", "cfg", "mesh"))
+def _start(warm, ref, step_size, *, target, base, bopts, cfg: _Cfg, mesh=None):
+    """Every chain after its warmup (:func:`_warm_chunk`'s last carry), and empty records:
+    ``(i, state, betas, params, ks, record)``."""
+    statics = dict(base=base, bopts=bopts, cfg=cfg)
+
+    def start(ids, rows, shared):
+        del ids
+        ks, warm = rows
+        path, _, _ = _ladder(*shared, target=target, **statics)
+        state, betas, params = jax.vmap(warmup_finish)(warm)
         one = jax.eval_shape(lambda: jax.vmap(
             lambda k, s, b, p: _round(k, 0, s, b, p, path, **statics))(ks, state, betas,
                                                                         params))[1]
         record = jax.tree.map(
-            lambda a: jnp.zeros((keys.shape[0], cfg.draws, *a.shape[1:]), a.dtype), one)
+            lambda a: jnp.zeros((ks.shape[0], cfg.draws, *a.shape[1:]), a.dtype), one)
         return state, betas, params, ks, record
 
-    keys = jax.random.split(key, cfg.chains)
-    rows = _sharding.map_chains(warm, mesh, cfg.chains, keys, (ref, step_size))
+    rows = _sharding.map_chains(start, mesh, cfg.chains, tuple(warm[2:]), (ref, step_size))
     return (jnp.asarray(0, jnp.int32), *rows)
 
 
@@ -368,10 +436,14 @@ def run_pt_logz(target, ref, key, ctx: PTContext) -> Estimate:
     if ctx.stages is None:
         out = _run(key, ref, step, **static)
     else:
-        # Checkpointed: warmup in one piece, then the rounds in chunks saved between
-        # them; each chunk's records (carry[5]) are appended to a file of their own.
+        # Checkpointed: the warmup in chunks (saved in the replicate's warmup/),
+        # then the rounds in chunks; each chunk's records (carry[5]) are appended
+        # to a file of their own.
+        warm = ctx.stages.phase("warmup").run(
+            _warm_start(key, ref, step, **static),
+            lambda c, stop: _warm_chunk(c, stop, ref, step, **static))
         _, _, betas, params, _, record = ctx.stages.run(
-            _start(key, ref, step, **static),
+            _start(warm, ref, step, **static),
             lambda c, stop: _chunk(c, stop, ref, step, **static), rows=5)
         out = _result(betas, params, record, base=base, cfg=cfg)
     out = jax.tree.map(lambda a: np.asarray(a, dtype=float), out)

@@ -487,7 +487,7 @@ class RBM:
                              name="rbm block gibbs (Salakhutdinov & Murray path)")
 
     def log_z_ais(self, params, seed=None, num_temps: int = 10_000, particles: int | None = None,
-                  data=None, betas=None, *, key=None, num_chains=None):
+                  data=None, betas=None, *, checkpoint=None, key=None, num_chains=None):
         """``log Z`` by AIS from the base-rate RBM, through ``emc.log_partition``.
 
         ``emc.log_partition(self.as_energy(params), method="ais",
@@ -511,6 +511,10 @@ class RBM:
         betas
             Optional increasing schedule from 0 to 1; default: Salakhutdinov &
             Murray's shape with ``num_temps`` points.
+        checkpoint
+            A directory (or :class:`energymc.io.Checkpoint`): passed to
+            :func:`energymc.log_partition`, which saves the run as it goes; the
+            same call after an interruption resumes it to the same estimate.
 
         Returns
         -------
@@ -537,4 +541,4 @@ class RBM:
             raise EnergyError("betas must be an increasing 1-d schedule from 0.0 to 1.0.")
         return log_partition(self.as_energy(params), method="ais",
                              base=self.ais_path(params, data), seed=key, schedule=betas,
-                             particles=int(particles), mcmc_steps=1)
+                             particles=int(particles), mcmc_steps=1, checkpoint=checkpoint)

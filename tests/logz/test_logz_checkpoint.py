@@ -230,34 +230,41 @@ def _rbm_path_case():
     return rbm.as_energy(params), {"base": rbm.ais_path(params)}
 
 
+_PT = dict(method="pt", seed=3, replicas=4, chains=2, draws=20, batches=2)
+
 # method -> (module, its chunk function, the call that is interrupted, options,
-# extra arguments (target and base) or None for TARGET, stages read back on resume)
+# extra arguments (target and base) or None for TARGET, stages read back on
+# resume, {in-flight directory: its saved stage counter} before the resume)
 CUT_SHORT = {
-    "pt": (_tempering, "_chunk", 6,
-           dict(method="pt", seed=3, replicas=4, chains=2, draws=20, warmup=10, batches=2),
-           None, 5),
+    # Cut in the rounds: the warmup's 10 rounds (one stretch) and 5 rounds read back.
+    "pt": (_tempering, "_chunk", 6, dict(_PT, warmup=10), None, 15,
+           {"replicate-000000/warmup": 10, "replicate-000000": 5}),
+    # Cut in the warmup's 2nd stretch (2 x 30 rounds, one per chunk): after the
+    # ladder was re-spaced, 39 rounds read back, none of the rounds after it.
+    "pt-warmup": (_tempering, "_warm_chunk", 40, dict(_PT, warmup=60), None, 39,
+                  {"replicate-000000/warmup": 39}),
     "smc": (_smc, "_smc_chunk", 6,
-            dict(method="smc", seed=5, replicates=2, particles=32, mcmc_steps=2), None, 1),
+            dict(method="smc", seed=5, replicates=2, particles=32, mcmc_steps=2), None, 1, {}),
     # schedule="pilot": cut inside the pilot run (the replicates' shared schedule).
     "smc-pilot": (_smc, "_smc_chunk", 3,
                   dict(method="smc", seed=5, replicates=2, particles=32, mcmc_steps=2,
-                       schedule="pilot"), None, 2),
+                       schedule="pilot"), None, 2, {}),
     # BDMC: the forward run's 4 stages take 5 calls; cut in the reverse run's
     # 2nd stage. Resumed: the forward's 4 saved stages and the reverse's 1.
     "bdmc": (_ais, "anneal_chunk", 7,
              dict(method="bdmc", seed=3, replicates=1, particles=16, schedule="linear",
-                  num_temps=4), None, 5),
+                  num_temps=4), None, 5, {"replicate-000000": 4}),
     # A model's own AnnealingPath (RBM.ais_path).
     "path": (_ais, "anneal_path_chunk", 3,
              dict(method="ais", seed=3, replicates=1, particles=16, schedule="linear",
-                  num_temps=4, mcmc_steps=1), _rbm_path_case, 2),
+                  num_temps=4, mcmc_steps=1), _rbm_path_case, 2, {}),
 }
 
 
 @pytest.mark.slow  # compiles each method three times (one piece, start, chunk): ~30 s each
 @pytest.mark.parametrize("method", sorted(CUT_SHORT))
 def test_a_run_cut_short_resumes_from_its_last_saved_stage(tmp_path, monkeypatch, method):
-    module, name, stop_at, kw, case, resumed_stages = CUT_SHORT[method]
+    module, name, stop_at, kw, case, resumed_stages, saved = CUT_SHORT[method]
     target, extra = case() if case is not None else (TARGET, {})
     kw = {**kw, **extra}
     ckpt = tmp_path / "logz"
@@ -277,6 +284,9 @@ def test_a_run_cut_short_resumes_from_its_last_saved_stage(tmp_path, monkeypatch
     with pytest.raises(_Stop):
         emc.log_partition(target, progress=False,
                           checkpoint=LogZCheckpoint(ckpt, save_every=0), **kw)
+    for flight, stage in saved.items():
+        with np.load(ckpt / flight / "state.npz") as state:
+            assert int(state["s0"]) == stage, flight
     monkeypatch.setattr(module, name, chunk)
     resumed = emc.log_partition(target, progress=False, checkpoint=ckpt, **kw)
     assert resumed.timing["resumed_stages"] == resumed_stages
@@ -439,7 +449,7 @@ def test_a_pt_run_killed_with_sigkill_resumes_from_its_appended_rounds(tmp_path,
     target = emc.Energy(child.energy, init=jnp.zeros(2), name="quartic2")
     kw = dict(method="pt", seed=4, replicas=3, chains=2, draws=400, warmup=10, batches=2)
     resumed = emc.log_partition(target, progress=False, checkpoint=ckpt, **kw)
-    assert resumed.timing["resumed_stages"] == done
+    assert resumed.timing["resumed_stages"] == 10 + done  # the warmup's rounds and these
     _assert_same(resumed, emc.log_partition(target, progress=False, **kw))
 
 
@@ -477,3 +487,45 @@ def test_energymc_resume_finishes_a_log_z_the_command_line_started(tmp_path, cap
     resumed = capsys.readouterr().out
     strip = lambda text: [ln for ln in text.splitlines() if not ln.lstrip().startswith("time")]  # noqa: E731
     assert strip(resumed) == strip(whole)
+
+
+@pytest.mark.slow  # compiles BDMC's loops three ways and an MCMC run: ~40 s
+def test_bdmc_reads_its_mcmc_starting_draws_back_on_resume(tmp_path, monkeypatch):
+    # reverse_start="mcmc": an emc.sample run makes the reverse run's starting
+    # draws. It keeps its own checkpoint in the replicate's in-flight directory.
+    kw = dict(method="bdmc", seed=3, replicates=1, particles=16, schedule="linear",
+              num_temps=4, reverse_start="mcmc", sample_method="mala", sample_warmup=50)
+    ckpt = tmp_path / "logz"
+    calls, chunk = [], _ais.anneal_chunk
+
+    def chunk_then_stop(*args, **kwargs):
+        # The forward run's 4 stages take 5 calls; the 6th is the reverse run's first.
+        calls.append(int(args[1]))
+        if len(calls) == 6:
+            raise _Stop
+        return chunk(*args, **kwargs)
+
+    started, start = [], emc.io.Checkpoint.start
+
+    def spy(self, *args, **kwargs):
+        started.append(self.path)  # a run (or stage loop) that begins from scratch
+        return start(self, *args, **kwargs)
+
+    monkeypatch.setattr(emc.io.Checkpoint, "start", spy)
+    monkeypatch.setattr(_ais, "anneal_chunk", chunk_then_stop)
+    with pytest.raises(_Stop):
+        emc.log_partition(TARGET, progress=False,
+                          checkpoint=LogZCheckpoint(ckpt, save_every=0), **kw)
+    mcmc = ckpt / "replicate-000000" / "mcmc"
+    assert str(mcmc) in started and (mcmc / "state.npz").exists()
+
+    monkeypatch.setattr(_ais, "anneal_chunk", chunk)
+    started.clear()
+    resumed = emc.log_partition(TARGET, progress=False, checkpoint=ckpt, **kw)
+    # The sampling run was read back, not run again (nor the forward run's stages).
+    assert str(mcmc) not in started
+    assert resumed.timing["resumed_stages"] == 4
+    whole = emc.log_partition(TARGET, progress=False, **kw)
+    _assert_same(resumed, whole)
+    assert resumed.upper == whole.upper
+    assert not list(ckpt.glob("replicate-*"))

@@ -145,6 +145,23 @@ def test_rbm_ais_matches_exact():
     assert abs(est.log_z - truth) < 3 * est.stderr + 0.05, (est.log_z, truth, est.stderr)
 
 
+@pytest.mark.slow  # 3.6 s cold (compiles the path's chunked AIS and the mode check)
+def test_rbm_log_z_ais_passes_its_checkpoint_to_log_partition(tmp_path):
+    rbm, params = _random_rbm(4, 2, seed=1, scale=0.5)
+    kw = dict(seed=2, num_temps=4, particles=32)
+    # (That a checkpointed AIS run equals one without is tests/logz's business.)
+    saved = rbm.log_z_ais(params, checkpoint=tmp_path / "ais", **kw)
+    assert saved.timing["resumed_replicates"] == 0 and (tmp_path / "ais" / "meta.json").exists()
+    again = rbm.log_z_ais(params, checkpoint=tmp_path / "ais", **kw)
+    assert again.timing["resumed_replicates"] >= 1  # read back: nothing ran again
+    assert again.log_z == saved.log_z and again.stderr == saved.stderr
+    assert np.array_equal(again.particles, saved.particles)
+    # Negative control: other parameters are another run, refused by the checkpoint.
+    other = dict(params, W=params["W"] + 0.1)
+    with pytest.raises(emc.io.CheckpointError, match="different run"):
+        rbm.log_z_ais(other, checkpoint=tmp_path / "ais", **kw)
+
+
 def test_rbm_block_gibbs_samples_the_model():
     # 2000 independent chains: visible means match enumeration within MC error.
     rbm, params = _random_rbm(8, 3, seed=5)
