@@ -38,6 +38,9 @@ def register(kernel: Kernel) -> Kernel:
             f"kernel {getattr(kernel, 'name', kernel)!r} lacks {', '.join(missing)}; subclass "
             "energymc._base.Kernel, which gives every optional hook its default.")
     _REGISTRY[kernel.name] = kernel
+    # Registered by energymc's own modules (discrete kernels, PT): not removable.
+    if sys._getframe(1).f_globals.get("__name__", "").startswith("energymc."):
+        _OWN_NAMES.add(kernel.name)
     return kernel
 
 
@@ -75,15 +78,11 @@ def _load_discrete() -> None:
     import importlib
 
     for module in _LAZY_MODULES:
-        if module in sys.modules:
-            continue
-        before = set(_REGISTRY)
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
             if exc.name != module:
                 raise
-        _OWN_NAMES.update(set(_REGISTRY) - before)
 
 
 def get(name: str) -> Kernel:
