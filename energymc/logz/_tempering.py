@@ -165,6 +165,20 @@ def _result(betas, params, record, *, base, bopts=None, cfg: _Cfg) -> dict:
             "attempted": attempted, "cost": cost, "cold": cold, "round_trips": trips}
 
 
+def _chain_starts(keys, shared, target, statics):
+    """The ladder and every chain of a block before its first warmup round.
+
+    Returns ``(path, betas0, params0, (warmup keys, round keys, carry))``,
+    the last batched over ``keys`` ``(chains,)``; traced inside the
+    programs of :func:`_run` and :func:`_warm_start`.
+    """
+    ref, step_size = shared
+    path, betas0, params0 = _ladder(ref, step_size, target=target, **statics)
+    rows = jax.vmap(lambda k: _chain_start(k, ref, path, betas0, params0,
+                                           cfg=statics["cfg"]))(keys)
+    return path, betas0, params0, rows
+
+
 @jit_over_target(("target", "base", "bopts", "cfg", "mesh"))
 def _run(key, ref, step_size, *, target, base, bopts, cfg: _Cfg, mesh=None):
     statics = dict(base=base, bopts=bopts, cfg=cfg)
@@ -172,10 +186,7 @@ def _run(key, ref, step_size, *, target, base, bopts, cfg: _Cfg, mesh=None):
     def chains(ids, keys, shared):
         # A block of chains (all of them on one device): each from its own key.
         del ids
-        ref, step_size = shared
-        path, betas0, params0 = _ladder(ref, step_size, target=target, **statics)
-        kw, ks, warm = jax.vmap(lambda k: _chain_start(k, ref, path, betas0, params0,
-                                                       cfg=cfg))(keys)
+        path, betas0, params0, (kw, ks, warm) = _chain_starts(keys, shared, target, statics)
         # Opaque start: the compiler may not use that every chain starts from the
         # same ladder, which the chunked run (started in another program) cannot.
         warm = jax.lax.optimization_barrier(warm)
@@ -218,9 +229,7 @@ def _warm_start(key, ref, step_size, *, target, base, bopts, cfg: _Cfg, mesh=Non
 
     def start(ids, keys, shared):
         del ids
-        ref, step_size = shared
-        path, betas0, params0 = _ladder(ref, step_size, target=target, **statics)
-        return jax.vmap(lambda k: _chain_start(k, ref, path, betas0, params0, cfg=cfg))(keys)
+        return _chain_starts(keys, shared, target, statics)[3]
 
     keys = jax.random.split(key, cfg.chains)
     rows = _sharding.map_chains(start, mesh, cfg.chains, keys, (ref, step_size))
