@@ -240,25 +240,13 @@ def _warm_start(key, ref, step_size, *, target, base, bopts, cfg: _Cfg, mesh=Non
 def _warm_chunk(carry, stop, ref, step_size, *, target, base, bopts, cfg: _Cfg, mesh=None):
     """Warmup rounds of ``carry`` (from :func:`_warm_start` or an earlier chunk) up to ``stop``."""
     statics = dict(base=base, bopts=bopts, cfg=cfg)
-    plan = warmup_plan(cfg.warmup)
-    g0, *rows = carry
 
-    def rounds(ids, rows, shared):
-        del ids
-        g0, stop, ref, step_size = shared
-        path, _, _ = _ladder(ref, step_size, target=target, **statics)
+    def one(g, rows, path):
+        kw, ks, warm = rows
+        return kw, ks, _warm_round(g, kw, warm, path, **statics)
 
-        def body(c):
-            g, kw, ks, warm = c
-            return g + 1, kw, ks, _warm_round(g, kw, warm, path, **statics)
-
-        return jax.lax.while_loop(lambda c: (c[0] < plan.total) & (c[0] < stop), body,
-                                  (g0, *rows))[1:]
-
-    rows = _sharding.map_chains(rounds, mesh, cfg.chains, tuple(rows),
-                                (g0, stop, ref, step_size))
-    g = jnp.maximum(g0, jnp.minimum(stop, plan.total)).astype(g0.dtype)
-    return (g, *rows)
+    return _rounds_upto(one, carry, stop, warmup_plan(cfg.warmup).total, ref, step_size,
+                        target, statics, mesh)
 
 
 @jit_over_target(("target", "base", "bopts", "cfg", "mesh"))
@@ -287,28 +275,42 @@ def _start(warm, ref, step_size, *, target, base, bopts, cfg: _Cfg, mesh=None):
 def _chunk(carry, stop, ref, step_size, *, target, base, bopts, cfg: _Cfg, mesh=None):
     """Rounds of ``carry`` (from :func:`_start` or an earlier chunk) up to ``stop`` (traced)."""
     statics = dict(base=base, bopts=bopts, cfg=cfg)
-    i0, *rows = carry
+
+    def one(i, rows, path):
+        state, betas, params, ks, record = rows
+        state, new = jax.vmap(lambda k, s, b, p: _round(k, i, s, b, p, path, **statics))(
+            ks, state, betas, params)
+        record = jax.tree.map(lambda r, v: r.at[:, i].set(v), record, new)
+        return state, betas, params, ks, record
+
+    return _rounds_upto(one, carry, stop, cfg.draws, ref, step_size, target, statics, mesh)
+
+
+def _rounds_upto(one, carry, stop, total, ref, step_size, target, statics, mesh):
+    """Run ``one(counter, rows, path) -> rows`` on every block of chains from the
+    carry's counter up to ``min(stop, total)`` (``stop`` traced); the new carry.
+
+    The loop of both :func:`_warm_chunk` (warmup rounds) and :func:`_chunk`
+    (recorded rounds); ``carry`` is ``(counter, *rows)``, rows batched over chains.
+    """
+    n0, *rows = carry
 
     def rounds(ids, rows, shared):
         del ids
-        i0, stop, ref, step_size = shared
+        n0, stop, ref, step_size = shared
         path, _, _ = _ladder(ref, step_size, target=target, **statics)
 
         def body(c):
-            i, state, betas, params, ks, record = c
-            state, new = jax.vmap(lambda k, s, b, p: _round(k, i, s, b, p, path, **statics))(
-                ks, state, betas, params)
-            record = jax.tree.map(lambda r, v: r.at[:, i].set(v), record, new)
-            return i + 1, state, betas, params, ks, record
+            return c[0] + 1, *one(c[0], c[1:], path)
 
-        return jax.lax.while_loop(lambda c: (c[0] < cfg.draws) & (c[0] < stop), body,
-                                  (i0, *rows))[1:]
+        return jax.lax.while_loop(lambda c: (c[0] < total) & (c[0] < stop), body,
+                                  (n0, *rows))[1:]
 
-    rows = _sharding.map_chains(rounds, mesh, cfg.chains, tuple(rows),
-                                (i0, stop, ref, step_size))
+    rows = _sharding.map_chains(rounds, mesh, statics["cfg"].chains, tuple(rows),
+                                (n0, stop, ref, step_size))
     # Where every block's loop stopped (they all run the same rounds).
-    i = jnp.maximum(i0, jnp.minimum(stop, cfg.draws)).astype(i0.dtype)
-    return (i, *rows)
+    n = jnp.maximum(n0, jnp.minimum(stop, total)).astype(n0.dtype)
+    return (n, *rows)
 
 
 def _stepping_stones(betas, ll):
