@@ -21,9 +21,12 @@ RENAMED_STATS = {"swap_acceptance": "swap_acceptance_rate", "mh_acceptance": "mh
 
 
 def _with_old_names(stats: dict) -> dict:
+    # Both directions: a run stored before the rename has only the old key.
     for old, new in RENAMED_STATS.items():
         if new in stats:
             stats.setdefault(old, stats[new])
+        elif old in stats:
+            stats[new] = stats[old]
     return stats
 
 

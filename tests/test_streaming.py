@@ -200,3 +200,19 @@ def test_a_stored_numpyro_run_summarises_its_constrained_sites(tmp_path, monkeyp
     pd.testing.assert_frame_equal(lazy.table, expected.table)
     xr.testing.assert_equal(group(stored.to_arviz(), "posterior").load(),
                             group(in_memory.to_arviz(), "posterior"))
+
+
+def test_a_run_stored_before_a_stat_was_renamed_reads_under_both_names(target, tmp_path):
+    """Chunk files written under an old stat name (``mh_acceptance``) give the new name too."""
+    directory = tmp_path / "old"
+    stored = emc.sample(target, "langevin", store=directory, **{**RUN, "warmup": 0, "draws": 6})
+    new = stored.stats["mh_acceptance_rate"]
+    for name in os.listdir(directory):
+        if name.startswith("draws-"):
+            with np.load(directory / name) as z:
+                arrays = {("stat_mh_acceptance" if k == "stat_mh_acceptance_rate" else k): z[k]
+                          for k in z.files}
+            np.savez(directory / name, **arrays)
+    stats = stored.stats
+    assert np.array_equal(stats["mh_acceptance_rate"], new)
+    assert np.array_equal(stats["mh_acceptance"], new)
