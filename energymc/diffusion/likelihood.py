@@ -29,9 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from energymc.diffusion._dequantize import check_dequantize, dequantise, log_jacobian
 from energymc.diffusion._energies import as_module, check_energy
 from energymc.diffusion.schedules import as_schedule
-from energymc.errors import EnergyError, OptionError
+from energymc.errors import OptionError
 
 __all__ = ["Likelihood", "log_likelihood"]
 
@@ -116,12 +117,15 @@ def log_likelihood(key, energy, x, schedule, params=None, *, trace: str = "hutch
         with tolerances ``rtol``/``atol``.
     dequantize
         ``L``: uniform dequantisation of integer data: the model's input is
-        ``scale * (x + u) / L + shift``, ``u ~ U[0, 1)^d``, and the result
+        ``(x + u) * scale / L + shift``, ``u ~ U[0, 1)^d``, and the result
         is the variational bound ``log P(x) >= E_u log p(model input) + d
         log(scale / L)`` (Theis et al. 2016), so that ``bits_per_dim`` is
-        comparable to published figures for discrete data.
+        comparable to published figures for discrete data. Use the map the
+        model was trained on (:class:`energymc.learn.Diffusion` with
+        ``dequantize=`` draws it afresh in every update, and its
+        ``log_likelihood`` passes it here by default).
     scale, shift
-        The affine map above (only with ``dequantize``).
+        The affine map above (only with ``dequantize``; anything else raises).
 
     Returns
     -------
@@ -132,7 +136,7 @@ def log_likelihood(key, energy, x, schedule, params=None, *, trace: str = "hutch
         raise OptionError(f"trace must be 'hutchinson' or 'exact'; got {trace!r}.")
     if solver not in ("rk4", "dopri5"):
         raise OptionError(f"solver must be 'rk4' or 'dopri5'; got {solver!r}.")
-    from energymc.learn._checks import check_data, check_int, check_positive
+    from energymc.learn._checks import check_data, check_int, check_levels, check_positive
 
     steps = check_int("steps", steps, 1)
     probes = 1 if trace == "exact" else check_int("probes", probes, 1)
@@ -142,15 +146,11 @@ def log_likelihood(key, energy, x, schedule, params=None, *, trace: str = "hutch
     dim = int(np.prod(event))
     log_jac = 0.0
     key_u, key_p = jax.random.split(jax.random.key(key) if isinstance(key, int) else key)
-    if dequantize is not None:
-        levels = check_int("dequantize", dequantize, 2)
-        scale = check_positive("scale", scale)
-        if np.any(np.asarray(x) != np.round(np.asarray(x))) or np.any(np.asarray(x) < 0) or \
-                np.any(np.asarray(x) > levels - 1):
-            raise EnergyError(f"with dequantize={levels}, x must hold integers in 0..{levels - 1}.")
-        u = jax.random.uniform(key_u, x.shape, x.dtype)
-        x = scale * (x + u) / levels + shift
-        log_jac = dim * math.log(scale / levels)
+    levels, scale, shift = check_dequantize(dequantize, scale, shift)
+    if levels is not None:
+        check_levels(x, levels, name="x")
+        x = dequantise(key_u, x, levels, scale, shift)
+        log_jac = log_jacobian(dim, levels, scale)
     module = as_module(energy, params)
     check_energy(module, event, x.dtype)
     per_probe = _solve(module, x, key_p, schedule=schedule, exact=trace == "exact",

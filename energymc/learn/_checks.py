@@ -24,6 +24,7 @@ __all__ = [
     "check_ema",
     "check_energy_output",
     "check_int",
+    "check_levels",
     "check_optim",
     "check_positive",
     "check_run_options",
@@ -110,6 +111,22 @@ def check_data(data, *, name: str = "data") -> jax.Array:
             f"{name}[np.isfinite({name}).all(axis=tuple(range(1, {name}.ndim)))]."
         )
     return jnp.asarray(arr, dtype=jnp.result_type(float))
+
+
+def check_levels(x, levels: int, *, name: str = "data") -> None:
+    """Refuse ``x`` unless it holds integers in ``0..levels-1`` (the counts that
+    uniform dequantisation with ``dequantize=levels`` expects); a tracer passes."""
+    if isinstance(x, jax.core.Tracer):
+        return
+    arr = np.asarray(x)
+    bad = ~np.isfinite(arr) | (arr != np.round(arr)) | (arr < 0) | (arr > levels - 1)
+    if bad.any():
+        first = arr[bad].ravel()[0]
+        raise EnergyError(
+            f"with dequantize={levels}, {name} must hold integers in 0..{levels - 1} (the "
+            f"discrete levels, e.g. pixel counts, not data already scaled to [0, 1]); "
+            f"{int(bad.sum())} value(s) are not, e.g. {first!r}. Pass the counts, or "
+            f"dequantize=None for continuous data.")
 
 
 def check_batch(batch, event_shape: tuple) -> None:
