@@ -193,6 +193,17 @@ class Kernel(Protocol):
         """
         return params
 
+    def after_burn_in(self, key: PRNGKey, state: Any, logdensity_fn: LogDensityFn,
+                      params: dict, options: tuple) -> dict:
+        """``params`` completed at one chain's ``state`` after an untuned burn-in
+        (default: ``params`` unchanged).
+
+        Called by :func:`energymc.sample` with ``adapt=False`` (a tuning
+        warmup measures what it needs itself), inside the trace: e.g. ULA's
+        estimate of the target's curvature, which its step reports as a stat.
+        """
+        return params
+
     @property
     def tunable(self) -> bool:
         """Whether warmup or a log Z estimator has a step size to tune
@@ -215,7 +226,7 @@ class Kernel(Protocol):
 #: each its default.
 KERNEL_HOOKS = ("init", "step", "warmup", "default_params", "validate", "prepare",
                 "bind_target", "summed_stats", "grad_evals_per_step", "warns_divergences",
-                "tunable", "count_grad_evals")
+                "tunable", "count_grad_evals", "after_burn_in")
 
 
 @runtime_checkable

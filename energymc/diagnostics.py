@@ -20,7 +20,9 @@ every variable and every chain:
 - mean acceptance >= 0.05 in every chain (one stuck chain is not hidden by
   the others' average);
 - unadjusted Langevin: the Metropolis acceptance its moves would have had
-  >= 0.8 in every chain (else the step is too large: discretisation bias);
+  >= 0.8 in every chain (else the step is too large: discretisation bias),
+  and the variance inflation along the stiffest direction estimated from the
+  energy's curvature (the ``variance_inflation`` stat) <= 1.05 in every chain;
 - parallel tempering: at least one round trip of a replica across the ladder.
 """
 
@@ -345,6 +347,7 @@ class Thresholds:
     min_bfmi: float = 0.3
     min_acceptance: float = 0.05
     min_unadjusted_acceptance: float = 0.8
+    max_variance_inflation: float = 1.05
 
 
 def _fmt_more(n: int, what: str = "rows") -> str:
@@ -504,7 +507,8 @@ def _table_and_nonfinite(ad, data, post):
 
 # Keys of Diagnosis.numbers, in the order they are shown.
 _NUMBERS = ("max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "bfmi", "acceptance",
-            "acceptance_per_chain", "mh_acceptance_per_chain", "nonfinite_draws", "undefined",
+            "acceptance_per_chain", "mh_acceptance_per_chain", "variance_inflation_per_chain",
+            "nonfinite_draws", "undefined",
             "chains", "draws", "round_trips")
 
 
@@ -670,9 +674,42 @@ def _acceptance_problems(ad, data, stats, n_draws: int, th: Thresholds):
                         f"{th.min_unadjusted_acceptance}): its step is large for the energy's "
                         "curvature, so the draws follow a biased law (e.g. too wide). Use a "
                         "smaller step_size, or the adjusted method='mala'.")
+    inflation = _per_chain_mean(stats, "variance_inflation")
+    problems += _inflation_problems(inflation, th)
     return problems, {"acceptance": acceptance, "round_trips": round_trips,
                       "acceptance_per_chain": None if acc_chain is None else acc_chain.tolist(),
-                      "mh_acceptance_per_chain": None if mh_chain is None else mh_chain.tolist()}
+                      "mh_acceptance_per_chain": None if mh_chain is None else mh_chain.tolist(),
+                      "variance_inflation_per_chain":
+                          None if inflation is None else inflation.tolist()}
+
+
+def _inflation_problems(inflation, th: Thresholds) -> list[str]:
+    """The unadjusted sampler's variance inflation (one value per chain) against its limit.
+
+    A small bias in few dimensions leaves the would-be Metropolis acceptance
+    high, so the acceptance check alone misses it; the curvature does not.
+    """
+    if inflation is None:
+        return []
+    problems = []
+    unknown = np.flatnonzero(np.isnan(inflation))
+    if unknown.size:
+        problems.append(f"The unadjusted sampler's bias could not be estimated in chain(s) "
+                        f"{_names(unknown.tolist())}: the energy's curvature is not finite "
+                        "where they are (NaN or inf regions). Check the energy there, or use "
+                        "the adjusted method='mala'.")
+    over = np.flatnonzero(inflation > th.max_variance_inflation)
+    if over.size:
+        worst = float(np.max(inflation[over]))
+        size = ("makes the chain unstable (step x curvature >= 2)" if np.isinf(worst) else
+                f"inflates the variance along the target's stiffest direction by an estimated "
+                f"{worst - 1.0:.0%}")
+        problems.append(f"The unadjusted sampler's step {size} in chain(s) "
+                        f"{_names(over.tolist())} (limit {th.max_variance_inflation - 1.0:.0%}, "
+                        "from the energy's curvature): the draws follow a law wider than the "
+                        "target. Use a smaller step_size, the tuned warmup (adapt=True caps "
+                        "the step by max_bias, default 0.03), or the adjusted method='mala'.")
+    return problems
 
 
 # -------------------------------------------------------------------- plots

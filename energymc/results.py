@@ -47,7 +47,10 @@ class Run:
         (log-density, i.e. ``-E``), ``acceptance_rate``, ``diverging``,
         ``energy`` (Hamiltonian, HMC/NUTS), ``step_size``, ``n_steps``,
         ``tree_depth`` (NUTS), ``swap_acceptance_rate`` and ``round_trips``
-        (``pt``), depending on the method. ``swap_acceptance`` is
+        (``pt``), ``mh_acceptance_rate`` and ``variance_inflation``
+        (``langevin``: the would-be Metropolis acceptance, and the estimated
+        variance inflation along the stiffest direction, constant per chain),
+        depending on the method. ``swap_acceptance`` is
         ``swap_acceptance_rate`` under its deprecated name, kept for one
         release.
     warmup

@@ -39,6 +39,8 @@ from energymc.results import Run
 __all__ = ["sample", "as_key"]
 
 _WARMUP_KEY, _SAMPLE_KEY, _INIT_KEY = 0, 1, 2
+# Folded into each chain's warmup key for a kernel's after_burn_in measurement.
+_MEASURE_KEY = 3
 
 
 def _check_target(target) -> Energy:
@@ -172,6 +174,9 @@ def _begin_chains(key, init, params, ids, *, target, kernel, options, layout, wa
         states, _, _ = _advance(states, params, warm_keys, 0, target=target, kernel=kernel,
                                 options=options, num_draws=warmup, thin=1,
                                 tick=tick_ if ticks else None)
+    measure_keys = jax.vmap(lambda k: jax.random.fold_in(k, _MEASURE_KEY))(warm_keys)
+    params = jax.vmap(lambda k, s, p: kernel.after_burn_in(k, s, target.flat_logdensity, p,
+                                                           options))(measure_keys, states, params)
     return states, params, {}
 
 

@@ -26,6 +26,12 @@ def _ess(y: np.ndarray) -> float:
     return float(arviz.ess(arviz.convert_to_dataset({"y": y[..., None]}))["y"].values.min())
 
 
+def mean_and_mcse(y: np.ndarray) -> tuple[float, float]:
+    """The mean of a ``(chains, draws)`` array and its Monte Carlo standard error
+    ``sd(y) / sqrt(ESS(y))`` (the error behind :func:`mcse_z_scores`)."""
+    return float(y.mean()), float(y.std() / np.sqrt(_ess(y)))
+
+
 def mcse_z_scores(draws: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> dict[str, np.ndarray]:
     """z-scores ``(estimate - truth) / MCSE`` for means, variances and correlations.
 

@@ -4,11 +4,12 @@ Every run is a real ``emc.sample`` call at a small size. A bad case names the
 check that must catch it (a phrase of its problem sentence); a good case must
 come out with no problem at all. Seeds are literal, so a failure replays.
 
-Left out because the run alone cannot show them (see docs/getting-started.md,
+Left out because the run alone cannot show it (see docs/getting-started.md,
 "What diagnose checks"): a minor mode that no chain ever visits (all chains
-started in the major mode agree with one another), and a small discretisation
-bias of an unadjusted kernel in one or two dimensions (its would-be Metropolis
-acceptance stays high). PCD chains that lag the model are a learner's
+started in the major mode agree with one another). A small discretisation
+bias of an unadjusted kernel in one or two dimensions, whose would-be
+Metropolis acceptance stays high, is caught by the curvature-based
+``variance_inflation`` stat. PCD chains that lag the model are a learner's
 diagnostic, not ``diagnose``'s: it judges a finished ``Run``.
 """
 
@@ -68,6 +69,11 @@ BAD = {
     "unadjusted Langevin with a large step": (lambda: emc.sample(
         _gauss(10), "langevin", chains=4, draws=300, warmup=0, adapt=False, step_size=0.5,
         seed=4), "unadjusted sampler's moves"),
+    # Two dimensions, curvature 4 along x[1], step 0.05: variance +11%, yet a Metropolis
+    # test would accept ~98% of the moves; only the curvature shows it.
+    "unadjusted Langevin with a bias its acceptance cannot show": (lambda: emc.sample(
+        _gauss(2, jnp.array([1.0, 0.5])), "langevin", chains=4, draws=300, warmup=0,
+        adapt=False, step_size=0.05, seed=12), "stiffest direction"),
     # Neal's funnel with a diagonal metric: the neck shows as E-BFMI (and R-hat, ESS).
     "funnel neck": (lambda: emc.sample(
         FUNNEL, "nuts", chains=4, draws=200, warmup=200, seed=5), "E-BFMI"),
@@ -104,8 +110,13 @@ GOOD = {
                                             seed=23),
     "barker on a Gaussian": lambda: emc.sample(G2, "barker", chains=4, draws=1000,
                                                warmup=300, seed=24),
+    # The default step is capped for 3% variance inflation (~0.06 on unit scales),
+    # so ULA mixes slowly: 10,000 steps per chain for an ESS of a few hundred.
     "unadjusted Langevin, tuned step": lambda: emc.sample(G3, "langevin", chains=4,
-                                                          draws=1000, warmup=300, seed=26),
+                                                          draws=2000, thin=5, warmup=300,
+                                                          seed=26),
+    "unadjusted Langevin, default step on an ill-conditioned Gaussian": lambda: emc.sample(
+        ILL, "langevin", chains=4, draws=2000, thin=5, warmup=300, seed=25),
     "mala on an off-origin Gaussian with unequal scales": lambda: emc.sample(
         _gauss(3, jnp.array([0.5, 1.0, 2.0]), jnp.array([1.0, -2.0, 3.0])), "mala", chains=4,
         draws=1000, warmup=300, seed=27),

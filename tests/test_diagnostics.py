@@ -217,6 +217,46 @@ def test_ula_with_a_large_step_is_flagged_as_biased():
     assert np.asarray(big.flat_draws).var() > 1.2
 
 
+def test_ula_bias_the_acceptance_cannot_see_is_flagged_from_the_curvature():
+    # sds 1 and 0.5: curvature 4 along x[1]; step 0.05 inflates its variance by
+    # 1 / (1 - 0.05 * 4 / 2) = 1.111, yet in two dimensions a Metropolis test would
+    # still accept ~98% of the moves, so the acceptance check alone passes the run.
+    target = emc.Energy(lambda x: 0.5 * jnp.sum((x / jnp.array([1.0, 0.5])) ** 2),
+                        init=jnp.zeros(2))
+    run = emc.sample(target, "langevin", chains=4, draws=300, warmup=0, adapt=False,
+                     step_size=0.05, seed=12)
+    np.testing.assert_allclose(run.stats["variance_inflation"], 1.0 / 0.9, rtol=1e-4)
+    d = emc.diagnose(run)
+    assert min(d.numbers["mh_acceptance_per_chain"]) > 0.9
+    assert not any("would have been accepted" in p for p in d.problems)
+    assert any("stiffest direction by an estimated 11%" in p and "max_bias" in p
+               for p in d.problems), d.problems
+    np.testing.assert_allclose(d.numbers["variance_inflation_per_chain"], 1.0 / 0.9, rtol=1e-4)
+    # Negative control: a step under the limit (inflation 1/(1 - 0.02) = 1.02) is not flagged.
+    small = emc.sample(target, "langevin", chains=4, draws=300, warmup=0, adapt=False,
+                       step_size=0.01, seed=12)
+    assert not any("stiffest direction" in p for p in emc.diagnose(small).problems)
+    # A step past stability (step x curvature >= 2) reads as unstable, not as a percentage.
+    wild = emc.sample(target, "langevin", chains=2, draws=20, warmup=0, adapt=False,
+                      step_size=0.6, seed=12)
+    assert np.all(np.isinf(wild.stats["variance_inflation"]))
+    assert any("unstable" in p for p in emc.diagnose(wild).problems)
+
+
+def test_ula_curvature_in_a_nan_region_is_reported_not_a_crash():
+    # log(-x0) is NaN wherever x0 > 0, where both chains start.
+    target = emc.Energy(lambda x: 0.5 * jnp.sum(x**2) - jnp.log(-x[0]),
+                        init=jnp.array([-1.0, 0.0]))
+    run = emc.sample(target, "langevin", chains=2, draws=50, warmup=0, adapt=False,
+                     step_size=0.05, seed=3, init=jnp.array([[1.0, 0.0], [1.0, 0.0]]))
+    assert np.all(np.isnan(run.stats["variance_inflation"]))
+    assert any("could not be estimated" in p for p in emc.diagnose(run).problems)
+    # The tuned warmup keeps the step it had (no cap from an unknown curvature).
+    tuned = emc.sample(target, "langevin", chains=2, draws=50, warmup=100, seed=3,
+                       init=jnp.array([[1.0, 0.0], [1.0, 0.0]]))
+    assert np.all(np.isfinite(tuned.warmup["params"]["step_size"]))
+
+
 def test_ess_mean_is_arviz_and_sees_autocorrelation_and_disagreeing_chains():
     # AR(1) chains: ESS for the mean is about n (1 - phi) / (1 + phi).
     rng = np.random.default_rng(11)

@@ -190,6 +190,9 @@ def test_bad_sampling_arguments():
         emc.sample(target, chains=4, init=jnp.zeros((3, 2)))
     with pytest.raises(emc.OptionError, match="inverse_mass_matrix has shape"):
         emc.sample(target, "mala", adapt=False, step_size=0.1, inverse_mass_matrix=np.ones(5))
+    for bad in (0.0, -0.1, 1.0, True, "3%", float("nan")):
+        with pytest.raises(emc.OptionError, match="max_bias must be a number in"):
+            emc.sample(target, "langevin", max_bias=bad)
 
 
 def test_per_chain_init_is_used():

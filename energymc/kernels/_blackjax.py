@@ -393,24 +393,142 @@ class AdjustedKernel(Kernel):
                 "inverse_mass_matrix": imm}
 
 
+# --------------------------------------------------------------------------
+# ULA's bias, measured. On a Gaussian whose (whitened) precision has an
+# eigenvalue lam, the Euler step y + h grad + sqrt(2 h) xi leaves the variance
+# along that eigenvector at (1 / lam) / (1 - h lam / 2): the stiffest direction
+# (largest lam) is inflated most. Acceptance does not bound this (ULA has
+# none), so the largest eigenvalue of the whitened Hessian of E is estimated
+# by power iteration on Hessian-vector products at a few positions.
+# --------------------------------------------------------------------------
+_POWER_ITERATIONS = 20
+_CURVATURE_POSITIONS = 3
+# MALA steps between the positions measured (adjusted, so safe at any step).
+_CURVATURE_SPACING = 5
+
+
+def _power_iteration(matvec, v, num_steps):
+    """``num_steps`` of power iteration from ``v`` ``(dim,)``: ``(Rayleigh quotient, vector)``."""
+
+    def normalised(w):
+        norm = jnp.linalg.norm(w)
+        # A zero Hessian (flat energy) would divide by zero; its quotient is 0.
+        return w / jnp.where(norm > 0, norm, 1.0)
+
+    v, _ = jax.lax.scan(lambda u, _: (normalised(matvec(u)), None), normalised(v), None,
+                        length=num_steps)
+    return jnp.vdot(v, matvec(v)), v
+
+
+def _stiffest_curvature(logdensity_fn, lin, position, v0):
+    """Largest eigenvalue of the whitened Hessian of E at ``position`` ``(dim,)``.
+
+    Power iteration finds the eigenvalue of largest magnitude; where that one
+    is negative (a saddle between modes) a second pass on ``H + |mu| I``, whose
+    eigenvalues are all >= 0, finds the largest. Returns ``(lam, vector)``;
+    ``lam`` is NaN where the energy or its derivatives are not finite.
+    """
+    y = lin.to_y(position)
+    grad_y = jax.grad(lambda u: logdensity_fn(lin.to_x(u)))
+    hvp = lambda v: -jax.jvp(grad_y, (y,), (v,))[1]
+    mu, v = _power_iteration(hvp, v0, _POWER_ITERATIONS)
+    shift = jnp.maximum(-mu, 0.0)
+    # From mu's own vector the shifted pass would start at eigenvalue 0.
+    start = jnp.where(mu < 0, v0, v)
+    rho, v = _power_iteration(lambda u: hvp(u) + shift * u, start, _POWER_ITERATIONS)
+    # A target may read a NaN energy as -inf (zero derivatives there): the
+    # curvature of such a point is unknown, not zero.
+    known = jnp.isfinite(logdensity_fn(position))
+    return jnp.where(known, rho - shift, jnp.nan), v
+
+
+def _measure_curvature(key, state, logdensity_fn, params):
+    """ULA's worst-direction curvature ``lam_max`` (scalar) around ``state``.
+
+    The largest over ``_CURVATURE_POSITIONS`` positions ``_CURVATURE_SPACING``
+    MALA steps apart (with ``params``' step and preconditioner), so that a
+    curvature that varies across the typical set is seen more than once.
+    Positions where it is not finite (a NaN region) are left out; NaN only
+    when none is finite. One compiled program: no host loop.
+    """
+    lin = _linear_map(params["inverse_mass_matrix"])
+    mala = _ALGORITHMS["mala"].build_kernel()
+    safe = _finite_logdensity(logdensity_fn)
+    v_key, walk_key = jax.random.split(key)
+    v0 = jax.random.normal(v_key, state.position.shape, state.position.dtype)
+
+    def position(carry, k):
+        s, v = carry
+        s = jax.lax.fori_loop(
+            0, _CURVATURE_SPACING,
+            lambda i, s: mala(jax.random.fold_in(k, i), s, safe, params["step_size"],
+                              params["inverse_mass_matrix"])[0], s)
+        lam, v_new = _stiffest_curvature(logdensity_fn, lin, s.position, v)
+        # A warm start helps the next position, unless this one was not finite.
+        v = jnp.where(jnp.all(jnp.isfinite(v_new)), v_new, v)
+        return (s, v), lam
+
+    start = MALAState(state.position, state.logdensity, state.logdensity_grad)
+    _, lams = jax.lax.scan(position, (start, v0),
+                           jax.random.split(walk_key, _CURVATURE_POSITIONS))
+    finite = jnp.isfinite(lams)
+    return jnp.where(jnp.any(finite), jnp.max(jnp.where(finite, lams, -jnp.inf)), jnp.nan)
+
+
+def _variance_inflation(step_size, curvature):
+    """ULA's stationary variance over the target's along the stiffest direction.
+
+    ``1 / (1 - h lam / 2)`` for step ``h`` and whitened curvature ``lam``
+    (exact on a Gaussian); ``inf`` where ``h lam >= 2`` (the chain diverges),
+    1 where the curvature is not positive, NaN where it is unknown.
+    """
+    half = step_size * jnp.maximum(curvature, 0.0) / 2.0
+    inflation = jnp.where(half < 1.0, 1.0 / (1.0 - jnp.where(half < 1.0, half, 0.0)), jnp.inf)
+    return jnp.where(jnp.isnan(curvature), jnp.nan, inflation)
+
+
+def _check_max_bias(b) -> None:
+    if b is None:
+        return
+    if isinstance(b, bool) or not (isinstance(b, (int, float)) and 0.0 < b < 1.0):
+        raise OptionError(
+            f"max_bias must be a number in (0, 1), the largest tolerated relative "
+            f"variance inflation of the unadjusted Langevin chain (e.g. 0.03 for 3%), "
+            f"or None to leave the step uncapped; got {b!r}.")
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class LangevinKernel(Kernel):
     """Unadjusted Langevin (ULA): BlackJAX's overdamped Langevin Euler step, no
-    Metropolis correction. Biased: its stationary law differs from exp(-E) by
-    an amount that grows with the step size. Warmup tunes the step size and a
-    preconditioner as for MALA but for 90% acceptance (``target_accept``), a
-    smaller step than MALA's optimum that keeps the bias small; on a standard
-    Gaussian the variance comes out about 1 / (1 - h / 2) for whitened step h.
+    Metropolis correction, so its draws follow a law that differs from exp(-E)
+    by an amount that grows with the step size.
+
+    Warmup tunes the step size and a preconditioner as for MALA but for 90%
+    acceptance (``target_accept``), then caps the step by the target's
+    curvature: with ``lam_max`` the largest eigenvalue of the preconditioned
+    Hessian of E (power iteration on Hessian-vector products at a few
+    positions after warmup), the variance along the stiffest direction is
+    inflated by ``1 / (1 - h lam_max / 2)`` on a Gaussian, and the step ``h``
+    is cut to ``2 b / ((1 + b) lam_max)`` so that this is at most ``1 + b``,
+    ``b = max_bias`` (default 0.03; ``None``: no cap). Exact for Gaussian
+    targets, a heuristic elsewhere. Where the curvature is not finite the
+    step stays uncapped. ``adapt=False`` runs the given step uncapped.
+
+    The estimate is measured in every run (after warmup, or at the chains'
+    positions after an untuned burn-in) and reported as the stat
+    ``variance_inflation`` (``(chains, draws)``, constant per chain); the
+    tuned ``params`` hold ``curvature`` (``lam_max``) per chain.
     """
 
     name: str = "langevin"
     supports: tuple = ("real",)
     defaults: Mapping = dataclasses.field(default_factory=lambda: MappingProxyType(
         {"dense_mass": False, "target_accept": 0.9, "metric": None, "step_size": None,
-         "inverse_mass_matrix": None}))
+         "inverse_mass_matrix": None, "max_bias": 0.03}))
 
     def validate(self, options, dim) -> None:
         _MALA.validate(options, dim)
+        _check_max_bias(dict(options).get("max_bias"))
 
     def init(self, key, position, logdensity_fn, params, options):
         return _gradient_state_init(position, logdensity_fn)
@@ -429,12 +547,34 @@ class LangevinKernel(Kernel):
         # No accept step to absorb numerical trouble: refuse the move and count it.
         new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
         mh = jnp.where(ok, langevin_mh_acceptance(old_y, new_y, params["step_size"]), 0.0)
-        return new, {"lp": new.logdensity, "acceptance_rate": ok.astype(new.logdensity.dtype),
-                     "diverging": ~ok, "step_size": params["step_size"],
-                     "mh_acceptance_rate": mh.astype(new.logdensity.dtype)}
+        dtype = new.logdensity.dtype
+        stats = {"lp": new.logdensity, "acceptance_rate": ok.astype(dtype),
+                 "diverging": ~ok, "step_size": params["step_size"],
+                 "mh_acceptance_rate": mh.astype(dtype)}
+        # Only sample()'s runs measure the curvature; learners' chains do not.
+        if "curvature" in params:
+            stats["variance_inflation"] = _variance_inflation(
+                params["step_size"], params["curvature"]).astype(dtype)
+        return new, stats
 
     def warmup(self, key, position, logdensity_fn, num_steps, options, tick=None):
-        return _MALA.warmup(key, position, logdensity_fn, num_steps, options, tick=tick)
+        warm = _MALA.warmup(key, position, logdensity_fn, num_steps, options, tick=tick)
+        params = warm.params
+        lam = _measure_curvature(jax.random.fold_in(key, 1), warm.state, logdensity_fn,
+                                 params)
+        step = params["step_size"]
+        b = dict(options)["max_bias"]
+        if b is not None:
+            cap = 2.0 * b / ((1.0 + b) * lam)
+            step = jnp.where(jnp.isfinite(lam) & (lam > 0), jnp.minimum(step, cap), step)
+        params = {**params, "step_size": step.astype(params["step_size"].dtype),
+                  "curvature": lam.astype(params["step_size"].dtype)}
+        return WarmupResult(warm.state, params, warm.info)
+
+    def after_burn_in(self, key, state, logdensity_fn, params, options):
+        """``params`` with the curvature measured around an untuned chain's ``state``."""
+        lam = _measure_curvature(key, state, logdensity_fn, params)
+        return {**params, "curvature": lam.astype(params["step_size"].dtype)}
 
     def default_params(self, dim, options):
         return _MALA.default_params(dim, options)
