@@ -22,7 +22,8 @@ from energymc.logz._checkpoint import LogZCheckpoint, fingerprint
 from energymc.logz._checks import replicate_check
 from energymc.logz._method import BaseOptions, Context, Estimate, LogZMethod
 from energymc.logz._path import AnnealingPath, check_path
-from energymc.logz._reference import Reference, fit_gaussian, make_reference
+from energymc.logz._reference import (MixtureReference, Reference, fit_gaussian,
+                                      make_reference)
 from energymc.logz._result import LogZ
 
 __all__ = ["log_partition", "METHODS"]
@@ -74,6 +75,10 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         The reference ``q0``: ``None`` (a Gaussian ``N(init, scale^2 I)``
         for real targets, ``scale=2`` by default; uniform for discrete),
         ``"gaussian"``, ``"pilot"`` (a Gaussian fitted to a short NUTS run),
+        ``"modes"`` (a Laplace Gaussian at each mode found by ``mode_starts``
+        gradient descents, weighted by its Laplace mass, plus the default
+        Gaussian with weight ``defensive``; its cost is counted in
+        ``num_grad_evals``, its report is ``info["mode_fit"]``),
         ``"uniform"``, ``"bernoulli"`` (with ``probs=``), or a NumPyro
         distribution with draws ``(dim,)``.
     seed
@@ -141,7 +146,8 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     **options
         Method options (an unknown one raises an error listing the valid
         ones). Common: ``scale`` (sd of the default Gaussian, 2), ``probs``,
-        ``pilot_draws``. AIS/BDMC: ``particles`` (256), ``schedule``
+        ``pilot_draws``, ``mode_starts`` (32) and ``defensive`` (0.15) for
+        ``base="modes"``. AIS/BDMC: ``particles`` (256), ``schedule``
         (``"adaptive"``, ``"linear"``, ``"geometric"``, ``"sigmoidal"`` or an
         array of betas), ``num_temps`` (100, fixed schedules), ``cess``
         (0.995, adaptive), ``kernel`` (``"mala"``; any Metropolis-adjusted
@@ -197,9 +203,9 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     key = as_key(seed)
     if isinstance(base, AnnealingPath):
         check_path(base, target, method, options)
-        ref, pilot_cost = base, 0.0
+        ref, pilot_cost, mode_fit = base, 0.0, None
     else:
-        ref, pilot_cost = _reference(target, base, options, key)
+        ref, pilot_cost, mode_fit = _reference(target, base, options, key)
     ctx = m.validate(options, target)
     meter = make_meter(progress)
     # AIS/SMC particles or PT chains split over the devices (docs/devices.md); the argument
@@ -238,7 +244,11 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     meter.close()
     est.info["base"] = repr(ref)
     est.info["reference"] = ref
-    if pilot_cost:
+    if mode_fit is not None:
+        est.info["mode_fit"] = mode_fit
+        est.timing["mode_fit_s"] = mode_fit["seconds"]
+        est.num_grad_evals += int(pilot_cost)
+    elif pilot_cost:
         est.info["pilot_grad_evals"] = int(pilot_cost)
         est.num_grad_evals += int(pilot_cost)
     if est.problems:
@@ -363,11 +373,13 @@ def _check_budget(budget, replicates):
     return float(budget), None
 
 
-def _reference(target, base, options, key) -> tuple[Reference, float]:
-    """The reference q0 from ``base=`` and the gradient evaluations its pilot run cost."""
-    o = dataclasses.replace(BaseOptions(), **{k: v for k, v in options.items()
-                                             if k in ("scale", "probs", "pilot_draws")})
-    cost = []
+def _reference(target, base, options, key) -> tuple[Reference, float, dict | None]:
+    """The reference q0 from ``base=``, the gradient evaluations its fit cost
+    (pilot run or mode fit), and the mode fit's report (``None`` for other bases)."""
+    names = ("scale", "probs", "pilot_draws", "mode_starts", "defensive")
+    o = dataclasses.replace(BaseOptions(), **{k: v for k, v in options.items() if k in names})
+    _check_mode_options(o)
+    cost, fit = [], []
 
     def pilot():
         ref, evals = _pilot(target, o.pilot_draws, int(jax.random.randint(
@@ -375,8 +387,31 @@ def _reference(target, base, options, key) -> tuple[Reference, float]:
         cost.append(evals)
         return ref
 
-    ref = make_reference(target, base, scale=o.scale, probs=o.probs, pilot_fn=pilot)
-    return ref, sum(cost)
+    def modes(scale):
+        from energymc.logz._modes import fit_modes
+
+        t0 = time.perf_counter()
+        ref, evals, info = fit_modes(target, jax.random.fold_in(key, 10**6 + 2), scale=scale,
+                                     starts=int(o.mode_starts), defensive=float(o.defensive))
+        cost.append(evals)
+        fit.append({**info, "seconds": time.perf_counter() - t0})
+        return ref
+
+    ref = make_reference(target, base, scale=o.scale, probs=o.probs, pilot_fn=pilot,
+                         modes_fn=modes)
+    return ref, sum(cost), (fit[0] if fit else None)
+
+
+def _check_mode_options(o: BaseOptions) -> None:
+    """``mode_starts`` and ``defensive`` (``base="modes"``), checked before anything runs."""
+    n = o.mode_starts
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise OptionError(f"mode_starts= must be an integer >= 1 (descents that look for the "
+                          f"target's modes); got {n!r}.")
+    w = o.defensive
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w < 1.0:
+        raise OptionError(f"defensive= must be a weight in [0, 1) (the default Gaussian's "
+                          f"share of base='modes'); got {w!r}.")
 
 
 _MODE_BASE_STARTS = 32
@@ -391,8 +426,11 @@ def _mode_check(est, target, ref, key) -> dict:
         return {"problem": None,
                 "info": {"status": "skipped: needs real particles from a geometric path"}}
     t0 = time.perf_counter()
-    # Descents from draws of q0 too: they find modes no particle reached.
-    base = np.asarray(ref.sample(jax.random.fold_in(key, 1), _MODE_BASE_STARTS))
+    # Descents from draws of q0 too: they find modes no particle reached. A
+    # mode-fitted q0 is drawn from its defensive default Gaussian instead: the
+    # check must not look only where the fit already looked.
+    start_ref = ref.defensive() if isinstance(ref, MixtureReference) else ref
+    base = np.asarray(start_ref.sample(jax.random.fold_in(key, 1), _MODE_BASE_STARTS))
     problem, info = mode_check(target, est.particles, est.weights, est.log_z, est.stderr, key,
                                base_starts=base)
     info["seconds"] = time.perf_counter() - t0

@@ -51,7 +51,8 @@ from jax.scipy.special import logsumexp
 from energymc._util import kish_ess, nonfinite_to_neginf
 from energymc.energy import jit_over_target
 
-__all__ = ["mode_check", "replicate_check", "unverified_problem", "REPLICATE_LEVEL"]
+__all__ = ["descend", "laplace_modes", "laplace_weights", "laplace_widen", "mode_check",
+           "replicate_check", "unverified_problem", "REPLICATE_LEVEL"]
 
 #: ``unverified_problem`` fires when the poorly fitting mixture, built at no
 #: more than this many modes, estimates log Z more than ``UNVERIFIED_GAP``
@@ -129,7 +130,8 @@ def replicate_check(log_zs, stderrs):
     return stderr, None, info
 
 
-def _widen(dim):
+def laplace_widen(dim):
+    """Variance factor ``1 + 1/sqrt(dim)`` applied to a Laplace covariance."""
     # Proposal covariance c^2 * Laplace: wider than the mode (heavier tails are
     # safer for importance sampling), but only by 1 + 1/sqrt(d) in variance so
     # that the weight variance, ~ (c^2 / sqrt(2 c^2 - 1))^d, stays O(1) in high d.
@@ -137,7 +139,7 @@ def _widen(dim):
 
 
 @jit_over_target(("target", "steps"))
-def _descend(y0, scale, xp, *, target, steps):
+def descend(y0, scale, xp, *, target, steps):
     """Gradient descent (Adam, cosine decay) from ``y0`` ``(m, dim)`` in units of ``scale``.
 
     Returns the ends ``(m, dim)``, their energies ``(m,)`` and the energies
@@ -222,19 +224,21 @@ def _depth(e, w, ends, dim):
             "depth_limit": limit}
 
 
-def _laplace_modes(target, mins, energies, sd, max_modes, dtype):
+def laplace_modes(target, mins, energies, sd, max_modes, dtype, max_sd=None):
     """A widened Laplace Gaussian at each distinct local minimum, lowest energy first.
 
     ``mins`` ``(m, dim)`` and ``energies`` ``(m,)`` are the descents' ends;
-    ``sd`` ``(dim,)`` the particles' spread. Returns lists ``locs`` (each
-    ``(dim,)``), ``chols`` (each ``(dim, dim)``) and ``log_mass`` (the Laplace
-    log-mass of each mode), at most ``max_modes`` long.
+    ``sd`` ``(dim,)`` the particles' spread. In flat or concave directions a
+    component's sd is ``max_sd`` (default 3 particle sds). Returns lists
+    ``locs`` (each ``(dim,)``), ``chols`` (each ``(dim, dim)``) and
+    ``log_mass`` (the Laplace log-mass of each mode), at most ``max_modes``
+    long.
     """
     dim = mins.shape[1]
     order = [i for i in np.argsort(energies) if np.isfinite(energies[i])]
     locs, chols, log_mass = [], [], []
-    widen = _widen(dim)
-    max_var = float(np.max(sd**2))
+    widen = laplace_widen(dim)
+    max_var = (3.0 * float(np.max(sd)))**2 if max_sd is None else float(max_sd)**2
     for i in order:
         m = mins[i]
         if any(float((m - loc) @ np.linalg.solve(c @ c.T, m - loc)) < 4.0 * widen
@@ -246,7 +250,7 @@ def _laplace_modes(target, mins, energies, sd, max_modes, dtype):
         lam, vec = np.linalg.eigh(0.5 * (h + h.T))
         # Flat or concave directions (a ring's tangent, a saddle): no wider than
         # 3 particle sds, so the proposal still covers where the particles were.
-        lam = np.maximum(lam, 1.0 / (9.0 * max_var))
+        lam = np.maximum(lam, 1.0 / max_var)
         cov = (vec / lam) @ vec.T * widen
         chols.append(np.linalg.cholesky(0.5 * (cov + cov.T)))
         locs.append(m)
@@ -255,6 +259,19 @@ def _laplace_modes(target, mins, energies, sd, max_modes, dtype):
         if len(locs) >= max_modes:
             break
     return locs, chols, log_mass
+
+
+def laplace_weights(log_mass, floor=0.25):
+    """``(k,)`` mixture weights from the modes' Laplace log-masses ``(k,)``.
+
+    Each weight is at least ``floor / k`` before renormalising: every found
+    mode gets draws even if its Laplace mass is (wrongly) tiny, as for a
+    mode far from Gaussian; importance weights stay exact for the mixture used.
+    """
+    lm = np.asarray(log_mass, dtype=float)
+    pi = np.exp(lm - np.max(lm))
+    pi = np.maximum(pi / pi.sum(), floor / lm.size)
+    return pi / pi.sum()
 
 
 def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=None, starts=32,
@@ -312,21 +329,15 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
     if base_starts is not None:
         x0 = np.concatenate([x0, np.asarray(base_starts, dtype=float)])
     y0 = jnp.asarray(x0 / sd, dtype)
-    mins, energies, e_part = _descend(y0, scale, jnp.asarray(x, dtype), target=target,
+    mins, energies, e_part = descend(y0, scale, jnp.asarray(x, dtype), target=target,
                                       steps=steps)
     mins, energies = np.asarray(mins, dtype=float), np.asarray(energies, dtype=float)
     depth = _depth(np.asarray(e_part, dtype=float), w, energies, dim)
-    locs, chols, log_mass = _laplace_modes(target, mins, energies, sd, max_modes, dtype)
+    locs, chols, log_mass = laplace_modes(target, mins, energies, sd, max_modes, dtype)
     if not locs:
         return None, {"status": "skipped: no finite local minimum found", "modes": 0, **depth}
     k = len(locs)
-    lm = np.asarray(log_mass)
-    pi = np.exp(lm - np.max(lm))
-    pi = pi / pi.sum()
-    # Defensive floor: every found mode gets draws even if its Laplace mass is
-    # (wrongly) tiny; the weights below stay exact for the mixture used.
-    pi = np.maximum(pi, 0.25 / k)
-    pi = pi / pi.sum()
+    pi = laplace_weights(log_mass)
     k_c, k_e = jax.random.split(k_draw)
     comp = np.asarray(jax.random.choice(k_c, k, (draws,), p=jnp.asarray(pi)))
     eps = np.asarray(jax.random.normal(k_e, (draws, dim), dtype), dtype=float)

@@ -42,6 +42,8 @@ class BaseOptions:
     scale: Any = 2.0
     probs: Any = None
     pilot_draws: int = 500
+    mode_starts: int = 32
+    defensive: float = 0.15
 
 
 @dataclasses.dataclass(frozen=True)

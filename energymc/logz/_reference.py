@@ -18,8 +18,8 @@ import numpy as np
 
 from energymc.errors import OptionError
 
-__all__ = ["Reference", "GaussianReference", "DiscreteReference", "NumpyroReference",
-           "make_reference"]
+__all__ = ["Reference", "GaussianReference", "MixtureReference", "DiscreteReference",
+           "NumpyroReference", "make_reference"]
 
 
 class Reference:
@@ -80,6 +80,89 @@ class GaussianReference(Reference):
     def __repr__(self):
         kind = "diagonal" if np.ndim(self.chol) == 1 else "dense"
         return f"GaussianReference(dim={np.shape(self.loc)[-1]}, {kind})"
+
+
+@jax.tree_util.register_pytree_node_class
+class MixtureReference(Reference):
+    """A mixture of ``K`` dense Gaussians ``sum_k w_k N(locs_k, chols_k chols_k^T)``.
+
+    Built by ``base="modes"`` (:mod:`energymc.logz._modes`): component 0 is
+    the defensive default Gaussian, the others Laplace fits at the target's
+    modes. ``K`` is fixed per target shape and unused components carry
+    ``log_weights = -inf``, so a fit that finds another number of modes does
+    not recompile anything.
+
+    Parameters
+    ----------
+    locs
+        ``(K, dim)`` means.
+    chols
+        ``(K, dim, dim)`` lower Cholesky factors of the covariances.
+    log_weights
+        ``(K,)`` normalised log weights (``-inf`` for an unused component).
+    var
+        ``(dim,)`` the within-mode variance the annealing kernels start their
+        mass matrix from (:meth:`variance`): the mixture's total variance
+        would hold the distance between modes, far too wide for local moves.
+    inv_chols
+        ``(K, dim, dim)`` the factors' inverses (computed when ``None``).
+    """
+
+    def __init__(self, locs, chols, log_weights, var, inv_chols=None):
+        self.locs = locs
+        self.chols = chols
+        self.log_weights = log_weights
+        self.var = var
+        # L^-1 once on the host: log_prob is then a matrix product per
+        # component, several times faster on CPU than a batched triangular
+        # solve on every annealing move.
+        if inv_chols is None:
+            eye = np.eye(np.shape(chols)[-1])
+            inv_chols = jnp.asarray(np.stack([np.linalg.solve(c, eye)
+                                              for c in np.asarray(chols, dtype=float)]),
+                                    jnp.result_type(float))
+        self.inv_chols = inv_chols
+
+    def tree_flatten(self):
+        return (self.locs, self.chols, self.log_weights, self.var, self.inv_chols), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(*children)
+
+    def _log_comps(self, z):
+        d = z.shape[-1]
+        y = jnp.einsum("kij,kj->ki", self.inv_chols, z - self.locs)
+        logdet = -jnp.sum(jnp.log(jnp.diagonal(self.inv_chols, axis1=1, axis2=2)), axis=1)
+        return -0.5 * jnp.sum(y**2, axis=1) - logdet - 0.5 * d * math.log(2 * math.pi)
+
+    def log_prob(self, z):
+        # An unused component (weight -inf) adds exp(-inf) = 0, never a NaN:
+        # its factor is a valid Cholesky factor.
+        return jax.scipy.special.logsumexp(self._log_comps(z) + self.log_weights)
+
+    def sample(self, key, n):
+        k_c, k_e = jax.random.split(key)
+        comp = jax.random.categorical(k_c, self.log_weights, shape=(n,))
+        eps = jax.random.normal(k_e, (n, self.locs.shape[-1]), self.locs.dtype)
+        return self.locs[comp] + jnp.einsum("nij,nj->ni", self.chols[comp], eps)
+
+    def variance(self):
+        """``(dim,)`` within-mode variance: the kernels' initial inverse mass matrix."""
+        return self.var
+
+    def defensive(self) -> GaussianReference:
+        """Component 0, the default Gaussian: draws independent of the fitted modes."""
+        return GaussianReference(self.locs[0], self.chols[0])
+
+    def __repr__(self):
+        try:
+            w = np.exp(np.asarray(self.log_weights, dtype=float))
+        except jax.errors.TracerArrayConversionError:  # traced: no weights to describe
+            return "MixtureReference(traced)"
+        modes = int(np.sum(w[1:] > 0))
+        return (f"MixtureReference(dim={np.shape(self.locs)[-1]}, modes={modes}, "
+                f"defensive={w[0]:.2f})")
 
 
 @jax.tree_util.register_pytree_node_class
@@ -189,7 +272,8 @@ def _numpyro_reference(dist, target) -> NumpyroReference:
     return NumpyroReference(dist)
 
 
-def make_reference(target, base, *, scale=1.0, probs=None, pilot_fn=None) -> Reference:
+def make_reference(target, base, *, scale=1.0, probs=None, pilot_fn=None,
+                   modes_fn=None) -> Reference:
     """Build the reference ``q0`` for ``target`` from the user's ``base=``.
 
     Parameters
@@ -200,7 +284,8 @@ def make_reference(target, base, *, scale=1.0, probs=None, pilot_fn=None) -> Ref
         ``None`` (default: a Gaussian ``N(init, scale^2 I)`` for real targets,
         the uniform distribution for binary/spin targets), ``"gaussian"``,
         ``"pilot"`` (a Gaussian fitted by a short MCMC run; ``pilot_fn`` does
-        it), ``"uniform"``, ``"bernoulli"`` (independent coordinates with
+        it), ``"modes"`` (a Laplace mixture at the target's modes plus the
+        default Gaussian; ``modes_fn(scale)`` fits it), ``"uniform"``, ``"bernoulli"`` (independent coordinates with
         ``P(high) = probs``), a NumPyro distribution with draws of shape
         ``(dim,)``, or a :class:`Reference`.
     scale
@@ -221,7 +306,7 @@ def make_reference(target, base, *, scale=1.0, probs=None, pilot_fn=None) -> Ref
     if base is None:
         base = "uniform" if discrete else "gaussian"
     if isinstance(base, str):
-        if base in ("gaussian", "pilot") and discrete:
+        if base in ("gaussian", "pilot", "modes") and discrete:
             raise OptionError(
                 f"base={base!r} is for real targets; support={target.support!r} takes "
                 "base='uniform' or base='bernoulli'."
@@ -230,11 +315,13 @@ def make_reference(target, base, *, scale=1.0, probs=None, pilot_fn=None) -> Ref
             return GaussianReference(jnp.asarray(target.flat_init), _check_scale(scale, dim))
         if base == "pilot":
             return pilot_fn()
+        if base == "modes":
+            return modes_fn(_check_scale(scale, dim))
         if base in ("uniform", "bernoulli"):
             if not discrete:
                 raise OptionError(
                     f"base={base!r} is for binary/spin targets; for a real target use "
-                    "base='gaussian', 'pilot' or a NumPyro distribution."
+                    "base='gaussian', 'modes', 'pilot' or a NumPyro distribution."
                 )
             if base == "uniform":
                 p = jnp.full((dim,), 0.5)
@@ -250,8 +337,9 @@ def make_reference(target, base, *, scale=1.0, probs=None, pilot_fn=None) -> Ref
                 p = jnp.asarray(p, jnp.result_type(float))
             return DiscreteReference(p, target.support)
         raise OptionError(
-            f"unknown base {base!r}; valid bases are 'gaussian', 'pilot' (real targets), "
-            "'uniform', 'bernoulli' (binary/spin targets), or a NumPyro distribution."
+            f"unknown base {base!r}; valid bases are 'gaussian', 'modes', 'pilot' (real "
+            "targets), 'uniform', 'bernoulli' (binary/spin targets), or a NumPyro "
+            "distribution."
         )
     if _is_numpyro_dist(base):
         return _numpyro_reference(base, target)
