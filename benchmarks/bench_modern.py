@@ -17,9 +17,13 @@ Three kinds of model, on two moons (2-d) and on scikit-learn's 8x8 digits:
   ladder) sampled by ``AnnealedLangevinDynamics``. TorchEBM has no
   noise-conditional energy (its diffusion side trains velocity fields), so
   that row is skipped with a message. On digits both train on uniformly
-  dequantised digits ``(k + u) / 16`` (8 draws of ``u`` per digit), so that
-  energymc's bits/dim is the proper bound for the 17-level data; their
-  samples are quantised back to ``k / 16`` before scoring.
+  dequantised digits ``(k + u) / 16`` with a fresh ``u`` for every batch
+  (energymc: ``dequantize=17, scale=17/16``, drawn inside the compiled
+  update; ebmkit: drawn per batch on the host), so that energymc's bits/dim
+  is the proper bound for the 17-level data; their samples are quantised
+  back to ``k / 16`` before scoring. ``sigma_min = 0.1`` is above the 1/16
+  cell width (below it the model learns the training cells' edges and
+  held-out digits cost many bits: ``docs/diffusion.md``).
 * **adversarial EBM**: ``emc.learn.Adversarial`` with its defaults (energy
   against a generator with VERA's entropy term). Neither peer has one;
   energymc's row stands alone.
@@ -49,6 +53,7 @@ make the comparison one of compilers, not of training. Scores:
 
     python benchmarks/bench_modern.py            # ~40 min on 2 busy CPU cores
     nice -n 10 python benchmarks/bench_modern.py --quick   # ~12 min
+    nice -n 10 python benchmarks/bench_modern.py --only digits --model diffusion  # one row
 
 Peers are optional (``pip install -e '.[bench-torch]'`` or ``pip install torch
 ebmkit torchebm``); a missing one is skipped with a message.
@@ -75,6 +80,10 @@ from _toy import mlp_apply, mlp_energy, mlp_init, toy_data  # noqa: E402
 import energymc as emc  # noqa: E402
 
 D = emc.diffusion
+
+
+#: ``--model`` choices and the row names they select.
+MODELS = {"deep": "deep EBM", "diffusion": "diffusion energy", "adversarial": "adversarial EBM"}
 
 
 def set_threads(n):
@@ -335,7 +344,7 @@ def moons_adversarial_emc(data, budget, n):
     return clock, samples, lambda x: np.asarray(energy(jnp.asarray(x))), extra
 
 
-def bench_moons(libs, budget, quick):
+def bench_moons(libs, budget, quick, only_model=None):
     n = 500 if quick else 1000
     data = toy_data("moons", 8000, seed=0)
     test = toy_data("moons", n, seed=1)
@@ -346,6 +355,8 @@ def bench_moons(libs, budget, quick):
     rows = []
 
     def add(model, lib, fn):
+        if only_model is not None and model != only_model:
+            return
         print(f"  moons / {model} / {lib} ...", flush=True)
         out = fn()
         clock, samples, energy = out[:3]
@@ -479,17 +490,16 @@ def digits_cd_torchebm(torchebm, x, budget, x0):
     return clock, samples, lambda z: torch_energy(net, z)
 
 
-DIGITS_SIGMA = (0.01, 8.0)
+DIGITS_SIGMA = (0.1, 8.0)  # sigma_min above the 1/16 cell width of the dequantised pixels
+LEVELS = 17  # pixel counts 0..16, dequantised onto (k + u) / 16 = (k + u) * (17/16) / 17
 
 
-def dequantised(counts, copies=8, seed=5):
-    """``(copies * n, 64)`` uniformly dequantised digits ``(k + u) / 16``, ``u ~ U[0, 1)``.
-
-    The diffusion rows train on these, so that the bits/dim is the proper bound
-    (Theis et al. 2016) for the 17-level data; their samples are quantised back.
-    """
-    u = np.random.default_rng(seed).uniform(size=(copies, *counts.shape))
-    return ((counts[None] + u) / 16).reshape(-1, counts.shape[1]).astype(np.float32)
+def dequantised_batches(counts, batch_size, seed):
+    """An endless stream of minibatches ``(k + u) / 16`` with fresh ``u ~ U[0, 1)`` each
+    (NumPy), as energymc's ``dequantize=17, scale=17/16`` draws inside its update."""
+    rng = np.random.default_rng(seed)
+    for k in batches(counts, batch_size, seed):
+        yield ((k + rng.uniform(size=k.shape)) / 16).astype(np.float32)
 
 
 def quantised(x):
@@ -497,16 +507,18 @@ def quantised(x):
     return (np.clip(np.floor(16 * np.asarray(x)), 0, 16) / 16).astype(np.float32)
 
 
-def digits_diffusion_emc(x, counts_test, budget, n, quick, ood_sets, x_test):
+def digits_diffusion_emc(counts, counts_test, budget, n, quick, ood_sets, x_test):
     sch = D.ve(*DIGITS_SIGMA)
-    net = D.mlp_energy(64, jax.random.key(0), schedule=sch, data=x, width=256)
-    learner = emc.learn.Diffusion(net, optim.Adam(MOONS["lr"]), sch, ema=0.995)
-    res, clock = run_emc(learner, jax.random.key(1), x, budget, 50, 128)
+    # Whitened by the cell centres: the model's scale.
+    net = D.mlp_energy(64, jax.random.key(0), schedule=sch, data=(counts + 0.5) / 16, width=256)
+    learner = emc.learn.Diffusion(net, optim.Adam(MOONS["lr"]), sch, ema=0.995,
+                                  dequantize=LEVELS, scale=LEVELS / 16)
+    res, clock = run_emc(learner, jax.random.key(1), counts, budget, 50, 128)
     s = learner.sample(jax.random.key(2), res.params, (n, 64), steps=200)
-    # log P(k) >= E_u log p((k + u) / 16) + 64 log(1 / 16): dequantize=17 with
-    # scale 17 / 16 is the map k -> (k + u) / 16 the model was trained on.
+    # log P(k) >= E_u log p((k + u) / 16) + 64 log(1 / 16): the learner's
+    # log_likelihood scores the map k -> (k + u) / 16 it was trained on.
     ll = learner.log_likelihood(jax.random.key(3), res.params, counts_test, probes=2,
-                                steps=10 if quick else 30, dequantize=17, scale=17 / 16)
+                                steps=10 if quick else 30)
     lo = float(sch.sigma_start)
     centre = 0.5 / 16  # k / 16 inputs (test and OOD sets) scored at their cells' centres
     energy = jax.jit(jax.vmap(lambda z: res.params(z + centre, lo)))
@@ -514,14 +526,17 @@ def digits_diffusion_emc(x, counts_test, budget, n, quick, ood_sets, x_test):
     report = emc.ood.evaluate(lambda z: res.params(z + centre, lo), x_test, ood_sets,
                               sigma=0.1, num_samples=8 if quick else 16)
     to_bits = 1 / (64 * np.log(2))
+    per_digit = -ll.per_example * to_bits
     extra = (f"bits/dim {ll.bits_per_dim:.3f} +/- {ll.stderr * to_bits:.3f} (probes) "
-             f"+/- {ll.stderr_data * to_bits:.3f} (test digits) (PF-ODE, Hutchinson, "
-             f"{len(counts_test)} test digits, trained dequantised)")
+             f"+/- {ll.stderr_data * to_bits:.3f} (test digits), median "
+             f"{np.median(per_digit):.2f}, max {np.max(per_digit):.2f} (PF-ODE, Hutchinson, "
+             f"{len(counts_test)} test digits, fresh dequantisation, sigma_min "
+             f"{DIGITS_SIGMA[0]})")
     return (clock, quantised(s.x),
             lambda z: np.asarray(energy(jnp.asarray(z, jnp.float32))), extra, report)
 
 
-def digits_diffusion_ebmkit(ebm, x, budget, n):
+def digits_diffusion_ebmkit(ebm, counts, budget, n):
     import torch
 
     torch.manual_seed(0)
@@ -529,7 +544,7 @@ def digits_diffusion_ebmkit(ebm, x, budget, n):
     net = ebm.nets.NoiseConditionalMLPEnergy(64, hidden=(256, 256, 256))
     loss_fn = ebm.MultiSigmaDenoisingScoreMatching(sigmas)
     opt = torch.optim.Adam(net.parameters(), lr=MOONS["lr"])
-    stream = batches(x, 128, 1)
+    stream = dequantised_batches(counts, 128, 1)
 
     clock = run_torch(lambda b: loss_fn(net, torch.as_tensor(np.asarray(b, np.float32))).loss,
                       opt, stream, budget)
@@ -553,7 +568,7 @@ def digits_adversarial_emc(x, budget, n):
     return clock, samples, lambda z: np.asarray(fn(jnp.asarray(z, jnp.float32))), extra
 
 
-def bench_digits(libs, budget, quick):
+def bench_digits(libs, budget, quick, only_model=None):
     counts_tr, y_tr, counts_te, y_te = digits_split()
     x_tr, x_te = (counts_tr / 16).astype(np.float32), (counts_te / 16).astype(np.float32)
     n = len(x_te)
@@ -566,6 +581,8 @@ def bench_digits(libs, budget, quick):
     rows, extras = [], {}
 
     def add(model, lib, fn):
+        if only_model is not None and model != only_model:
+            return
         print(f"  digits / {model} / {lib} ...", flush=True)
         out = fn()
         clock, samples, energy = out[:3]
@@ -587,14 +604,14 @@ def bench_digits(libs, budget, quick):
         add("deep EBM", "TorchEBM",
             lambda: digits_cd_torchebm(libs["torchebm"], x_tr, budget, x0))
     ll_counts = counts_te[: 100 if quick else 360].astype(np.int32)
-    x_deq = dequantised(counts_tr)
+    counts_int = counts_tr.astype(np.int32)
     ood_sets = {"uniform noise": noise, "inverted": inverted,
                 "shuffled": emc.ood.shift(x_te, "shuffle", seed=2).astype(np.float32)}
     add("diffusion energy", "energymc",
-        lambda: digits_diffusion_emc(x_deq, ll_counts, budget, n, quick, ood_sets, x_te))
+        lambda: digits_diffusion_emc(counts_int, ll_counts, budget, n, quick, ood_sets, x_te))
     if libs["ebmkit"]:
         add("diffusion energy", "ebmkit",
-            lambda: digits_diffusion_ebmkit(libs["ebmkit"], x_deq, budget, n))
+            lambda: digits_diffusion_ebmkit(libs["ebmkit"], counts_int, budget, n))
     add("adversarial EBM", "energymc", lambda: digits_adversarial_emc(x_tr, budget, n))
     return rows, {"mmd": floor["mmd"], "frechet": floor["frechet"]}, extras
 
@@ -648,6 +665,8 @@ def main():
     parser.add_argument("--seconds", type=float, default=None,
                         help="training budget per row, seconds (moons; digits get 2x)")
     parser.add_argument("--only", choices=["moons", "digits"], default=None)
+    parser.add_argument("--model", choices=list(MODELS), default=None,
+                        help="only this model's rows (all libraries)")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads for both JAX (XLA) and PyTorch (default 1: on a "
                              "shared machine spinning thread pools distort the timings)")
@@ -669,10 +688,10 @@ def main():
 
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if args.only in (None, "moons"):
-        rows, floors = bench_moons(libs, budget, quick)
+        rows, floors = bench_moons(libs, budget, quick, MODELS.get(args.model))
         print_table(rows, floors, budget)
     if args.only in (None, "digits"):
-        rows, floors, extras = bench_digits(libs, 2 * budget, quick)
+        rows, floors, extras = bench_digits(libs, 2 * budget, quick, MODELS.get(args.model))
         print_table(rows, floors, 2 * budget)
         if "ood_report" in extras:
             print("\n## digits: OOD scores of energymc's diffusion energy (energy at the "
