@@ -99,6 +99,25 @@ def _check_common(corrector, corrector_steps, step_scale, snr, hmc_steps):
             check_positive("snr", snr), check_int("hmc_steps", hmc_steps, 1))
 
 
+def _check_unroll(unroll) -> int:
+    """``unroll`` as the int the compiled samplers take: ``0`` for ``True`` (all).
+
+    Not the bool itself: a static argument is cached by equality, and
+    ``True == 1`` would hand ``unroll=True`` the rolled program compiled for 1.
+    """
+    if isinstance(unroll, bool):
+        return 0 if unroll else 1
+    if not isinstance(unroll, (int, np.integer)) or unroll < 1:
+        raise OptionError(f"unroll must be an integer >= 1 (loop iterations per trip of the "
+                          f"compiled loop) or True (all); got {unroll!r}.")
+    return int(unroll)
+
+
+def _scan_unroll(unroll: int):
+    """:func:`_check_unroll`'s int as ``jax.lax.scan``'s ``unroll``."""
+    return True if unroll == 0 else unroll
+
+
 def _shape(shape):
     try:
         shape = tuple(int(s) for s in shape)
@@ -113,7 +132,7 @@ def _shape(shape):
 def sample(key, energy, shape, schedule, params=None, *, steps: int = 500,
            corrector: str | None = None, corrector_steps: int = 1, snr: float = 0.16,
            step_scale: float = 0.5, adapt: bool = True, hmc_steps: int = 4,
-           denoise: bool = True) -> Samples:
+           denoise: bool = True, unroll: int | bool = 1) -> Samples:
     """Draw samples by the reverse SDE, with an optional corrector at every level.
 
     Parameters
@@ -149,6 +168,16 @@ def sample(key, energy, shape, schedule, params=None, *, steps: int = 500,
     denoise
         End with Tweedie's denoising step ``(x + sigma^2 s) / alpha`` at
         ``t_min``, which removes the last level's noise.
+    unroll
+        Passed to ``jax.lax.scan`` for the loop over levels and the
+        corrector's loop over its steps: that many iterations per trip of
+        the compiled loop (``True``: all). The draws are the same for the same
+        key (up to float rounding: XLA may fuse the written-out steps
+        differently); only the speed and the compile time change, and the
+        compile time grows with it (both loops unrolled: their product).
+        On CPU it bought nothing measurable for the digits and 2-d ring
+        networks (``benchmarks/bench_diffusion_unroll.py``, RESULTS.md);
+        time your own case before raising it from 1.
 
     Returns
     -------
@@ -161,6 +190,7 @@ def sample(key, energy, shape, schedule, params=None, *, steps: int = 500,
     steps = check_int("steps", steps, 1)
     corrector_steps, step_scale, snr, hmc_steps = _check_common(corrector, corrector_steps,
                                                                 step_scale, snr, hmc_steps)
+    unroll = _check_unroll(unroll)
     module = as_module(energy, params)
     dtype = jnp.result_type(float)
     check_energy(module, shape[1:], dtype)
@@ -168,7 +198,8 @@ def sample(key, energy, shape, schedule, params=None, *, steps: int = 500,
     x, acc, scales, div = _reverse(module, key, jnp.asarray(step_scale, dtype), shape=shape,
                                    schedule=schedule, steps=steps, corrector=corrector,
                                    corrector_steps=corrector_steps, snr=snr, adapt=bool(adapt),
-                                   hmc_steps=hmc_steps, denoise=bool(denoise))
+                                   hmc_steps=hmc_steps, denoise=bool(denoise),
+                                   unroll=unroll)
     sig = np.asarray(jax.vmap(schedule.sigma)(schedule.times(steps)[1:]))
     return Samples(np.asarray(x), sig, None if corrector is None else np.asarray(acc),
                    None if corrector in (None, "langevin") else np.asarray(scales),
@@ -177,7 +208,8 @@ def sample(key, energy, shape, schedule, params=None, *, steps: int = 500,
 
 def annealed_mcmc(key, energy, x0, sigmas, params=None, *, method: str = "mala",
                   steps_per_level: int = 20, step_scale: float = 0.5, adapt: bool = True,
-                  hmc_steps: int = 4, resample: bool = True) -> Samples:
+                  hmc_steps: int = 4, resample: bool = True,
+                  unroll: int | bool = 1) -> Samples:
     """Metropolis-adjusted MCMC at each noise level from the largest to the smallest.
 
     Each level targets ``exp(-E(x, sigma))`` exactly; the chains carry over
@@ -217,6 +249,9 @@ def annealed_mcmc(key, energy, x0, sigmas, params=None, *, method: str = "mala",
     resample
         Weight and resample between levels (sequential Monte Carlo); the
         samples then include duplicates, spread only by the later moves.
+    unroll
+        As for :func:`sample`: passed to ``jax.lax.scan`` for the loop over
+        levels and the loop over each level's steps; same draws, other speed.
 
     Returns
     -------
@@ -230,6 +265,7 @@ def annealed_mcmc(key, energy, x0, sigmas, params=None, *, method: str = "mala",
     steps_per_level, step_scale, _, hmc_steps = _check_common(method, steps_per_level,
                                                               step_scale, 0.16, hmc_steps)
     check_int("steps_per_level", steps_per_level, 1)
+    unroll = _check_unroll(unroll)
     sig = check_sigmas(sigmas)
     dtype = jnp.result_type(float)
     x0 = jnp.asarray(x0, dtype)
@@ -241,7 +277,8 @@ def annealed_mcmc(key, energy, x0, sigmas, params=None, *, method: str = "mala",
     x, acc, scales, div, ess = _annealed(module, key, x0, jnp.asarray(sig, dtype),
                                          jnp.asarray(step_scale, dtype), method=method,
                                          steps_per_level=steps_per_level, adapt=bool(adapt),
-                                         hmc_steps=hmc_steps, resample=bool(resample))
+                                         hmc_steps=hmc_steps, resample=bool(resample),
+                                         unroll=unroll)
     return Samples(np.asarray(x), sig, np.asarray(acc),
                    None if method == "langevin" else np.asarray(scales), np.asarray(div),
                    f"annealed-{method}" + ("+smc" if resample else ""),
@@ -251,7 +288,8 @@ def annealed_mcmc(key, energy, x0, sigmas, params=None, *, method: str = "mala",
 # ---------------------------------------------------------------------------
 # Pure JAX below.
 # ---------------------------------------------------------------------------
-def _corrector(module, key, x, sigma, log_scale, *, method, num, snr, adapt, hmc_steps):
+def _corrector(module, key, x, sigma, log_scale, *, method, num, snr, adapt, hmc_steps,
+               unroll=1):
     """``num`` steps of ``method`` at level ``sigma`` for every chain of ``x`` ``(n, dim)``.
 
     Returns ``(x, mean acceptance, new log_scale, diverging count)``.
@@ -292,7 +330,8 @@ def _corrector(module, key, x, sigma, log_scale, *, method, num, snr, adapt, hmc
             acc = stats["mh_acceptance_rate"] if method == "langevin" else stats["acceptance_rate"]
             return s, (acc, stats["diverging"])
 
-        state, (acc, div) = jax.lax.scan(one, state, jax.random.split(k, num))
+        state, (acc, div) = jax.lax.scan(one, state, jax.random.split(k, num),
+                                         unroll=_scan_unroll(unroll))
         return state.position, jnp.mean(acc), jnp.sum(div)
 
     x, acc, div = jax.vmap(chain)(jax.random.split(key, n), x)
@@ -318,7 +357,7 @@ class _Flat(eqx.Module):
 
 @eqx.filter_jit
 def _reverse(module, key, step_scale, *, shape, schedule, steps, corrector, corrector_steps,
-             snr, adapt, hmc_steps, denoise):
+             snr, adapt, hmc_steps, denoise, unroll):
     n, event = shape[0], shape[1:]
     dim = int(np.prod(event))
     flat = _Flat(module, tuple(event))
@@ -343,12 +382,13 @@ def _reverse(module, key, step_scale, *, shape, schedule, steps, corrector, corr
                                     jnp.zeros((), jnp.int32))
         x, acc, new_scale, div = _corrector(flat, k_corr, x, schedule.sigma(t_next), log_scale,
                                             method=corrector, num=corrector_steps, snr=snr,
-                                            adapt=adapt, hmc_steps=hmc_steps)
+                                            adapt=adapt, hmc_steps=hmc_steps, unroll=unroll)
         return (x, new_scale), (acc, log_scale, div.astype(jnp.int32))
 
     keys = jax.random.split(k_run, steps)
     (x, _), (acc, log_scales, div) = jax.lax.scan(
-        step, (x, jnp.log(step_scale)), (times[:-1], times[1:], keys))
+        step, (x, jnp.log(step_scale)), (times[:-1], times[1:], keys),
+        unroll=_scan_unroll(unroll))
     if denoise:
         t = times[-1]
         sigma = schedule.sigma(t)
@@ -358,7 +398,7 @@ def _reverse(module, key, step_scale, *, shape, schedule, steps, corrector, corr
 
 @eqx.filter_jit
 def _annealed(module, key, x0, sigmas, step_scale, *, method, steps_per_level, adapt,
-              hmc_steps, resample):
+              hmc_steps, resample, unroll):
     n, event = x0.shape[0], x0.shape[1:]
     flat = _Flat(module, tuple(event))
 
@@ -387,7 +427,7 @@ def _annealed(module, key, x0, sigmas, step_scale, *, method, steps_per_level, a
             logw = jnp.where(low, jnp.zeros_like(logw), logw)
         x, acc, new_scale, div = _corrector(flat, k_mc, x, sigma, log_scale, method=method,
                                             num=steps_per_level, snr=0.16, adapt=adapt,
-                                            hmc_steps=hmc_steps)
+                                            hmc_steps=hmc_steps, unroll=unroll)
         return (x, new_scale, sigma, logw), (acc, log_scale, div.astype(jnp.int32), ess)
 
     k_levels, k_final = jax.random.split(key)
@@ -396,7 +436,8 @@ def _annealed(module, key, x0, sigmas, step_scale, *, method, steps_per_level, a
     # (weights all equal), so the start x0 is taken as its approximate draw.
     logw0 = jnp.zeros((n,), x0.dtype)
     (x, _, _, logw), (acc, log_scales, div, ess) = jax.lax.scan(
-        level, (x0.reshape(n, -1), jnp.log(step_scale), sigmas[0], logw0), (sigmas, keys))
+        level, (x0.reshape(n, -1), jnp.log(step_scale), sigmas[0], logw0), (sigmas, keys),
+        unroll=_scan_unroll(unroll))
     if resample:
         # Equally weighted samples to return: a last resampling by the
         # weights left since the previous one.

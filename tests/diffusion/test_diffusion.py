@@ -177,6 +177,48 @@ def test_product_of_experts_by_annealed_mcmc():
     assert np.any(share_z(plain.x) > 3.5)
 
 
+def test_unroll_changes_nothing_but_speed():
+    # Same key, same draws, unrolled or not (to float rounding: XLA may fuse
+    # the written-out steps differently), for the reverse SDE with a MALA
+    # corrector (both loops unrolled). Negative control: another key differs.
+    sch = D.ve(0.01, 10.0)
+    m = D.gaussian_mixture(np.ones(4), RING, 0.4, sch)
+    opts = dict(steps=7, corrector="mala", corrector_steps=2)
+    rolled = D.sample(jax.random.key(7), m, (64, 2), sch, **opts)
+    unrolled = D.sample(jax.random.key(7), m, (64, 2), sch, unroll=2, **opts)
+    np.testing.assert_allclose(unrolled.x, rolled.x, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(unrolled.acceptance, rolled.acceptance, atol=1e-6)
+    np.testing.assert_allclose(unrolled.step_scale, rolled.step_scale, rtol=1e-5)
+    other = D.sample(jax.random.key(8), m, (64, 2), sch, unroll=2, **opts)
+    assert np.max(np.abs(other.x - rolled.x)) > 0.1
+    x0 = np.zeros((4, 2))
+    for bad in (0, 2.5, "4"):
+        with pytest.raises(OptionError, match="unroll"):
+            D.sample(0, m, (4, 2), sch, unroll=bad)
+        with pytest.raises(OptionError, match="unroll"):
+            D.annealed_mcmc(0, m, x0, [1.0, 0.1], unroll=bad)
+
+
+@pytest.mark.slow  # two annealed programs, one fully unrolled: ~10 s of compilation
+def test_annealed_mcmc_unrolled_gives_the_same_draws():
+    sch = D.ve(0.01, 10.0)
+    m = D.gaussian_mixture(np.ones(4), RING, 0.4, sch)
+    x0 = 3.0 * np.asarray(jax.random.normal(jax.random.key(9), (32, 2)))
+    sig = np.geomspace(3.0, 0.1, 3)
+    a = D.annealed_mcmc(jax.random.key(10), m, x0, sig, steps_per_level=3)
+    with emc.compilations() as compiled:
+        # A program of its own (a static True equals 1, and was once served the
+        # rolled program compiled for unroll=1).
+        b = D.annealed_mcmc(jax.random.key(10), m, x0, sig, steps_per_level=3, unroll=True)
+    assert compiled["_annealed"] == 1
+    np.testing.assert_allclose(b.x, a.x, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(b.ess, a.ess, rtol=1e-5)
+    np.testing.assert_allclose(b.acceptance, a.acceptance, atol=1e-6)
+    # Negative control: another key gives other draws.
+    c = D.annealed_mcmc(jax.random.key(11), m, x0, sig, steps_per_level=3, unroll=True)
+    assert np.max(np.abs(c.x - a.x)) > 0.1
+
+
 def test_sampler_bad_input():
     m = D.gaussian_mixture([1.0], [[0.0, 0.0]], 1.0)
     with pytest.raises(OptionError, match="corrector"):
