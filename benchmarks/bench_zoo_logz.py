@@ -67,6 +67,7 @@ def run_one(entry, target, method, seed, base=None):
                            if k in ("status", "modes", "unreached", "log_z", "stderr", "ess",
                                     "draws", "deepest", "energy_q01", "depth", "depth_limit")},
             "exact_samples": est.info.get("exact_samples"),
+            "mode_fit": est.info.get("mode_fit"),
             "replicate_check": est.info.get("checks", {}).get("replicates"),
             "replicate_stderr": est.info.get("replicate_stderr"),
             "lower_stderr": est.info.get("lower_stderr"),
@@ -120,7 +121,8 @@ def main(argv=None):
                     help="ablation: descents from this many draws of q0 in the mode check "
                          "(default: the library's, 32; 0 = from the particles only, as before)")
     ap.add_argument("--base", default=None,
-                    help="ablation: pass base= (e.g. 'pilot') to every real-target run")
+                    help="ablation: pass base= (e.g. 'pilot', 'modes', 'auto') to every "
+                         "real-target run")
     args = ap.parse_args(argv)
     if args.mode_base_starts is not None:
         from energymc.logz import _api

@@ -10,6 +10,7 @@ import warnings
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
@@ -22,8 +23,8 @@ from energymc.logz._checkpoint import LogZCheckpoint, fingerprint
 from energymc.logz._checks import replicate_check
 from energymc.logz._method import BaseOptions, Context, Estimate, LogZMethod
 from energymc.logz._path import AnnealingPath, check_path
-from energymc.logz._reference import (MixtureReference, Reference, fit_gaussian,
-                                      make_reference)
+from energymc.logz._reference import (GaussianReference, MixtureReference, Reference,
+                                      fit_gaussian, make_reference)
 from energymc.logz._result import LogZ
 
 __all__ = ["log_partition", "METHODS"]
@@ -78,7 +79,10 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         ``"modes"`` (a Laplace Gaussian at each mode found by ``mode_starts``
         gradient descents, weighted by its Laplace mass, plus the default
         Gaussian with weight ``defensive``; its cost is counted in
-        ``num_grad_evals``, its report is ``info["mode_fit"]``),
+        ``num_grad_evals``, its report is ``info["mode_fit"]``), ``"auto"``
+        (that fit where it found one mode and matches the target, importance
+        ESS at least half its draws; else the default Gaussian:
+        ``info["mode_fit"]["used"]``),
         ``"uniform"``, ``"bernoulli"`` (with ``probs=``), or a NumPyro
         distribution with draws ``(dim,)``.
     seed
@@ -387,14 +391,19 @@ def _reference(target, base, options, key) -> tuple[Reference, float, dict | Non
         cost.append(evals)
         return ref
 
-    def modes(scale):
-        from energymc.logz._modes import fit_modes
+    def modes(scale, auto=False):
+        from energymc.logz._modes import fit_modes, fits_well
 
         t0 = time.perf_counter()
         ref, evals, info = fit_modes(target, jax.random.fold_in(key, 10**6 + 2), scale=scale,
                                      starts=int(o.mode_starts), defensive=float(o.defensive))
+        used = fits_well(info) if auto else True
+        if not used:
+            # The fit does not match the target (several modes, or a poor
+            # importance ESS): anneal from the default Gaussian, as base=None.
+            ref = GaussianReference(jnp.asarray(target.flat_init), scale)
         cost.append(evals)
-        fit.append({**info, "seconds": time.perf_counter() - t0})
+        fit.append({**info, "used": used, "seconds": time.perf_counter() - t0})
         return ref
 
     ref = make_reference(target, base, scale=o.scale, probs=o.probs, pilot_fn=pilot,

@@ -35,14 +35,32 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from energymc._util import kish_ess, nonfinite_to_neginf
 from energymc.energy import jit_over_target
 from energymc.logz._checks import descend, laplace_modes, laplace_widen, laplace_weights
 from energymc.logz._reference import MixtureReference
 
-__all__ = ["fit_modes", "max_modes", "DESCENT_STEPS"]
+__all__ = ["fit_modes", "fits_well", "max_modes", "AUTO_MAX_MODES", "AUTO_MIN_ESS",
+           "DESCENT_STEPS", "ESS_DRAWS"]
 
 #: Adam steps of each descent (as in the mode check).
 DESCENT_STEPS = 400
+
+#: Draws of the mode components that measure how well they match the target
+#: (``info["ess"]``).
+ESS_DRAWS = 1024
+
+#: ``base="auto"`` uses the fit only when it found at most this many modes
+#: and its importance ESS is at least this fraction of ``ESS_DRAWS``; else the
+#: default Gaussian. Chosen on the zoo's TUNING half (benchmarks/RESULTS.md,
+#: "`base='modes'` on the TUNING half"): ESS 0.68-0.74 on the dense
+#: Gaussians, where the fit wins by up to 2.8 nats; 0.001-0.26 on funnels,
+#: bananas, rings, wells32 and student50, where it loses; 0.73-0.82 on
+#: mixtures and wells2 too, but there a mode no descent reaches is missed
+#: by every replicate alike (mixture10d3: silent misses), so more than one
+#: found mode keeps the default base, whose noisier estimate gets flagged.
+AUTO_MAX_MODES = 1
+AUTO_MIN_ESS = 0.5
 
 #: A mode component's sd in a flat or concave direction of the Hessian (a
 #: ring's tangent, a saddle), and its widest in any direction, in units of
@@ -110,10 +128,12 @@ def fit_modes(target, key, *, scale, starts=32, defensive=0.15):
         ``1 + max_modes(dim)`` components (unused ones with weight 0).
     grad_evals : float
         Gradient evaluations the fit cost (descents, Hessians as ``dim``
-        each, Newton steps).
+        each, Newton steps, and the ``ESS_DRAWS`` energy evaluations).
     info : dict
         ``modes`` (found), ``starts``, ``dropped`` (descents ending at a
-        non-finite energy), ``grad_evals``, ``defensive``.
+        non-finite energy), ``grad_evals``, ``defensive``, ``ess`` (importance
+        ESS of the mode components alone against the target, as a fraction
+        of ``ESS_DRAWS`` draws; NaN when no mode was found).
     """
     dtype = jnp.result_type(float)
     init = np.asarray(target.flat_init, dtype=float)
@@ -150,6 +170,35 @@ def fit_modes(target, key, *, scale, starts=32, defensive=0.15):
         var = sd**2
     ref = MixtureReference(jnp.asarray(M, dtype), jnp.asarray(L, dtype),
                            jnp.asarray(logw, dtype), jnp.asarray(var, dtype))
+    ess = math.nan
+    if k:
+        # How well the mode components alone (no defensive share) match the
+        # target: the importance ESS of ESS_DRAWS of their draws, a fraction.
+        modes_only = MixtureReference(ref.locs, ref.chols, jnp.asarray(
+            np.concatenate([[-np.inf], logw[1:] - math.log1p(-defensive)]), dtype), ref.var,
+            ref.inv_chols)
+        x = modes_only.sample(jax.random.fold_in(key, 1), ESS_DRAWS)
+        lw = np.asarray(_log_weights(x, modes_only, target=target), dtype=float)
+        ess = float(kish_ess(_weights(lw))) / ESS_DRAWS if np.any(np.isfinite(lw)) else 0.0
+        cost += ESS_DRAWS
     info = {"modes": k, "starts": int(starts), "dropped": int(np.sum(~finite)),
-            "grad_evals": float(cost), "defensive": float(defensive)}
+            "grad_evals": float(cost), "defensive": float(defensive), "ess": ess}
     return ref, float(cost), info
+
+
+def _weights(logw):
+    w = np.exp(logw - np.max(logw))
+    return w / w.sum()
+
+
+@jit_over_target(("target",))
+def _log_weights(x, ref, *, target):
+    """``-E(x) - log q(x)`` for draws ``x`` ``(n, dim)`` of ``ref``; non-finite read as -inf."""
+    lw = -jax.vmap(target.flat_energy)(x) - jax.vmap(ref.log_prob)(x)
+    return nonfinite_to_neginf(lw)
+
+
+def fits_well(info) -> bool:
+    """Whether ``base="auto"`` anneals from the fit: at most ``AUTO_MAX_MODES`` modes found
+    and importance ESS at least ``AUTO_MIN_ESS`` (``info`` from :func:`fit_modes`)."""
+    return 1 <= info["modes"] <= AUTO_MAX_MODES and info["ess"] >= AUTO_MIN_ESS

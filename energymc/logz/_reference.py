@@ -285,7 +285,9 @@ def make_reference(target, base, *, scale=1.0, probs=None, pilot_fn=None,
         the uniform distribution for binary/spin targets), ``"gaussian"``,
         ``"pilot"`` (a Gaussian fitted by a short MCMC run; ``pilot_fn`` does
         it), ``"modes"`` (a Laplace mixture at the target's modes plus the
-        default Gaussian; ``modes_fn(scale)`` fits it), ``"uniform"``, ``"bernoulli"`` (independent coordinates with
+        default Gaussian; ``modes_fn(scale, auto=False)`` fits it),
+        ``"auto"`` (that fit where it matches the target, else the default
+        Gaussian: ``modes_fn(scale, auto=True)`` decides), ``"uniform"``, ``"bernoulli"`` (independent coordinates with
         ``P(high) = probs``), a NumPyro distribution with draws of shape
         ``(dim,)``, or a :class:`Reference`.
     scale
@@ -306,7 +308,7 @@ def make_reference(target, base, *, scale=1.0, probs=None, pilot_fn=None,
     if base is None:
         base = "uniform" if discrete else "gaussian"
     if isinstance(base, str):
-        if base in ("gaussian", "pilot", "modes") and discrete:
+        if base in ("gaussian", "pilot", "modes", "auto") and discrete:
             raise OptionError(
                 f"base={base!r} is for real targets; support={target.support!r} takes "
                 "base='uniform' or base='bernoulli'."
@@ -315,8 +317,8 @@ def make_reference(target, base, *, scale=1.0, probs=None, pilot_fn=None,
             return GaussianReference(jnp.asarray(target.flat_init), _check_scale(scale, dim))
         if base == "pilot":
             return pilot_fn()
-        if base == "modes":
-            return modes_fn(_check_scale(scale, dim))
+        if base in ("modes", "auto"):
+            return modes_fn(_check_scale(scale, dim), auto=base == "auto")
         if base in ("uniform", "bernoulli"):
             if not discrete:
                 raise OptionError(
@@ -337,8 +339,8 @@ def make_reference(target, base, *, scale=1.0, probs=None, pilot_fn=None,
                 p = jnp.asarray(p, jnp.result_type(float))
             return DiscreteReference(p, target.support)
         raise OptionError(
-            f"unknown base {base!r}; valid bases are 'gaussian', 'modes', 'pilot' (real "
-            "targets), 'uniform', 'bernoulli' (binary/spin targets), or a NumPyro "
+            f"unknown base {base!r}; valid bases are 'gaussian', 'auto', 'modes', 'pilot' "
+            "(real targets), 'uniform', 'bernoulli' (binary/spin targets), or a NumPyro "
             "distribution."
         )
     if _is_numpyro_dist(base):

@@ -118,7 +118,30 @@ def test_mode_options_are_checked_eagerly(mix, kwargs, match):
     assert c.count == 0
 
 
-def test_modes_base_needs_a_real_target():
+@pytest.mark.parametrize("base", ["modes", "auto"])
+def test_modes_base_needs_a_real_target(base):
     spins = emc.Energy(lambda s: -jnp.sum(s[:-1] * s[1:]), init=jnp.ones(6), support="spin")
-    with pytest.raises(OptionError, match="base='modes' is for real targets"):
-        emc.log_partition(spins, base="modes")
+    with pytest.raises(OptionError, match=f"base='{base}' is for real targets"):
+        emc.log_partition(spins, base=base)
+
+
+def test_auto_base_uses_the_fit_where_it_matches(gauss):
+    est = emc.log_partition(gauss, base="auto", seed=0, replicates=2)
+    fit = est.info["mode_fit"]
+    assert fit["used"] and fit["modes"] == 1 and fit["ess"] >= 0.5
+    assert est.info["base"].startswith("MixtureReference")
+    _covers(est, GAUSS_LOGZ)
+    assert est.stderr < 0.05
+
+
+def test_auto_base_keeps_the_default_gaussian_on_a_mixture(mix):
+    # Two modes found: "auto" anneals from the default Gaussian, so the
+    # estimate is the default base's, bit for bit (same seed, same keys); only
+    # the fit's cost is added.
+    auto = emc.log_partition(mix, base="auto", seed=3, replicates=2)
+    plain = emc.log_partition(mix, base="gaussian", seed=3, replicates=2)
+    fit = auto.info["mode_fit"]
+    assert fit["modes"] == 2 and not fit["used"]
+    assert auto.info["base"] == plain.info["base"] == "GaussianReference(dim=4, diagonal)"
+    assert auto.log_z == plain.log_z and auto.stderr == plain.stderr
+    assert auto.num_grad_evals == plain.num_grad_evals + int(fit["grad_evals"])
