@@ -12,7 +12,7 @@ cell width, and ``sigma_min = 0.01``, below it. The second learns the hard
 edges of the training cells and pays for them on held-out digits
 (``docs/diffusion.md``). Writes a grid of samples of the first.
 
-    python examples/diffusion_digits.py            # about 10 min on 2 busy CPU cores
+    python examples/diffusion_digits.py            # about 3 min on 2 busy CPU cores
     python examples/diffusion_digits.py --quick    # tiny sizes
 """
 

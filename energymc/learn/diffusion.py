@@ -165,8 +165,8 @@ class Diffusion(LearnerBase):
         b = batch.shape[0]
         sch = self.schedule
         if self.dequantize is not None:
-            # Fresh cell noise in every update (its own key, so the times and
-            # the Gaussian noise are those of a continuous run on these points).
+            # Fresh cell noise in every update, from the update's key: never a
+            # fixed dequantised copy the model could learn point by point.
             key, k_u = jax.random.split(key)
             batch = dequantise(k_u, batch, self.dequantize, self.scale, self.shift)
         k_t, k_eps = jax.random.split(key)
