@@ -20,6 +20,7 @@ bias. Usage::
 
     python benchmarks/bench_zoo_ula.py
     python benchmarks/bench_zoo_ula.py --draws 1000 --targets gaussian40,banana10
+    python benchmarks/bench_zoo_ula.py --warmup-cost
 """
 
 from __future__ import annotations
@@ -141,6 +142,27 @@ def run_one(entry, draws, thin, seed, max_bias):
         "ess": d.numbers["min_ess_bulk"], "s": dt}
 
 
+def warmup_cost(dim=500, repeats=7):
+    """Seconds of a compiled warmup (1000 steps, 4 chains, 10 draws) of mala and langevin on a
+    dense ``dim``-d quadratic: what the curvature measurement adds to langevin's warmup."""
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(dim, dim)) / math.sqrt(2.5 * dim)
+    prec = jnp.asarray(a @ a.T + np.eye(dim))
+    target = emc.Energy(lambda x: 0.5 * x @ (prec @ x), init=jnp.zeros(dim))
+    for method in ("mala", "langevin"):
+        emc.sample(target, method, chains=4, draws=10, warmup=1000, seed=0)   # compile
+        times = []
+        for seed in range(1, repeats + 1):
+            t0 = time.perf_counter()
+            run = emc.sample(target, method, chains=4, draws=10, warmup=1000, seed=seed)
+            np.asarray(run.flat_draws)
+            times.append(time.perf_counter() - t0)
+        print(f"{method:9s} warmup 1000 + 10 draws, {dim}-d dense quadratic: best of "
+              f"{repeats} {min(times):.3f} s")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--draws", type=int, default=2000)
@@ -148,7 +170,12 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--targets", default=None, help="comma-separated zoo names")
     p.add_argument("--half", default="held_out", choices=("held_out", "tuning"))
+    p.add_argument("--warmup-cost", action="store_true",
+                   help="only time langevin's warmup against mala's")
     args = p.parse_args(argv)
+    if args.warmup_cost:
+        warmup_cost()
+        return
     half = zoo.HELD_OUT if args.half == "held_out" else zoo.TUNING
     entries = [e for e in half if e.family in MOMENTS]
     if args.targets:

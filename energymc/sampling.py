@@ -488,7 +488,9 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
     target
         An :class:`energymc.Energy`.
     method
-        ``"nuts"``, ``"hmc"``, ``"mala"``, ``"langevin"`` (unadjusted, biased),
+        ``"nuts"``, ``"hmc"``, ``"mala"``, ``"langevin"`` (unadjusted, biased:
+        warmup caps its step for at most ``max_bias=0.03`` variance inflation on
+        a Gaussian, reported as ``run.stats["variance_inflation"]``),
         ``"barker"``, ``"rwm"``, ``"mclmc"``; discrete targets take the discrete
         methods (see :func:`energymc.kernels.names`).
     chains
