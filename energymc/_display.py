@@ -29,7 +29,8 @@ def html_table(caption: str, rows: list[tuple[str, str]]) -> str:
 
 
 def bounded(rows: list, max_rows: int = MAX_ROWS, what: str = "rows") -> tuple[list, str | None]:
-    """The first ``max_rows`` rows, and a note such as ``"… and 1,012 more rows"`` (or ``None``)."""
+    """The first ``max_rows`` rows, and a note such as ``"… and 1,012 more rows"``
+    (or ``None``)."""
     if len(rows) <= max_rows:
         return list(rows), None
     return list(rows[:max_rows]), f"… and {len(rows) - max_rows:,} more {what}"

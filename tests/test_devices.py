@@ -112,9 +112,10 @@ def test_tuned_nuts_over_four_devices_agrees_with_one_device():
         # With the tuned values fixed the trajectories stay together: equal up to
         # a last-bit rounding of the leapfrog (a wrong chain key would move
         # every draw by O(1)).
+        tuned = one.warmup["params"]
         fixed = dict(chains=4, draws=30, warmup=0, seed=1, adapt=False,
-                     step_size=float(one.warmup["params"]["step_size"][0]),
-                     inverse_mass_matrix=jnp.asarray(one.warmup["params"]["inverse_mass_matrix"][0]))
+                     step_size=float(tuned["step_size"][0]),
+                     inverse_mass_matrix=jnp.asarray(tuned["inverse_mass_matrix"][0]))
         a = emc.sample(target, "nuts", devices=1, **fixed)
         b = emc.sample(target, "nuts", **fixed)
         np.testing.assert_allclose(b.flat_draws, a.flat_draws, rtol=1e-5, atol=1e-6)

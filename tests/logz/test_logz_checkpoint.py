@@ -485,7 +485,8 @@ def test_energymc_resume_finishes_a_log_z_the_command_line_started(tmp_path, cap
     np.savez(ckpt / "state.npz", **arrays)
     assert main(["resume", str(ckpt)]) == 0
     resumed = capsys.readouterr().out
-    strip = lambda text: [ln for ln in text.splitlines() if not ln.lstrip().startswith("time")]  # noqa: E731
+    def strip(text):
+        return [ln for ln in text.splitlines() if not ln.lstrip().startswith("time")]
     assert strip(resumed) == strip(whole)
 
 
