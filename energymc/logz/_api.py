@@ -33,6 +33,12 @@ __all__ = ["log_partition", "METHODS"]
 # the registry of energymc.logz._method.
 METHODS = ("ais", "smc", "bdmc", "nested", "pt")
 
+# Methods whose base=None on a real target is "auto" (the mode fit where it
+# matches, else the default Gaussian): AIS only, the one measured on the
+# zoo's TUNING half (benchmarks/RESULTS.md, "`base='modes'` on the TUNING
+# half"); SMC and BDMC keep the Gaussian until they are measured.
+AUTO_BASE_METHODS = ("ais",)
+
 # Pilot NUTS chains. Many short chains rather than a few long ones: chains
 # that all start in one mode of a multimodal target fit a base that misses
 # the others. With 4 chains that happened in 15% of seeds on the benchmark's
@@ -73,8 +79,9 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         lower and upper bounds), ``"nested"`` (BlackJAX nested slice
         sampling), ``"pt"`` (parallel tempering, stepping-stone estimate).
     base
-        The reference ``q0``: ``None`` (a Gaussian ``N(init, scale^2 I)``
-        for real targets, ``scale=2`` by default; uniform for discrete),
+        The reference ``q0``: ``None`` (for ``method="ais"`` on a real
+        target ``"auto"``; for other methods a Gaussian ``N(init, scale^2 I)``
+        on real targets, ``scale=2`` by default; uniform for discrete),
         ``"gaussian"``, ``"pilot"`` (a Gaussian fitted to a short NUTS run),
         ``"modes"`` (a Laplace Gaussian at each mode found by ``mode_starts``
         gradient descents, weighted by its Laplace mass, plus the default
@@ -200,6 +207,8 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
 
     m = _check_method(target, method)
     _check_options(m, options)
+    if base is None and m.name in AUTO_BASE_METHODS and target.support == "real":
+        base = "auto"
     budget_s, budget_evals = _check_budget(budget, replicates)
     fixed_replicates = replicates
     replicates = _check_replicates(m, base, replicates)
@@ -227,7 +236,7 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     t0 = time.perf_counter()
     if end is None:
         results = _replicates(m, target, ref, key, ctx, replicates, (budget_s, budget_evals),
-                              meter, units, t0, saved, ckpt)
+                              meter, units, t0, saved, ckpt, spent=pilot_cost)
     else:
         results = saved
         meter.update(units * len(saved), {"replicates": f"{len(saved)} (checkpoint)"})
@@ -297,13 +306,14 @@ def _check_replicates(m: LogZMethod, base, replicates) -> int:
 
 
 def _replicates(m: LogZMethod, target, ref, key, ctx: Context, replicates, budget, meter,
-                units, t0, saved, ckpt) -> list[Estimate]:
+                units, t0, saved, ckpt, spent=0.0) -> list[Estimate]:
     """Run the independent replicates (``replicates`` of them, or until ``budget`` is spent).
 
     Replicate ``r`` runs on ``fold_in(key, r)``; the method's ``plan`` runs
     once first, on the first replicate's key, and its cost is charged to it.
     ``saved`` are replicates a checkpoint already holds (not run again); each
-    new one is saved to ``ckpt`` (if any) as soon as it finishes.
+    new one is saved to ``ckpt`` (if any) as soon as it finishes. ``spent``
+    gradient evaluations (the base's fit) count against a ``grad_evals`` budget.
     """
     from energymc.progress import ticks_to
 
@@ -346,7 +356,8 @@ def _replicates(m: LogZMethod, target, ref, key, ctx: Context, replicates, budge
         n = len(results)
         if n >= 2 and ((budget_s is not None and (time.perf_counter() - t0) * (n + 1) / n
                         > budget_s)
-                       or (budget_evals is not None and evals * (n + 1) / n > budget_evals)):
+                       or (budget_evals is not None
+                           and spent + evals * (n + 1) / n > budget_evals)):
             break
         results.append(one(n))
         evals += results[-1].grad_evals

@@ -145,3 +145,13 @@ def test_auto_base_keeps_the_default_gaussian_on_a_mixture(mix):
     assert auto.info["base"] == plain.info["base"] == "GaussianReference(dim=4, diagonal)"
     assert auto.log_z == plain.log_z and auto.stderr == plain.stderr
     assert auto.num_grad_evals == plain.num_grad_evals + int(fit["grad_evals"])
+
+
+def test_a_grad_evals_budget_counts_the_fit(gauss):
+    opts = dict(base="auto", particles=64, schedule="linear", num_temps=20, checks=False)
+    one = emc.log_partition(gauss, seed=5, replicates=1, **opts)
+    fit = one.info["mode_fit"]["grad_evals"]
+    run = one.num_grad_evals - fit
+    est = emc.log_partition(gauss, seed=5, budget={"grad_evals": fit + 3.5 * run}, **opts)
+    assert len(est.replicates) == 3
+    assert est.num_grad_evals <= fit + 3.5 * run
