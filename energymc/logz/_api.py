@@ -216,10 +216,13 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     key = as_key(seed)
     if isinstance(base, AnnealingPath):
         check_path(base, target, method, options)
+        ctx = m.validate(options, target)
         ref, pilot_cost, mode_fit = base, 0.0, None
     else:
+        # The method's options are checked before a base is fitted: a wrong
+        # option must fail before the fit compiles or runs anything.
+        ctx = m.validate(options, target)
         ref, pilot_cost, mode_fit = _reference(target, base, options, key)
-    ctx = m.validate(options, target)
     meter = make_meter(progress)
     # AIS/SMC particles or PT chains split over the devices (docs/devices.md); the argument
     # is checked for every method. With a meter on, the compiled runs report
