@@ -226,14 +226,19 @@ def auroc(energy_in, energy_out):
 MOONS = dict(k=20, step=1e-2, buffer=8192, l2=0.1, lr=1e-3, batch=256, width=128)
 
 
-def moons_cd_emc(data, budget, x0):
-    c = MOONS
+def moons_cd_learner(c):
+    """The two moons CD learner and its initial parameters for recipe ``c`` (like ``MOONS``)."""
     learner = emc.learn.CD(mlp_energy, optim.Adam(c["lr"]), k=c["k"], persistent=True,
                            sampler="sgld", step_size=c["step"],
                            noise_scale=float(np.sqrt(2 * c["step"])), buffer_size=c["buffer"],
                            reinit_prob=0.05, energy_l2=c["l2"],
                            noise=dist.Normal(jnp.zeros(2), jnp.ones(2)))
-    p0 = mlp_init(jax.random.key(0), [2, c["width"], c["width"], 1])
+    return learner, mlp_init(jax.random.key(0), [2, c["width"], c["width"], 1])
+
+
+def moons_cd_emc(data, budget, x0):
+    c = MOONS
+    learner, p0 = moons_cd_learner(c)
     res, clock = run_emc(learner, jax.random.key(1), data, budget, 100, c["batch"], p0)
     samples = np.asarray(learner.sample_negatives(jax.random.key(2), res.params, x0, k=200))
     energy = jax.jit(lambda x: learner.batch_energy(res.params, x))

@@ -17,15 +17,11 @@ import argparse
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import numpyro.distributions as dist
-import numpyro.optim as optim
 
 import bench_modern as B  # noqa: E402  (puts examples/ on the path)
-from _toy import mlp_energy, mlp_init, toy_data  # noqa: E402
+from _toy import toy_data  # noqa: E402
 
-import energymc as emc  # noqa: E402
 
 #: Recipes compared: overrides of ``bench_modern.MOONS`` (the first is that dict as is).
 CANDIDATES = {"MOONS": {}, "energy_l2 0.01": dict(l2=0.01), "lr 3e-4, energy_l2 0.01":
@@ -35,12 +31,7 @@ CANDIDATES = {"MOONS": {}, "energy_l2 0.01": dict(l2=0.01), "lr 3e-4, energy_l2 
 def curve(over, train, val, x0, chunks, chunk=600):
     """MMD^2 against ``val`` after each of ``chunks`` chunks of ``chunk`` updates."""
     c = dict(B.MOONS, **over)
-    learner = emc.learn.CD(mlp_energy, optim.Adam(c["lr"]), k=c["k"], persistent=True,
-                           sampler="sgld", step_size=c["step"],
-                           noise_scale=float(np.sqrt(2 * c["step"])), buffer_size=c["buffer"],
-                           reinit_prob=0.05, energy_l2=c["l2"],
-                           noise=dist.Normal(jnp.zeros(2), jnp.ones(2)))
-    p0 = mlp_init(jax.random.key(0), [2, c["width"], c["width"], 1])
+    learner, p0 = B.moons_cd_learner(c)
     res, out = None, []
     for i in range(chunks):
         k = jax.random.fold_in(jax.random.key(1), i)
