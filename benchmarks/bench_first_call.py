@@ -17,11 +17,15 @@ Workloads:
   (4 chains), timed inside the child: import, first call, and a second call
   of the same model in the same process (what the run costs with nothing to
   compile, for reference).
+* ``logz10`` -- ``emc.log_partition`` (defaults: AIS, 4 replicates, checks)
+  of a 10-d correlated Gaussian away from the origin, timed like ``gauss100``;
+  ``--base gaussian`` times the old default base (no mode fit) instead.
 
 Usage::
 
     CI=true nice -n 10 python benchmarks/bench_first_call.py --repeats 3
     python benchmarks/bench_first_call.py --workloads gauss100 --progress
+    python benchmarks/bench_first_call.py --workloads logz10 --base gaussian
 
 ``--progress`` turns the progress bar on in the children: warmup then calls
 back to the host (``jax.debug.callback``), and JAX does not cache programs
@@ -70,6 +74,31 @@ def _child_gauss(args) -> None:
                       "cache_dir": emc.compilation_cache_dir()}))
 
 
+def _child_logz(args) -> None:
+    """Runs in the child process: time import, first and second ``log_partition`` call."""
+    t0 = time.perf_counter()
+    import jax.numpy as jnp
+    import numpy as np
+
+    import energymc as emc
+
+    t_import = time.perf_counter() - t0
+    dim = 10
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(dim, dim)) / np.sqrt(dim)
+    prec = jnp.asarray(np.eye(dim) + a @ a.T, dtype=jnp.float32)
+    mean = jnp.asarray(rng.uniform(-2.0, 2.0, dim), dtype=jnp.float32)
+    target = emc.Energy(lambda x: 0.5 * (x - mean) @ (prec @ (x - mean)), init=jnp.zeros(dim))
+    base = None if args.base == "default" else args.base
+    times = []
+    for _ in range(2):
+        t1 = time.perf_counter()
+        est = emc.log_partition(target, base=base, seed=0, progress=args.progress)
+        times.append(time.perf_counter() - t1)
+    print(json.dumps({"import": t_import, "first": times[0], "second": times[1],
+                      "log_z": est.log_z, "cache_dir": emc.compilation_cache_dir()}))
+
+
 def _env(mode: str, cache: str) -> dict:
     env = dict(os.environ)
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
@@ -94,8 +123,9 @@ def _measure(workload: str, mode: str, cache: str, args, scratch: str) -> dict:
         t0 = time.perf_counter()
         subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
         return {"total": time.perf_counter() - t0}
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", "gauss100",
-           "--draws", str(args.draws)] + (["--progress"] if args.progress else [])
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", workload,
+           "--draws", str(args.draws), "--base", args.base]
+    cmd += ["--progress"] if args.progress else []
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -107,13 +137,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--workloads", nargs="+", default=["demo", "gauss100"],
-                   choices=["demo", "gauss100"])
+                   choices=["demo", "gauss100", "logz10"])
+    p.add_argument("--base", default="default", choices=["default", "gaussian"],
+                   help="logz10: base=None (the default) or the old default 'gaussian'")
     p.add_argument("--draws", type=int, default=200, help="gauss100: warmup = draws")
     p.add_argument("--progress", action="store_true", help="progress bars on in the children")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child == "gauss100":
         _child_gauss(args)
+        return
+    if args.child == "logz10":
+        _child_logz(args)
         return
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
@@ -140,7 +175,7 @@ def main() -> None:
         print(f"{workload}: median {key} (s) off {med['off']:.2f} | cold {med['cold']:.2f} | "
               f"warm {med['warm']:.2f}; off/warm {med['off'] / med['warm']:.2f}x, "
               f"cold/warm {med['cold'] / med['warm']:.2f}x; cache {n} entries, {mb:.1f} MB")
-        if workload == "gauss100":
+        if workload != "demo":
             second = statistics.median(x["second"] for m in MODES for x in results[m])
             print(f"{workload}: second call in the same process (nothing to compile) "
                   f"median {second:.2f}s")
