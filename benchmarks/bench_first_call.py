@@ -47,8 +47,8 @@ import time
 MODES = ("off", "cold", "warm")
 
 
-def _child_gauss(args) -> None:
-    """Runs in the child process: time import, first and second ``sample`` call."""
+def _child(args) -> None:
+    """Runs in the child process: time import, and the workload's first and second call."""
     t0 = time.perf_counter()
     import jax.numpy as jnp
     import numpy as np
@@ -56,47 +56,30 @@ def _child_gauss(args) -> None:
     import energymc as emc
 
     t_import = time.perf_counter() - t0
-    dim = 100
+    dim = 100 if args.child == "gauss100" else 10
     rng = np.random.default_rng(0)
     a = rng.normal(size=(dim, dim)) / np.sqrt(dim)
     prec = jnp.asarray(np.eye(dim) + a @ a.T, dtype=jnp.float32)
-    target = emc.Energy(lambda x: 0.5 * x @ (prec @ x), init=jnp.zeros(dim))
-    kw = dict(chains=4, draws=args.draws, warmup=args.draws, seed=0, progress=args.progress)
-    t1 = time.perf_counter()
-    run = emc.sample(target, "nuts", **kw)
-    np.asarray(run.draws)  # block until the draws exist
-    t_first = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    run = emc.sample(target, "nuts", **kw)
-    np.asarray(run.draws)
-    t_second = time.perf_counter() - t2
-    print(json.dumps({"import": t_import, "first": t_first, "second": t_second,
-                      "cache_dir": emc.compilation_cache_dir()}))
-
-
-def _child_logz(args) -> None:
-    """Runs in the child process: time import, first and second ``log_partition`` call."""
-    t0 = time.perf_counter()
-    import jax.numpy as jnp
-    import numpy as np
-
-    import energymc as emc
-
-    t_import = time.perf_counter() - t0
-    dim = 10
-    rng = np.random.default_rng(0)
-    a = rng.normal(size=(dim, dim)) / np.sqrt(dim)
-    prec = jnp.asarray(np.eye(dim) + a @ a.T, dtype=jnp.float32)
-    mean = jnp.asarray(rng.uniform(-2.0, 2.0, dim), dtype=jnp.float32)
-    target = emc.Energy(lambda x: 0.5 * (x - mean) @ (prec @ (x - mean)), init=jnp.zeros(dim))
-    base = None if args.base == "default" else args.base
+    if args.child == "gauss100":
+        target = emc.Energy(lambda x: 0.5 * x @ (prec @ x), init=jnp.zeros(dim))
+        kw = dict(chains=4, draws=args.draws, warmup=args.draws, seed=0, progress=args.progress)
+        # np.asarray blocks until the draws exist.
+        call = lambda: {"draws": np.asarray(emc.sample(target, "nuts", **kw).draws)}  # noqa: E731
+    else:
+        mean = jnp.asarray(rng.uniform(-2.0, 2.0, dim), dtype=jnp.float32)
+        target = emc.Energy(lambda x: 0.5 * (x - mean) @ (prec @ (x - mean)),
+                            init=jnp.zeros(dim))
+        base = None if args.base == "default" else args.base
+        call = lambda: {"log_z": emc.log_partition(  # noqa: E731
+            target, base=base, seed=0, progress=args.progress).log_z}
     times = []
     for _ in range(2):
         t1 = time.perf_counter()
-        est = emc.log_partition(target, base=base, seed=0, progress=args.progress)
+        out = call()
         times.append(time.perf_counter() - t1)
-    print(json.dumps({"import": t_import, "first": times[0], "second": times[1],
-                      "log_z": est.log_z, "cache_dir": emc.compilation_cache_dir()}))
+    extra = {k: v for k, v in out.items() if k == "log_z"}
+    print(json.dumps({"import": t_import, "first": times[0], "second": times[1], **extra,
+                      "cache_dir": emc.compilation_cache_dir()}))
 
 
 def _env(mode: str, cache: str) -> dict:
@@ -144,11 +127,8 @@ def main() -> None:
     p.add_argument("--progress", action="store_true", help="progress bars on in the children")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.child == "gauss100":
-        _child_gauss(args)
-        return
-    if args.child == "logz10":
-        _child_logz(args)
+    if args.child:
+        _child(args)
         return
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
