@@ -33,8 +33,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from energymc.errors import OptionError
 
-__all__ = ["AXIS", "chain_mesh", "map_chains", "mesh_size", "on_one_device", "particle_mesh",
-           "place_rows", "put_rows"]
+__all__ = ["AXIS", "chain_mesh", "chosen_devices", "map_chains", "mesh_size", "on_one_device", "pad_rows",
+           "padded_rows", "particle_mesh", "place_rows", "put_rows"]
 
 #: Name of the mesh axis the chains (or particles) are split along.
 AXIS = "chains"
@@ -64,6 +64,11 @@ def _resolve(devices) -> list:
                       f"got {devices!r}.")
 
 
+def chosen_devices(devices: Any) -> int:
+    """How many devices ``devices=`` names (read as in :func:`chain_mesh`; checked)."""
+    return len(_resolve(devices))
+
+
 def chain_mesh(devices: Any, rows: int) -> Mesh | None:
     """The mesh that ``rows`` chains (or particles) run on, or ``None`` for the default device.
 
@@ -90,12 +95,15 @@ def chain_mesh(devices: Any, rows: int) -> Mesh | None:
 
 
 def particle_mesh(devices: Any, rows: int) -> Mesh | None:
-    """The mesh ``rows`` interacting particles (AIS, SMC) are split over, or ``None``.
+    """The mesh ``rows`` rows that must not be padded are split over, or ``None``.
 
-    Unlike chains, particles are not padded (a padded particle would carry
-    weight and be resampled): the mesh takes the largest number of the
-    chosen devices that divides ``rows`` evenly (256 particles on 8 GPUs: 8;
-    on 3 devices: 2). ``devices`` is read as in :func:`chain_mesh`.
+    For rows whose every sum is computed by code that is not ours (SMC's
+    particles, which BlackJAX weighs, resamples and counts; a learner's
+    batch): a padding row would carry weight and be resampled. The mesh
+    takes the largest number of the chosen devices that divides ``rows``
+    evenly (256 particles on 8 GPUs: 8; on 3 devices: 2). AIS pads its
+    particles instead (:func:`chain_mesh`, :func:`pad_rows`). ``devices``
+    is read as in :func:`chain_mesh`.
     """
     chosen = _resolve(devices)
     size = max(k for k in range(1, len(chosen) + 1) if int(rows) % k == 0)
@@ -122,8 +130,18 @@ def mesh_size(mesh: Mesh | None) -> int:
     return 1 if mesh is None else mesh.size
 
 
-def _pad_rows(tree, total: int):
-    """Repeat the last row of every leaf until its leading axis is ``total`` (traced)."""
+def padded_rows(mesh: Mesh | None, rows: int) -> int:
+    """``rows`` rounded up to a multiple of ``mesh``'s device count (``rows`` for ``None``)."""
+    size = mesh_size(mesh)
+    return math.ceil(int(rows) / size) * size
+
+
+def pad_rows(tree, total: int):
+    """Repeat the last row of every leaf until its leading axis is ``total``.
+
+    Traced or eager. A copy of a real row keeps the padding finite and inside
+    the support, so it cannot put a NaN or an overflow into code that masks it.
+    """
     def pad(a):
         extra = total - a.shape[0]
         if extra == 0:
@@ -169,7 +187,7 @@ def map_chains(fn: Callable, mesh: Mesh | None, rows: int, per_row: Any = (),
     # in ways the checker cannot always type; rows never interact here, so
     # there is nothing for it to catch.
     out = jax.shard_map(fn, mesh=mesh, in_specs=(spec, spec, PartitionSpec()), out_specs=spec,
-                        check_vma=False)(ids, _pad_rows(per_row, total), shared)
+                        check_vma=False)(ids, pad_rows(per_row, total), shared)
     out = jax.tree.map(lambda a: a[:rows], out)
     if jax.process_count() > 1:
         out = jax.lax.with_sharding_constraint(out, NamedSharding(mesh, PartitionSpec()))

@@ -125,6 +125,90 @@ def test_tuned_nuts_over_four_devices_agrees_with_one_device():
     assert "ok" in out
 
 
+def test_ais_pads_particles_to_use_every_device():
+    # 6 particles on 4 devices run as 8 rows, two a device; the 2 padding
+    # rows move but enter no weight, ESS, next beta, mean acceptance, mass
+    # matrix or cost, so the 6 particles are those of the one-device run up to
+    # the order of sums (float32 rounding). A padding row that counted in any
+    # of them would move the schedule, the step size or the weights by O(1/6).
+    out = _run("""
+        import warnings
+        from energymc.errors import EnergymcWarning
+        warnings.simplefilter("ignore")  # 6 particles: the ESS warnings are expected
+        kw = dict(particles=6, replicates=1, checks=False, seed=0, base="gaussian",
+                  cess=0.9, progress=False)  # adaptive schedule: padding must not steer it
+        one = emc.log_partition(target, "ais", devices=1, **kw)
+        many = emc.log_partition(target, "ais", **kw)
+        assert one.info["devices"] == 1 and many.info["devices"] == 4, many.info["devices"]
+        assert many.particles.shape == (6, 3) and many.weights.shape == (6,)
+        assert abs(many.log_z - one.log_z) < 1e-5, (many.log_z, one.log_z)
+        assert abs(many.ess - one.ess) < 1e-4, (many.ess, one.ess)
+        assert many.num_grad_evals == one.num_grad_evals  # padding is not counted
+        np.testing.assert_allclose(many.particles, one.particles, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(many.weights, one.weights, rtol=1e-5, atol=1e-7)
+        for k, v in one.stages.items():
+            np.testing.assert_allclose(many.stages[k], v, rtol=1e-5, atol=1e-6, err_msg=k)
+        other = emc.log_partition(target, "ais", **{**kw, "seed": 1})  # negative control
+        assert abs(other.log_z - one.log_z) > 1e-3, (other.log_z, one.log_z)
+        assert np.abs(other.particles - one.particles).max() > 1e-2
+        # SMC does not pad (BlackJAX resamples and weighs every row): 6 particles
+        # use 3 of the 4 devices, and it says so before anything compiles.
+        warnings.simplefilter("error", EnergymcWarning)
+        try:
+            emc.log_partition(target, "smc", particles=6, replicates=1, checks=False,
+                              base="gaussian", progress=False)
+        except EnergymcWarning as w:
+            assert "3 of the 4 devices" in str(w) and "multiple of 4" in str(w), w
+        else:
+            raise AssertionError("SMC on 3 of 4 devices did not warn")
+        print("ok")
+    """)
+    assert "ok" in out
+
+
+@pytest.mark.slow  # five annealing compilations
+def test_ais_bdmc_and_checkpoints_pad_particles_over_four_devices():
+    # The defaults (adaptive schedule, cess=0.995, tuned step size and mass
+    # matrix) with 30 particles: 32 rows on 4 devices. BDMC's forward and
+    # reverse runs are padded the same way, and a checkpointed run (stage
+    # chunks from the host, the padded carry saved between them) gives the
+    # uncheckpointed numbers.
+    out = _run("""
+        import tempfile, warnings
+        from energymc.logz._checkpoint import LogZCheckpoint
+        warnings.simplefilter("ignore")  # small runs: the ESS warnings are expected
+        kw = dict(particles=30, replicates=1, checks=False, seed=0, base="gaussian",
+                  progress=False)
+        one = emc.log_partition(target, "ais", devices=1, **kw)
+        many = emc.log_partition(target, "ais", **kw)
+        assert many.info["devices"] == 4 and many.particles.shape == (30, 3)
+        assert abs(many.log_z - one.log_z) < 1e-5, (many.log_z, one.log_z)
+        assert len(many.stages["beta"]) == len(one.stages["beta"])
+        np.testing.assert_allclose(many.stages["beta"], one.stages["beta"], atol=1e-5)
+        np.testing.assert_allclose(many.particles, one.particles, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(many.weights, one.weights, rtol=1e-4, atol=1e-6)
+        assert many.num_grad_evals == one.num_grad_evals
+        with tempfile.TemporaryDirectory() as d:
+            saved = emc.log_partition(target, "ais",
+                                      checkpoint=LogZCheckpoint(d, save_every=0), **kw)
+        assert saved.info["devices"] == 4
+        assert abs(saved.log_z - many.log_z) < 1e-5, (saved.log_z, many.log_z)
+        np.testing.assert_allclose(saved.particles, many.particles, rtol=1e-4, atol=1e-4)
+
+        bkw = dict(kw, schedule="linear", num_temps=20)
+        b1 = emc.log_partition(target, "bdmc", devices=1, **bkw)
+        b4 = emc.log_partition(target, "bdmc", **bkw)
+        assert b4.info["devices"] == 4
+        for end in ("lower", "upper"):
+            assert abs(getattr(b4, end) - getattr(b1, end)) < 1e-5, (end, b4, b1)
+        np.testing.assert_allclose(b4.particles, b1.particles, rtol=1e-4, atol=1e-4)
+        other = emc.log_partition(target, "ais", **{**kw, "seed": 1})  # negative control
+        assert abs(other.log_z - one.log_z) > 1e-3, (other.log_z, one.log_z)
+        print("ok")
+    """, timeout=600)
+    assert "ok" in out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["ais", "smc"])
 def test_log_partition_particles_over_four_devices_agree_with_one_device(method):

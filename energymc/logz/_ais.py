@@ -267,6 +267,34 @@ def _prepare(target, ref, ctx):
     return params0, cfg, _betas(sched, o.num_temps)
 
 
+def _anneal_on(mesh, saver, key, ref, x, betas, params, static) -> dict:
+    """:func:`anneal` of the particles ``x`` ``(n, dim)`` split over ``mesh``'s devices.
+
+    When the device count does not divide ``n``, the particles are padded
+    (copies of the last one) to the next multiple, every device gets the
+    same number of rows, and ``anneal(particles=n)`` leaves the padding out
+    of every weight, ESS, mean and cost; it is dropped from ``x`` and
+    ``logw`` here. Particle ``c`` moves with keys folded from ``c``, so the
+    real particles are those of a one-device run (up to the order of sums).
+    ``saver`` (a checkpoint's stage saver, or ``None``) runs the same loop in
+    chunks from the host, saved between them.
+    """
+    n = x.shape[0]
+    rows = _sharding.padded_rows(mesh, n)
+    static = dict(static, particles=None if rows == n else n)
+    # Split over the devices (a no-op without a mesh); the compiled anneal follows.
+    x = _sharding.put_rows(_sharding.pad_rows(x, rows), mesh)
+    if saver is None:
+        out = anneal(key, ref, x, betas, params, **static)
+    else:
+        out = anneal_finish(saver.run(
+            anneal_start(key, ref, x, betas, params, **static),
+            lambda c, stop: anneal_chunk(c, stop, key, ref, betas, **static)))
+    if rows != n:
+        out = dict(out, x=out["x"][:n], logw=out["logw"][:n])
+    return out
+
+
 def run_ais(target, ref, key, ctx: AISContext) -> Estimate:
     """One AIS replicate."""
     if isinstance(ref, AnnealingPath):
@@ -275,17 +303,10 @@ def run_ais(target, ref, key, ctx: AISContext) -> Estimate:
     params0, cfg, betas = _prepare(target, ref, ctx)
     n = o.particles
     k_init, k_run = jax.random.split(key)
-    # Particles split over the devices (ctx.mesh); the compiled anneal follows.
-    x0 = _sharding.put_rows(ref.sample(k_init, n), ctx.mesh)
     static = dict(target=target, kernel=kernel, options=ctx.kernel_options, cfg=cfg,
                   ticks=_stage_ticks(ctx))
-    if ctx.stages is None:
-        out = anneal(k_run, ref, x0, betas, params0, **static)
-    else:
-        # Checkpointed: the same loop in chunks from the host, saved between them.
-        carry = ctx.stages.run(anneal_start(k_run, ref, x0, betas, params0, **static),
-                               lambda c, stop: anneal_chunk(c, stop, k_run, ref, betas, **static))
-        out = anneal_finish(carry)
+    out = _anneal_on(ctx.mesh, ctx.stages, k_run, ref, ref.sample(k_init, n), betas, params0,
+                     static)
     log_z, stderr, ess, w = _weight_summary(out["logw"])
     stages = _records(out, n)
     return Estimate(log_z=log_z, stderr=stderr, ess=ess, stages=stages,
@@ -398,14 +419,10 @@ def _reverse(target, ref, fwd: Estimate, key, ctx, x_start):
     ticks = _stage_ticks(ctx, offset=ais_progress_units(ctx.options), reverse=True)
     static = dict(target=target, kernel=ctx.kernel, options=ctx.kernel_options,
                   cfg=cfg._replace(adaptive=False), ticks=ticks)
-    if ctx.stages is None:
-        out = anneal(key, ref, x_start, betas_r, params, **static)
-    else:
-        # Checkpointed: the reverse stages in chunks too, saved in a directory
-        # of their own inside the replicate's (after the forward run's).
-        out = anneal_finish(ctx.stages.phase("reverse").run(
-            anneal_start(key, ref, x_start, betas_r, params, **static),
-            lambda c, stop: anneal_chunk(c, stop, key, ref, betas_r, **static)))
+    # Checkpointed: the reverse stages in chunks too, saved in a directory of
+    # their own inside the replicate's (after the forward run's).
+    saver = None if ctx.stages is None else ctx.stages.phase("reverse")
+    out = _anneal_on(ctx.mesh, saver, key, ref, x_start, betas_r, params, static)
     logw = np.asarray(out["logw"], dtype=float)
     upper = -(float(logsumexp(logw)) - math.log(logw.size))
     _, stderr_r, ess_r, _ = _weight_summary(logw)
@@ -482,6 +499,11 @@ class AIS(LogZMethod):
     replicates = 4
     splits_particles = True
 
+    def mesh(self, devices, options):
+        # Every chosen device (up to one a particle): the particles are padded
+        # to a multiple of them (_anneal_on), as sample's chains are.
+        return _sharding.chain_mesh(devices, options.particles)
+
     def validate(self, options, target):
         return validate_ais(target, self.options(options))
 
@@ -497,7 +519,6 @@ class BDMC(AIS):
 
     name = "bdmc"
     defaults = BDMCOptions()
-    splits_particles = False
 
     def validate(self, options, target):
         return validate_bdmc(target, self.options(options))

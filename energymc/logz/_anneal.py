@@ -97,7 +97,7 @@ def log_ess(logw: jax.Array) -> jax.Array:
     return blackjax_log_ess(logw)
 
 
-def _next_delta(logw, ll, beta, cess):
+def _next_delta(logw, ll, beta, cess, valid=None):
     """Largest ``delta <= 1 - beta`` whose conditional ESS fraction is >= ``cess``.
 
     Conditional ESS (Zhou et al., 2016): ``(sum W w)^2 / sum W w^2`` with
@@ -106,13 +106,25 @@ def _next_delta(logw, ll, beta, cess):
     CESS only sees those few and lets the schedule run too fast, which
     degenerates the weights further. With uniform ``W`` every stage adds about
     ``1 - cess`` to the variance of the log-weights, whatever came before.
+
+    ``valid`` (``(rows,)`` bool, or ``None`` for all) marks the real particles
+    among padding rows (:func:`anneal`'s ``particles=``): padding gets
+    ``W = 0`` and takes no part in the shift below.
     """
     del logw
-    logW = jnp.full(ll.shape, -jnp.log(ll.shape[0]), ll.dtype)
+    if valid is None:
+        logW = jnp.full(ll.shape, -jnp.log(ll.shape[0]), ll.dtype)
+    else:
+        n = jnp.sum(valid).astype(ll.dtype)
+        logW = jnp.where(valid, -jnp.log(n), -jnp.inf).astype(ll.dtype)
     ll = jnp.where(jnp.isnan(ll), -jnp.inf, ll)
     # Shift ll so that exp never overflows; a constant shift cancels in the ratio.
     finite = jnp.isfinite(ll) & jnp.isfinite(logW)
     ll = ll - jnp.max(jnp.where(finite, ll, -jnp.inf))
+    if valid is not None:
+        # Padding's ll is set to 0: its W = 0 must give exp(-inf) = 0, never
+        # the nan of -inf + 0 * -inf.
+        ll = jnp.where(valid, ll, 0.0)
 
     def frac(delta):
         a = logW + delta * ll
@@ -145,16 +157,20 @@ def _safe_ll(target_lp, ref, z):
 
 
 def _stage_moves(stage_key, ref, x, params, beta_new, *, target_lp, kernel, options,
-                 cfg: AnnealConfig):
-    """``cfg.mcmc_steps`` kernel moves of every particle ``x`` ``(n, dim)`` at ``beta_new``.
+                 cfg: AnnealConfig, valid=None):
+    """``cfg.mcmc_steps`` kernel moves of every particle ``x`` ``(rows, dim)`` at ``beta_new``.
 
     The shared step size is steered by the population's acceptance and the
     diagonal mass matrix set from the particles' variance (when tunable).
+    Particle ``c`` moves with keys folded from ``c``, whatever the rows beside
+    it. ``valid`` (``(rows,)`` bool or ``None``) marks the real particles
+    among padding rows, which move too but count in no mean, variance or cost.
     Returns ``(x, params, accs (mcmc_steps,), costs (mcmc_steps,))``.
     """
-    n = x.shape[0]
+    rows = x.shape[0]
+    n = rows if valid is None else jnp.sum(valid)
     dtype = x.dtype
-    init_keys = jnp.arange(n)
+    init_keys = jnp.arange(rows)
     # An MCMC move at beta = 0 exactly (last reverse stage) would multiply
     # -inf by 0; its output is never used, so a tiny beta is harmless.
     beta_mc = jnp.maximum(beta_new, 1e-8)
@@ -172,21 +188,23 @@ def _stage_moves(stage_key, ref, x, params, beta_new, *, target_lp, kernel, opti
             init_keys)
         states, stats = jax.vmap(
             lambda k, s: kernel.step(k, s, logdens, params, options))(ks, states)
-        acc = jnp.mean(jnp.nan_to_num(stats["acceptance_rate"], nan=0.0))
+        acc = _mean(jnp.nan_to_num(stats["acceptance_rate"], nan=0.0), valid)
         if cfg.tunable and cfg.target_accept is not None:
             # Steer the shared step size by the population's acceptance: the
             # mean over all particles is a low-noise signal even for one step.
             params = dict(params)
             params["step_size"] = params["step_size"] * jnp.exp(
                 1.5 * (acc - cfg.target_accept))
-        cost = jnp.sum(stats["n_steps"]) if "n_steps" in stats else jnp.asarray(n, dtype)
+        cost = (_sum(stats["n_steps"], valid) if "n_steps" in stats
+                else jnp.asarray(n, dtype))
         return (states, params), (acc, cost.astype(dtype))
 
     (states, params), (accs, costs) = jax.lax.scan(
         mcmc, (states, params), jnp.arange(cfg.mcmc_steps))
     x = states.position
     if cfg.tunable and cfg.adapt_mass:
-        var = jnp.var(x, axis=0)
+        var = jnp.var(x, axis=0) if valid is None else _mean(
+            (x - _mean(x, valid)) ** 2, valid)
         # Shrink towards the old value so that a collapsed or noisy
         # population cannot give a zero or wild mass matrix.
         w = n / (n + 10.0)
@@ -196,9 +214,28 @@ def _stage_moves(stage_key, ref, x, params, beta_new, *, target_lp, kernel, opti
     return x, params, accs, costs
 
 
-def _record_stage(rec, i, beta_new, logw, acceptance, step_used):
-    """The stage record with row ``i`` filled in (running log Z from ``logw`` ``(n,)``)."""
-    lz = logsumexp(logw) - jnp.log(logw.shape[0])
+def _sum(a, valid):
+    """Sum of ``a`` over its leading axis, the rows ``valid`` marks (``None``: all)."""
+    if valid is None:
+        return jnp.sum(a, axis=0)
+    return jnp.sum(jnp.where(valid.reshape(valid.shape + (1,) * (a.ndim - 1)), a, 0), axis=0)
+
+
+def _mean(a, valid):
+    """Mean of ``a`` over its leading axis, over the rows ``valid`` marks (``None``: all)."""
+    if valid is None:
+        return jnp.mean(a, axis=0)
+    return _sum(a, valid) / jnp.sum(valid).astype(a.dtype)
+
+
+def _record_stage(rec, i, beta_new, logw, acceptance, step_used, valid=None):
+    """The stage record with row ``i`` filled in (running log Z from ``logw`` ``(rows,)``,
+    over the rows ``valid`` marks)."""
+    if valid is None:
+        lz = logsumexp(logw) - jnp.log(logw.shape[0])
+    else:
+        logw = jnp.where(valid, logw, -jnp.inf)  # padding has weight zero
+        lz = logsumexp(logw) - jnp.log(jnp.sum(valid).astype(logw.dtype))
     rec = dict(rec)
     rec["beta"] = rec["beta"].at[i].set(beta_new)
     rec["log_ess"] = rec["log_ess"].at[i].set(log_ess(logw))
@@ -208,9 +245,9 @@ def _record_stage(rec, i, beta_new, logw, acceptance, step_used):
     return rec
 
 
-@jit_over_target(("target", "kernel", "options", "cfg", "ticks"))
+@jit_over_target(("target", "kernel", "options", "cfg", "ticks", "particles"))
 def anneal(key, ref, x0, betas, params0, *, target, kernel, options, cfg: AnnealConfig,
-           ticks=None):
+           ticks=None, particles=None):
     """Run AIS from ``betas[0]`` to ``betas[-1]`` (or adaptively from 0 to 1).
 
     Parameters
@@ -235,18 +272,25 @@ def anneal(key, ref, x0, betas, params0, *, target, kernel, options, cfg: Anneal
         Static: an :class:`energymc.progress.StageTicks` that reports each
         stage to a progress meter, or ``None`` (no callback is compiled in).
         It changes no number of the run.
+    particles
+        Static: how many of the ``rows`` of ``x0`` are particles (``None``:
+        all). The rows after them are padding (to a multiple of the devices
+        the rows are split over): they move like particles, with keys of
+        their own, but take no part in any weight, ESS, mean acceptance,
+        mass matrix, schedule or cost, so the first ``particles`` rows come
+        out as in a run of ``particles`` rows alone (up to the order of sums).
 
     Returns
     -------
     dict
-        ``x`` ``(n, dim)`` final particles; ``logw`` ``(n,)``; ``num_stages``;
+        ``x`` ``(rows, dim)`` final particles; ``logw`` ``(rows,)``; ``num_stages``;
         ``record``: dict of ``(max_stages,)`` arrays ``beta``, ``log_ess``
         (of the accumulated weights), ``acceptance``, ``step_size``,
         ``log_z`` (running estimate), valid up to ``num_stages``;
         ``params`` (after the last stage); ``grad_evals`` (all particles).
     """
     loop = _Loop(key, ref, betas, x0.shape[0], x0.dtype, target=target, kernel=kernel,
-                 options=options, cfg=cfg, ticks=ticks)
+                 options=options, cfg=cfg, ticks=ticks, particles=particles)
     carry = loop.start(x0, params0)
     return anneal_finish(jax.lax.while_loop(loop.cond, loop.body, carry))
 
@@ -257,22 +301,22 @@ def anneal(key, ref, x0, betas, params0, *, target, kernel, options, cfg: Anneal
 # (``stop`` is traced) and runs the very body of ``anneal``'s loop; stage i
 # draws from fold_in(key, i) whatever chunk it falls in, so any cut gives the
 # same numbers (tests/logz/test_logz_checkpoint.py).
-@jit_over_target(("target", "kernel", "options", "cfg", "ticks"))
+@jit_over_target(("target", "kernel", "options", "cfg", "ticks", "particles"))
 def anneal_start(key, ref, x0, betas, params0, *, target, kernel, options, cfg: AnnealConfig,
-                 ticks=None):
+                 ticks=None, particles=None):
     """The loop's carry before its first stage (arguments as :func:`anneal`).
 
     Returns the tuple ``(i, beta, x, logw, ll, params, record, grad_evals,
     beta_next)``: ``i`` is the next stage's index.
     """
     loop = _Loop(key, ref, betas, x0.shape[0], x0.dtype, target=target, kernel=kernel,
-                 options=options, cfg=cfg, ticks=ticks)
+                 options=options, cfg=cfg, ticks=ticks, particles=particles)
     return loop.start(x0, params0)
 
 
-@jit_over_target(("target", "kernel", "options", "cfg", "ticks"))
+@jit_over_target(("target", "kernel", "options", "cfg", "ticks", "particles"))
 def anneal_chunk(carry, stop, key, ref, betas, *, target, kernel, options, cfg: AnnealConfig,
-                 ticks=None):
+                 ticks=None, particles=None):
     """Run the stages of ``carry`` (from :func:`anneal_start` or an earlier
     chunk) up to stage ``stop`` (traced; excluded), or to the loop's own end.
 
@@ -281,7 +325,7 @@ def anneal_chunk(carry, stop, key, ref, betas, *, target, kernel, options, cfg: 
     """
     x = carry[2]
     loop = _Loop(key, ref, betas, x.shape[0], x.dtype, target=target, kernel=kernel,
-                 options=options, cfg=cfg, ticks=ticks)
+                 options=options, cfg=cfg, ticks=ticks, particles=particles)
     return jax.lax.while_loop(lambda c: loop.cond(c) & (c[0] < stop), loop.body, carry)
 
 
@@ -295,12 +339,18 @@ def anneal_finish(carry) -> dict:
 class _Loop:
     """The annealing loop's start, condition and body for one run (pure JAX).
 
-    Built inside a compiled function; ``n`` particles of ``dtype``. See
+    Built inside a compiled function; ``rows`` rows of ``dtype``, the first
+    ``particles`` of them particles (``None``: all), the rest padding. See
     :func:`anneal` for the arguments.
     """
 
-    def __init__(self, key, ref, betas, n, dtype, *, target, kernel, options, cfg, ticks):
+    def __init__(self, key, ref, betas, rows, dtype, *, target, kernel, options, cfg, ticks,
+                 particles=None):
+        n = rows if particles is None else int(particles)
         self.key, self.ref, self.betas, self.n, self.dtype = key, ref, betas, n, dtype
+        self.rows = rows
+        # None without padding: the one-device program is then unchanged.
+        self.valid = None if n == rows else jnp.arange(rows) < n
         self.kernel, self.options, self.cfg, self.ticks = kernel, options, cfg, ticks
         self.target_lp = target.flat_logdensity
         self.ll_fn = jax.vmap(lambda z: _safe_ll(self.target_lp, ref, z))
@@ -313,8 +363,8 @@ class _Loop:
             return (i < self.size) & (beta < 1.0)
         return i < self.size
 
-    def adapt_beta(self, ll, beta):
-        b = beta + _next_delta(None, ll, beta, self.cfg.cess)
+    def adapt_beta(self, ll, beta, valid=None):
+        b = beta + _next_delta(None, ll, beta, self.cfg.cess, valid)
         return jnp.where(1.0 - b < 1e-6, 1.0, b)
 
     def body(self, carry):
@@ -327,7 +377,7 @@ class _Loop:
             # every stage's weight biased by O(1/n) (it was ~0.1 nats over
             # 100 stages of 128 particles).
             beta_new = beta_next
-            beta_next = self.adapt_beta(ll, beta_new)
+            beta_next = self.adapt_beta(ll, beta_new, self.valid)
         else:
             beta_new = self.betas[i + 1]
         delta = beta_new - beta
@@ -338,9 +388,10 @@ class _Loop:
         step_used = params["step_size"] if cfg.tunable else jnp.asarray(jnp.nan, dtype)
         x, params, accs, costs = _stage_moves(stage_key, self.ref, x, params, beta_new,
                                               target_lp=self.target_lp, kernel=self.kernel,
-                                              options=self.options, cfg=cfg)
+                                              options=self.options, cfg=cfg,
+                                              valid=self.valid)
         ll = self.ll_fn(x)
-        rec = _record_stage(rec, i, beta_new, logw, jnp.mean(accs), step_used)
+        rec = _record_stage(rec, i, beta_new, logw, jnp.mean(accs), step_used, self.valid)
         # One gradient per particle to (re)initialise the kernel at the new beta.
         evals = evals + jnp.sum(costs) + n
         if self.ticks is not None:
@@ -360,5 +411,5 @@ class _Loop:
                 self.ll_fn(self.ref.sample(jax.random.fold_in(self.key, 2**31 - 1), n)), beta0)
         else:
             beta_next = beta0
-        return (jnp.asarray(0), beta0, x0, jnp.zeros((n,), dtype), ll0,
+        return (jnp.asarray(0), beta0, x0, jnp.zeros((self.rows,), dtype), ll0,
                 params0, record, jnp.asarray(0.0, dtype), beta_next)

@@ -129,11 +129,15 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         ``False``, or an object with ``start``/``update``/``close``. It never
         changes the estimate.
     devices
-        Where AIS and SMC particles and PT's chains run: ``None`` (default)
-        splits them over every device JAX sees, an int ``n`` over the first
-        ``n``, or a list of devices (for particles, the largest number of them
-        that divides ``particles``; PT's chains are padded, any number). The
-        estimate is the one-device estimate up to float rounding (see
+        Where AIS, BDMC and SMC particles and PT's chains run: ``None``
+        (default) splits them over every device JAX sees, an int ``n`` over
+        the first ``n``, or a list of devices. AIS/BDMC particles and PT's
+        chains may be any number: they are padded to a multiple of the
+        devices, and the padding enters no weight, ESS or mean. SMC's
+        particles are not padded (BlackJAX resamples and weighs all of
+        them): SMC uses the largest number of the devices that divides
+        ``particles`` and warns when that leaves some idle. The estimate is
+        the one-device estimate up to float rounding (see
         ``docs/devices.md``). Other methods run on the default device.
     checks
         Run the checks that flag a confidently wrong estimate (default
@@ -187,14 +191,16 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     LogZ
         ``log_z``, ``stderr`` (nats), ``ess``, ``stages``, ``particles``,
         ``weights``, ``lower``/``upper`` (bdmc), ``reliable``/``problems``,
-        ``to_arviz()``, ``plot()``.
+        ``to_arviz()``, ``plot()``; ``info["devices"]``: how many devices
+        the particles or PT's chains were split over (1: the default device).
 
     Warns
     -----
     EnergymcWarning
         When a diagnostic says the estimate should not be trusted (e.g. the
         final weight ESS is too small); the result still comes back with
-        ``reliable = False``.
+        ``reliable = False``. Also when SMC's ``particles`` leave some of the
+        chosen devices idle (see ``devices``).
 
     Examples
     --------
@@ -261,6 +267,8 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     meter.close()
     est.info["base"] = repr(ref)
     est.info["reference"] = ref
+    # How many devices the particles (AIS, BDMC, SMC) or chains (PT) were split over.
+    est.info["devices"] = _sharding.mesh_size(ctx.mesh)
     if mode_fit is not None:
         est.info["mode_fit"] = mode_fit
         est.timing["mode_fit_s"] = mode_fit["seconds"]

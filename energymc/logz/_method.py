@@ -144,8 +144,10 @@ class LogZMethod:
         """The devices a replicate's work is split over (``devices=`` of
         :func:`energymc.log_partition`; checked for every method), or ``None``.
 
-        By default AIS/SMC-like particles (``splits_particles``) over the
-        largest number of devices that divides ``particles``; PT overrides it.
+        By default particles (``splits_particles``) over the largest number
+        of devices that divides ``particles`` (SMC, whose BlackJAX step cannot
+        be padded); AIS/BDMC (padded particles) and PT (padded chains)
+        override it to use every chosen device.
         """
         from energymc import _sharding
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any, NamedTuple
 
 import blackjax
@@ -29,7 +30,7 @@ from energymc import _sharding
 from energymc._util import check_option_int as _check_int
 from energymc._util import default_step, kish_ess, nonfinite_to_neginf
 from energymc.energy import jit_over_target
-from energymc.errors import OptionError
+from energymc.errors import EnergymcWarning, OptionError
 from energymc.logz._ais import resolve_kernel
 from energymc.logz._method import Context, Estimate, LogZMethod, register
 from energymc.progress import StageTicks
@@ -512,6 +513,27 @@ class SMC(LogZMethod):
     defaults = SMCOptions()
     replicates = 4
     splits_particles = True
+
+    def mesh(self, devices, options):
+        """The largest number of the chosen devices that divides ``particles``.
+
+        SMC's particles are not padded: BlackJAX's step draws one key per
+        particle from ``split(key, particles)``, resamples ``particles``
+        indices and divides the weights' sum by ``particles``, so a padded
+        population would change every draw and need its step rewritten. When
+        that leaves devices idle, a warning says how many particles use them all.
+        """
+        mesh = super().mesh(devices, options)
+        n, chosen = int(options.particles), _sharding.chosen_devices(devices)
+        used = _sharding.mesh_size(mesh)
+        if used < min(chosen, n):
+            warnings.warn(
+                f"log_partition(method='smc'): particles={n} run on {used} of the {chosen} "
+                f"devices, the most that divide {n}: SMC's particles are not padded (BlackJAX "
+                f"resamples and weighs them all). Pass a multiple of {chosen} particles (e.g. "
+                f"{-(-n // chosen) * chosen}) to use every device, or method='ais', which pads.",
+                EnergymcWarning, stacklevel=3)  # the caller of log_partition
+        return mesh
 
     def validate(self, options, target):
         return validate_smc(target, self.options(options))
