@@ -316,8 +316,15 @@ def test_a_learner_splits_batches_and_persistent_chains_over_four_devices():
     out = _run(textwrap.indent(LEARNER, " " * 8) + """
         from energymc.learn._devices import learner_mesh
 
-        assert learner_mesh(None, 16).size == 4 and learner_mesh(None, 6).size == 3
-        assert learner_mesh(1, 16) is None
+        import warnings
+        from energymc.errors import EnergymcWarning
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert learner_mesh(None, 16).size == 4 and learner_mesh(1, 16) is None
+            assert not caught, [str(w.message) for w in caught]  # every device used: silent
+            assert learner_mesh(None, 6).size == 3  # a batch is not padded: 3 of 4, said so
+        assert [w.category for w in caught] == [EnergymcWarning], caught
+        assert "3 of the 4 devices" in str(caught[0].message), caught[0].message
         from energymc.errors import OptionError
         try:
             emc.learn.CD(energy_fn, numpyro.optim.Adam(1e-2)).run(

@@ -16,8 +16,8 @@ single-device code, unchanged.
 Rows are not padded (a padded batch point would count in the loss), so the
 mesh takes the largest number of the chosen devices that divides the batch
 size (:func:`energymc._sharding.particle_mesh`): a batch of 128 on 8 devices
-uses 8, a batch of 6 on 4 devices uses 3. Negative chains or a replay buffer
-whose length that number does not divide are left to the compiler.
+uses 8, a batch of 6 on 4 devices uses 3 (and warns). Negative chains or a
+replay buffer whose length that number does not divide are left to the compiler.
 
 With one device nothing here is used: the compiled update is exactly the
 one-device update.
@@ -25,12 +25,14 @@ one-device update.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from jax.sharding import Mesh
 
-from energymc._sharding import particle_mesh, place_rows
+from energymc._sharding import chosen_devices, mesh_size, particle_mesh, place_rows
+from energymc.errors import EnergymcWarning
 
 __all__ = ["ROW_KEYS", "learner_mesh", "spread_update"]
 
@@ -55,8 +57,23 @@ def learner_mesh(devices: Any, batch_size: int) -> Mesh | None:
     -------
     Mesh or None
         ``None`` when training runs on JAX's default device alone.
+
+    Warns
+    -----
+    EnergymcWarning
+        When that leaves some of the chosen devices idle (a batch of 6 on 4
+        devices uses 3), naming a batch size that uses them all.
     """
-    return particle_mesh(devices, batch_size)
+    mesh = particle_mesh(devices, batch_size)
+    chosen, used = chosen_devices(devices), mesh_size(mesh)
+    if used < min(chosen, batch_size):
+        warnings.warn(
+            f"batch_size={batch_size} is split over {used} of the {chosen} devices, the most "
+            f"that divide it: a batch is not padded (a padding point would count in the "
+            f"loss). Pass a multiple of {chosen} (e.g. batch_size="
+            f"{-(-batch_size // chosen) * chosen}) to use every device.",
+            EnergymcWarning, stacklevel=3)  # the caller of learner.run
+    return mesh
 
 
 def _spread_state(state, mesh: Mesh, axis: int):

@@ -409,7 +409,8 @@ class LearnerBase:
         devices
             ``None`` (every device JAX sees), an int or a list of devices:
             batch points and negative chains are split over them (as many as
-            divide ``batch_size``); see ``docs/devices.md``.
+            divide ``batch_size``, with an ``EnergymcWarning`` when that leaves
+            some idle); see ``docs/devices.md``.
 
         Returns
         -------
