@@ -25,6 +25,23 @@ to fit, which VERA uses to reach high-dimensional latents; in the low-dimensiona
 latents this learner targets (2-d toy sets, small images with a small latent)
 the batch's prior draws cover the posterior well enough.
 
+In many dimensions the batch's kernels stop overlapping: on 8x8 digits
+(64-d, ``sigma = 0.1``) a generated point is nearer its own mean than any
+other by hundreds of ``sigma^2``, the weights are one-hot, and the "score" is
+``-eps / sigma``, the point's own noise, whose product with ``dx / d phi`` is
+zero in expectation: no entropy gradient at all, and the generator falls into
+the energy's minima (``benchmarks/RESULTS.md``). ``entropy="jacobian"`` uses
+Laplace's approximation instead: near its own latent ``z``, ``x = g(z) + sigma
+eps`` is Gaussian with covariance ``J J^T + sigma^2 I`` (``J = dg/dz``), and
+``H(q) = H(z) + D/2 log(2 pi e sigma^2) + E_z[0.5 log det(I + J^T J /
+sigma^2)]``, exact for a linear generator and for small ``sigma`` when each
+``x`` has one likely latent. Its gradient is that of the last term, computed
+exactly (``latent_dim`` forward-mode passes and a Cholesky factor per point),
+with no estimate to go stale. It rewards a generator that spreads its latent
+over many directions of the data and at larger scale, which the energy must
+then hold: the energy needs the range of the data's log-density, so a weak
+``energy_l2`` (1e-3 on digits) goes with it.
+
 Why VERA's estimator rather than MEG's mutual-information estimate or
 flow-contrastive estimation: it adds no third network (MEG needs a statistics
 network; FCE a normalising flow and its log-determinants), its only knob is
@@ -76,6 +93,9 @@ from energymc.learn._driver import loop_slows, scan
 from energymc.learn._learner import LearnerBase
 
 __all__ = ["Adversarial", "batch_mmd"]
+
+#: The generator's entropy estimates (``entropy=``).
+ENTROPY_ESTIMATES = ("batch", "jacobian")
 
 #: The most Langevin refinement steps an unrolled learner writes out (compile time grows).
 _UNROLL_MAX_STEPS = 64
@@ -144,6 +164,19 @@ class Adversarial(LearnerBase):
     energy_l2
         Weight of the penalty ``E(data)^2 + E(x_gen)^2`` on the energy's loss,
         which keeps the energy's scale from drifting; default 0.1.
+    entropy
+        How the gradient of the generator's entropy ``H(q)`` is estimated.
+        ``"batch"`` (default): the score of the batch's mixture of Gaussians
+        around the generated points; right for low-dimensional data (2-d toy
+        sets), where those kernels overlap. ``"jacobian"``: Laplace's
+        approximation, ``H(q) = const + E_z[0.5 log det(I + J^T J /
+        sigma^2)]`` with ``J = dg/dz`` ``(D, latent_dim)``; for images and
+        other data of more than a few dimensions, where the batch's kernels
+        do not overlap and ``"batch"`` sees only each point's own noise (its
+        gradient is then noise about zero, and the generator collapses). It
+        needs ``latent_dim`` forward-mode passes through the generator per
+        point and assumes that each point has one likely latent (module
+        notes).
     grad_penalty
         Weight of ``mean |grad_x E(data)|^2`` on the energy's loss (VERA's
         gradient penalty); default 0 (off). It keeps the energy smooth around
@@ -191,7 +224,9 @@ class Adversarial(LearnerBase):
     ``stop_gradient``), so the scalar ``loss`` is the sum of the energy's and
     the generator's losses. History adds ``energy_gen`` (mean energy of the
     negatives), ``loss_energy``, ``loss_generator``, ``entropy_grad_norm``
-    (size of the estimated score of ``q``), ``mmd`` (generated vs half the
+    (with ``entropy="batch"``: size of the estimated score of ``q``) or
+    ``log_volume`` (with ``"jacobian"``: the mean ``0.5 log det(I + J^T J /
+    sigma^2)``), ``mmd`` (generated vs half the
     batch), ``mmd_floor`` (the other half of the batch vs the same half) and
     ``nonfinite`` (fraction of generated points with a non-finite energy,
     dropped from the losses).
@@ -206,7 +241,7 @@ class Adversarial(LearnerBase):
                  langevin_steps: int = 0, step_size: float | None = None,
                  noise_scale: float | None = None, coverage_tolerance: float = 0.5,
                  ema: float | None = None, unroll: bool | None = None,
-                 grad_penalty: float = 0.0):
+                 grad_penalty: float = 0.0, entropy: str = "batch"):
         if unroll is not None and not isinstance(unroll, bool):
             raise OptionError(f"unroll must be None (decide from the networks), True or False; "
                               f"got {unroll!r}.")
@@ -238,6 +273,11 @@ class Adversarial(LearnerBase):
         self.noise_scale = (None if noise_scale is None
                             else check_positive("noise_scale", noise_scale))
         self.coverage_tolerance = check_positive("coverage_tolerance", coverage_tolerance)
+        if entropy not in ENTROPY_ESTIMATES:
+            raise OptionError(f"entropy must be one of {ENTROPY_ESTIMATES}; got {entropy!r}. "
+                              "'batch' for low-dimensional data (2-d toy sets), 'jacobian' "
+                              "for images (e.g. 8x8 digits).")
+        self.entropy = entropy
 
         def joint_energy(params, x):
             return energy_fn(params["energy"], x)
@@ -286,7 +326,7 @@ class Adversarial(LearnerBase):
     def _generate(self, key, gen_params, n, dtype):
         """``(x, mean)``: ``n`` noisy generator samples and their means ``g(z)``."""
         kz, ke = jax.random.split(key)
-        z = jax.random.normal(kz, (n, self.latent_dim), dtype)
+        z = self._latents(kz, n, dtype)
         mean = jax.vmap(lambda zz: self.generator_fn(gen_params, zz))(z)
         x = mean + self.noise * jax.random.normal(ke, mean.shape, dtype)
         return x, mean
@@ -310,6 +350,27 @@ class Adversarial(LearnerBase):
         unroll = self._unrolled and self.langevin_steps <= _UNROLL_MAX_STEPS
         x, _ = scan(step, x0, jax.random.split(key, self.langevin_steps), unroll=unroll)
         return x
+
+    def _latents(self, key, n, dtype):
+        """The ``(n, latent_dim)`` prior draws behind ``_generate(key, ...)``'s first split."""
+        return jax.random.normal(key, (n, self.latent_dim), dtype)
+
+    def _log_volume(self, gen_params, z):
+        """``(B,)`` ``0.5 log det(I + J^T J / sigma^2)``, ``J = d g(z) / d z`` ``(D, latent_dim)``.
+
+        The generator-dependent part of the entropy of ``q`` in Laplace's
+        approximation of the posterior of the latent (module docstring).
+        ``I + J^T J / sigma^2`` is positive definite, so the Cholesky
+        factor's log-diagonal is always finite.
+        """
+        d = self.latent_dim
+
+        def one(zz):
+            jac = jax.jacfwd(lambda v: jnp.ravel(self.generator_fn(gen_params, v)))(zz)
+            m = jnp.eye(d, dtype=zz.dtype) + jac.T @ jac / self.noise**2
+            return jnp.sum(jnp.log(jnp.diagonal(jnp.linalg.cholesky(m))))
+
+        return jax.vmap(one)(z)
 
     def _score_q(self, x, mean):
         """Estimated ``grad_x log q(x)`` ``(B, *event)`` by self-normalised importance
@@ -392,14 +453,24 @@ class Adversarial(LearnerBase):
             loss_energy = loss_energy + self.grad_penalty * jnp.mean(
                 jnp.sum(gx.reshape(b, -1) ** 2, 1))
 
-        # The generator's player: E_q[E] - w H(q), with the entropy's gradient
-        # through the surrogate score(x)^T x (score held fixed).
+        # The generator's player: E_q[E] - w H(q).
         e_gen, ok_g, x_safe = self._finite_rows(x_gen, frozen, batch)
         n_okg = jnp.maximum(jnp.sum(ok_g), 1)
-        mean_safe = jnp.where(self._rows(ok_g, mean), mean, sg(batch[:1]))
-        score = sg(self._score_q(x_safe, mean_safe))
-        axes = tuple(range(1, x_gen.ndim))
-        neg_entropy = jnp.sum(jnp.where(ok_g, jnp.sum(score * x_safe, axis=axes), 0.0)) / n_okg
+        if self.entropy == "jacobian":
+            # H(q) = const + E_z[0.5 log det(I + J^T J / sigma^2)] (Laplace).
+            z = self._latents(jax.random.split(kg)[0], b, batch.dtype)
+            vol = self._log_volume(g_params, z)
+            neg_entropy = -jnp.sum(jnp.where(ok_g, vol, 0.0)) / n_okg
+            entropy_info = {"log_volume": sg(jnp.mean(vol))}
+        else:
+            # The entropy's gradient through the surrogate score(x)^T x (score held fixed).
+            mean_safe = jnp.where(self._rows(ok_g, mean), mean, sg(batch[:1]))
+            score = sg(self._score_q(x_safe, mean_safe))
+            axes = tuple(range(1, x_gen.ndim))
+            neg_entropy = jnp.sum(jnp.where(ok_g, jnp.sum(score * x_safe, axis=axes),
+                                            0.0)) / n_okg
+            entropy_info = {"entropy_grad_norm": jnp.sqrt(jnp.mean(jnp.sum(
+                score.reshape(b, -1) ** 2, 1)))}
         loss_generator = jnp.sum(e_gen) / n_okg + self.entropy_weight * neg_entropy
 
         # Coverage, judged on halves of the batch (no gradient).
@@ -414,10 +485,10 @@ class Adversarial(LearnerBase):
             "energy_gen": sg(e_neg_mean),
             "loss_energy": sg(loss_energy),
             "loss_generator": sg(loss_generator),
-            "entropy_grad_norm": jnp.sqrt(jnp.mean(jnp.sum(score.reshape(b, -1) ** 2, 1))),
             "mmd": batch_mmd(gen, ref, h),
             "mmd_floor": batch_mmd(other, ref, h),
             "nonfinite": 1.0 - jnp.mean(ok.astype(batch.dtype)),
+            **entropy_info,
         }
         return loss_energy + loss_generator, (extra, info)
 
