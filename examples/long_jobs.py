@@ -81,6 +81,8 @@ def resumed_log_z(folder: Path, target):
     resumed = emc.log_partition(target, checkpoint=folder / "logz", progress=Quiet(), **options)
     print(resumed)
     print("replicates read back from the checkpoint:", resumed.timing["resumed_replicates"])
+    # AIS pads its particles to a multiple of the devices, so all of them are used.
+    print("devices the particles were split over:", resumed.info["devices"])
     return resumed
 
 
