@@ -234,7 +234,10 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     # AIS/SMC particles or PT chains split over the devices (docs/devices.md); the argument
     # is checked for every method. With a meter on, the compiled runs report
     # their stages; with it off they are compiled without any callback.
-    ctx = dataclasses.replace(ctx, mesh=m.mesh(devices, ctx.options), ticks=meter.active)
+    mesh = m.mesh(devices, ctx.options)
+    if isinstance(ref, AnnealingPath):
+        mesh = None  # a model's own path runs on the default device (docs/devices.md)
+    ctx = dataclasses.replace(ctx, mesh=mesh, ticks=meter.active)
     saved, end = [], None
     if ckpt is not None:
         saved, end = ckpt.open(fingerprint(
