@@ -27,6 +27,9 @@ SCRIPT = """
 import json, sys
 pre = sys.argv[1:]
 import jax
+hits = []  # JAX's own event for a program read from the persistent cache
+jax.monitoring.register_event_listener(
+    lambda event, **kw: hits.append(1) if event == "/jax/compilation_cache/cache_hits" else None)
 if "jax-config" in pre:
     jax.config.update("jax_compilation_cache_dir", sys.argv[-1])
 import jax.numpy as jnp
@@ -37,7 +40,7 @@ if "sample" in pre:
     assert run.draws.shape == (1, 5, 2)
 if "jit" in pre:
     assert float(jax.jit(lambda x: jnp.sin(x).sum())(jnp.ones(3))) > 0
-print(json.dumps({"dir": emc.compilation_cache_dir(),
+print(json.dumps({"dir": emc.compilation_cache_dir(), "hits": len(hits),
                   "min_time": jax.config.jax_persistent_cache_min_compile_time_secs}))
 """
 
@@ -80,6 +83,21 @@ def test_sample_writes_entries_to_the_chosen_dir(tmp_path):
     assert len(_entries(cache)) >= 1
     # Owner-only: JAX runs what it loads from here.
     assert cache.stat().st_mode & 0o077 == 0
+
+
+def test_the_same_sample_in_a_fresh_process_reads_every_stored_program_back(tmp_path):
+    # A notebook restart: the first process compiles and stores, the second
+    # reads each stored program back instead of compiling it. (It may store a
+    # few more: tiny eager ops whose compile time straddles the 0.02 s
+    # threshold are stored by whichever process happened to be slower.)
+    cache = tmp_path / "cache"
+    first = _run(tmp_path, {"ENERGYMC_COMPILATION_CACHE": str(cache)}, "sample")
+    stored = _entries(cache)
+    second = _run(tmp_path, {"ENERGYMC_COMPILATION_CACHE": str(cache)}, "sample")
+    # Negative control: the cold process compiled nearly everything (a hit
+    # there is a program it stored and met again under another jit wrapper).
+    assert first["hits"] < len(stored) // 2, (first["hits"], len(stored))
+    assert second["hits"] >= len(stored), (second["hits"], len(stored))
 
 
 def test_opt_out_leaves_no_cache_anywhere(tmp_path):
