@@ -12,10 +12,16 @@ the script runs ``--seeds`` seeds and reports:
 * ``cold s`` / ``warm s``: wall seconds of the first run (compilation
   included) and the median of the others (same process, so compiled code is
   reused), on this machine's CPUs;
-* bdmc only: ``bracketed`` (``lower <= truth <= upper`` exactly), ``within 2
-  se`` (``lower - 2 stderr <= truth <= upper + 2 stderr``: the bounds are
-  stochastic) and ``inverted, reliable`` (``upper < lower - 2 stderr`` with
-  ``reliable=True``: an inverted bracket shown as sound; must be 0).
+* bdmc only: ``bracketed`` (``lower <= truth <= upper``, the reported
+  bounds: 95% confidence bounds since 2026-12-04, the raw ends before),
+  ``raw ends`` (``info["lower_raw"] <= truth <= info["upper_raw"]``, the
+  forward and reverse estimates themselves) and ``inverted`` (``upper <
+  lower``, reported bounds), as ``reliable/flagged`` (a reliable inverted
+  bracket is silent; must be 0).
+
+``--z-scan 1.645,1.96,2.33`` adds the reported bracket's coverage had the raw
+ends been moved by each ``z`` (``LogZ.interval(z)``), for choosing the
+constant; ``--from-json FILE`` re-summarises saved records without running.
 
 Defaults were chosen on ``zoo.TUNING`` only; run this on ``--half held_out``
 (the default) to report. Usage::
@@ -62,6 +68,8 @@ def run_one(entry, target, method, seed, base=None):
             "seed": seed, "log_z": est.log_z, "truth": entry.log_z, "err": err,
             "stderr": est.stderr, "reliable": est.reliable, "seconds": dt,
             "lower": est.lower, "upper": est.upper, "grad_evals": est.num_grad_evals,
+            "lower_raw": est.info.get("lower_raw"), "upper_raw": est.info.get("upper_raw"),
+            "upper_margin_stderr": est.info.get("upper_margin_stderr"),
             "silent": bool(est.reliable and abs(err) > 3 * est.stderr),
             "mode_check": {k: v for k, v in est.info.get("checks", {}).get("modes", {}).items()
                            if k in ("status", "modes", "unreached", "log_z", "stderr", "ess",
@@ -94,15 +102,55 @@ def summarise(rows):
                     "warm_s": float(np.median(secs[1:])) if len(secs) > 1 else math.nan,
                     "bracketed": (int(sum(r["lower"] <= r["truth"] <= r["upper"]
                                           for r in bracket)) if bracket else None),
-                    # Within noise: the bounds are stochastic (a log-mean of unbiased Z
-                    # exceeds log Z about half the time when its spread is small).
-                    "bracketed_2se": (int(sum(r["lower"] - 2 * r["stderr"] <= r["truth"]
-                                              <= r["upper"] + 2 * r["stderr"]
-                                              for r in bracket)) if bracket else None),
-                    "inverted_silent": (int(sum(r["reliable"] and r["upper"] < r["lower"]
-                                                - 2 * r["stderr"] for r in bracket))
-                                        if bracket else None)})
+                    "raw": (int(sum(r.get("lower_raw") is not None
+                                    and r["lower_raw"] <= r["truth"] <= r["upper_raw"]
+                                    for r in bracket)) if bracket else None),
+                    "inverted": ((int(sum(r["reliable"] and r["upper"] < r["lower"]
+                                          for r in bracket)),
+                                  int(sum(not r["reliable"] and r["upper"] < r["lower"]
+                                          for r in bracket))) if bracket else None)})
     return out
+
+
+def z_coverage(rows, zs):
+    """Per bdmc target: runs whose raw ends moved ``z`` stderrs out hold the truth."""
+    out = {}
+    for r in rows:
+        if r.get("lower_raw") is None:
+            continue
+        hits = out.setdefault(r["target"], [0] * len(zs) + [0])
+        hits[-1] += 1
+        for i, z in enumerate(zs):
+            lo = r["lower_raw"] - z * r["lower_stderr"]
+            hi = r["upper_raw"] + z * r["upper_margin_stderr"]
+            hits[i] += int(lo <= r["truth"] <= hi)
+    return out
+
+
+def print_tables(rows, zs):
+    print()
+    print("| method | target | dim | runs | med abs err | coverage | silent | flagged | "
+          "cold s | warm s | bracketed | raw ends | inverted (reliable/flagged) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for s in summarise(rows):
+        br = "" if s["bracketed"] is None else f"{s['bracketed']}/{s['runs']}"
+        raw = "" if s["bracketed"] is None else f"{s['raw']}/{s['runs']}"
+        inv = "" if s["bracketed"] is None else "{}/{}".format(*s["inverted"])
+        print(f"| {s['method']} | {s['target']} | {s['dim']} | {s['runs']} | "
+              f"{s['med_abs_err']:.3f} | {s['coverage']:.2f} | {s['silent']} | {s['flagged']} | "
+              f"{s['cold_s']:.1f} | {s['warm_s']:.1f} | {br} | {raw} | {inv} |")
+    total_silent = sum(r["silent"] for r in rows)
+    print(f"\n{len(rows)} runs, {total_silent} silent misses, "
+          f"{sum(not r['reliable'] for r in rows)} flagged.")
+    if zs:
+        cov = z_coverage(rows, zs)
+        print("\n| bdmc target | runs | " + " | ".join(f"z = {z:g}" for z in zs) + " |")
+        print("|---|---|" + "---|" * len(zs))
+        total = [0] * (len(zs) + 1)
+        for name, hits in cov.items():
+            total = [a + b for a, b in zip(total, hits, strict=True)]
+            print(f"| {name} | {hits[-1]} | " + " | ".join(map(str, hits[:-1])) + " |")
+        print(f"| all | {total[-1]} | " + " | ".join(map(str, total[:-1])) + " |")
 
 
 def main(argv=None):
@@ -123,7 +171,16 @@ def main(argv=None):
     ap.add_argument("--base", default=None,
                     help="ablation: pass base= (e.g. 'pilot', 'modes', 'auto') to every "
                          "real-target run")
+    ap.add_argument("--z-scan", default=None,
+                    help="comma list of z: bdmc bracket coverage with the raw ends moved z "
+                         "stderrs out")
+    ap.add_argument("--from-json", default=None,
+                    help="re-summarise the records saved by --json, run nothing")
     args = ap.parse_args(argv)
+    zs = [float(z) for z in args.z_scan.split(",")] if args.z_scan else []
+    if args.from_json:
+        print_tables(json.loads(Path(args.from_json).read_text()), zs)
+        return
     if args.mode_base_starts is not None:
         from energymc.logz import _api
 
@@ -149,24 +206,13 @@ def main(argv=None):
                       f"modes {r['mode_check'].get('modes')} unreached "
                       f"{r['mode_check'].get('unreached')} "
                       f"{r['mode_check'].get('status', '')[:30]} "
-                      f"depth {r['mode_check'].get('depth', float('nan')):.1f}", flush=True)
+                      f"depth {r['mode_check'].get('depth', float('nan')):.1f}"
+                      + ("" if r["lower"] is None else
+                         f"  bounds [{r['lower'] - r['truth']:+.3f}, "
+                         f"{r['upper'] - r['truth']:+.3f}] from truth"), flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=1))
-    print()
-    print("| method | target | dim | runs | med abs err | coverage | silent | flagged | "
-          "cold s | warm s | bracketed | within 2 se | inverted, reliable |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for s in summarise(rows):
-        br = "" if s["bracketed"] is None else f"{s['bracketed']}/{s['runs']}"
-        br2 = "" if s["bracketed"] is None else f"{s['bracketed_2se']}/{s['runs']}"
-        inv = "" if s["bracketed"] is None else str(s["inverted_silent"])
-        print(f"| {s['method']} | {s['target']} | {s['dim']} | {s['runs']} | "
-              f"{s['med_abs_err']:.3f} | {s['coverage']:.2f} | {s['silent']} | {s['flagged']} | "
-              f"{s['cold_s']:.1f} | {s['warm_s']:.1f} | {br} | {br2} | {inv} |")
-    total_silent = sum(r["silent"] for r in rows)
-    print(f"\n{len(rows)} runs, {total_silent} silent misses, "
-          f"{sum(not r['reliable'] for r in rows)} flagged.")
-
+    print_tables(rows, zs)
 
 if __name__ == "__main__":
     main()

@@ -66,6 +66,7 @@ class BDMCOptions(AISOptions):
     reverse_start: str = "forward"
     sample_method: str | None = None
     sample_warmup: int = 1000
+    level: float = 0.95
 
 
 @dataclasses.dataclass(frozen=True)
@@ -348,7 +349,7 @@ def run_path_ais(target, path: AnnealingPath, key, ctx: AISContext) -> Estimate:
 
 
 def validate_bdmc(target, opts: BDMCOptions) -> AISContext:
-    """AIS's checks, the exact ``samples=`` flattened, and ``reverse_start=``."""
+    """AIS's checks, the exact ``samples=`` flattened, ``reverse_start=`` and ``level=``."""
     ctx = validate_ais(target, opts)
     samples = ctx.options.samples
     flat = None
@@ -367,6 +368,10 @@ def validate_bdmc(target, opts: BDMCOptions) -> AISContext:
                           f"{ctx.options.reverse_start!r}. 'forward' resamples the forward "
                           "run's final particles (every mode it found), 'mcmc' runs "
                           "sample_method= chains.")
+    level = ctx.options.level
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise OptionError(f"level= must be a number between 0 and 1 (the two-sided level of "
+                          f"the confidence bounds lower/upper, e.g. 0.95); got {level!r}.")
     return dataclasses.replace(ctx, samples=flat)
 
 
@@ -465,8 +470,9 @@ def run_bdmc(target, ref, key, ctx: AISContext) -> Estimate:
         f"upper bound from approximate target draws ({how}), not exact samples"
     if upper < lower - 3 * math.hypot(fwd.stderr, stderr_r):
         problems.append(
-            f"the upper bound {upper:.3f} lies below the lower bound {lower:.3f}: the target "
-            "draws used for the reverse run are not exact (they missed or mis-weighted "
+            f"the reverse run's upper end {upper:.3f} lies below the forward run's lower end "
+            f"{lower:.3f} beyond their noise: the target draws used for the reverse run are "
+            "not exact (they missed or mis-weighted "
             "mass). Pass exact samples=, or use more particles= and a higher cess= so that "
             "the forward run, whose final particles start the reverse one, finds every mode."
         )

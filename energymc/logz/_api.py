@@ -19,6 +19,7 @@ from energymc._util import kish_ess
 from energymc.energy import Energy
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
 from energymc.logz import _method
+from energymc.logz._bounds import bdmc_bounds
 from energymc.logz._checkpoint import LogZCheckpoint, fingerprint
 from energymc.logz._checks import replicate_check
 from energymc.logz._method import BaseOptions, Context, Estimate, LogZMethod
@@ -174,7 +175,9 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         without ``samples`` the reverse run starts from the forward run's
         final particles resampled by weight (``"forward"``, default: every
         mode the forward run found) or from a ``sample_method`` MCMC run
-        (``"mcmc"``, with ``sample_warmup``); both only approximately exact. SMC: ``particles``,
+        (``"mcmc"``, with ``sample_warmup``); both only approximately exact;
+        ``level`` (0.95): ``lower``/``upper`` are confidence bounds at this
+        two-sided level. SMC: ``particles``,
         ``target_ess``, ``kernel``, ``mcmc_steps``, ``waste_free``,
         ``min_families`` (flag below this many effective surviving lineages),
         ``min_lineage_ratio`` (flag when ``eve_ess * stages / particles``,
@@ -518,7 +521,7 @@ def _combine(m: LogZMethod, target, results: list[Estimate], ctx: Context, total
     R = len(results)
     problems = merge_problems([res.problems for res in results])
     info = dict(first.info)
-    lower, upper = first.lower, first.upper
+    lower = upper = None
     if R == 1:
         log_z, stderr = first.log_z, first.stderr
         particles, weights, ess, reps = first.particles, first.weights, first.ess, None
@@ -531,27 +534,28 @@ def _combine(m: LogZMethod, target, results: list[Estimate], ctx: Context, total
         info.setdefault("checks", {})["replicates"] = rinfo
         if problem:
             problems.append(problem)
-        if lower is not None:
-            log_z, stderr, lower, upper = _pooled_bounds(results, stderr)
         particles, weights, ess = _pooled_particles(results, reps)
         info["replicate_stderr"] = [res.stderr for res in results]
+    if first.lower is not None:
+        lower, upper, bounds, problem = bdmc_bounds(
+            [res.lower for res in results], [res.upper for res in results],
+            [res.info["lower_stderr"] for res in results],
+            [res.info["upper_stderr"] for res in results],
+            exact=all(res.info.get("exact_samples", False) for res in results),
+            level=ctx.options.level)
+        info.update(bounds)
+        if problem:
+            problems.append(problem)
+        if R > 1:
+            # The midpoint of the pooled raw ends, its stderr at least half their gap.
+            log_z = 0.5 * (bounds["lower_raw"] + bounds["upper_raw"])
+            stderr = max(0.5 * (bounds["upper_raw"] - bounds["lower_raw"]), stderr)
     return LogZ(method=m.name, target=target, log_z=log_z, stderr=stderr, ess=ess,
                 num_particles=m.num_particles(ctx.options), stages=first.stages,
                 particles=particles, weights=weights, lower=lower, upper=upper,
                 replicates=reps, problems=problems,
                 num_grad_evals=int(sum(res.grad_evals for res in results)),
                 timing={"total_s": total}, info=info)
-
-
-def _pooled_bounds(results, stderr):
-    """BDMC's bounds pooled over replicates: ``(midpoint, stderr, lower, upper)``."""
-    R = len(results)
-    lows = np.array([res.lower for res in results])
-    ups = np.array([res.upper for res in results])
-    # Still bounds: log of a mean of unbiased Z (resp. 1/Z) estimates.
-    lower = float(logsumexp(lows) - math.log(R))
-    upper = float(-(logsumexp(-ups) - math.log(R)))
-    return 0.5 * (lower + upper), max(0.5 * (upper - lower), stderr), lower, upper
 
 
 def _pooled_particles(results, reps):

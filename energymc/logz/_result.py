@@ -55,8 +55,16 @@ class LogZ:
         simulated volumes for ``nested``; from the spread of the replicates
         when ``replicates > 1``.
     lower, upper
-        Stochastic lower and upper bounds (``bdmc`` only, else ``None``):
-        ``E[lower] <= log Z <= E[upper]``.
+        ``bdmc`` only (else ``None``): confidence bounds on log Z, each
+        one-sided at 97.5%, so that ``lower <= log Z <= upper`` with
+        probability about 95% (``info["bound_level"]``). They are the raw
+        ends, forward AIS ``info["lower_raw"]`` (``E[lower_raw] <= log Z``)
+        and reverse AIS ``info["upper_raw"]`` (``E[upper_raw] >= log Z``
+        from exact draws), each moved outward by ``info["bound_z"]`` (1.96)
+        times its stderr (``info["lower_stderr"]``,
+        ``info["upper_margin_stderr"]``). With the default reverse start
+        (the forward particles, ``info["exact_samples"]`` false) they are
+        only as good as the forward run: a mode it missed is missed by both.
     ess
         Kish effective sample size of the final weights (a float).
     num_particles
@@ -145,10 +153,20 @@ class LogZ:
         idx = rng.choice(len(self.weights), size=n, p=self.weights / self.weights.sum())
         return self.particles[idx]
 
-    def interval(self, z: float = 1.96) -> tuple[float, float]:
-        """``log_z ± z * stderr`` (for ``bdmc``: ``(lower, upper)``)."""
+    def interval(self, z: float | None = None) -> tuple[float, float]:
+        """An interval for log Z: ``log_z ± z * stderr`` (``z`` 1.96 when ``None``).
+
+        For ``bdmc``: ``(lower, upper)`` when ``z`` is ``None``; with ``z``,
+        the raw ends moved ``z`` of their stderrs outward (``z=0``: the raw
+        ends themselves).
+        """
         if self.lower is not None and self.upper is not None:
-            return self.lower, self.upper
+            if z is None or "lower_raw" not in self.info:
+                return self.lower, self.upper
+            from energymc.logz._bounds import bracket
+
+            return bracket(self.info, z)
+        z = 1.96 if z is None else z
         return self.log_z - z * self.stderr, self.log_z + z * self.stderr
 
     # ------------------------------------------------------------ ArviZ, plot
@@ -217,7 +235,7 @@ class LogZ:
         if (self.lower is not None and self.upper is not None and self._exact_bounds
                 and math.isfinite(self.lower) and math.isfinite(self.upper)
                 and self.lower <= self.upper):
-            return (f"between {self.lower:.2f} and {self.upper:.2f} (bounds; "
+            return (f"between {self.lower:.2f} and {self.upper:.2f} ({self._bounds_kind}; "
                     "flagged, no finer estimate is reliable)")
         # A bracket whose reverse run started from approximate draws is no
         # bound: on funnels it sat tight around a value 0.5 nats off.
@@ -231,15 +249,23 @@ class LogZ:
         """Whether ``lower``/``upper`` are bounds: BDMC's reverse run from exact draws."""
         return bool(self.info.get("exact_samples", True))
 
+    @property
+    def _bounds_kind(self) -> str:
+        """``"95% confidence bounds"``, or ``"bounds"`` for a record without a level."""
+        level = self.info.get("bound_level")
+        return "bounds" if level is None else f"{level:.0%} confidence bounds"
+
     def _rows(self) -> list[tuple[str, str]]:
         rows = [("target", repr(getattr(self.target, "name", "?"))),
                 ("method", self.method),
                 ("log Z", self._estimate_row())]
         if self.lower is not None:
             ok = self.upper is not None and self.lower <= self.upper
+            raw = ("" if "lower_raw" not in self.info else
+                   f"; raw ends {_fmt(self.info['lower_raw'])}, {_fmt(self.info['upper_raw'])}")
             rows.append(("bounds", f"[{_fmt(self.lower)}, {_fmt(self.upper)}] "
-                                   + (f"(gap {self.upper - self.lower:.4f})" if ok
-                                      else "(INVERTED: not a bracket)")
+                                   + (f"({self._bounds_kind}{raw})" if ok
+                                      else f"(INVERTED: not a bracket{raw})")
                                    + ("" if self._exact_bounds else
                                       "; approximate: the reverse run started from "
                                       "approximate target draws, so not guaranteed bounds")))

@@ -113,6 +113,8 @@ def _check(est, truth, tol):
      "multiple of mcmc_steps"),
     ({"method": "nested", "num_delete": 600}, "num_delete="),
     ({"method": "pt", "replicas": 1}, "replicas= must be"),
+    ({"method": "bdmc", "level": 1.0}, "level= must be a number between 0 and 1"),
+    ({"method": "bdmc", "level": "95%"}, "level= must be a number between 0 and 1"),
 ])
 def test_bad_input_raises_before_compiling(gauss, kwargs, match):
     with pytest.raises(OptionError, match=match):
@@ -239,6 +241,69 @@ def test_bdmc_brackets_truth_with_exact_samples(gauss):
     rate = est.stages["reverse_acceptance_rate"]  # the reverse run's moves, stage by stage
     assert rate.shape == est.stages["beta"].shape and np.all((rate >= 0) & (rate <= 1))
     assert est.stages["reverse_acceptance"] is rate  # the deprecated name, one release
+
+
+# A fixed schedule: one compiled program for every seed below (the adaptive one compiles
+# again for each new number of stages).
+_BDMC_FAST = dict(method="bdmc", scale=2.0, particles=128, replicates=2, checks=False,
+                  schedule="linear", num_temps=50)
+
+
+def test_bdmc_bounds_are_confidence_bounds_that_cover_the_truth(gauss):
+    """Default reverse start (the forward particles) on a 5-d Gaussian that the forward run
+    samples well, 20 literal seeds: the reported bounds are the raw ends
+    moved 1.96 stderrs outward (the upper one by both ends' stderrs: from approximate draws
+    its error includes the forward run's) and hold the truth in at least 19. Negative
+    control: the raw ends themselves, the bounds before, hold it in at most 14 (the forward
+    end, a log-mean of unbiased Z estimates, lies above log Z about half the time)."""
+    covered = raw_covered = 0
+    for seed in range(21, 41):
+        est = emc.log_partition(gauss, seed=seed, **_BDMC_FAST)
+        info = est.info
+        assert info["exact_samples"] is False and info["bound_level"] == 0.95
+        assert info["bound_z"] == pytest.approx(1.959964, abs=1e-6)
+        margin = info["upper_stderr"] + info["lower_stderr"]
+        assert info["upper_margin_stderr"] == pytest.approx(margin)
+        assert est.lower == pytest.approx(info["lower_raw"] - info["bound_z"]
+                                          * info["lower_stderr"])
+        assert est.upper == pytest.approx(info["upper_raw"] + info["bound_z"] * margin)
+        assert est.interval() == (est.lower, est.upper)
+        assert est.interval(0.0) == (info["lower_raw"], info["upper_raw"])
+        assert est.interval(3.0)[0] < est.lower and est.interval(3.0)[1] > est.upper
+        assert est.log_z == pytest.approx(0.5 * (info["lower_raw"] + info["upper_raw"]))
+        assert est.reliable, est.problems
+        covered += est.lower <= GAUSS_LOGZ <= est.upper
+        raw_covered += info["lower_raw"] <= GAUSS_LOGZ <= info["upper_raw"]
+    assert covered >= 19, covered
+    assert raw_covered <= 14, raw_covered
+    assert "95% confidence bounds" in repr(est)
+
+
+def test_bdmc_reverse_run_from_draws_that_are_not_target_draws_is_flagged_not_a_bracket(gauss):
+    """Negative control: samples= as an unconverged chain leaves them, 5x too wide. Draws
+    at high energy carry large reverse weights, so the reverse end lies far below log Z:
+    the bounds cross, the record is flagged and shows no interval. Control: exact draws
+    give a reliable bracket (here at level=0.99)."""
+    rng = np.random.default_rng(5)
+    wide = rng.multivariate_normal(_MU, 25.0 * _COV, size=128)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EnergymcWarning)
+        est = emc.log_partition(gauss, seed=4, samples=wide, **_BDMC_FAST)
+    assert est.info["exact_samples"] is True  # the user said so: only the ends can tell
+    assert est.info["upper_raw"] < GAUSS_LOGZ - 1.0, est.info["upper_raw"]
+    assert est.upper < est.lower and not est.reliable
+    assert any("confidence bounds cross" in p for p in est.problems), est.problems
+    text = repr(est)
+    assert "INVERTED" in text and "no reliable interval" in text and "±" not in text
+    exact = rng.multivariate_normal(_MU, _COV, size=128)
+    good = emc.log_partition(gauss, seed=4, samples=exact, level=0.99, **_BDMC_FAST)
+    assert good.reliable and good.lower <= GAUSS_LOGZ <= good.upper, good
+    # level=0.99: each end 2.576 stderrs out; from exact draws the upper end by its own.
+    assert good.info["bound_level"] == 0.99
+    assert good.info["bound_z"] == pytest.approx(2.575829, abs=1e-6)
+    assert good.upper == pytest.approx(good.info["upper_raw"]
+                                       + good.info["bound_z"] * good.info["upper_stderr"])
+    assert "99% confidence bounds" in repr(good)
 
 
 @pytest.mark.slow
