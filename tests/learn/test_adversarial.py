@@ -155,6 +155,7 @@ def test_run_records_history_and_samples_with_refinement():
               "loss_generator", "entropy_grad_norm", "mmd", "mmd_floor", "nonfinite"):
         assert res.history[k].shape == (5,), k
         assert np.all(np.isfinite(res.history[k])), k
+    assert "log_volume" not in res.history  # entropy="jacobian"'s key only
     np.testing.assert_allclose(res.history["loss"],
                                res.history["loss_energy"] + res.history["loss_generator"],
                                rtol=1e-5, atol=1e-6)
@@ -166,6 +167,23 @@ def test_run_records_history_and_samples_with_refinement():
     raw = learner.sample(jax.random.key(2), res.params, 7, refine=False)
     assert not np.allclose(np.asarray(raw), np.asarray(x))  # the Langevin steps moved them
     assert learner.batch_energy(res.params, x).shape == (7,)
+
+
+def test_jacobian_entropy_runs_and_records_the_log_volume():
+    # The run() path of entropy="jacobian": its history has the Laplace term in
+    # place of the batch estimate's score size, finite, and the losses add up.
+    data = toy_data("8gaussians", 64, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", emc.errors.EnergymcWarning)  # 5 updates: not covered
+        res = _learner(entropy="jacobian").run(jax.random.key(1), 5, data,
+                                               init_params=_params(width=8), batch_size=16,
+                                               progress=False)
+    assert res.history["log_volume"].shape == (5,)
+    assert np.all(np.isfinite(res.history["log_volume"]))
+    assert "entropy_grad_norm" not in res.history
+    np.testing.assert_allclose(res.history["loss"],
+                               res.history["loss_energy"] + res.history["loss_generator"],
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_bad_input_is_refused_before_compiling():
