@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from energymc._threefry import unrolled_threefry
 from energymc._util import chunk_lengths
 from energymc.io import CheckpointError
 from energymc.learn._checkpoint import fingerprint, strong_types
@@ -278,11 +279,17 @@ def _run_chunk(job: Job, compiled: Callable, state, cursor, length: int):
     """
     opts = dict(update=job.learner._update, batch_size=job.batch_size,
                 restarts=job.restarts > 1, mesh=job.mesh)
+    # Compiled (on the first call) with the random hashes written out: on the
+    # CPU a rolled hash loop per key split cost about half of a small update;
+    # the same bits either way (energymc._threefry).
     if not getattr(job.learner, "_unrolled", False):
-        return compiled(state, job.data, cursor, num_steps=length, **opts)
+        with unrolled_threefry():
+            return compiled(state, job.data, cursor, num_steps=length, **opts)
     infos = []
     for _ in range(length):
-        state, cursor, info = compiled(state, job.data, cursor, num_steps=1, unroll=True, **opts)
+        with unrolled_threefry():
+            state, cursor, info = compiled(state, job.data, cursor, num_steps=1, unroll=True,
+                                           **opts)
         infos.append(info)
     return state, cursor, jax.tree.map(lambda *a: jnp.concatenate(a), *infos)
 
