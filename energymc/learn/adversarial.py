@@ -21,9 +21,10 @@ with importance samples of the posterior ``p(z | x)``. Here the proposals are
 the latents of the whole batch (prior draws, among them the one that made
 ``x``), self-normalised: the score of the mixture ``(1/B) sum_j N(g(z_j),
 sigma^2 I)``, which is exact as ``B`` grows. It needs no variational posterior
-to fit, which VERA uses to reach high-dimensional latents; in the low-dimensional
-latents this learner targets (2-d toy sets, small images with a small latent)
-the batch's prior draws cover the posterior well enough.
+to fit, which VERA uses to reach high-dimensional latents; on 2-d toy sets the
+batch's prior draws cover the posterior well enough. On images they do not,
+whatever the latent's size (the data's dimension keeps the kernels apart):
+``entropy="jacobian"`` is the estimate for those (below).
 
 In many dimensions the batch's kernels stop overlapping: on 8x8 digits
 (64-d, ``sigma = 0.1``) a generated point is nearer its own mean than any
