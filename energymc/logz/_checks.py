@@ -342,7 +342,13 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
     comp = np.asarray(jax.random.choice(k_c, k, (draws,), p=jnp.asarray(pi)))
     eps = np.asarray(jax.random.normal(k_e, (draws, dim), dtype), dtype=float)
     locs_a, chols_a = np.stack(locs), np.stack(chols)
-    xs = locs_a[comp] + np.einsum("nij,nj->ni", chols_a[comp], eps)
+    # Draw by draw from its component, grouped by component: indexing the
+    # factors by draw (chols_a[comp]) built a (draws, dim, dim) array, 8 GB and
+    # 19 s at 500 dimensions; this is the same sums in the same order.
+    xs = np.empty_like(eps)
+    for j in range(k):
+        sel = comp == j
+        xs[sel] = locs_a[j] + np.einsum("ij,nj->ni", chols_a[j], eps[sel])
     lw = np.asarray(_is_logw(jnp.asarray(xs, dtype), jnp.asarray(locs_a, dtype),
                              jnp.asarray(chols_a, dtype), jnp.asarray(np.log(pi), dtype),
                              target=target), dtype=float)
