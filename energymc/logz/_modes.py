@@ -169,14 +169,14 @@ def fit_modes(target, key, *, scale, starts=32, defensive=0.15):
         logw[0] = 0.0  # nothing found: the default Gaussian alone
         var = sd**2
     ref = MixtureReference(jnp.asarray(M, dtype), jnp.asarray(L, dtype),
-                           jnp.asarray(logw, dtype), jnp.asarray(var, dtype))
+                           jnp.asarray(logw, dtype), jnp.asarray(var, dtype), diagonal0=True)
     ess = math.nan
     if k:
         # How well the mode components alone (no defensive share) match the
         # target: the importance ESS of ESS_DRAWS of their draws, a fraction.
         modes_only = MixtureReference(ref.locs, ref.chols, jnp.asarray(
             np.concatenate([[-np.inf], logw[1:] - math.log1p(-defensive)]), dtype), ref.var,
-            ref.inv_chols)
+            ref.inv_chols, diagonal0=True)
         x = modes_only.sample(jax.random.fold_in(key, 1), ESS_DRAWS)
         lw = np.asarray(_log_weights(x, modes_only, target=target), dtype=float)
         ess = float(kish_ess(_weights(lw))) / ESS_DRAWS if np.any(np.isfinite(lw)) else 0.0

@@ -106,13 +106,20 @@ class MixtureReference(Reference):
         would hold the distance between modes, far too wide for local moves.
     inv_chols
         ``(K, dim, dim)`` the factors' inverses (computed when ``None``).
+    diagonal0
+        Whether component 0's factor is diagonal (the defensive default
+        Gaussian of ``base="modes"``): :meth:`log_prob` then scales by its
+        diagonal instead of multiplying by the dense ``(dim, dim)`` inverse.
+        Same numbers (the dense product only adds exact zeros), a third less
+        work per gradient at 500 dimensions with one mode.
     """
 
-    def __init__(self, locs, chols, log_weights, var, inv_chols=None):
+    def __init__(self, locs, chols, log_weights, var, inv_chols=None, diagonal0=False):
         self.locs = locs
         self.chols = chols
         self.log_weights = log_weights
         self.var = var
+        self.diagonal0 = bool(diagonal0)
         # L^-1 once on the host: log_prob is then a matrix product per
         # component, several times faster on CPU than a batched triangular
         # solve on every annealing move.
@@ -124,15 +131,21 @@ class MixtureReference(Reference):
         self.inv_chols = inv_chols
 
     def tree_flatten(self):
-        return (self.locs, self.chols, self.log_weights, self.var, self.inv_chols), None
+        return (self.locs, self.chols, self.log_weights, self.var, self.inv_chols), \
+            self.diagonal0
 
     @classmethod
     def tree_unflatten(cls, aux, children):
-        return cls(*children)
+        return cls(*children, diagonal0=aux)
 
     def _log_comps(self, z):
         d = z.shape[-1]
-        y = jnp.einsum("kij,kj->ki", self.inv_chols, z - self.locs)
+        if self.diagonal0:
+            y0 = jnp.diagonal(self.inv_chols[0]) * (z - self.locs[0])
+            y = jnp.concatenate([y0[None], jnp.einsum(
+                "kij,kj->ki", self.inv_chols[1:], z - self.locs[1:])])
+        else:
+            y = jnp.einsum("kij,kj->ki", self.inv_chols, z - self.locs)
         logdet = -jnp.sum(jnp.log(jnp.diagonal(self.inv_chols, axis1=1, axis2=2)), axis=1)
         return -0.5 * jnp.sum(y**2, axis=1) - logdet - 0.5 * d * math.log(2 * math.pi)
 
