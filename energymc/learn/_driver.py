@@ -285,11 +285,12 @@ def _run_chunk(job: Job, compiled: Callable, state, cursor, length: int):
     if not getattr(job.learner, "_unrolled", False):
         with unrolled_threefry():
             return compiled(state, job.data, cursor, num_steps=length, **opts)
+    # Not here: an update written out (k sampler steps, no loop) with the
+    # hashes written out too grew so large that XLA:CPU in JAX 0.12 compiled
+    # a convolutional energy's update for over an hour (tests/learn/test_deep.py).
     infos = []
     for _ in range(length):
-        with unrolled_threefry():
-            state, cursor, info = compiled(state, job.data, cursor, num_steps=1, unroll=True,
-                                           **opts)
+        state, cursor, info = compiled(state, job.data, cursor, num_steps=1, unroll=True, **opts)
         infos.append(info)
     return state, cursor, jax.tree.map(lambda *a: jnp.concatenate(a), *infos)
 
