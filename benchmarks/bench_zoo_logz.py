@@ -13,11 +13,15 @@ the script runs ``--seeds`` seeds and reports:
   included) and the median of the others (same process, so compiled code is
   reused), on this machine's CPUs;
 * bdmc only: ``bracketed`` (``lower <= truth <= upper``, the reported
-  bounds: 95% confidence bounds since 2026-12-04, the raw ends before),
+  bounds: 95% confidence bounds since 2026-12-04, the raw ends before; an
+  upper bound the checks withdrew is ``+inf``, so ``[lower, +inf)`` counts
+  as covering when ``lower <= truth``; since 2026-12-05),
   ``raw ends`` (``info["lower_raw"] <= truth <= info["upper_raw"]``, the
   forward and reverse estimates themselves) and ``inverted`` (``upper <
   lower``, reported bounds), as ``reliable/flagged`` (a reliable inverted
-  bracket is silent; must be 0).
+  bracket is silent; must be 0), ``finite`` (brackets with a finite upper
+  end, as ``reliable/flagged``) and ``med width`` (median ``upper - lower``
+  of those).
 
 ``--z-scan 1.645,1.96,2.33`` adds the reported bracket's coverage had the raw
 ends been moved by each ``z`` (``LogZ.interval(z)``), for choosing the
@@ -70,6 +74,7 @@ def run_one(entry, target, method, seed, base=None):
             "lower": est.lower, "upper": est.upper, "grad_evals": est.num_grad_evals,
             "lower_raw": est.info.get("lower_raw"), "upper_raw": est.info.get("upper_raw"),
             "upper_margin_stderr": est.info.get("upper_margin_stderr"),
+            "upper_void": est.info.get("upper_void"),
             "silent": bool(est.reliable and abs(err) > 3 * est.stderr),
             "mode_check": {k: v for k, v in est.info.get("checks", {}).get("modes", {}).items()
                            if k in ("status", "modes", "unreached", "log_z", "stderr", "ess",
@@ -81,7 +86,9 @@ def run_one(entry, target, method, seed, base=None):
             "lower_stderr": est.info.get("lower_stderr"),
             "upper_stderr": est.info.get("upper_stderr"),
             "replicates": None if est.replicates is None else list(map(float, est.replicates)),
-            "problems": [p[:120] for p in est.problems]}
+            "problems": [p[:120] for p in est.problems],
+            # Whole sentences: which check fired (the BDMC bound rule reads them).
+            "problems_full": list(est.problems)}
 
 
 def summarise(rows):
@@ -108,7 +115,17 @@ def summarise(rows):
                     "inverted": ((int(sum(r["reliable"] and r["upper"] < r["lower"]
                                           for r in bracket)),
                                   int(sum(not r["reliable"] and r["upper"] < r["lower"]
-                                          for r in bracket))) if bracket else None)})
+                                          for r in bracket))) if bracket else None),
+                    # Brackets with both ends finite (an upper end withdrawn by the
+                    # checks is +inf), as reliable/flagged, and their median width.
+                    "finite": ((int(sum(r["reliable"] and math.isfinite(r["upper"])
+                                        for r in bracket)),
+                                int(sum(not r["reliable"] and math.isfinite(r["upper"])
+                                        for r in bracket))) if bracket else None),
+                    "width": (float(np.median([r["upper"] - r["lower"] for r in bracket
+                                               if math.isfinite(r["upper"])]))
+                              if bracket and any(math.isfinite(r["upper"]) for r in bracket)
+                              else None)})
     return out
 
 
@@ -122,7 +139,8 @@ def z_coverage(rows, zs):
         hits[-1] += 1
         for i, z in enumerate(zs):
             lo = r["lower_raw"] - z * r["lower_stderr"]
-            hi = r["upper_raw"] + z * r["upper_margin_stderr"]
+            # A withdrawn upper bound stays +inf at every z (LogZ.interval).
+            hi = math.inf if r.get("upper_void") else r["upper_raw"] + z * r["upper_margin_stderr"]
             hits[i] += int(lo <= r["truth"] <= hi)
     return out
 
@@ -130,15 +148,18 @@ def z_coverage(rows, zs):
 def print_tables(rows, zs):
     print()
     print("| method | target | dim | runs | med abs err | coverage | silent | flagged | "
-          "cold s | warm s | bracketed | raw ends | inverted (reliable/flagged) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "cold s | warm s | bracketed | raw ends | inverted (reliable/flagged) | "
+          "finite (reliable/flagged) | med width |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in summarise(rows):
         br = "" if s["bracketed"] is None else f"{s['bracketed']}/{s['runs']}"
         raw = "" if s["bracketed"] is None else f"{s['raw']}/{s['runs']}"
         inv = "" if s["bracketed"] is None else "{}/{}".format(*s["inverted"])
+        fin = "" if s["bracketed"] is None else "{}/{}".format(*s["finite"])
+        wid = "" if s.get("width") is None else f"{s['width']:.2f}"
         print(f"| {s['method']} | {s['target']} | {s['dim']} | {s['runs']} | "
               f"{s['med_abs_err']:.3f} | {s['coverage']:.2f} | {s['silent']} | {s['flagged']} | "
-              f"{s['cold_s']:.1f} | {s['warm_s']:.1f} | {br} | {raw} | {inv} |")
+              f"{s['cold_s']:.1f} | {s['warm_s']:.1f} | {br} | {raw} | {inv} | {fin} | {wid} |")
     total_silent = sum(r["silent"] for r in rows)
     print(f"\n{len(rows)} runs, {total_silent} silent misses, "
           f"{sum(not r['reliable'] for r in rows)} flagged.")

@@ -268,6 +268,8 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
             _mode_check(est, target, ref, jax.random.fold_in(key, 10**6 + 1))
         _record_check(est, check)
         meter.update(1, {"check": est.info["checks"]["modes"].get("status", "")[:20]})
+    if est.lower is not None:
+        _bdmc_upper(est, check)
     if ckpt is not None and end is None:
         ckpt.save_end(check)
     meter.close()
@@ -490,6 +492,25 @@ def _record_check(est, check: dict) -> None:
     unverified = unverified_problem(info, est.log_z)
     if unverified:
         est.problems.append(unverified)
+
+
+def _bdmc_upper(est, check) -> None:
+    """Withdraw BDMC's upper bound (``est.upper = +inf``, a problem naming the fix)
+    where the run's own checks say that the reverse run's approximate start
+    draws miss or mis-weight a mode (``_bounds.upper_reasons``)."""
+    from energymc.logz._bounds import upper_reasons, void_upper
+    from energymc.logz._checks import unverified_problem
+
+    if est.info.get("exact_samples", False):
+        return  # exact draws: the reverse end is a bound whatever the forward run found
+    info = None if check is None else check["info"]
+    reasons = upper_reasons(crossed=bool(est.info.get("crossed", False)), mode_info=info,
+                            mode_problem=None if check is None else check["problem"],
+                            log_z=est.log_z,
+                            unverified=bool(info and unverified_problem(info, est.log_z)))
+    if reasons:
+        est.upper, problem = void_upper(est.lower, reasons, est.info)
+        est.problems.append(problem)
 
 
 def merge_problems(per_run):

@@ -20,6 +20,17 @@ forward run's own final particles) the reverse end inherits the forward
 run's error (it retraces where the forward particles went), so its margin
 is the sum of the two ends' stderrs, which bounds the sd of their sum under
 any correlation.
+
+An upper end from approximate draws is a bound only if the draws hold every
+mode in its share. :func:`void_upper` reads the run's own checks for signs
+that they do not (the mode check's modes the annealing under-weighted or
+never reached, ends that cross, a check that could not vouch for the run)
+and then withdraws the upper bound: the known interval is ``[lower, +inf)``.
+The rule was chosen on the zoo's TUNING multimodal targets, where every
+bracket that missed the truth carried the mode check's under-weighting
+problem (benchmarks/RESULTS.md, "BDMC: no upper bound where the draws miss a
+mode"). The lower end is kept: forward AIS is a stochastic lower bound
+whatever its kernel reached, and no TUNING lower bound missed.
 """
 
 from __future__ import annotations
@@ -32,7 +43,8 @@ from jax.scipy.special import logsumexp
 
 from energymc.logz._checks import replicate_check
 
-__all__ = ["LEVEL", "bdmc_bounds", "bracket", "z_of"]
+__all__ = ["LEVEL", "bdmc_bounds", "bracket", "ends_cross", "upper_reasons", "void_upper",
+           "z_of"]
 
 #: Default two-sided level of the reported BDMC bracket (each end a one-sided
 #: bound at ``(1 + LEVEL) / 2``; ``log_partition(method="bdmc", level=...)``).
@@ -46,9 +58,77 @@ def z_of(level: float) -> float:
 
 
 def bracket(info: dict, z: float) -> tuple[float, float]:
-    """``(lower, upper)`` from the raw ends and margins in ``info``, ``z`` stderrs out."""
-    return (info["lower_raw"] - z * info["lower_stderr"],
-            info["upper_raw"] + z * info["upper_margin_stderr"])
+    """``(lower, upper)`` from the raw ends and margins in ``info``, ``z`` stderrs out.
+
+    ``upper`` is ``+inf`` at any ``z`` when :func:`void_upper` withdrew the
+    upper bound (``info["upper_void"]`` set): no margin makes that end a bound.
+    """
+    upper = (math.inf if info.get("upper_void") else
+             info["upper_raw"] + z * info["upper_margin_stderr"])
+    return info["lower_raw"] - z * info["lower_stderr"], upper
+
+
+def ends_cross(lows, ups, lower_stderrs, upper_stderrs) -> bool:
+    """Whether any replicate's reverse end lies below its forward end beyond
+    3 combined stderrs (``(R,)`` arrays): its reverse draws were not target draws."""
+    return bool(np.any(np.asarray(ups, dtype=float) < np.asarray(lows, dtype=float)
+                       - 3.0 * np.hypot(lower_stderrs, upper_stderrs)))
+
+
+def upper_reasons(*, crossed: bool, mode_info: dict | None, mode_problem: str | None,
+                  log_z: float, unverified: bool) -> list[str]:
+    """The evidence, from the run's own checks, that the reverse run's start
+    draws do not hold every mode in its share (empty: none).
+
+    Parameters
+    ----------
+    crossed
+        The reported bounds cross, or one replicate's raw ends cross beyond
+        their noise (:func:`ends_cross`).
+    mode_info, mode_problem
+        :func:`energymc.logz._checks.mode_check`'s ``info`` and problem
+        (``None`` for either when the check did not run).
+    log_z
+        The estimate the mode check was compared with (nats).
+    unverified
+        :func:`energymc.logz._checks.unverified_problem` fired: the particles
+        lag part of the target in every replicate alike (a funnel's neck).
+
+    Returns
+    -------
+    list of str
+        Clauses for the problem sentence, one per kind of evidence.
+    """
+    reasons = []
+    info = mode_info or {}
+    if mode_problem and float(info.get("log_z", -math.inf)) > log_z:
+        # Only the "too low" verdict: a mixture estimate *above* the annealing
+        # means the particles hold too little of some mode's mass.
+        reasons.append(f"the mode check's estimate is {info['log_z'] - log_z:.2f} nats above "
+                       "the annealing's, so the forward particles under-weight a mode")
+    unreached = int(info.get("unreached", 0) or 0)
+    if unreached:
+        reasons.append(f"{unreached} mode(s) found by the mode check hold importance mass but "
+                       "almost no forward particle")
+    if crossed:
+        reasons.append("the forward and reverse ends cross beyond their noise")
+    if unverified:
+        reasons.append("the mode check could not vouch for the particles (they lag part of "
+                       "the target in every replicate alike)")
+    return reasons
+
+
+def void_upper(lower: float, reasons: list[str], info: dict) -> tuple[float, str]:
+    """Withdraw the upper bound: ``(+inf, problem sentence)``; records the
+    reasons in ``info["upper_void"]`` (the raw ends stay in ``info``)."""
+    info["upper_void"] = "; ".join(reasons)
+    return math.inf, (
+        f"no upper bound: the reverse run started from the forward run's particles, which "
+        f"do not hold every mode in its share ({info['upper_void']}), so its end is no upper "
+        f"bound on log Z; the known interval is [{lower:.3f}, +inf) (a "
+        f"{0.5 * (1.0 + info['bound_level']):.1%} lower confidence bound). Fix: pass exact draws with "
+        "samples=, or more particles= and a higher cess= so that the forward run finds and "
+        "weighs every mode.")
 
 
 def bdmc_bounds(lows, ups, lower_stderrs, upper_stderrs, exact: bool, level: float = LEVEL):
@@ -74,11 +154,15 @@ def bdmc_bounds(lows, ups, lower_stderrs, upper_stderrs, exact: bool, level: flo
         replicates' ``Z``, resp. ``1/Z``, estimates), ``lower_stderr``,
         ``upper_stderr`` (their stderrs), ``upper_margin_stderr`` (the
         stderr the upper end is moved by: ``upper_stderr``, plus
-        ``lower_stderr`` from approximate draws), ``bound_level``, ``bound_z``.
+        ``lower_stderr`` from approximate draws), ``bound_level``, ``bound_z``,
+        ``crossed`` (the bounds cross, or one replicate's raw ends cross
+        beyond their noise).
     problem : str or None
-        Set when the reported bounds cross (``lower > upper``): the two ends
-        disagree beyond their noise, so the reverse run's draws were not
-        target draws.
+        Set when the reported bounds cross (``lower > upper``) and the
+        reverse run started from exact ``samples=``: the two ends disagree
+        beyond their noise, so those draws were not target draws. From
+        approximate draws a crossing is one of :func:`upper_reasons`
+        (``info["crossed"]``), and the upper bound is withdrawn instead.
     """
     lows = np.asarray(lows, dtype=float)
     ups = np.asarray(ups, dtype=float)
@@ -94,8 +178,10 @@ def bdmc_bounds(lows, ups, lower_stderrs, upper_stderrs, exact: bool, level: flo
             "upper_stderr": se_upper, "upper_margin_stderr": margin, "bound_level": level,
             "bound_z": z}
     lower, upper = bracket(info, z)
+    info["crossed"] = bool(not lower <= upper  # also NaN
+                           or ends_cross(lows, ups, lower_stderrs, upper_stderrs))
     problem = None
-    if not lower <= upper:  # also NaN
+    if exact and not lower <= upper:
         problem = (
             f"the {level:.0%} confidence bounds cross (lower {lower:.3f} > upper {upper:.3f}; "
             f"raw ends {lower_raw:.3f} and {upper_raw:.3f}): the reverse run's draws are not "

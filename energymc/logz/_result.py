@@ -65,6 +65,12 @@ class LogZ:
         ``info["upper_margin_stderr"]``). With the default reverse start
         (the forward particles, ``info["exact_samples"]`` false) they are
         only as good as the forward run: a mode it missed is missed by both.
+        So where the run's own checks say the forward particles miss or
+        mis-weight a mode (or the ends cross, or the mode check cannot vouch
+        for them), ``upper`` is ``+inf``: the known interval is
+        ``[lower, +inf)``, ``info["upper_void"]`` says why and a problem
+        names the fix (exact ``samples=``, or more particles). The raw ends
+        stay in ``info``.
     ess
         Kish effective sample size of the final weights (a float).
     num_particles
@@ -158,7 +164,8 @@ class LogZ:
 
         For ``bdmc``: ``(lower, upper)`` when ``z`` is ``None``; with ``z``,
         the raw ends moved ``z`` of their stderrs outward (``z=0``: the raw
-        ends themselves).
+        ends themselves). An upper bound withdrawn by the checks
+        (``info["upper_void"]``) stays ``+inf`` at every ``z``.
         """
         if self.lower is not None and self.upper is not None:
             if z is None or "lower_raw" not in self.info:
@@ -232,13 +239,15 @@ class LogZ:
         """What is known about log Z, never more precise than the run supports."""
         if self.reliable:
             return f"{_fmt(self.log_z)} ± {_fmt(self.stderr)} (stderr, nats)"
-        if (self.lower is not None and self.upper is not None and self._exact_bounds
+        if (self.lower is not None and self.upper is not None and math.isfinite(self.lower)
+                and self.upper == math.inf):
+            return (f"at least {self.lower:.2f} ({self._lower_kind}; no upper bound is known: "
+                    "see problems)")
+        if (self.lower is not None and self.upper is not None and self._trusted_bounds
                 and math.isfinite(self.lower) and math.isfinite(self.upper)
                 and self.lower <= self.upper):
             return (f"between {self.lower:.2f} and {self.upper:.2f} ({self._bounds_kind}; "
                     "flagged, no finer estimate is reliable)")
-        # A bracket whose reverse run started from approximate draws is no
-        # bound: on funnels it sat tight around a value 0.5 nats off.
         # A midpoint ± stderr here would read as precise: show the raw number
         # at two decimals, labelled as untrusted.
         raw = "n/a" if not math.isfinite(self.log_z) else f"{self.log_z:.2f}"
@@ -246,8 +255,24 @@ class LogZ:
 
     @property
     def _exact_bounds(self) -> bool:
-        """Whether ``lower``/``upper`` are bounds: BDMC's reverse run from exact draws."""
+        """Whether BDMC's reverse run started from exact draws (``samples=``)."""
         return bool(self.info.get("exact_samples", True))
+
+    @property
+    def _trusted_bounds(self) -> bool:
+        """Whether a finite ``lower``/``upper`` may be shown as bounds: from
+        exact draws, or from approximate ones that the upper-bound rule read
+        (``info["crossed"]``, recorded since it exists) and kept. A bracket
+        from approximate draws that no rule read is no bound: on funnels it
+        sat tight around a value 0.5 nats off."""
+        return self._exact_bounds or "crossed" in self.info
+
+    @property
+    def _lower_kind(self) -> str:
+        """``"97.5% lower confidence bound"`` (one end of a 95% bracket), or ``"lower bound"``."""
+        level = self.info.get("bound_level")
+        return ("lower bound" if level is None
+                else f"{0.5 * (1.0 + level):.1%} lower confidence bound")
 
     @property
     def _bounds_kind(self) -> str:
@@ -260,15 +285,21 @@ class LogZ:
                 ("method", self.method),
                 ("log Z", self._estimate_row())]
         if self.lower is not None:
-            ok = self.upper is not None and self.lower <= self.upper
             raw = ("" if "lower_raw" not in self.info else
                    f"; raw ends {_fmt(self.info['lower_raw'])}, {_fmt(self.info['upper_raw'])}")
-            rows.append(("bounds", f"[{_fmt(self.lower)}, {_fmt(self.upper)}] "
-                                   + (f"({self._bounds_kind}{raw})" if ok
-                                      else f"(INVERTED: not a bracket{raw})")
-                                   + ("" if self._exact_bounds else
-                                      "; approximate: the reverse run started from "
-                                      "approximate target draws, so not guaranteed bounds")))
+            if self.upper == math.inf:
+                why = self.info.get("upper_void")
+                rows.append(("bounds", f"[{_fmt(self.lower)}, +inf) (no upper bound"
+                                       + (f": {why}" if why else "") + f"{raw})"))
+            else:
+                ok = self.upper is not None and self.lower <= self.upper
+                rows.append(("bounds", f"[{_fmt(self.lower)}, {_fmt(self.upper)}] "
+                                       + (f"({self._bounds_kind}{raw})" if ok
+                                          else f"(INVERTED: not a bracket{raw})")
+                                       + ("" if self._exact_bounds else
+                                          "; approximate: the reverse run started from "
+                                          "approximate target draws, so bounds only as far "
+                                          "as the checks can tell")))
         if self.replicates is not None and len(self.replicates) > 1:
             rows.append(("replicates", f"{len(self.replicates)}, spread (sd) {self.spread:.4f}"))
         rows.append(("particles", f"{self.num_particles}, final weight ESS {self.ess:.1f}"))
