@@ -10,6 +10,7 @@ import math
 import re
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -304,6 +305,62 @@ def test_bdmc_reverse_run_from_draws_that_are_not_target_draws_is_flagged_not_a_
     assert good.upper == pytest.approx(good.info["upper_raw"]
                                        + good.info["bound_z"] * good.info["upper_stderr"])
     assert "99% confidence bounds" in repr(good)
+
+
+# An unequal 6-d mixture, log Z = 0: a broad mode (weight 0.6, sd 1) at -3 e_1 and a narrow
+# one (0.4, sd 0.4) at +3 e_1. Fast annealing (30 linear stages, 64 particles) leaves the
+# narrow mode under-weighted in every replicate: it gains its mass late.
+_UNEQ_W, _UNEQ_S = np.array([0.6, 0.4]), np.array([1.0, 0.4])
+_UNEQ_MU = np.zeros((2, 6))
+_UNEQ_MU[:, 0] = (-3.0, 3.0)
+
+
+def _unequal_mixture():
+    la = jnp.asarray(np.log(_UNEQ_W) - 6 * (0.5 * np.log(2 * np.pi) + np.log(_UNEQ_S)))
+    mu, s = jnp.asarray(_UNEQ_MU), jnp.asarray(_UNEQ_S)
+
+    def energy(x):
+        return -jax.scipy.special.logsumexp(la - 0.5 * jnp.sum((x - mu) ** 2, axis=1) / s**2)
+
+    return emc.Energy(energy, init=jnp.zeros(6), name="unequal_mixture")
+
+
+def test_bdmc_withdraws_the_upper_bound_when_the_forward_particles_miss_a_mode():
+    """Default reverse start (the forward particles) on the unequal mixture, literal seeds
+    where every replicate under-weights the narrow mode: the bracket the raw ends give
+    would have missed the truth (its upper end below log Z = 0); the mode check sees the
+    under-weighting, so upper is +inf, the record is flagged and says which fix to use.
+    Negative control: the same runs with exact draws (samples=) keep a finite, reliable
+    bracket that holds the truth."""
+    from energymc.logz._bounds import bracket
+
+    target = _unequal_mixture()
+    kw = dict(method="bdmc", particles=64, replicates=2, schedule="linear", num_temps=30)
+    for seed in (0, 1, 3, 6):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EnergymcWarning)
+            est = emc.log_partition(target, seed=seed, **kw)
+        info = est.info
+        assert info["exact_samples"] is False
+        would_be = bracket({k: v for k, v in info.items() if k != "upper_void"},
+                           info["bound_z"])
+        assert would_be[1] < 0.0, (seed, would_be)  # the bracket from these draws misses
+        assert est.upper == math.inf and not est.reliable, (seed, est)
+        assert "under-weight a mode" in info["upper_void"]
+        assert math.isfinite(info["upper_raw"])  # the raw end stays on record
+        assert est.lower <= 0.0 and est.interval() == (est.lower, math.inf)
+        problem = [p for p in est.problems if p.startswith("no upper bound")]
+        assert len(problem) == 1 and "samples=" in problem[0] and "particles=" in problem[0]
+        row = next(line for line in repr(est).splitlines() if line.strip().startswith("log Z"))
+        assert f"at least {est.lower:.2f}" in row and "±" not in row, row
+        assert "+inf)" in repr(est)
+        rng = np.random.default_rng(seed)
+        k = rng.choice(2, size=64, p=_UNEQ_W)
+        exact = _UNEQ_MU[k] + _UNEQ_S[k, None] * rng.normal(size=(64, 6))
+        good = emc.log_partition(target, seed=seed, samples=exact, **kw)
+        assert good.reliable and math.isfinite(good.upper), (seed, good.problems)
+        assert "upper_void" not in good.info
+        assert good.lower <= 0.0 <= good.upper, (seed, good)
 
 
 @pytest.mark.slow
@@ -626,12 +683,69 @@ def test_path_checks_before_annealing():
 # --------------------------------------------------------------------------
 # Reprs: a flagged record shows what is known, never midpoint ± small stderr
 # --------------------------------------------------------------------------
-def _record(problems=(), lower=None, upper=None, log_z=40.5733, stderr=0.0795):
+def _record(problems=(), lower=None, upper=None, log_z=40.5733, stderr=0.0795, info=None):
     stages = {"beta": np.array([0.5, 1.0]), "ess": np.array([200.0, 150.0]),
               "acceptance": np.array([0.8, 0.7])}
     return emc.LogZ(method="bdmc" if lower is not None else "ais", target=None, log_z=log_z,
                     stderr=stderr, ess=150.0, num_particles=256, stages=stages, particles=None,
-                    weights=None, lower=lower, upper=upper, problems=problems)
+                    weights=None, lower=lower, upper=upper, problems=problems, info=info)
+
+
+def _bdmc_info(**extra):
+    """A BDMC record's bound fields: raw ends 40.30 and 40.84, approximate draws."""
+    return {"exact_samples": False, "lower_raw": 40.30, "upper_raw": 40.84, "lower_stderr": 0.1,
+            "upper_stderr": 0.05, "upper_margin_stderr": 0.15, "bound_level": 0.95,
+            "bound_z": 1.96, "crossed": False, **extra}
+
+
+def test_repr_flagged_bdmc_without_upper_bound_shows_the_half_open_interval():
+    """A record whose upper bound the checks withdrew shows [lower, +inf) and why, never the
+    midpoint ± stderr; interval() is coherent with it at every z. Controls: the same
+    record with its bracket kept shows the bracket; one from approximate draws that no
+    upper-bound rule read (no info["crossed"]) shows no interval."""
+    why = "the mode check's estimate is 0.21 nats above the annealing's"
+    rec = _record(problems=["no upper bound: ... Fix: pass exact draws with samples="],
+                  lower=40.104, upper=math.inf, info=_bdmc_info(upper_void=why))
+    for text in (repr(rec), rec._repr_html_()):
+        assert "at least 40.10 (97.5% lower confidence bound; no upper bound" in text
+        assert "[40.1040, +inf)" in text and why in text.replace("&#x27;", "'")
+        assert "±" not in text and "40.5733" not in text and "INVERTED" not in text
+    assert rec.interval() == (40.104, math.inf)
+    lo, hi = rec.interval(0.0)
+    assert lo == 40.30 and hi == math.inf  # the raw lower end; the upper stays withdrawn
+    assert rec.interval(3.0)[0] == pytest.approx(40.0) and rec.interval(3.0)[1] == math.inf
+    kept = _record(problems=["the final weight ESS is 3"], lower=40.104, upper=41.134,
+                   info=_bdmc_info())
+    assert "between 40.10 and 41.13 (95% confidence bounds" in repr(kept)
+    assert "bounds only as far as the checks can tell" in repr(kept)
+    assert kept.interval(0.0) == (40.30, 40.84)
+    unread = _record(problems=["the final weight ESS is 3"], lower=40.104, upper=41.134,
+                     info={k: v for k, v in _bdmc_info().items() if k != "crossed"})
+    assert "no reliable interval" in repr(unread) and "between" not in repr(unread)
+
+
+def test_bdmc_upper_reasons_read_each_check_and_nothing_else():
+    """Each sign that the forward particles miss a mode gives a reason; a clean run, a
+    mode check that found the annealing *above* its estimate, and a skipped check give
+    none (negative controls)."""
+    from energymc.logz._bounds import ends_cross, upper_reasons
+
+    clean = {"status": "compared", "log_z": 4.60, "stderr": 0.01, "unreached": 0}
+    none = dict(crossed=False, mode_problem=None, log_z=4.62, unverified=False)
+    assert upper_reasons(mode_info=clean, **none) == []
+    assert upper_reasons(mode_info=None, **none) == []
+    low = {**clean, "log_z": 4.83}
+    r = upper_reasons(**{**none, "mode_problem": "a second estimate ... higher"}, mode_info=low)
+    assert len(r) == 1 and "0.21 nats above" in r[0] and "under-weight a mode" in r[0]
+    high = {**clean, "log_z": 3.90}  # the mixture estimate far below: not this failure
+    assert upper_reasons(**{**none, "mode_problem": "... lower"}, mode_info=high) == []
+    r = upper_reasons(mode_info={**clean, "unreached": 2}, **none)
+    assert len(r) == 1 and r[0].startswith("2 mode(s)")
+    assert "cross" in upper_reasons(mode_info=clean, **{**none, "crossed": True})[0]
+    assert "vouch" in upper_reasons(mode_info=clean, **{**none, "unverified": True})[0]
+    # One replicate's raw ends crossing beyond 3 combined stderrs; within noise, not.
+    assert ends_cross([1.0, 1.0], [1.0, 0.5], [0.1, 0.1], [0.05, 0.05])
+    assert not ends_cross([1.0, 1.0], [1.0, 0.7], [0.1, 0.1], [0.05, 0.05])
 
 
 def test_repr_reliable_shows_estimate_and_stderr():
