@@ -269,7 +269,7 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         _record_check(est, check)
         meter.update(1, {"check": est.info["checks"]["modes"].get("status", "")[:20]})
     if est.lower is not None:
-        _bdmc_upper(est, check)
+        _bdmc_upper(est, check, getattr(ctx.options, "reverse_start", "forward"))
     if ckpt is not None and end is None:
         ckpt.save_end(check)
     meter.close()
@@ -494,7 +494,7 @@ def _record_check(est, check: dict) -> None:
         est.problems.append(unverified)
 
 
-def _bdmc_upper(est, check) -> None:
+def _bdmc_upper(est, check, reverse_start: str) -> None:
     """Withdraw BDMC's upper bound (``est.upper = +inf``, a problem naming the fix)
     where the run's own checks say that the reverse run's approximate start
     draws miss or mis-weight a mode (``_bounds.upper_reasons``)."""
@@ -509,7 +509,9 @@ def _bdmc_upper(est, check) -> None:
                             log_z=est.log_z,
                             unverified=bool(info and unverified_problem(info, est.log_z)))
     if reasons:
-        est.upper, problem = void_upper(est.lower, reasons, est.info)
+        start = ("the forward run's particles" if reverse_start == "forward"
+                 else "an MCMC run's draws")
+        est.upper, problem = void_upper(est.lower, reasons, est.info, start)
         est.problems.append(problem)
 
 

@@ -118,17 +118,19 @@ def upper_reasons(*, crossed: bool, mode_info: dict | None, mode_problem: str | 
     return reasons
 
 
-def void_upper(lower: float, reasons: list[str], info: dict) -> tuple[float, str]:
+def void_upper(lower: float, reasons: list[str], info: dict,
+               start: str = "the forward run's particles") -> tuple[float, str]:
     """Withdraw the upper bound: ``(+inf, problem sentence)``; records the
-    reasons in ``info["upper_void"]`` (the raw ends stay in ``info``)."""
+    reasons in ``info["upper_void"]`` (the raw ends stay in ``info``).
+    ``start`` names the reverse run's approximate draws in the sentence."""
     info["upper_void"] = "; ".join(reasons)
+    one_sided = 0.5 * (1.0 + info["bound_level"])
     return math.inf, (
-        f"no upper bound: the reverse run started from the forward run's particles, which "
-        f"do not hold every mode in its share ({info['upper_void']}), so its end is no upper "
-        f"bound on log Z; the known interval is [{lower:.3f}, +inf) (a "
-        f"{0.5 * (1.0 + info['bound_level']):.1%} lower confidence bound). Fix: pass exact draws with "
-        "samples=, or more particles= and a higher cess= so that the forward run finds and "
-        "weighs every mode.")
+        f"no upper bound: the reverse run started from {start}, which do not hold every "
+        f"mode in its share ({info['upper_void']}), so its end is no upper bound on log Z; "
+        f"the known interval is [{lower:.3f}, +inf) (a {one_sided:.1%} lower confidence "
+        "bound). Fix: pass exact draws with samples=, or more particles= and a higher cess= "
+        "so that the forward run finds and weighs every mode.")
 
 
 def bdmc_bounds(lows, ups, lower_stderrs, upper_stderrs, exact: bool, level: float = LEVEL):

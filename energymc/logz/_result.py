@@ -97,8 +97,8 @@ class LogZ:
         ``False`` when a diagnostic or a check says the estimate should not
         be trusted; ``problems`` then says why and what to do, and the
         record's text and HTML views show only what is known (``bdmc``
-        bounds that bracket, or "no reliable interval"), never
-        ``log_z ± stderr``.
+        bounds that bracket, "at least" ``lower`` when the upper bound was
+        withdrawn, or "no reliable interval"), never ``log_z ± stderr``.
     problems
         Plain-language sentences, each with a suggested fix.
     num_grad_evals
@@ -298,8 +298,9 @@ class LogZ:
                                           else f"(INVERTED: not a bracket{raw})")
                                        + ("" if self._exact_bounds else
                                           "; approximate: the reverse run started from "
-                                          "approximate target draws, so bounds only as far "
-                                          "as the checks can tell")))
+                                          "approximate target draws, so not guaranteed bounds"
+                                          + ("; kept: no check found a mode they miss"
+                                             if "crossed" in self.info else ""))))
         if self.replicates is not None and len(self.replicates) > 1:
             rows.append(("replicates", f"{len(self.replicates)}, spread (sd) {self.spread:.4f}"))
         rows.append(("particles", f"{self.num_particles}, final weight ESS {self.ess:.1f}"))

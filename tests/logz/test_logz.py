@@ -717,7 +717,7 @@ def test_repr_flagged_bdmc_without_upper_bound_shows_the_half_open_interval():
     kept = _record(problems=["the final weight ESS is 3"], lower=40.104, upper=41.134,
                    info=_bdmc_info())
     assert "between 40.10 and 41.13 (95% confidence bounds" in repr(kept)
-    assert "bounds only as far as the checks can tell" in repr(kept)
+    assert "not guaranteed bounds; kept: no check found a mode they miss" in repr(kept)
     assert kept.interval(0.0) == (40.30, 40.84)
     unread = _record(problems=["the final weight ESS is 3"], lower=40.104, upper=41.134,
                      info={k: v for k, v in _bdmc_info().items() if k != "crossed"})
