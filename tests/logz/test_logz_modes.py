@@ -158,3 +158,34 @@ def test_a_grad_evals_budget_counts_the_fit(gauss):
     est = emc.log_partition(gauss, seed=5, budget={"grad_evals": fit + 3.5 * run}, **opts)
     assert len(est.replicates) == 3
     assert est.num_grad_evals <= fit + 3.5 * run
+
+
+def test_mixture_reference_draws_each_component():
+    # Draws by component without indexing the factors by draw: each
+    # component's share, mean and covariance within Monte Carlo error (4 se),
+    # and a negative control (the components' draws are not exchangeable).
+    import jax
+
+    from energymc.logz._reference import MixtureReference
+
+    rng = np.random.default_rng(3)
+    d, n = 3, 40_000
+    chols = np.stack([np.linalg.cholesky(np.cov(rng.normal(size=(d, 10)))) for _ in range(3)])
+    locs = rng.normal(size=(3, d)) * 6.0
+    w = np.array([0.2, 0.3, 0.5])
+    ref = MixtureReference(jnp.asarray(locs), jnp.asarray(chols), jnp.log(jnp.asarray(w)),
+                           jnp.ones(d))
+    x = np.asarray(ref.sample(jax.random.key(0), n), dtype=float)
+    # Nearest component mean labels each draw (the means are far apart).
+    lab = np.argmin(((x[:, None, :] - locs[None]) ** 2).sum(-1), axis=1)
+    for k in range(3):
+        xs = x[lab == k]
+        share = xs.shape[0] / n
+        assert abs(share - w[k]) < 4 * math.sqrt(w[k] * (1 - w[k]) / n)
+        cov = chols[k] @ chols[k].T
+        se = np.sqrt(np.diag(cov) / xs.shape[0])
+        assert np.all(np.abs(xs.mean(0) - locs[k]) < 4 * se)
+        tol = 8 * np.max(np.diag(cov)) / math.sqrt(xs.shape[0])
+        assert np.allclose(np.cov(xs.T), cov, atol=tol)
+        other = chols[(k + 1) % 3] @ chols[(k + 1) % 3].T
+        assert not np.allclose(np.cov(xs.T), other, atol=tol)
