@@ -169,6 +169,27 @@ class MixtureReference(Reference):
         """``(dim,)`` within-mode variance: the kernels' initial inverse mass matrix."""
         return self.var
 
+    def mala_step(self, c: float) -> float:
+        """MALA's starting step size in the coordinates its mass matrix ``var`` whitens.
+
+        The default ``c dim^(-1/3)`` assumes unit curvature there; a Laplace
+        component of a dense, ill-conditioned target is far from that (the
+        diagonal mass matrix cannot undo its correlations). MALA's
+        discretisation error on a Gaussian grows like ``h^3 sum_i lam_i^3``
+        for the eigenvalues ``lam_i`` of ``D^(1/2) P D^(1/2)`` (``D = var``,
+        ``P`` the component's precision), so ``c (sum_i lam_i^3)^(-1/3)`` is
+        the default generalised (equal to it when ``D^(1/2) P D^(1/2) = I``);
+        the most curved used component sets it. Host-side, ``O(K dim^3)``.
+        """
+        D = np.sqrt(np.asarray(self.var, dtype=float))
+        logw = np.asarray(self.log_weights, dtype=float)
+        worst = 0.0
+        for k in np.flatnonzero(np.isfinite(logw)):
+            B = np.asarray(self.inv_chols[k], dtype=float) * D   # L^-1 D^(1/2)
+            A = B.T @ B                                         # D^(1/2) P D^(1/2)
+            worst = max(worst, float(np.sum((A @ A) * A)))      # tr(A^3), A symmetric
+        return c * worst ** (-1.0 / 3.0) if worst > 0 and math.isfinite(worst) else math.nan
+
     def defensive(self) -> GaussianReference:
         """Component 0, the default Gaussian: draws independent of the fitted modes."""
         return GaussianReference(self.locs[0], self.chols[0])

@@ -160,6 +160,32 @@ def test_a_grad_evals_budget_counts_the_fit(gauss):
     assert est.num_grad_evals <= fit + 3.5 * run
 
 
+def test_a_fitted_base_sets_malas_first_step(gauss):
+    from energymc._util import default_step
+    from energymc.logz._reference import MixtureReference
+
+    # Unit curvature in the mass matrix's coordinates: the default step.
+    sd = np.linspace(0.5, 3.0, _D)
+    eye = MixtureReference(jnp.zeros((2, _D)), jnp.asarray(np.stack([np.diag(sd)] * 2)),
+                           jnp.log(jnp.asarray([0.5, 0.5])), jnp.asarray(sd**2))
+    assert eye.mala_step(0.5) == pytest.approx(default_step("mala", _D), rel=1e-5)
+    # The dense, ill-conditioned fit: a step 20-100x smaller, and the first
+    # stage of the short path moves (acceptance near 0.86) ...
+    est = emc.log_partition(gauss, base="modes", defensive=0.0, seed=0, replicates=2)
+    first = est.stages["step_size"][0]
+    assert default_step("mala", _D) / 100 < first < default_step("mala", _D) / 20
+    assert est.stages["acceptance"][0] > 0.5 and est.reliable, est.problems
+    # ... where the default step accepted nothing at the first stage, which
+    # is flagged (negative control: the check that sees it still can).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bad = emc.log_partition(gauss, base="modes", defensive=0.0, seed=0, replicates=2,
+                                step_size=default_step("mala", _D))
+    assert bad.stages["acceptance"][0] < 0.02
+    assert not bad.reliable
+    assert any("almost never accepted" in p for p in bad.problems), bad.problems
+
+
 def test_mixture_reference_draws_each_component():
     # Draws by component without indexing the factors by draw: each
     # component's share, mean and covariance within Monte Carlo error (4 se),
