@@ -91,7 +91,9 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         ``num_grad_evals``, its report is ``info["mode_fit"]``), ``"auto"``
         (that fit where it found one mode and matches the target, importance
         ESS at least half its draws; else the default Gaussian:
-        ``info["mode_fit"]["used"]``),
+        ``info["mode_fit"]["used"]``; where used, AIS anneals from the fit
+        alone, ``defensive=0``, and the mode check still starts from the
+        default Gaussian),
         ``"uniform"``, ``"bernoulli"`` (with ``probs=``), or a NumPyro
         distribution with draws ``(dim,)``.
     seed
@@ -163,8 +165,9 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     **options
         Method options (an unknown one raises an error listing the valid
         ones). Common: ``scale`` (sd of the default Gaussian, 2), ``probs``,
-        ``pilot_draws``, ``mode_starts`` (32) and ``defensive`` (0.15) for
-        ``base="modes"``. AIS/BDMC: ``particles`` (256), ``schedule``
+        ``pilot_draws``, ``mode_starts`` (32) and ``defensive`` (the default
+        Gaussian's share of a fitted base: 0.15 for ``base="modes"``; for
+        ``"auto"`` 0 with AIS, 0.15 with SMC). AIS/BDMC: ``particles`` (256), ``schedule``
         (``"adaptive"``, ``"linear"``, ``"geometric"``, ``"sigmoidal"`` or an
         array of betas), ``num_temps`` (100, fixed schedules), ``cess``
         (0.995, adaptive), ``kernel`` (``"mala"``; any Metropolis-adjusted
@@ -232,7 +235,7 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         # The method's options are checked before a base is fitted: a wrong
         # option must fail before the fit compiles or runs anything.
         ctx = m.validate(options, target)
-        ref, pilot_cost, mode_fit = _reference(target, base, options, key)
+        ref, pilot_cost, mode_fit = _reference(target, base, options, key, m.name)
     meter = make_meter(progress)
     # AIS/SMC particles or PT chains split over the devices (docs/devices.md); the argument
     # is checked for every method. With a meter on, the compiled runs report
@@ -408,9 +411,13 @@ def _check_budget(budget, replicates):
     return float(budget), None
 
 
-def _reference(target, base, options, key) -> tuple[Reference, float, dict | None]:
+def _reference(target, base, options, key, method="ais") -> tuple[Reference, float,
+                                                                   dict | None]:
     """The reference q0 from ``base=``, the gradient evaluations its fit cost
-    (pilot run or mode fit), and the mode fit's report (``None`` for other bases)."""
+    (pilot run or mode fit), and the mode fit's report (``None`` for other bases).
+
+    ``method`` picks the fitted base's default ``defensive`` share under
+    ``base="auto"`` (:data:`energymc.logz._modes.AUTO_DEFENSIVE`)."""
     names = ("scale", "probs", "pilot_draws", "mode_starts", "defensive")
     o = dataclasses.replace(BaseOptions(), **{k: v for k, v in options.items() if k in names})
     _check_mode_options(o)
@@ -423,11 +430,17 @@ def _reference(target, base, options, key) -> tuple[Reference, float, dict | Non
         return ref
 
     def modes(scale, auto=False):
-        from energymc.logz._modes import fit_modes, fits_well
+        from energymc.logz._modes import AUTO_DEFENSIVE, MODES_DEFENSIVE, fit_modes, fits_well
 
         t0 = time.perf_counter()
+        defensive = o.defensive
+        if defensive is None:
+            # "auto" uses the fit only where it matches one mode; there the
+            # defensive particles cost most of the stages (see _modes).
+            defensive = AUTO_DEFENSIVE.get(method, MODES_DEFENSIVE) if auto \
+                else MODES_DEFENSIVE
         ref, evals, info = fit_modes(target, jax.random.fold_in(key, 10**6 + 2), scale=scale,
-                                     starts=int(o.mode_starts), defensive=float(o.defensive))
+                                     starts=int(o.mode_starts), defensive=float(defensive))
         used = fits_well(info) if auto else True
         if not used:
             # The fit does not match the target (several modes, or a poor
@@ -449,6 +462,8 @@ def _check_mode_options(o: BaseOptions) -> None:
         raise OptionError(f"mode_starts= must be an integer >= 1 (descents that look for the "
                           f"target's modes); got {n!r}.")
     w = o.defensive
+    if w is None:
+        return
     if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w < 1.0:
         raise OptionError(f"defensive= must be a weight in [0, 1) (the default Gaussian's "
                           f"share of base='modes'); got {w!r}.")

@@ -37,13 +37,17 @@ class BaseOptions:
     banana50, student50, gaussian10; 2 seeds x 2 replicates) AIS errors were
     -0.17..-0.27 nats at scale 1 and -0.13..+0.07 at scale 2, with no change
     on mixture10d3.
+
+    ``defensive=None``: the default Gaussian's share of a fitted base,
+    ``MODES_DEFENSIVE`` (0.15) for ``base="modes"`` and ``AUTO_DEFENSIVE``
+    (0) for ``base="auto"`` (:mod:`energymc.logz._modes`).
     """
 
     scale: Any = 2.0
     probs: Any = None
     pilot_draws: int = 500
     mode_starts: int = 32
-    defensive: float = 0.15
+    defensive: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -40,8 +40,8 @@ from energymc.energy import jit_over_target
 from energymc.logz._checks import descend, laplace_modes, laplace_widen, laplace_weights
 from energymc.logz._reference import MixtureReference
 
-__all__ = ["fit_modes", "fits_well", "max_modes", "AUTO_MAX_MODES", "AUTO_MIN_ESS",
-           "DESCENT_STEPS", "ESS_DRAWS"]
+__all__ = ["fit_modes", "fits_well", "max_modes", "AUTO_DEFENSIVE", "AUTO_MAX_MODES",
+           "AUTO_MIN_ESS", "DESCENT_STEPS", "ESS_DRAWS", "MODES_DEFENSIVE"]
 
 #: Adam steps of each descent (as in the mode check).
 DESCENT_STEPS = 400
@@ -61,6 +61,27 @@ ESS_DRAWS = 1024
 #: found mode keeps the default base, whose noisier estimate gets flagged.
 AUTO_MAX_MODES = 1
 AUTO_MIN_ESS = 0.5
+
+#: The default Gaussian's weight in the fitted mixture (``defensive=None``):
+#: with ``base="modes"`` it keeps every region the default base reached
+#: reachable by the anneal, and the mixture's tails as heavy as the default
+#: base's.
+MODES_DEFENSIVE = 0.15
+
+#: ``defensive=None`` under ``base="auto"``, by method (others: MODES_DEFENSIVE).
+#: "auto" uses the fit only where it found one mode that matches (above), and
+#: there AIS's defensive particles cost most of the run: they start far from
+#: the target and the adaptive schedule crawls while their weight vanishes
+#: (gaussian100: ~240 stages against 10 without them; gaussian500: ~950, 13 s
+#: of each replicate). Chosen on the zoo's TUNING half where the fit is used
+#: (gaussian10, gaussian100, student2; benchmarks/RESULTS.md, "gaussian500:
+#: the fitted base alone"): AIS is as precise without them. SMC is not: from
+#: the Gaussian fit alone it was 0.04-0.06 nats low on the heavy-tailed
+#: student2 with stderr ~0.013, unflagged, so it keeps them. A mode the
+#: single-mode fit missed is out of AIS's reach without them (it was in
+#: practice with them too: mixture6d3); the mode check still descends from
+#: draws of the default Gaussian and flags it.
+AUTO_DEFENSIVE = {"ais": 0.0}
 
 #: A mode component's sd in a flat or concave direction of the Hessian (a
 #: ring's tangent, a saddle), and its widest in any direction, in units of
