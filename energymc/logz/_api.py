@@ -27,6 +27,7 @@ from energymc.logz._path import AnnealingPath, check_path
 from energymc.logz._reference import (GaussianReference, MixtureReference, Reference,
                                       fit_gaussian, make_reference)
 from energymc.logz._result import LogZ
+from energymc.logz._tails import run_tail_check
 
 __all__ = ["log_partition", "METHODS"]
 
@@ -270,6 +271,9 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         check = end["check"] if end is not None else \
             _mode_check(est, target, ref, jax.random.fold_in(key, 10**6 + 1))
         _record_check(est, check)
+        # Cheap (a few hundred energy evaluations) and deterministic given the
+        # particles, so it is run again rather than saved in a checkpoint.
+        run_tail_check(est, target, ref, jax.random.fold_in(key, 10**6 + 3))
         meter.update(1, {"check": est.info["checks"]["modes"].get("status", "")[:20]})
     if est.lower is not None:
         _bdmc_upper(est, check, getattr(ctx.options, "reverse_start", "forward"))
