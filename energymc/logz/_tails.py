@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from energymc.energy import jit_over_target
+
 __all__ = ["tail_check", "run_tail_check", "tail_exponents", "TAIL_RADII", "TAIL_THRESHOLD",
            "TAIL_DIRECTIONS"]
 
@@ -55,10 +57,22 @@ def _probe_points(center, scale, directions, radii):
     return center + radii[None, :, None] * (scale * directions)[:, None, :]
 
 
-def _energies(fn, points):
-    """``fn`` (a flat position -> scalar energy) at ``(K, J, dim)`` points: ``(K, J)``."""
+@jit_over_target(("target",))
+def _target_energies(points, *, target):
+    """The target's energy at ``(K, J, dim)`` points: ``(K, J)``.
+
+    Compiled once per target (a ``from_params`` target's new parameters do
+    not recompile it): the check runs after every ``log_partition`` call.
+    """
     flat = points.reshape(-1, points.shape[-1])
-    return jax.vmap(fn)(flat).reshape(points.shape[:2])
+    return jax.vmap(target.flat_energy)(flat).reshape(points.shape[:2])
+
+
+@jax.jit
+def _base_energies(points, base):
+    """``-log q0`` of the base (a pytree reference) at ``(K, J, dim)`` points: ``(K, J)``."""
+    flat = points.reshape(-1, points.shape[-1])
+    return jax.vmap(lambda z: -base.log_prob(z))(flat).reshape(points.shape[:2])
 
 
 def tail_exponents(energies: np.ndarray) -> np.ndarray:
@@ -149,13 +163,13 @@ def tail_check(target, particles, weights, key, *, base=None, directions=TAIL_DI
     v = jax.random.normal(key, (int(directions), x.shape[1]), dtype)
     pts = _probe_points(jnp.asarray(mean, dtype), jnp.asarray(sd, dtype), v,
                         jnp.asarray(radii, dtype))
-    e = np.asarray(_energies(target.flat_energy, pts))
+    e = np.asarray(_target_energies(pts, target=target))
     a = tail_exponents(e)
     heavy = a < threshold
     base_share = None
     if base is not None:
         base_share = float(np.mean(
-            tail_exponents(np.asarray(_energies(lambda z: -base.log_prob(z), pts))) < threshold))
+            tail_exponents(np.asarray(_base_energies(pts, base))) < threshold))
     info = {"exponents": [float(t) for t in a],
             "median_exponent": float(np.median(a)),
             "heavy_share": float(np.mean(heavy)), "base_heavy_share": base_share,
