@@ -188,7 +188,8 @@ def main(argv=None):
     ap.add_argument("--json", default=None, help="write every run's record here")
     ap.add_argument("--mode-base-starts", type=int, default=None,
                     help="ablation: descents from this many draws of q0 in the mode check "
-                         "(default: the library's, 32; 0 = from the particles only, as before)")
+                         "(default: the library's rule, 16384 // dim clipped to 32..2048; "
+                         "0 = from the particles only)")
     ap.add_argument("--base", default=None,
                     help="ablation: pass base= (e.g. 'pilot', 'modes', 'auto') to every "
                          "real-target run")

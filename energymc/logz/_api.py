@@ -473,12 +473,15 @@ def _check_mode_options(o: BaseOptions) -> None:
                           f"share of base='modes'); got {w!r}.")
 
 
-_MODE_BASE_STARTS = 32
+#: A fixed number of q0 draws for the mode check's descents, or ``None`` for
+#: :func:`energymc.logz._checks.base_start_count`'s rule (the default; an
+#: integer here is the benchmarks' ablation, ``--mode-base-starts``).
+_MODE_BASE_STARTS = None
 
 
 def _mode_check(est, target, ref, key) -> dict:
     """Run :func:`mode_check` where it applies: ``{"problem": str | None, "info": dict}``."""
-    from energymc.logz._checks import mode_check
+    from energymc.logz._checks import base_start_count, mode_check
 
     if target.support != "real" or isinstance(ref, AnnealingPath) or est.particles is None \
             or est.weights is None or not math.isfinite(est.log_z):
@@ -489,9 +492,12 @@ def _mode_check(est, target, ref, key) -> dict:
     # mode-fitted q0 is drawn from its defensive default Gaussian instead: the
     # check must not look only where the fit already looked.
     start_ref = ref.defensive() if isinstance(ref, MixtureReference) else ref
-    base = np.asarray(start_ref.sample(jax.random.fold_in(key, 1), _MODE_BASE_STARTS))
+    n_base = (base_start_count(np.shape(est.particles)[-1]) if _MODE_BASE_STARTS is None
+              else int(_MODE_BASE_STARTS))
+    base = np.asarray(start_ref.sample(jax.random.fold_in(key, 1), n_base)) if n_base else None
     problem, info = mode_check(target, est.particles, est.weights, est.log_z, est.stderr, key,
                                base_starts=base)
+    info["base_starts"] = n_base
     info["seconds"] = time.perf_counter() - t0
     return {"problem": problem, "info": info}
 

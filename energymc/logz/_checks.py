@@ -18,11 +18,14 @@ sentence (with a fix) or ``None`` plus the numbers it used, which
   annealing under-weighted modes that its own particles found (the typical
   failure on unequal mixtures: a narrow mode gains its mass late in the
   schedule, after the particles that could have entered it were resampled
-  away). Descents also start from 32 draws of the base ``q0``, independent
-  of the annealing, so a mode that no particle reached is in the mixture
-  when one of those descents lands in it (likely for a broad mode, unlikely
-  for a narrow one: its basin of attraction is small); the problem then
-  says how many modes hold importance mass but no particle.
+  away). Descents also start from draws of the base ``q0``, independent
+  of the annealing (:func:`base_start_count`: 2,048 up to 8 dimensions,
+  ``16384 // dim`` above, never under 32), so a mode that no particle
+  reached is in the mixture when one of those descents lands in it; the
+  problem then says how many modes hold importance mass but no particle. A
+  narrow mode's basin of attraction holds a small share of q0 (0.15-0.2% of
+  the draws for a 10-d mode of weight 0.15 and sd 0.4), hence the many
+  starts; a still narrower one, or one in high dimension, can be missed.
 
 * :func:`unverified_problem` — when the mode check could not be formed on a
   funnel-like target, nothing vouches for the run: the record says so. Two
@@ -51,8 +54,22 @@ from jax.scipy.special import logsumexp
 from energymc._util import kish_ess, nonfinite_to_neginf
 from energymc.energy import jit_over_target
 
-__all__ = ["descend", "laplace_modes", "laplace_weights", "laplace_widen", "mode_check",
-           "replicate_check", "unverified_problem", "REPLICATE_LEVEL"]
+__all__ = ["base_start_count", "descend", "laplace_modes", "laplace_weights", "laplace_widen",
+           "mode_check", "replicate_check", "unverified_problem", "REPLICATE_LEVEL"]
+
+#: The mode check descends from ``BASE_START_BUDGET // dim`` draws of the base
+#: ``q0``, at least ``BASE_STARTS_MIN`` and at most ``BASE_STARTS_MAX``
+#: (:func:`base_start_count`). A narrow mode's basin of attraction holds a
+#: small share of q0's draws: 0.15-0.2% for mixture10d3's (weight 0.15, sd
+#: 0.4; TUNING), so 32 starts found it in none of 40 keys and 1,638-2,048 in
+#: about 90% (benchmarks/RESULTS.md, "Narrow modes nothing reached"). A
+#: descent costs ``steps`` gradients of ``dim`` coordinates, so the budget in
+#: starts x dim keeps 500-d at the 32 starts it had (the mode check is already
+#: the largest part of a default call there) while low-dimensional targets,
+#: where a descent is cheap, get many.
+BASE_START_BUDGET = 16384
+BASE_STARTS_MIN = 32
+BASE_STARTS_MAX = 2048
 
 #: ``unverified_problem`` fires when the poorly fitting mixture, built at no
 #: more than this many modes, estimates log Z more than ``UNVERIFIED_GAP``
@@ -128,6 +145,12 @@ def replicate_check(log_zs, stderrs):
             "be biased. Use more particles= or a base closer to the target (base='pilot'), "
             "and compare methods."), info
     return stderr, None, info
+
+
+def base_start_count(dim):
+    """Draws of the base ``q0`` that :func:`mode_check` descends from, at dimension ``dim``:
+    ``BASE_START_BUDGET // dim`` clipped to ``[BASE_STARTS_MIN, BASE_STARTS_MAX]``."""
+    return int(min(BASE_STARTS_MAX, max(BASE_STARTS_MIN, BASE_START_BUDGET // max(int(dim), 1))))
 
 
 def laplace_widen(dim):

@@ -125,6 +125,66 @@ def test_mode_check_base_starts_pass_a_correct_estimate():
     assert problem is None, problem
     assert info["status"] == "compared" and info["modes"] == 2 and info["unreached"] == 0
 
+# A narrow mode with a small basin of attraction (8-d, weight 0.3, sd 0.25, 9
+# broad sds from the main mode): few draws of q0 descend into it, so the
+# 32 base starts the check used before (2026-12-05) found it for 2 of 10 keys
+# (seeds 0-9 below: 0 and 6).
+_D8, _W8, _S8 = 8, np.array([0.7, 0.3]), np.array([1.0, 0.25])
+_MU8 = np.zeros((2, 8))
+_MU8[0, 0], _MU8[1, 0], _MU8[1, 1] = -4.5, 4.5, 1.0
+
+
+def _narrow_mixture():
+    la = jnp.asarray(np.log(_W8) - 0.5 * _D8 * (np.log(2 * np.pi) + 2 * np.log(_S8)) + _LOG_Z)
+    mu, s = jnp.asarray(_MU8), jnp.asarray(_S8)
+
+    def energy(x):
+        return -logsumexp(la - 0.5 * jnp.sum((x - mu) ** 2, axis=1) / s**2)
+
+    return emc.Energy(energy, init=jnp.zeros(_D8))
+
+
+def test_mode_check_default_base_starts_find_a_narrow_mode_32_did_not():
+    """Negative control for the number of base starts: particles only in the broad mode,
+    an estimate of its mass alone (0.36 nats low, stderr 0.05). With
+    ``base_start_count(8)`` draws of q0 = N(0, 2^2 I) every key flags it and names the
+    lost mode; with the 32 draws used before, the keys below passed it (they missed the
+    narrow basin)."""
+    from energymc.logz._checks import base_start_count
+
+    target = _narrow_mixture()
+    x = _MU8[0] + np.random.default_rng(0).normal(size=(200, _D8))
+    w = np.full(200, 1 / 200)
+    lost = _LOG_Z + math.log(_W8[0])
+    n = base_start_count(_D8)
+    assert n >= 1024
+    for seed in (1, 3):
+        rng = np.random.default_rng(100 + seed)
+        old = 2.0 * rng.normal(size=(32, _D8))
+        problem, info = mode_check(target, x, w, lost, 0.05, jax.random.key(seed),
+                                   base_starts=old)
+        assert problem is None and info["unreached"] == 0, (seed, problem)
+        new = np.concatenate([old, 2.0 * rng.normal(size=(n - 32, _D8))])
+        problem, info = mode_check(target, x, w, lost, 0.05, jax.random.key(seed),
+                                   base_starts=new)
+        assert problem is not None and "lost those modes" in problem, seed
+        assert info["modes"] == 2 and info["unreached"] == 1
+        assert abs(info["log_z"] - _LOG_Z) < 4 * info["stderr"] + 1e-3
+
+
+def test_mode_check_default_base_starts_pass_a_correct_estimate():
+    """Positive control: particles in both modes in their shares, the correct log Z."""
+    from energymc.logz._checks import base_start_count
+
+    rng = np.random.default_rng(4)
+    k = rng.choice(2, size=200, p=_W8)
+    x = _MU8[k] + _S8[k, None] * rng.normal(size=(200, _D8))
+    base = 2.0 * rng.normal(size=(base_start_count(_D8), _D8))
+    problem, info = mode_check(_narrow_mixture(), x, np.full(200, 1 / 200), _LOG_Z, 0.05,
+                               jax.random.key(4), base_starts=base)
+    assert problem is None, problem
+    assert info["status"] == "compared" and info["modes"] == 2 and info["unreached"] == 0
+
 
 # ------------------------------------------------------ inside log_partition
 
