@@ -5,8 +5,9 @@ the final particles and the base ``q0``; then
 :func:`energymc.logz._checks.mode_check` is called directly for ``--keys``
 keys per start rule (no new annealing), counting
 
-* ``found``: keys whose mixture holds a minimum within 2 component sds of
-  every true mixture mean (mixtures only; ``-`` elsewhere);
+* ``found``: keys whose mixture holds a minimum within ``2 sd sqrt(dim)``
+  (twice the component's typical radius) of every true mixture mean
+  (mixtures only; ``-`` elsewhere);
 * ``flag``: keys whose check returns a problem for that run's estimate;
 * ``unverif``: keys whose ``info`` makes :func:`unverified_problem` fire
   (the depth of the descents is read there, and more starts go deeper);
@@ -16,7 +17,7 @@ keys per start rule (no new annealing), counting
 
 Start rules: ``N`` draws of q0 (``N``), of q0 widened about its mean
 (``Nx2``), or ``dim``-scaled (``budget:B``: ``clip(B // dim, 32, 2048)``
-draws). Used on TUNING targets to choose ``_MODE_BASE_STARTS``
+draws). Used on TUNING targets to choose ``_checks.base_start_count``
 (benchmarks/RESULTS.md, "Narrow modes nothing reached"). Usage::
 
     python benchmarks/probe_mode_starts.py --targets mixture10d3,mixture2d2 --rules 32,128,512
@@ -126,7 +127,8 @@ def main(argv=None):
                             for m, s in zip(*mm, strict=True)))
                 print(f"| {name} | {seed} | {err:+.3f} | {est.stderr:.3f} | {rule} | {n_starts} | "
                       f"{found if mm is not None else '-'}/{args.keys} | {flag}/{args.keys} | "
-                      f"{unv}/{args.keys} | {unr}/{args.keys} | {np.median(secs):.2f} |", flush=True)
+                      f"{unv}/{args.keys} | {unr}/{args.keys} | {np.median(secs):.2f} |",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -61,8 +61,8 @@ __all__ = ["base_start_count", "descend", "laplace_modes", "laplace_weights", "l
 #: ``q0``, at least ``BASE_STARTS_MIN`` and at most ``BASE_STARTS_MAX``
 #: (:func:`base_start_count`). A narrow mode's basin of attraction holds a
 #: small share of q0's draws: 0.15-0.2% for mixture10d3's (weight 0.15, sd
-#: 0.4; TUNING), so 32 starts found it in none of 40 keys and 1,638-2,048 in
-#: about 90% (benchmarks/RESULTS.md, "Narrow modes nothing reached"). A
+#: 0.4; TUNING), so 32 starts found it in none of 40 keys, 1,638 in 88% and
+#: 2,048 in 92% (benchmarks/RESULTS.md, "Narrow modes nothing reached"). A
 #: descent costs ``steps`` gradients of ``dim`` coordinates, so the budget in
 #: starts x dim keeps 500-d at the 32 starts it had (the mode check is already
 #: the largest part of a default call there) while low-dimensional targets,
