@@ -5,18 +5,18 @@ subprocess whose CPU is split into 4 devices
 (``XLA_FLAGS=--xla_force_host_platform_device_count=4``) and compares a run
 over all of them with ``devices=1`` in the same process.
 
-On a CPU, XLA compiles a chain's arithmetic into vector or scalar code by
-the size of the batch of chains it sees: each device sees its own block, so
-the same chain can round its last bit differently in a block of 2 than in a
-batch of 8 (measured: 8 tuned MALA chains on 2 and 4 devices differ from one
-device by ~1e-5 after 20 warmup steps, while the same 8 chains on one
-*non-default* device, through the multi-device code path, equal the default
-device's bit for bit). A warmup that tunes the step size amplifies such a
-bit into different draws, so the exact comparisons across device counts use
-untuned kernels (``adapt=False``) with 5 chains (8 padded chains, 2 a
-device) and 3 chains (3 devices, one chain each); tuned runs are compared
-bit for bit where the per-device batch is the same, and to a tolerance where
-it is not. A wrong chain numbering on the devices (keys that depend on the
+A warmup that tunes the step size amplifies last-bit differences of the
+compiled arithmetic into different draws, and on a CPU the arithmetic does
+differ in its last bit between one device and several (measured; see
+docs/devices.md, "Tuned warmup"): XLA rewrites a one-device program and a
+program partitioned over devices differently (BlackJAX's dual-averaging
+``(target - accept) / (t + t0)``: a multiplication by the reciprocal in one,
+a division in the other), and with few chains a device the block size
+enters too. So the exact comparisons across device counts use untuned
+kernels (``adapt=False``) with 5 chains (8 padded chains, 2 a device) and 3
+chains (3 devices, one chain each); tuned runs are compared bit for bit
+through the device path on one device, and to a tolerance across device
+counts. A wrong chain numbering on the devices (keys that depend on the
 device count) changes every draw, not a bit.
 """
 
@@ -95,8 +95,8 @@ def test_chains_over_four_devices_equal_one_device_draws():
 def test_tuned_chains_through_the_device_path_equal_the_one_device_draws():
     # Tuned warmup, 8 chains on one device that is not JAX's default: the
     # sharded code path (shard_map, global chain numbers, gathering) with the
-    # one-device batch. Bit for bit: the path itself adds no rounding; only a
-    # smaller per-device batch does (module docstring).
+    # one-device batch. Bit for bit: the path itself adds no rounding; a mesh
+    # of several devices does (module docstring).
     out = _run("""
         opts = dict(chains=8, draws=10, warmup=20, seed=1)
         one = emc.sample(target, "mala", devices=1, **opts)
@@ -133,8 +133,8 @@ def test_tuned_nuts_over_four_devices_agrees_with_one_device():
         opts = dict(chains=4, draws=30, warmup=50, seed=1)
         one = emc.sample(target, "nuts", devices=1, **opts)
         many = emc.sample(target, "nuts", **opts)
-        # Tuning amplifies last-bit differences of exp/log (see above) over the
-        # warmup: the tuned values agree closely, not bit for bit.
+        # Tuning amplifies last-bit differences of the compiled arithmetic (see
+        # above) over the warmup: the tuned values agree closely, not bit for bit.
         for k, v in one.warmup["params"].items():
             np.testing.assert_allclose(many.warmup["params"][k], v, rtol=1e-2, err_msg=k)
         # With the tuned values fixed the trajectories stay together: equal up to
