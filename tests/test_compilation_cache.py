@@ -96,7 +96,9 @@ def test_the_same_sample_in_a_fresh_process_reads_every_stored_program_back(tmp_
     second = _run(tmp_path, {"ENERGYMC_COMPILATION_CACHE": str(cache)}, "sample")
     # Negative control: the cold process compiled nearly everything (a hit
     # there is a program it stored and met again under another jit wrapper).
-    assert first["hits"] < len(stored) // 2, (first["hits"], len(stored))
+    # Fewer than half, without rounding: on a loaded machine the whole run may
+    # be the only program over the threshold, and 0 hits of 1 stored is right.
+    assert 2 * first["hits"] < len(stored), (first["hits"], len(stored))
     assert second["hits"] >= len(stored), (second["hits"], len(stored))
 
 
