@@ -127,11 +127,6 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         ``None`` (default) shows it in a terminal or notebook and not under
         ``CI``; ``True``, ``False``, or an object with
         ``start``/``update``/``close``. It never changes the estimate.
-        A bar (``tqdm.auto``) advancing once per host-side stage: each
-        replicate (one compiled run) and the mode check. ``None`` (default)
-        shows it in a terminal or notebook and not under ``CI``; ``True``,
-        ``False``, or an object with ``start``/``update``/``close``. It never
-        changes the estimate.
     devices
         Where AIS, BDMC and SMC particles and PT's chains run: ``None``
         (default) splits them over every device JAX sees, an int ``n`` over
@@ -156,10 +151,8 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         was saved and returns exactly the estimate of an uninterrupted run. An
         AIS, SMC or PT replicate cut short resumes from its last saved chunk of
         stages or rounds (saved about every 30 s); other methods run it again
-        from its start.
-        A directory holding
-        another call (a changed energy, option, seed, ...) or a damaged file
-        raises :class:`energymc.io.CheckpointError` naming it (see
+        from its start. A directory holding another call (a changed energy,
+        option, seed, ...) or a damaged file raises :class:`energymc.io.CheckpointError` naming it (see
         ``docs/long-runs.md``). ``timing["resumed_replicates"]`` and
         ``timing["resumed_stages"]`` say how many replicates and stages were
         read back.
