@@ -293,7 +293,8 @@ def test_unverified_leaves_shapes_that_fit_poorly_when_sound_alone():
 def test_unverified_depth_rule_needs_a_poor_fit_and_a_deep_descent():
     """The rule on recorded numbers: default bdmc's funnel10 misses had 2 modes and a
     mixture only 0.3-0.6 nats below (the gap rule passed them); depth flags them. A deep
-    descent where the mixture compared (it vouched), or a shallow one, is left alone."""
+    descent flags a run whose mixture compared too (held-out funnel10 with more descents:
+    a Gaussian at the neck agreed with the lagging particles); a shallow one does not."""
     from energymc.logz._checks import UNVERIFIED_DEPTH, unverified_problem
 
     poor = "skipped: the mixture fits poorly (ESS 40)"
@@ -303,7 +304,13 @@ def test_unverified_depth_rule_needs_a_poor_fit_and_a_deep_descent():
     assert unverified_problem({**deep, "depth": UNVERIFIED_DEPTH - 1}, 10.0) is None
     # In 50-d the limit is 5 sds of a Gaussian's energy (25 nats): student50 sat at 6.
     assert unverified_problem({**deep, "depth": 20.0, "depth_limit": 25.0}, 10.0) is None
-    assert unverified_problem({**deep, "status": "compared"}, 10.0) is None
+    compared = unverified_problem({**deep, "status": "compared"}, 10.0)
+    assert compared is not None and "agreed with the annealing" in compared
+    assert unverified_problem({**deep, "status": "compared", "depth": 8.2}, 10.0) is None
+    # The gap rule stays with poor fits: a compared mixture far below is the mode
+    # check's own comparison, not an unverified record.
+    assert unverified_problem({**deep, "status": "compared", "depth": 0.0, "log_z": 5.0},
+                              10.0) is None
     assert unverified_problem({**deep, "depth": math.nan}, 10.0) is None
 
 
