@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import time
 import warnings
@@ -25,7 +26,7 @@ from energymc.logz._checks import replicate_check
 from energymc.logz._method import BaseOptions, Context, Estimate, LogZMethod
 from energymc.logz._path import AnnealingPath, check_path
 from energymc.logz._reference import (GaussianReference, MixtureReference, Reference,
-                                      fit_gaussian, make_reference)
+                                      fit_gaussian, make_reference, student_df)
 from energymc.logz._result import LogZ
 from energymc.logz._tails import run_tail_check
 
@@ -238,18 +239,63 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     if isinstance(ref, AnnealingPath):
         mesh = None  # a model's own path runs on the default device (docs/devices.md)
     ctx = dataclasses.replace(ctx, mesh=mesh, ticks=meter.active)
+    call = _Call(m, target, method, options, ctx, fixed_replicates, replicates, budget,
+                 (budget_s, budget_evals), checks, meter)
+    t_call = time.perf_counter()
+    est = _estimate(call, ref, key, ckpt, spent=pilot_cost)
+    if mode_fit is not None:
+        est.info["mode_fit"] = mode_fit
+        est.timing["mode_fit_s"] = mode_fit["seconds"]
+        est.num_grad_evals += int(pilot_cost)
+    elif pilot_cost:
+        est.info["pilot_grad_evals"] = int(pilot_cost)
+        est.num_grad_evals += int(pilot_cost)
+    if isinstance(base, str) and base == "auto" and _tails_heavy(est):
+        est = _escalate(call, est, key, ckpt, time.perf_counter() - t_call)
+    if est.problems:
+        warnings.warn(f"log_partition(method={method!r}): " + " ".join(est.problems),
+                      EnergymcWarning, stacklevel=2)
+    return est
+
+
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    """What one ``log_partition`` call fixed before any run: shared by its runs."""
+
+    m: LogZMethod
+    target: Energy
+    method: str
+    options: dict
+    ctx: Context
+    fixed_replicates: int | None  # replicates= as given (None: the method's default)
+    replicates: int
+    budget: Any  # budget= as given (for the checkpoint's fingerprint)
+    budget_pair: tuple  # (seconds, grad_evals), one of them None
+    checks: bool
+    meter: Any
+
+
+def _estimate(call: _Call, ref, key, ckpt, spent=0.0, label="") -> LogZ:
+    """One estimate from ``ref``: the replicates, pooled, then the checks.
+
+    ``ckpt`` (or ``None``) holds this run's replicates and check; ``spent``
+    gradient evaluations count against a ``grad_evals`` budget; ``label``
+    is added to the meter's description.
+    """
+    m, target, ctx, meter, checks = call.m, call.target, call.ctx, call.meter, call.checks
     saved, end = [], None
     if ckpt is not None:
         saved, end = ckpt.open(fingerprint(
-            target, method, ref, key, options, replicates=fixed_replicates, budget=budget,
-            checks=checks, devices=_sharding.mesh_size(ctx.mesh)))
+            target, call.method, ref, key, call.options, replicates=call.fixed_replicates,
+            budget=call.budget, checks=checks, devices=_sharding.mesh_size(ctx.mesh)))
     units = m.progress_units(ctx) if meter.active else 1
-    meter.start(None if budget is not None else int(replicates) * units + int(bool(checks)),
-                f"log Z ({method})")
+    meter.start(None if call.budget is not None
+                else int(call.replicates) * units + int(bool(checks)),
+                f"log Z ({call.method}{label})")
     t0 = time.perf_counter()
     if end is None:
-        results = _replicates(m, target, ref, key, ctx, replicates, (budget_s, budget_evals),
-                              meter, units, t0, saved, ckpt, spent=pilot_cost)
+        results = _replicates(m, target, ref, key, ctx, call.replicates, call.budget_pair,
+                              meter, units, t0, saved, ckpt, spent=spent)
     else:
         results = saved
         meter.update(units * len(saved), {"replicates": f"{len(saved)} (checkpoint)"})
@@ -277,16 +323,80 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     est.info["reference"] = ref
     # How many devices the particles (AIS, BDMC, SMC) or chains (PT) were split over.
     est.info["devices"] = _sharding.mesh_size(ctx.mesh)
-    if mode_fit is not None:
-        est.info["mode_fit"] = mode_fit
-        est.timing["mode_fit_s"] = mode_fit["seconds"]
-        est.num_grad_evals += int(pilot_cost)
-    elif pilot_cost:
-        est.info["pilot_grad_evals"] = int(pilot_cost)
-        est.num_grad_evals += int(pilot_cost)
-    if est.problems:
-        warnings.warn(f"log_partition(method={method!r}): " + " ".join(est.problems),
-                      EnergymcWarning, stacklevel=2)
+    return est
+
+
+#: Degrees of freedom of the Student-t base that ``base="auto"`` moves to when
+#: the tail check reads heavy: the base the check's problem names, whose fix
+#: took TUNING's student50 median error from +0.053 to +0.002 (benchmarks/
+#: RESULTS.md, "Tail check"). 3 has a finite variance (the kernels' initial
+#: mass matrix) and tails heavy enough for any target with nu >= 3.
+ESCALATION_DF = 3.0
+
+#: ``fold_in`` index of the second run's key (the first run's replicates use
+#: 0..R-1, its checks 10**6..10**6 + 3).
+_ESCALATION_KEY = 10**6 + 4
+
+#: A checkpoint's subdirectory holding the second run of an escalated call.
+ESCALATION_DIR = "escalated"
+
+
+def _tails_heavy(est) -> bool:
+    """Whether the tail check read the target heavier-tailed than the run's base."""
+    return est.info.get("checks", {}).get("tails", {}).get("status") == "heavy"
+
+
+def _escalate(call: _Call, first: LogZ, key, ckpt, first_s: float) -> LogZ:
+    """``base="auto"``: run again from the Student-t base the tail check names.
+
+    Same method, options and replicates, on ``fold_in(key, _ESCALATION_KEY)``;
+    the base is ``StudentT(ESCALATION_DF, mean, sd).to_event(1)`` with the
+    first run's weighted particle mean and sd (those the check records).
+    Returns the second run's estimate, checked as any other, with
+    ``info["escalation"]`` describing the first and both runs' gradient
+    evaluations and time in ``num_grad_evals`` and ``timing``.
+    """
+    from energymc.logz._reference import student_t_reference
+
+    tails = first.info["checks"]["tails"]
+    ref = student_t_reference(tails["mean"], tails["sd"], ESCALATION_DF)
+    budget_s, budget_evals = call.budget_pair
+    if budget_s is not None:
+        # One budget for the call: the second run gets what the first left
+        # (at least 2 replicates, as any budgeted run).
+        call = dataclasses.replace(call, budget_pair=(max(budget_s - first_s, 1e-9), None))
+    sub = None
+    if ckpt is not None:
+        # Its own directory and fingerprint: resuming replays the first run
+        # from the checkpoint, the (deterministic) tail check reads heavy
+        # again, and the second run resumes from here.
+        sub = LogZCheckpoint(os.path.join(ckpt.path, ESCALATION_DIR),
+                             save_every=ckpt.save_every)
+    t0 = time.perf_counter()
+    est = _estimate(call, ref, jax.random.fold_in(key, _ESCALATION_KEY), sub,
+                    spent=first.num_grad_evals if budget_evals is not None else 0.0,
+                    label=", Student-t base: the first run's tails read heavy")
+    second_s = time.perf_counter() - t0
+    est.info["escalation"] = {
+        "reason": "the tail check read the target's tails heavier than the base's "
+                  f"(median growth exponent {tails['median_exponent']:.2f}, a Gaussian's 2)",
+        "base": f"StudentT({ESCALATION_DF:g}, loc, scale).to_event(1), loc/scale the first "
+                "run's weighted particle mean and sd",
+        "loc": list(tails["mean"]), "scale": list(tails["sd"]), "df": ESCALATION_DF,
+        "first": {"log_z": first.log_z, "stderr": first.stderr,
+                  "problems": list(first.problems), "base": first.info.get("base"),
+                  "num_grad_evals": int(first.num_grad_evals), "seconds": first_s,
+                  "reliable": first.reliable},
+        "second_num_grad_evals": int(est.num_grad_evals), "second_s": second_s}
+    for name in ("mode_fit", "pilot_grad_evals"):
+        if name in first.info:
+            est.info[name] = first.info[name]
+    if "mode_fit_s" in first.timing:
+        est.timing["mode_fit_s"] = first.timing["mode_fit_s"]
+    est.num_grad_evals += int(first.num_grad_evals)
+    # Both runs' replicates; the first run's whole time (its checks too) on its own.
+    est.timing["total_s"] = est.timing["total_s"] + first.timing["total_s"]
+    est.timing["escalation_first_s"] = first_s
     return est
 
 
@@ -488,8 +598,11 @@ def _mode_check(est, target, ref, key) -> dict:
     n_base = (base_start_count(np.shape(est.particles)[-1]) if _MODE_BASE_STARTS is None
               else int(_MODE_BASE_STARTS))
     base = np.asarray(start_ref.sample(jax.random.fold_in(key, 1), n_base)) if n_base else None
+    # A Student-t base (base="auto" after the tail check, or the user's): the
+    # mixture's components get its tails, else their light tails read a
+    # heavy-tailed target low and the check flags sound runs.
     problem, info = mode_check(target, est.particles, est.weights, est.log_z, est.stderr, key,
-                               base_starts=base)
+                               base_starts=base, df=student_df(ref))
     info["base_starts"] = n_base
     info["seconds"] = time.perf_counter() - t0
     return {"problem": problem, "info": info}

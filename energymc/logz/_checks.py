@@ -204,6 +204,23 @@ def _is_logw(x, locs, chols, log_pi, *, target):
     return nonfinite_to_neginf(lw)
 
 
+@jit_over_target(("target",))
+def _is_logw_t(x, locs, chols, log_pi, df, *, target):
+    """:func:`_is_logw` for a mixture of product Student-t components: ``loc + L t``,
+    ``t`` ``(dim,)`` independent ``t_df`` coordinates."""
+
+    def log_comp(loc, chol):
+        y = jax.scipy.linalg.solve_triangular(chol, (x - loc).T, lower=True).T
+        logdet = jnp.sum(jnp.log(jnp.diag(chol)))
+        one = (jax.scipy.special.gammaln(0.5 * (df + 1.0)) - jax.scipy.special.gammaln(0.5 * df)
+               - 0.5 * jnp.log(df * math.pi))
+        return (jnp.sum(one - 0.5 * (df + 1.0) * jnp.log1p(y**2 / df), axis=1) - logdet)
+
+    log_g = logsumexp(jax.vmap(log_comp)(locs, chols) + log_pi[:, None], axis=0)
+    lw = -jax.vmap(target.flat_energy)(x) - log_g
+    return nonfinite_to_neginf(lw)
+
+
 def _unreached(x, w, locs, chols, comp, wn, *, share=0.05, held=0.01):
     """Modes with at least ``share`` of the importance weight but under ``held``
     of the particles' weight (each particle counted at its nearest mode in the
@@ -303,7 +320,7 @@ def laplace_weights(log_mass, floor=0.25):
 
 
 def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=None, starts=32,
-               steps=400, max_modes=8, draws=4096, min_ess_frac=0.05):
+               steps=400, max_modes=8, draws=4096, min_ess_frac=0.05, df=None):
     """Importance sampling from a Gaussian mixture at the particles' local minima.
 
     Parameters
@@ -330,6 +347,16 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
     min_ess_frac
         The comparison is made only when the proposal fits: importance ESS at
         least this fraction of ``draws``.
+    df
+        ``None`` (default): Gaussian components. A number: each component is
+        ``loc + L t`` with ``t`` independent Student-t coordinates of ``df``
+        degrees of freedom and ``L`` the widened Laplace factor times
+        ``sqrt((df + 1) / df)`` (the same curvature at the mode). For runs
+        from a heavy-tailed base: Gaussian components have lighter tails than
+        a heavy-tailed target, their importance weights are heavy-tailed, and
+        the estimate reads low (0.06-0.08 nats on TUNING's student2, enough
+        to flag sound runs; benchmarks/RESULTS.md, "log_partition's default
+        follows its tail check").
 
     Returns
     -------
@@ -368,8 +395,14 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
     pi = laplace_weights(log_mass)
     k_c, k_e = jax.random.split(k_draw)
     comp = np.asarray(jax.random.choice(k_c, k, (draws,), p=jnp.asarray(pi)))
-    eps = np.asarray(jax.random.normal(k_e, (draws, dim), dtype), dtype=float)
     locs_a, chols_a = np.stack(locs), np.stack(chols)
+    if df is None:
+        eps = np.asarray(jax.random.normal(k_e, (draws, dim), dtype), dtype=float)
+    else:
+        eps = np.asarray(jax.random.t(k_e, float(df), (draws, dim), dtype), dtype=float)
+        # A t_df of scale s has curvature (df + 1) / (df s^2) at its mode: this
+        # s matches the Laplace curvature there.
+        chols_a = chols_a * math.sqrt((float(df) + 1.0) / float(df))
     # Draw by draw from its component, grouped by component: indexing the
     # factors by draw (chols_a[comp]) built a (draws, dim, dim) array, 8 GB and
     # 19 s at 500 dimensions; this is the same sums in the same order.
@@ -377,10 +410,13 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
     for j in range(k):
         sel = comp == j
         xs[sel] = locs_a[j] + np.einsum("ij,nj->ni", chols_a[j], eps[sel])
-    lw = np.asarray(_is_logw(jnp.asarray(xs, dtype), jnp.asarray(locs_a, dtype),
-                             jnp.asarray(chols_a, dtype), jnp.asarray(np.log(pi), dtype),
-                             target=target), dtype=float)
+    args = (jnp.asarray(xs, dtype), jnp.asarray(locs_a, dtype), jnp.asarray(chols_a, dtype),
+            jnp.asarray(np.log(pi), dtype))
+    lw = np.asarray(_is_logw(*args, target=target) if df is None else
+                    _is_logw_t(*args, jnp.asarray(float(df), dtype), target=target), dtype=float)
     info = {"modes": k, "draws": draws, **depth}
+    if df is not None:
+        info["df"] = float(df)
     if not np.any(np.isfinite(lw)):
         return None, {**info, "status": "skipped: no finite importance weight"}
     lse = float(logsumexp(lw))
@@ -394,12 +430,13 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
         return None, {**info, "status": f"skipped: the mixture fits poorly (ESS {ess:.0f})"}
     info["status"] = "compared"
     gap = is_log_z - log_z
+    shape = "Gaussian" if df is None else f"Student-t ({float(df):g} d.o.f.)"
     if gap > 3.0 * math.hypot(stderr, is_se):
         why = (f"{unreached} of them hold importance mass but no particle: the annealing lost "
                "those modes entirely" if unreached else
                "the annealing under-weighted modes it had found (typical of unequal "
                "mixtures, where a narrow mode gains its mass late)")
-        return (f"a second estimate, by importance sampling from a Gaussian at each of {k} "
+        return (f"a second estimate, by importance sampling from a {shape} at each of {k} "
                 f"local minima (found by descending from the particles and from draws of the "
                 f"base), is {gap:.2f} nats higher ({is_log_z:.3f} ± {is_se:.3f}): {why}, so "
                 "log Z is too low. Use slower annealing (target_ess=0.9 for smc, cess=0.999 "
@@ -407,7 +444,7 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
     if -gap > 3.0 * math.hypot(stderr, is_se) and ess >= 0.5 * draws:
         # The mixture fits well, and it is unbiased whatever the annealing did:
         # an estimate far above it came from a few overweighted particles.
-        return (f"a second estimate, by importance sampling from a Gaussian at each of {k} "
+        return (f"a second estimate, by importance sampling from a {shape} at each of {k} "
                 f"local minima (importance ESS {ess:.0f} of {draws}), is "
                 f"{-gap:.2f} nats lower ({is_log_z:.3f} ± {is_se:.3f}): the two disagree beyond "
                 "their error bars, so at least one is wrong. Use more particles= and slower "

@@ -19,7 +19,7 @@ import numpy as np
 from energymc.errors import OptionError
 
 __all__ = ["Reference", "GaussianReference", "MixtureReference", "DiscreteReference",
-           "NumpyroReference", "make_reference"]
+           "NumpyroReference", "make_reference", "student_t_reference", "student_df"]
 
 
 class Reference:
@@ -276,7 +276,54 @@ class NumpyroReference(Reference):
             return jnp.ones(self.dist.shape())
 
     def __repr__(self):
-        return f"NumpyroReference({type(self.dist).__name__})"
+        inner = _innermost(self.dist)
+        name = type(self.dist).__name__
+        if inner is not self.dist:  # e.g. StudentT(...).to_event(1): name what is inside
+            name = f"{name} of {type(inner).__name__}"
+        return f"NumpyroReference({name})"
+
+
+def _innermost(d):
+    """The distribution under NumPyro's ``Independent``/``ExpandedDistribution`` wrappers
+    (not under a transform: a transformed Student-t is not one)."""
+    import numpyro.distributions as npd
+
+    while isinstance(d, (npd.Independent, npd.ExpandedDistribution)):
+        d = d.base_dist
+    return d
+
+
+def student_t_reference(loc, scale, df) -> NumpyroReference:
+    """Independent Student-t coordinates: ``StudentT(df, loc, scale).to_event(1)``.
+
+    ``loc`` and ``scale`` are ``(dim,)``. The base ``base="auto"`` moves to
+    when the tail check reads the target heavier-tailed than a Gaussian
+    (:mod:`energymc.logz._tails`).
+    """
+    import numpyro.distributions as npd
+
+    dtype = jnp.result_type(float)
+    return NumpyroReference(npd.StudentT(jnp.asarray(df, dtype), jnp.asarray(loc, dtype),
+                                         jnp.asarray(scale, dtype)).to_event(1))
+
+
+def student_df(ref) -> float | None:
+    """The degrees of freedom of a Student-t base (the smallest, per coordinate), else ``None``.
+
+    The mode check then draws its importance proposal with tails as heavy
+    (:func:`energymc.logz._checks.mode_check`'s ``df``).
+    """
+    if not isinstance(ref, NumpyroReference):
+        return None
+    import numpyro.distributions as npd
+
+    inner = _innermost(ref.dist)
+    if not isinstance(inner, npd.StudentT):
+        return None
+    try:
+        return float(np.min(np.asarray(inner.df, dtype=float)))
+    except jax.errors.TracerArrayConversionError:  # traced: nothing to read
+        return None
 
 
 def _check_scale(scale, dim):
