@@ -333,6 +333,17 @@ def _estimate(call: _Call, ref, key, ckpt, spent=0.0, label="") -> LogZ:
 #: mass matrix) and tails heavy enough for any target with nu >= 3.
 ESCALATION_DF = 3.0
 
+#: The Student-t base's scale per coordinate, in units of the first run's
+#: weighted particle sd. A t_3 of scale 0.58 sd has that sd; the first run
+#: (from a lighter-tailed base) under-represents the tails, so its sd is
+#: low, and a base narrower than the target is the failure being fixed: a
+#: little wider. Chosen on TUNING's student2/student50, 20 seeds of AIS
+#: (``benchmarks/escalation_probe.py``; benchmarks/RESULTS.md, "log_partition's
+#: default follows its tail check"): mean z -0.91 at 0.45, -0.55 at 0.58,
+#: -0.30 at 0.6, +0.75 at 0.75, +0.75 at 1 (the check's own advice; student50
+#: median error +0.046, one silent miss) and every run flagged at 1.5.
+ESCALATION_SCALE = 0.75
+
 #: ``fold_in`` index of the second run's key (the first run's replicates use
 #: 0..R-1, its checks 10**6..10**6 + 3).
 _ESCALATION_KEY = 10**6 + 4
@@ -359,7 +370,8 @@ def _escalate(call: _Call, first: LogZ, key, ckpt, first_s: float) -> LogZ:
     from energymc.logz._reference import student_t_reference
 
     tails = first.info["checks"]["tails"]
-    ref = student_t_reference(tails["mean"], tails["sd"], ESCALATION_DF)
+    scale = ESCALATION_SCALE * np.asarray(tails["sd"], dtype=float)
+    ref = student_t_reference(tails["mean"], scale, ESCALATION_DF)
     budget_s, budget_evals = call.budget_pair
     if budget_s is not None:
         # One budget for the call: the second run gets what the first left
@@ -380,10 +392,12 @@ def _escalate(call: _Call, first: LogZ, key, ckpt, first_s: float) -> LogZ:
     est.info["escalation"] = {
         "reason": "the tail check read the target's tails heavier than the base's "
                   f"(median growth exponent {tails['median_exponent']:.2f}, a Gaussian's 2)",
-        "base": f"StudentT({ESCALATION_DF:g}, loc, scale).to_event(1), loc/scale the first "
-                "run's weighted particle mean and sd",
-        "loc": list(tails["mean"]), "scale": list(tails["sd"]), "df": ESCALATION_DF,
+        "base": f"StudentT({ESCALATION_DF:g}, loc, scale).to_event(1), loc the first run's "
+                f"weighted particle mean, scale {ESCALATION_SCALE:g} x their sd",
+        "loc": list(tails["mean"]), "scale": [float(v) for v in scale], "df": ESCALATION_DF,
         "first": {"log_z": first.log_z, "stderr": first.stderr,
+                  "replicates": None if first.replicates is None
+                  else [float(v) for v in first.replicates],
                   "problems": list(first.problems), "base": first.info.get("base"),
                   "num_grad_evals": int(first.num_grad_evals), "seconds": first_s,
                   "reliable": first.reliable},
