@@ -95,7 +95,13 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         ESS at least half its draws; else the default Gaussian:
         ``info["mode_fit"]["used"]``; where used, AIS anneals from the fit
         alone, ``defensive=0``, and the mode check still starts from the
-        default Gaussian),
+        default Gaussian; and where the tail check then reads the target
+        heavier-tailed than that base, the call runs again, same method,
+        options and replicates, from ``StudentT(3, loc, 0.75 sd).to_event(1)``
+        with the first run's weighted particle mean ``loc`` and sd ``sd``, and
+        returns that run, checked as any other: ``info["escalation"]`` holds
+        the first run's ``log_z``, ``stderr``, ``problems`` and cost; see
+        ``budget``, ``progress`` and ``checkpoint`` for the second run),
         ``"uniform"``, ``"bernoulli"`` (with ``probs=``), or a NumPyro
         distribution with draws ``(dim,)``.
     seed
@@ -116,7 +122,9 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         machine, so the estimate is not reproducible); ``{"grad_evals": N}``
         counts gradient evaluations instead (reproducible). The error shrinks
         like ``1/sqrt(replicates)``; it does not remove a bias every run
-        shares. Not together with ``replicates=``.
+        shares. Not together with ``replicates=``. Where ``base="auto"``
+        runs again from a Student-t base, the second run gets what the first
+        left of the budget (and at least 2 replicates).
     progress
         A bar (``tqdm.auto``). AIS, BDMC and SMC move it stage by stage from
         inside each compiled run (about a hundred updates per run at most),
@@ -128,6 +136,9 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         ``None`` (default) shows it in a terminal or notebook and not under
         ``CI``; ``True``, ``False``, or an object with
         ``start``/``update``/``close``. It never changes the estimate.
+        A ``base="auto"`` call that runs again from a Student-t base shows
+        that run as a second bar (a second ``start``, "Student-t base" in its
+        description), each bar filled to its own total.
     devices
         Where AIS, BDMC and SMC particles and PT's chains run: ``None``
         (default) splits them over every device JAX sees, an int ``n`` over
@@ -144,7 +155,9 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         ``True``): the replicate spread check, and for real targets a second
         estimate by importance sampling from a Gaussian mixture at the local
         minima the particles found (``info["checks"]``; see the
-        partition-functions guide).
+        partition-functions guide), and the tail check
+        (``info["checks"]["tails"]``), whose advice ``base="auto"`` follows.
+        ``checks=False`` runs none of them, so ``"auto"`` never escalates.
     checkpoint
         A directory (created if missing): each replicate's estimate is saved
         there as soon as it finishes, then the check's result. The same call
@@ -156,7 +169,10 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         option, seed, ...) or a damaged file raises :class:`energymc.io.CheckpointError` naming it (see
         ``docs/long-runs.md``). ``timing["resumed_replicates"]`` and
         ``timing["resumed_stages"]`` say how many replicates and stages were
-        read back.
+        read back. The second run of an escalated ``base="auto"`` call is
+        saved in the subdirectory ``escalated`` with its own record; resumed,
+        the first run is read back, its tail check (deterministic) reads
+        heavy again, and the second run resumes there.
     **options
         Method options (an unknown one raises an error listing the valid
         ones). Common: ``scale`` (sd of the default Gaussian, 2), ``probs``,
@@ -193,7 +209,9 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         ``log_z``, ``stderr`` (nats), ``ess``, ``stages``, ``particles``,
         ``weights``, ``lower``/``upper`` (bdmc), ``reliable``/``problems``,
         ``to_arviz()``, ``plot()``; ``info["devices"]``: how many devices
-        the particles or PT's chains were split over (1: the default device).
+        the particles or PT's chains were split over (1: the default device);
+        ``info["escalation"]`` where ``base="auto"`` ran again from a
+        Student-t base (see ``base``).
 
     Warns
     -----

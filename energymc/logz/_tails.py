@@ -20,6 +20,9 @@ exponential ones, 4 for a double well, and about 0 for a polynomially
 decaying density (``E ~ c log r``). A direction whose energy is not finite
 far out (a hard wall, an overflow) counts as light. The threshold on ``a`` was
 chosen on the zoo's TUNING half (``benchmarks/RESULTS.md``, "Tail check").
+Under ``base=None``/``"auto"`` (AIS, SMC) ``log_partition`` follows the
+check's advice itself: a run that reads heavy is run again from a Student-t
+base (``energymc.logz._api._escalate``).
 """
 
 from __future__ import annotations
@@ -187,7 +190,8 @@ def tail_check(target, particles, weights, key, *, base=None, directions=TAIL_DI
             f"shares the bias. Use a heavier-tailed base, e.g. "
             f"base=numpyro.distributions.StudentT(3, loc, scale).to_event(1) with loc and "
             f"scale about the target's centre and spread (est.info['checks']['tails'] holds "
-            f"the particles' 'mean' and 'sd')."), {**info, "mean": [float(t) for t in mean],
+            f"the particles' 'mean' and 'sd'); base=None does this itself with method='ais' "
+            f"or 'smc'."), {**info, "mean": [float(t) for t in mean],
                                                    "sd": [float(t) for t in sd]}
 
 
