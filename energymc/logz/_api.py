@@ -20,7 +20,7 @@ from energymc._util import kish_ess
 from energymc.energy import Energy
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
 from energymc.logz import _method
-from energymc.logz._bounds import bdmc_bounds
+from energymc.logz._bounds import bdmc_bounds, bracket_stderr
 from energymc.logz._checkpoint import LogZCheckpoint, fingerprint
 from energymc.logz._checks import replicate_check
 from energymc.logz._method import BaseOptions, Context, Estimate, LogZMethod
@@ -736,6 +736,10 @@ def _combine(m: LogZMethod, target, results: list[Estimate], ctx: Context, total
             # The midpoint of the pooled raw ends, its stderr at least half their gap.
             log_z = 0.5 * (bounds["lower_raw"] + bounds["upper_raw"])
             stderr = max(0.5 * (bounds["upper_raw"] - bounds["lower_raw"]), stderr)
+        # And at least what the reported bracket says (its half-width over z):
+        # the ends share the forward run's bias, which no spread shows.
+        info["bracket_stderr"] = bracket_stderr(log_z, lower, upper, bounds["bound_z"])
+        stderr = max(stderr, info["bracket_stderr"])
     return LogZ(method=m.name, target=target, log_z=log_z, stderr=stderr, ess=ess,
                 num_particles=m.num_particles(ctx.options), stages=first.stages,
                 particles=particles, weights=weights, lower=lower, upper=upper,

@@ -31,6 +31,14 @@ bracket that missed the truth carried the mode check's under-weighting
 problem (benchmarks/RESULTS.md, "BDMC: no upper bound where the draws miss a
 mode"). The lower end is kept: forward AIS is a stochastic lower bound
 whatever its kernel reached, and no TUNING lower bound missed.
+
+The record's midpoint is no more certain than the bracket:
+:func:`bracket_stderr` is a floor under its stderr, so that ``log_z ± z
+stderr`` covers ``[lower, upper]``. Where both ends share the forward run's
+bias (a curved target whose arms the particles lag), the replicates' spread
+and the weights see none of it, and without the floor the midpoint was a
+silent miss (benchmarks/RESULTS.md, "BDMC's midpoint as uncertain as its
+bracket").
 """
 
 from __future__ import annotations
@@ -43,8 +51,8 @@ from jax.scipy.special import logsumexp
 
 from energymc.logz._checks import replicate_check
 
-__all__ = ["LEVEL", "bdmc_bounds", "bracket", "ends_cross", "upper_reasons", "void_upper",
-           "z_of"]
+__all__ = ["LEVEL", "bdmc_bounds", "bracket", "bracket_stderr", "ends_cross", "upper_reasons",
+           "void_upper", "z_of"]
 
 #: Default two-sided level of the reported BDMC bracket (each end a one-sided
 #: bound at ``(1 + LEVEL) / 2``; ``log_partition(method="bdmc", level=...)``).
@@ -66,6 +74,22 @@ def bracket(info: dict, z: float) -> tuple[float, float]:
     upper = (math.inf if info.get("upper_void") else
              info["upper_raw"] + z * info["upper_margin_stderr"])
     return info["lower_raw"] - z * info["lower_stderr"], upper
+
+
+def bracket_stderr(log_z: float, lower: float, upper: float, z: float) -> float:
+    """The stderr that the reported bracket implies for the midpoint ``log_z``:
+    its larger distance to a finite bound, over ``z`` (0 where none is finite).
+
+    BDMC's midpoint is only as certain as its bracket: where both raw ends share
+    a bias (the reverse run started from the forward particles and retraces
+    them), the replicates' spread and the weights see none of it and the
+    midpoint's stderr was 4x too small on a curved target (banana10: -0.098 ±
+    0.025 with the bracket [-0.138, -0.005] about the truth). With this floor
+    ``log_z ± z * stderr`` covers ``[lower, upper]``, so a midpoint 3 stderrs
+    from the truth means a bracket that missed it by half its width again.
+    """
+    far = [d for d in (log_z - lower, upper - log_z) if math.isfinite(d)]
+    return max(max(far, default=0.0), 0.0) / z
 
 
 def ends_cross(lows, ups, lower_stderrs, upper_stderrs) -> bool:

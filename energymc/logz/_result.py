@@ -49,8 +49,11 @@ class LogZ:
         estimates of ``Z``.
     stderr
         Standard error of ``log_z`` in nats: from the weights (delta method,
-        ``sqrt(1/ESS - 1/n)``) for ``ais``; the larger of half the bound gap
-        and the bounds' noise for ``bdmc``; summed per-step variances for
+        ``sqrt(1/ESS - 1/n)``) for ``ais``; for ``bdmc`` the largest of half
+        the raw ends' gap, their noise, and the reported bracket's larger
+        distance from ``log_z`` over ``info["bound_z"]``
+        (``info["bracket_stderr"]``: ``log_z ± bound_z * stderr`` covers
+        ``[lower, upper]``); summed per-step variances for
         ``smc`` (approximate); batch means for ``pt``; the spread of BlackJAX's
         simulated volumes for ``nested``; from the spread of the replicates
         when ``replicates > 1``.

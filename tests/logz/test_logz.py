@@ -363,6 +363,62 @@ def test_bdmc_withdraws_the_upper_bound_when_the_forward_particles_miss_a_mode()
         assert good.lower <= 0.0 <= good.upper, (seed, good)
 
 
+def _banana4():
+    """A 4-d banana (two pairs ``a ~ N(0, 4)``, ``b | a ~ N(0.5 (a^2 - 4), 1)``): curved, so
+    the forward particles lag its arms and both of BDMC's ends share their bias."""
+    def energy(x):
+        a, b = x[0::2], x[1::2]
+        return jnp.sum(0.125 * a**2 + 0.5 * (b - 0.5 * (a**2 - 4.0)) ** 2)
+
+    # The twist (a, b) -> (a, b - 0.5 (a^2 - 4)) has Jacobian 1: the Gaussian's log Z.
+    return emc.Energy(energy, init=jnp.zeros(4), name="banana4"), 2 * math.log(4 * math.pi)
+
+
+def test_bdmc_midpoint_is_as_uncertain_as_its_bracket():
+    """Default reverse start on a curved target, literal seeds 0-11: both raw ends share the
+    forward run's lag, so the replicates' spread and the weights under-state the midpoint's
+    error. Negative control: the stderr before this floor (the larger of half the raw gap
+    and the replicates' stderr, rebuilt from the record) puts the reliable midpoints of
+    seeds 1 and 6 more than 3 stderrs from log Z, silent misses. With the floor
+    ``log_z ± bound_z * stderr`` covers the reported bracket in every run and no reliable
+    midpoint is 3 stderrs off."""
+    target, log_z = _banana4()
+    kw = dict(method="bdmc", particles=64, replicates=4, checks=False, schedule="linear",
+              num_temps=30)
+    old_silent, new_silent = [], []
+    for seed in range(12):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EnergymcWarning)
+            est = emc.log_partition(target, seed=seed, **kw)
+        info, rep = est.info, est.info["checks"]["replicates"]
+        z = info["bound_z"]
+        assert est.log_z - z * est.stderr <= est.lower + 1e-9, seed
+        assert est.log_z + z * est.stderr >= est.upper - 1e-9, seed
+        assert est.stderr == pytest.approx(max(info["bracket_stderr"], 0.5 * (
+            info["upper_raw"] - info["lower_raw"]), max(rep["spread"], rep["own"]) / 2.0))
+        old = max(0.5 * (info["upper_raw"] - info["lower_raw"]),
+                  max(rep["spread"], rep["own"]) / 2.0)
+        err = abs(est.log_z - log_z)
+        if est.reliable and err > 3 * old:
+            old_silent.append(seed)
+        if est.reliable and err > 3 * est.stderr:
+            new_silent.append(seed)
+    assert old_silent == [1, 6], old_silent
+    assert new_silent == [], new_silent
+
+
+def test_bracket_stderr_reads_the_finite_bounds_only():
+    """The floor is the midpoint's larger distance to a finite bound over z; a withdrawn
+    upper bound (+inf) is left out, and bounds that cross (lower > upper) give no floor
+    below zero."""
+    from energymc.logz._bounds import bracket_stderr
+
+    assert bracket_stderr(1.0, 0.6, 1.2, 2.0) == pytest.approx(0.2)
+    assert bracket_stderr(1.0, 0.9, 1.5, 2.0) == pytest.approx(0.25)
+    assert bracket_stderr(1.0, 0.6, math.inf, 2.0) == pytest.approx(0.2)
+    assert bracket_stderr(1.0, 1.2, 0.8, 2.0) == 0.0
+
+
 @pytest.mark.slow
 def test_bdmc_gap_shrinks_with_more_stages(gauss):
     exact = np.random.default_rng(1).multivariate_normal(_MU, _COV, size=256)
