@@ -334,6 +334,10 @@ def _estimate(call: _Call, ref, key, ckpt, spent=0.0, label="") -> LogZ:
         meter.update(1, {"check": est.info["checks"]["modes"].get("status", "")[:20]})
     if est.lower is not None:
         _bdmc_upper(est, check, getattr(ctx.options, "reverse_start", "forward"))
+        # BDMC's midpoint is no more certain than its bracket. Applied after the
+        # checks: the mode check compares with the noise stderr, and a stderr
+        # widened by the bracket hid the under-weighting that voids the upper end.
+        est.stderr = max(est.stderr, est.info.get("bracket_stderr", 0.0))
     if ckpt is not None and end is None:
         ckpt.save_end(check)
     meter.close()
@@ -736,10 +740,10 @@ def _combine(m: LogZMethod, target, results: list[Estimate], ctx: Context, total
             # The midpoint of the pooled raw ends, its stderr at least half their gap.
             log_z = 0.5 * (bounds["lower_raw"] + bounds["upper_raw"])
             stderr = max(0.5 * (bounds["upper_raw"] - bounds["lower_raw"]), stderr)
-        # And at least what the reported bracket says (its half-width over z):
-        # the ends share the forward run's bias, which no spread shows.
+        # The floor from the reported bracket (its half-width over z): the ends
+        # share the forward run's bias, which no spread shows. log_partition
+        # applies it after the checks, which compare with the noise stderr.
         info["bracket_stderr"] = bracket_stderr(log_z, lower, upper, bounds["bound_z"])
-        stderr = max(stderr, info["bracket_stderr"])
     return LogZ(method=m.name, target=target, log_z=log_z, stderr=stderr, ess=ess,
                 num_particles=m.num_particles(ctx.options), stages=first.stages,
                 particles=particles, weights=weights, lower=lower, upper=upper,
