@@ -33,8 +33,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from energymc.errors import OptionError
 
-__all__ = ["AXIS", "chain_mesh", "chosen_devices", "map_chains", "mesh_size", "on_one_device", "pad_rows",
-           "padded_rows", "particle_mesh", "place_rows", "put_rows"]
+__all__ = ["AXIS", "chain_mesh", "chosen_devices", "map_chains", "mesh_size", "on_one_device",
+           "pad_rows", "padded_rows", "particle_mesh", "place_rows", "put_rows"]
 
 #: Name of the mesh axis the chains (or particles) are split along.
 AXIS = "chains"

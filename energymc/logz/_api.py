@@ -166,7 +166,8 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         AIS, SMC or PT replicate cut short resumes from its last saved chunk of
         stages or rounds (saved about every 30 s); other methods run it again
         from its start. A directory holding another call (a changed energy,
-        option, seed, ...) or a damaged file raises :class:`energymc.io.CheckpointError` naming it (see
+        option, seed, ...) or a damaged file raises
+        :class:`energymc.io.CheckpointError` naming it (see
         ``docs/long-runs.md``). ``timing["resumed_replicates"]`` and
         ``timing["resumed_stages"]`` say how many replicates and stages were
         read back. The second run of an escalated ``base="auto"`` call is

@@ -373,7 +373,8 @@ def make_reference(target, base, *, scale=1.0, probs=None, pilot_fn=None,
         it), ``"modes"`` (a Laplace mixture at the target's modes plus the
         default Gaussian; ``modes_fn(scale, auto=False)`` fits it),
         ``"auto"`` (that fit where it matches the target, else the default
-        Gaussian: ``modes_fn(scale, auto=True)`` decides), ``"uniform"``, ``"bernoulli"`` (independent coordinates with
+        Gaussian: ``modes_fn(scale, auto=True)`` decides), ``"uniform"``,
+        ``"bernoulli"`` (independent coordinates with
         ``P(high) = probs``), a NumPyro distribution with draws of shape
         ``(dim,)``, or a :class:`Reference`.
     scale
