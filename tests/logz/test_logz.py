@@ -379,9 +379,9 @@ def test_bdmc_midpoint_is_as_uncertain_as_its_bracket():
     forward run's lag, so the replicates' spread and the weights under-state the midpoint's
     error. Negative control: the stderr before this floor (the larger of half the raw gap
     and the replicates' stderr, rebuilt from the record) puts the reliable midpoints of
-    seeds 1 and 6 more than 3 stderrs from log Z, silent misses. With the floor
-    ``log_z ± bound_z * stderr`` covers the reported bracket in every run and no reliable
-    midpoint is 3 stderrs off."""
+    seed 6 (and, with some library versions, seed 1) more than 3 stderrs from log Z,
+    silent misses. With the floor ``log_z ± bound_z * stderr`` covers the reported bracket
+    in every run and no reliable midpoint is 3 stderrs off."""
     target, log_z = _banana4()
     kw = dict(method="bdmc", particles=64, replicates=4, checks=False, schedule="linear",
               num_temps=30)
@@ -403,7 +403,10 @@ def test_bdmc_midpoint_is_as_uncertain_as_its_bracket():
             old_silent.append(seed)
         if est.reliable and err > 3 * est.stderr:
             new_silent.append(seed)
-    assert old_silent == [1, 6], old_silent
+    # Seed 6 is a miss on every platform measured; seed 1 sits near 3 stderrs and is one
+    # with the 3.11 stack only (its ArviZ 1.x / Python 3.12 stack moves it just inside),
+    # so the control asks for seed 6 and lets seed 1 be either.
+    assert 6 in old_silent and set(old_silent) <= {1, 6}, old_silent
     assert new_silent == [], new_silent
 
 
