@@ -24,6 +24,7 @@ from energymc.logz._bounds import bdmc_bounds, bracket_stderr
 from energymc.logz._checkpoint import LogZCheckpoint, fingerprint
 from energymc.logz._checks import replicate_check
 from energymc.logz._method import BaseOptions, Context, Estimate, LogZMethod
+from energymc.logz._outskirts import bound_by_bdmc, needs_bound
 from energymc.logz._path import AnnealingPath, check_path
 from energymc.logz._reference import (GaussianReference, MixtureReference, Reference,
                                       fit_gaussian, make_reference, student_df)
@@ -271,6 +272,9 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         est.num_grad_evals += int(pilot_cost)
     if isinstance(base, str) and base == "auto" and _tails_heavy(est):
         est = _escalate(call, est, key, ckpt, time.perf_counter() - t_call)
+    if isinstance(base, str) and base == "auto" and checks and needs_bound(est):
+        est = bound_by_bdmc(call, est, est.info["reference"], key, ckpt,
+                            time.perf_counter() - t_call)
     if est.problems:
         warnings.warn(f"log_partition(method={method!r}): " + " ".join(est.problems),
                       EnergymcWarning, stacklevel=2)
