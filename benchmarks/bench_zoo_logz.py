@@ -75,6 +75,8 @@ def run_one(entry, target, method, seed, base=None):
             "lower_raw": est.info.get("lower_raw"), "upper_raw": est.info.get("upper_raw"),
             "upper_margin_stderr": est.info.get("upper_margin_stderr"),
             "upper_void": est.info.get("upper_void"),
+            "outskirts": {k: v for k, v in est.info.get("checks", {}).get("outskirts", {}).items()
+                          if k in ("trend", "upper", "stderr_before", "seconds")},
             "silent": bool(est.reliable and abs(err) > 3 * est.stderr),
             "mode_check": {k: v for k, v in est.info.get("checks", {}).get("modes", {}).items()
                            if k in ("status", "modes", "unreached", "log_z", "stderr", "ess",

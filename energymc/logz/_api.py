@@ -274,7 +274,7 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         est = _escalate(call, est, key, ckpt, time.perf_counter() - t_call)
     if isinstance(base, str) and base == "auto" and checks and needs_bound(est):
         est = bound_by_bdmc(call, est, est.info["reference"], key, ckpt,
-                            time.perf_counter() - t_call)
+                            time.perf_counter() - t_call, _estimate)
     if est.problems:
         warnings.warn(f"log_partition(method={method!r}): " + " ".join(est.problems),
                       EnergymcWarning, stacklevel=2)

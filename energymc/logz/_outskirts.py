@@ -119,13 +119,14 @@ def needs_bound(est) -> bool:
     return bool(trend > OUTSKIRTS_TREND)
 
 
-def bound_by_bdmc(call, est, ref, key, ckpt, first_s: float):
+def bound_by_bdmc(call, est, ref, key, ckpt, first_s: float, estimate):
     """Widen ``est.stderr`` to reach an independent BDMC run's 95% upper bound.
 
     ``call`` is ``log_partition``'s ``_Call`` for the AIS run ``est``; BDMC
     runs with the same options, base ``ref``, replicates and devices on
     ``fold_in(key, _OUTSKIRTS_KEY)``, without checks of its own (``est``
-    passed them), in the subdirectory ``outskirts`` of ``ckpt``. A withdrawn
+    passed them), in the subdirectory ``outskirts`` of ``ckpt``, through
+    ``estimate`` (``log_partition``'s one-estimate runner). A withdrawn
     (infinite) upper bound flags ``est``. The BDMC run's cost is added to
     ``est.num_grad_evals`` and ``est.timing["outskirts_s"]``; what it found
     goes to ``est.info["checks"]["outskirts"]``. Returns ``est``.
@@ -137,7 +138,7 @@ def bound_by_bdmc(call, est, ref, key, ckpt, first_s: float):
     import jax
 
     from energymc.logz import _method
-    from energymc.logz._api import METHODS, _estimate
+    from energymc.logz._api import METHODS
     from energymc.logz._checkpoint import LogZCheckpoint
 
     m = _method.get("bdmc", METHODS)
@@ -151,7 +152,7 @@ def bound_by_bdmc(call, est, ref, key, ckpt, first_s: float):
     sub = None if ckpt is None else LogZCheckpoint(os.path.join(ckpt.path, OUTSKIRTS_DIR),
                                                    save_every=ckpt.save_every)
     t0 = time.perf_counter()
-    bdmc = _estimate(sub_call, ref, jax.random.fold_in(key, _OUTSKIRTS_KEY), sub,
+    bdmc = estimate(sub_call, ref, jax.random.fold_in(key, _OUTSKIRTS_KEY), sub,
                      spent=est.num_grad_evals if budget_evals is not None else 0.0,
                      label=", BDMC bound: the weights rise outward")
     seconds = time.perf_counter() - t0
