@@ -95,3 +95,15 @@ def test_no_check_for_other_methods_explicit_bases_or_checks_off():
         for est in (emc.log_partition(target, seed=2, checks=False),
                     emc.log_partition(target, seed=2, base="gaussian")):
             assert "outskirts" not in est.info.get("checks", {})
+
+
+def test_checkpoint_holds_the_bdmc_run(tmp_path):
+    entry = zoo.by_name("banana2")
+    target = entry.build()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = emc.log_partition(target, seed=2, checkpoint=tmp_path)
+        again = emc.log_partition(target, seed=2, checkpoint=tmp_path)
+    assert (tmp_path / "outskirts").is_dir()
+    assert again.log_z == first.log_z and again.stderr == first.stderr
+    assert again.info["checks"]["outskirts"]["upper"] == first.info["checks"]["outskirts"]["upper"]
