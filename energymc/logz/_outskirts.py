@@ -102,8 +102,8 @@ def stderr_to_reach(log_z: float, stderr: float, upper: float) -> float:
 
 
 #: ``fold_in`` index of the BDMC run's key (the first run uses 0..R-1 and
-#: 10**6..10**6 + 4; the Student-t rerun 10**6 + 4).
-_OUTSKIRTS_KEY = 10**6 + 5
+#: 10**6..10**6 + 3; the Student-t rerun 10**6 + 4, the PT fallback 10**6 + 5).
+_OUTSKIRTS_KEY = 10**6 + 6
 
 
 def needs_bound(est) -> bool:
