@@ -24,6 +24,11 @@ every variable and every chain:
   and the variance inflation along the stiffest direction estimated from the
   energy's curvature (the ``variance_inflation`` stat) <= 1.05 in every chain;
 - parallel tempering: at least one round trip of a replica across the ladder.
+
+Long runs: a posterior over 16 MB is judged a batch of coordinates at a time,
+and past 100,000 draws per chain a segment of draws at a time, the segments'
+ArviZ tables combined (:func:`_segmented_table` says how), so that memory
+grows with neither the dimension nor the number of draws.
 """
 
 from __future__ import annotations
@@ -81,6 +86,15 @@ class _ArviZ0:
     def summary(self, data, **kwargs):
         return self.az.summary(data, **kwargs)
 
+    def round(self, table, round_to):
+        """``table`` rounded as 0.x's ``summary(round_to=...)`` rounds its own."""
+        if round_to in ("None", "none"):
+            return table
+        if round_to is not None:
+            return table.round(round_to)
+        return table.round({c: 0 if c in ("ess_bulk", "ess_tail") else 2 if c == "r_hat" else 3
+                            for c in table.columns})
+
     def table(self, data):
         """Per-element mean, sd, MCSE, bulk/tail ESS, rank R-hat (unrounded DataFrame)."""
         return self.az.summary(data, kind="all", stat_focus="mean", round_to="none")
@@ -137,6 +151,16 @@ class _ArviZ1(_ArviZ0):
 
     def table(self, data):
         return self.az.summary(data, kind="all", round_to="none")
+
+    def round(self, table, round_to):
+        """``table`` rounded as 1.x's ``summary(round_to=...)`` rounds its own."""
+        from arviz_base import rcParams
+        from arviz_stats.base.stats_utils import round_num
+
+        if round_to in ("None", "none"):
+            return table
+        precision = rcParams["stats.round_to"] if round_to is None else round_to
+        return table.map(lambda v: round_num(v, precision))
 
     def bfmi(self, data) -> np.ndarray:
         return np.atleast_1d(np.asarray(self.az.bfmi(data)["energy"], dtype=float))
@@ -332,8 +356,62 @@ def summary(obj, **kwargs):
 
     ``kwargs`` go to the installed ArviZ's ``summary`` (0.x and 1.x differ,
     e.g. 1.x reports an equal-tailed ``eti89`` interval where 0.x gives ``hdi_3%``).
+
+    A posterior of more than 16 MB (in float64) with more than 100,000 draws
+    per chain is summarised by ArviZ a batch of coordinates and a segment of
+    draws at a time, and the segments combined (:func:`_segmented_table`), so
+    that memory does not grow with the number of draws; ``kwargs`` other than
+    ``kind`` (``"all"``, ``"stats"``, ``"diagnostics"``), ``var_names`` (names,
+    no ``~``), ``hdi_prob``, ``ci_prob``, ``ci_kind`` and ``round_to`` send it
+    to ArviZ whole.
     """
-    return _adapter().summary(_as_data(obj), **kwargs)
+    data = _as_data(obj)
+    table = _segmented_summary(data, kwargs)
+    return _adapter().summary(data, **kwargs) if table is None else table
+
+
+def _segmented_summary(data, kwargs: dict):
+    """ArviZ's summary of ``data`` by batches of coordinates and segments of draws, or
+    ``None`` where ArviZ should see it whole: a run of at most ``_SEGMENT_DRAWS``
+    draws per chain, a posterior of at most ``_BATCH_BYTES``, or an argument the
+    segments cannot honour (``_SEGMENT_KWARGS``)."""
+    import pandas as pd
+    import xarray as xr
+
+    ad = _adapter()
+    post = group(data, "posterior")
+    kwargs = dict(kwargs)
+    names = kwargs.pop("var_names", None)
+    names = [names] if isinstance(names, str) else names
+    if (post is None or set(kwargs) - _SEGMENT_KWARGS
+            or kwargs.get("kind", "all") not in ("all", "stats", "diagnostics")
+            or kwargs.get("round_to") == "auto"
+            or any(not isinstance(n, str) or n.startswith("~") for n in names or [])):
+        return None
+    post = post if names is None else post[list(names)]
+    n_draws = int(post.sizes["draw"])
+    if n_draws <= _SEGMENT_DRAWS or sum(_f64_bytes(v) for v in post.data_vars.values()) \
+            <= _BATCH_BYTES:
+        return None
+    round_to = kwargs.pop("round_to", None)
+    segments = _segments(n_draws)
+
+    def table_of(ds):
+        return ad.summary(ad.assemble({"posterior": ds}, {}), round_to="none", **kwargs)
+
+    tables = []
+    try:
+        for batch in _batches(post.isel(draw=segments[0])):
+            part = xr.Dataset({k: post[k].isel(sel) for k, sel in batch.items()},
+                              attrs=post.attrs)
+            tables.append(_segmented_table(part, segments, table_of))
+    except _CannotSegment:
+        return None
+    table = pd.concat(tables)
+    thinned = [row for t in tables for row in t.attrs["thinned_ess"]]
+    table = ad.round(table, round_to)
+    table.attrs = {"segments": len(segments), "thinned_ess": thinned}
+    return table
 
 
 # ------------------------------------------------------------------ verdict
@@ -399,6 +477,14 @@ class Diagnosis:
             per = n.get("acceptance_per_chain") or []
             worst = f" (lowest chain {min(per):.3f})" if len(per) > 1 else ""
             head.append(f"mean acceptance {n['acceptance']:.3f}{worst}")
+        segments = self.table.attrs.get("segments", 1)
+        if segments > 1:
+            thinned = self.table.attrs.get("thinned_ess", [])
+            head.append(f"judged in {segments} segments of about {n['draws'] // segments:,} "
+                        f"draws per chain (R-hat on 1 draw in {segments})"
+                        + (f"; ESS of {_names(thinned)} from the thinned draws (segments "
+                           f"under {_SEGMENT_MIN_ESS_PER_CHAIN} ESS per chain)"
+                           if thinned else ""))
         verdict = ["OK: no problems found."] if self.ok else [f"- {p}" for p in self.problems]
         return head + verdict
 
@@ -472,6 +558,131 @@ def _batches(post) -> list[dict]:
     return batches + ([batch] if batch else [])
 
 
+# Draws per chain above which a posterior too large for one batch is judged a contiguous
+# segment of draws at a time (:func:`_segmented_table`): ArviZ's ESS and R-hat of one
+# coordinate need about ten float64 copies of its draws (~330 MB at 4 chains x 10^6).
+_SEGMENT_DRAWS = 100_000
+# Segments' ESS add up only when a segment is much longer than the autocorrelation
+# time. A segment with fewer than this many bulk or tail ESS per chain (an
+# autocorrelation time over 1/50 of the segment) is too short to be trusted to, and
+# the row takes ArviZ's ESS and MCSE of the thinned draws instead.
+_SEGMENT_MIN_ESS_PER_CHAIN = 50
+# summary() arguments the segments can honour; any other goes to ArviZ whole.
+_SEGMENT_KWARGS = frozenset({"kind", "hdi_prob", "ci_prob", "ci_kind", "round_to", "var_names"})
+
+
+class _CannotSegment(Exception):
+    """A column of ArviZ's table that segments cannot be combined into (it goes whole)."""
+
+
+def _segments(n_draws: int) -> list[slice]:
+    """Contiguous, near-equal slices of ``n_draws``, none longer than ``_SEGMENT_DRAWS``."""
+    count = -(-n_draws // _SEGMENT_DRAWS)
+    edges = [n_draws * i // count for i in range(count + 1)]
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def _is_interval(column: str) -> bool:
+    """An interval bound of ArviZ's table: ``hdi_3%`` (0.x), ``eti89_lb`` / ``hdi89_ub`` (1.x)."""
+    return column.startswith(("hdi", "eti")) and (column.endswith(("%", "_lb", "_ub")))
+
+
+def _segmented_table(part, segments: list[slice], table_of, on_part=None):
+    """ArviZ's table of the coordinates in ``part``, from segments of their draws.
+
+    Each segment of draws (every chain, draws ``segments[i]``) and the draws
+    thinned to one in ``len(segments)`` (spanning the whole run, each chain
+    about one segment long) are loaded in turn and handed to ``table_of``
+    (ArviZ); each is dropped before the next, so the memory is one segment's.
+    Every number is ArviZ's, combined as follows (``w_s``: segment ``s``'s share
+    of the draws):
+
+    - ``mean``: ``sum_s w_s mean_s``; ``sd``: the pooled sum of squares of the
+      segments (exact, ``ddof=1`` as ArviZ);
+    - interval bounds: ``sum_s w_s bound_s``, an average of the segments'
+      quantile-type estimates (bias of order ``1 / segment length``);
+    - ``ess_bulk``, ``ess_tail``: ``sum_s ess_s``, and ``mcse_mean``,
+      ``mcse_sd``: ``sqrt(sum_s w_s^2 mcse_s^2)``. Both treat the segments as
+      independent runs, which holds when a segment is much longer than the
+      autocorrelation time. Where some segment has fewer than
+      ``_SEGMENT_MIN_ESS_PER_CHAIN`` bulk or tail ESS per chain it does not
+      hold, and the row takes the thinned draws' ESS and MCSE instead (close to
+      the whole run's when the autocorrelation time is much longer than the
+      thinning step, lower otherwise: never optimistic). A segment's tail ESS
+      is the smaller of its two quantiles' ESS, so their sum is at most the
+      whole run's minimum: conservative;
+    - ``r_hat``: ArviZ's rank-normalised split R-hat of the thinned draws. It
+      compares the chains, and each chain's halves, over the whole run, as the
+      full R-hat does, on one draw in ``len(segments)``.
+
+    Parameters
+    ----------
+    part
+        ``xarray.Dataset`` of variables ``(chain, draw, *event)``, lazy or not.
+    segments
+        Slices of the ``draw`` axis covering it (:func:`_segments`).
+    table_of
+        ``Dataset -> pandas.DataFrame``: ArviZ's table of a loaded Dataset,
+        unrounded.
+    on_part
+        Called with each loaded segment (e.g. to count non-finite draws).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per coordinate, ArviZ's labels and columns; ``attrs["thinned_ess"]``
+        lists the rows whose ESS and MCSE come from the thinned draws.
+    """
+    n_chains = int(part.sizes["chain"])
+    tables, lengths = [], []
+    for seg in segments:
+        loaded = part.isel(draw=seg).load()
+        if on_part is not None:
+            on_part(loaded)
+        tables.append(table_of(loaded))
+        lengths.append(seg.stop - seg.start)
+        del loaded                          # before the next segment is read
+    thinned = table_of(part.isel(draw=slice(0, None, len(segments))).load())
+    for t in tables:
+        if not (t.index.equals(thinned.index) and t.columns.equals(thinned.columns)):
+            raise _CannotSegment("ArviZ labelled the segments differently")
+
+    def col(name):                          # (segments, rows)
+        if name not in thinned.columns:
+            raise _CannotSegment(name)
+        return np.stack([t[name].to_numpy(dtype=float) for t in tables])
+
+    w = (np.asarray(lengths, dtype=float) / sum(lengths))[:, None]         # (segments, 1)
+    n = n_chains * np.asarray(lengths, dtype=float)[:, None]                # draws pooled
+    trusted = None
+    if "ess_bulk" in thinned.columns or "ess_tail" in thinned.columns:
+        floor = _SEGMENT_MIN_ESS_PER_CHAIN * n_chains
+        with np.errstate(invalid="ignore"):
+            trusted = np.all((col("ess_bulk") >= floor) & (col("ess_tail") >= floor), axis=0)
+    out = thinned.copy()
+    for name in thinned.columns:
+        values = col(name)
+        if name == "mean":
+            out[name] = np.sum(w * values, axis=0)
+        elif name == "sd":
+            means = col("mean")
+            grand = np.sum(w * means, axis=0)
+            squares = np.sum((n - 1) * values**2 + n * (means - grand) ** 2, axis=0)
+            out[name] = np.sqrt(squares / (n.sum() - 1))
+        elif _is_interval(name):
+            out[name] = np.sum(w * values, axis=0)
+        elif name in ("ess_bulk", "ess_tail"):
+            out[name] = np.where(trusted, np.sum(values, axis=0), thinned[name].to_numpy(float))
+        elif name in ("mcse_mean", "mcse_sd"):
+            combined = np.sqrt(np.sum(w**2 * values**2, axis=0))
+            out[name] = combined if trusted is None else np.where(
+                trusted, combined, thinned[name].to_numpy(float))
+        elif name != "r_hat":               # r_hat: the thinned draws' own
+            raise _CannotSegment(name)
+    out.attrs["thinned_ess"] = [] if trusted is None else list(out.index[~trusted])
+    return out
+
+
 def _table_and_nonfinite(ad, data, post):
     """ArviZ's per-coordinate table (``_TABLE_COLUMNS``) and ``{variable: non-finite count}``.
 
@@ -490,18 +701,31 @@ def _table_and_nonfinite(ad, data, post):
                 bad = int(np.count_nonzero(~np.isfinite(np.asarray(v, dtype=float))))
                 into[name] = into.get(name, 0) + bad
 
+    def table_of(ds):
+        return ad.table(ad.assemble({"posterior": ds}, {}))[_TABLE_COLUMNS]
+
     nonfinite: dict[str, int] = {}
     if sum(_f64_bytes(v) for v in post.data_vars.values()) <= _BATCH_BYTES:
         count(post, nonfinite)
         table = ad.table(data)[_TABLE_COLUMNS]
-    else:
-        tables = []
-        for batch in _batches(post):
-            part = xr.Dataset({k: post[k].isel(sel) for k, sel in batch.items()},
-                              attrs=post.attrs).load()
+        table.attrs["segments"] = 1
+        return table, {k: v for k, v in nonfinite.items() if v}
+    n_draws = int(post.sizes["draw"])
+    segments = _segments(n_draws) if n_draws > _SEGMENT_DRAWS else None
+    tables, thinned = [], []
+    # Batches are sized by one segment's draws: that is what is loaded at once.
+    for batch in _batches(post if segments is None else post.isel(draw=segments[0])):
+        part = xr.Dataset({k: post[k].isel(sel) for k, sel in batch.items()}, attrs=post.attrs)
+        if segments is None:
+            part = part.load()
             count(part, nonfinite)
-            tables.append(ad.table(ad.assemble({"posterior": part}, {}))[_TABLE_COLUMNS])
-        table = pd.concat(tables)
+            tables.append(table_of(part))
+        else:
+            tables.append(_segmented_table(part, segments, table_of,
+                                           on_part=lambda ds: count(ds, nonfinite)))
+            thinned += tables[-1].attrs["thinned_ess"]
+    table = pd.concat(tables)
+    table.attrs = {"segments": 1 if segments is None else len(segments), "thinned_ess": thinned}
     return table, {k: v for k, v in nonfinite.items() if v}
 
 
@@ -526,6 +750,11 @@ def diagnose(obj, thresholds: Thresholds | None = None, max_rows: int | None = N
         How many rows of the table the text and HTML renderings show (worst
         first; default 10). It never changes the verdict: every variable is
         judged and ``.table`` holds all rows.
+
+    A posterior over 16 MB with more than 100,000 draws per chain is judged
+    from segments of its draws (:func:`_segmented_table`); ``.table.attrs``
+    then holds ``segments`` (how many) and ``thinned_ess`` (rows whose ESS
+    and MCSE come from the thinned draws), and the headline says so.
 
     Returns
     -------

@@ -4,8 +4,9 @@
 of a :class:`energymc.io.Checkpoint`) and hands back a :class:`energymc.Run`
 that keeps none of them in memory. Its headline numbers (acceptance,
 divergences) and :meth:`energymc.Run.summary` are computed here chunk by
-chunk, so the memory they need does not grow with the number of draws beyond
-one variable's draws at a time. ``run.to_arviz()`` hands back ArviZ data whose
+chunk, so the memory they need does not grow with the number of draws (past
+100,000 draws per chain, ESS and R-hat come from segments of the draws:
+:func:`energymc.diagnostics._segmented_table`). ``run.to_arviz()`` hands back ArviZ data whose
 arrays are *lazy*: xarray variables backed by the chunk files
 (:class:`StoredArray`), read only where they are indexed, so ``diagnose``
 (which judges a batch of coordinates at a time) and the plots (which load the
@@ -174,13 +175,24 @@ def summary(run, **kwargs):
     computed over whole chains), but not every coordinate at once: the
     coordinates are gathered in batches of about 16 MB from the chunk files
     and each batch is summarised by ArviZ, so the table is ArviZ's own and
-    memory stays flat in the dimension and, up to one coordinate's draws
-    (``chains * draws * 8`` bytes), in the number of draws.
+    memory stays flat in the dimension. A run of more than
+    ``diagnostics._SEGMENT_DRAWS`` draws per chain is summarised from
+    segments of its draws read from the lazy ArviZ data
+    (:func:`energymc.diagnostics.summary`), so memory stays flat in the number
+    of draws too.
     """
     import pandas as pd
 
+    from energymc.diagnostics import _segmented_summary
     from energymc.diagnostics import summary as arviz_summary
 
+    # A long run: segments of draws from the lazy ArviZ data, memory flat in the draws.
+    from energymc import diagnostics
+
+    if run._store.done > diagnostics._SEGMENT_DRAWS:
+        table = _segmented_summary(run.to_arviz(), kwargs)
+        if table is not None:
+            return table
     store = run._store
     labels = _labels(_display_layout(run))
     step = batch_size(run.chains, store.done)

@@ -133,6 +133,30 @@ def test_diagnose_judges_a_stored_run_a_batch_of_coordinates_at_a_time(runs, rea
         pd.testing.assert_frame_equal(diagnosis.table, expected.table)
 
 
+def test_a_long_stored_run_is_summarised_and_diagnosed_a_segment_of_draws_at_a_time(
+        runs, reads, monkeypatch):
+    from energymc import diagnostics
+
+    stored, in_memory, _ = runs
+    coordinate = 2 * 20 * 4  # a segment of one coordinate (2 chains x 20 float32) as read
+    monkeypatch.setattr(diagnostics, "_SEGMENT_DRAWS", 20)  # 60 draws: 3 segments
+    monkeypatch.setattr(diagnostics, "_BATCH_BYTES", 2 * 20 * 8)
+    table = stored.summary(round_to="none")
+    posterior = [n for name, n in reads["arrays"] if name in ("a", "b")]
+    # 4 coordinates x (3 segments + the draws thinned to 1 in 3): never more at once.
+    assert len(posterior) == 16 and max(posterior) == coordinate
+    assert table.attrs["segments"] == 3
+    assert list(table.index) == ["a[0]", "a[1]", "a[2]", "b"]
+    # The same rule for the run in memory (emc.summary) gives the same table.
+    pd.testing.assert_frame_equal(table, emc.summary(in_memory, round_to="none"))
+    whole = diagnostics._adapter().summary(in_memory.to_arviz(), round_to="none")
+    np.testing.assert_allclose(table["mean"], whole["mean"], rtol=1e-5)
+    np.testing.assert_allclose(table["sd"], whole["sd"], rtol=1e-5)
+    lazy, expected = stored.diagnose(), emc.diagnose(in_memory)
+    assert lazy.table.attrs["segments"] == 3 and lazy.numbers == expected.numbers
+    pd.testing.assert_frame_equal(lazy.table, expected.table)
+
+
 def test_a_plot_of_a_stored_run_reads_only_the_variables_it_draws(runs, reads):
     import matplotlib
 
