@@ -366,15 +366,36 @@ def summary(obj, **kwargs):
     to ArviZ whole.
     """
     data = _as_data(obj)
-    table = _segmented_summary(data, kwargs)
+    table = segmented_summary(data, kwargs)
     return _adapter().summary(data, **kwargs) if table is None else table
 
 
-def _segmented_summary(data, kwargs: dict):
-    """ArviZ's summary of ``data`` by batches of coordinates and segments of draws, or
-    ``None`` where ArviZ should see it whole: a run of at most ``_SEGMENT_DRAWS``
-    draws per chain, a posterior of at most ``_BATCH_BYTES``, or an argument the
-    segments cannot honour (``_SEGMENT_KWARGS``)."""
+def judged_in_segments(n_draws: int) -> bool:
+    """Whether a run of ``n_draws`` draws per chain is past the length (100,000)
+    from which :func:`summary` and :func:`diagnose` use segments of its draws
+    (when its posterior is also over 16 MB)."""
+    return int(n_draws) > _SEGMENT_DRAWS
+
+
+def segmented_summary(data, kwargs: dict):
+    """ArviZ's summary of a long run by batches of coordinates and segments of draws.
+
+    Parameters
+    ----------
+    data
+        ArviZ data whose ``posterior`` variables are ``(chain, draw, *event)``
+        (lazy arrays stay lazy until a segment of them is loaded).
+    kwargs
+        The arguments of :func:`summary`.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        One row per coordinate, ArviZ's columns, rounded as ArviZ rounds
+        (``attrs``: ``segments``, ``thinned_ess``); ``None`` where ArviZ should
+        see the data whole: at most 100,000 draws per chain, a posterior of at
+        most 16 MB, or an argument the segments cannot honour.
+    """
     import pandas as pd
     import xarray as xr
 
@@ -390,8 +411,8 @@ def _segmented_summary(data, kwargs: dict):
         return None
     post = post if names is None else post[list(names)]
     n_draws = int(post.sizes["draw"])
-    if n_draws <= _SEGMENT_DRAWS or sum(_f64_bytes(v) for v in post.data_vars.values()) \
-            <= _BATCH_BYTES:
+    if not judged_in_segments(n_draws) \
+            or sum(_f64_bytes(v) for v in post.data_vars.values()) <= _BATCH_BYTES:
         return None
     round_to = kwargs.pop("round_to", None)
     segments = _segments(n_draws)
@@ -711,7 +732,7 @@ def _table_and_nonfinite(ad, data, post):
         table.attrs["segments"] = 1
         return table, {k: v for k, v in nonfinite.items() if v}
     n_draws = int(post.sizes["draw"])
-    segments = _segments(n_draws) if n_draws > _SEGMENT_DRAWS else None
+    segments = _segments(n_draws) if judged_in_segments(n_draws) else None
     tables, thinned = [], []
     # Batches are sized by one segment's draws: that is what is loaded at once.
     for batch in _batches(post if segments is None else post.isel(draw=segments[0])):

@@ -176,21 +176,19 @@ def summary(run, **kwargs):
     coordinates are gathered in batches of about 16 MB from the chunk files
     and each batch is summarised by ArviZ, so the table is ArviZ's own and
     memory stays flat in the dimension. A run of more than
-    ``diagnostics._SEGMENT_DRAWS`` draws per chain is summarised from
+    100,000 draws per chain is summarised from
     segments of its draws read from the lazy ArviZ data
     (:func:`energymc.diagnostics.summary`), so memory stays flat in the number
     of draws too.
     """
     import pandas as pd
 
-    from energymc.diagnostics import _segmented_summary
+    from energymc.diagnostics import judged_in_segments, segmented_summary
     from energymc.diagnostics import summary as arviz_summary
 
     # A long run: segments of draws from the lazy ArviZ data, memory flat in the draws.
-    from energymc import diagnostics
-
-    if run._store.done > diagnostics._SEGMENT_DRAWS:
-        table = _segmented_summary(run.to_arviz(), kwargs)
+    if judged_in_segments(run._store.done):
+        table = segmented_summary(run.to_arviz(), kwargs)
         if table is not None:
             return table
     store = run._store
