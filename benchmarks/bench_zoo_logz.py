@@ -89,8 +89,25 @@ def run_one(entry, target, method, seed, base=None):
             "upper_stderr": est.info.get("upper_stderr"),
             "replicates": None if est.replicates is None else list(map(float, est.replicates)),
             "problems": [p[:120] for p in est.problems],
+            # base="auto"'s reruns: the first run (before them) is what the call
+            # returned without them, so one run gives both sides of a before/after.
+            "escalated": "escalation" in est.info,
+            "fallback": _fallback_record(est.info.get("fallback"), entry.log_z),
             # Whole sentences: which check fired (the BDMC bound rule reads them).
             "problems_full": list(est.problems)}
+
+
+def _fallback_record(fb, truth):
+    """The parallel-tempering fallback's first run as a row's ``before`` (or ``None``)."""
+    if fb is None:
+        return None
+    first = fb["first"]
+    err = first["log_z"] - truth
+    return {"log_z": first["log_z"], "stderr": first["stderr"], "err": err,
+            "reliable": first["reliable"], "seconds": first["seconds"],
+            "silent": bool(first["reliable"] and abs(err) > 3 * first["stderr"]),
+            "mode_check": first["mode_check"], "disagree": fb["disagree"],
+            "pt_problems": [p[:120] for p in fb["pt"]["problems"]]}
 
 
 def summarise(rows):
@@ -162,6 +179,22 @@ def print_tables(rows, zs):
         print(f"| {s['method']} | {s['target']} | {s['dim']} | {s['runs']} | "
               f"{s['med_abs_err']:.3f} | {s['coverage']:.2f} | {s['silent']} | {s['flagged']} | "
               f"{s['cold_s']:.1f} | {s['warm_s']:.1f} | {br} | {raw} | {inv} | {fin} | {wid} |")
+    fired = [r for r in rows if r.get("fallback")]
+    if fired:
+        # The same runs as returned before the fallback existed: the first run's record.
+        before = [{**r, **{k: r["fallback"][k] for k in ("log_z", "stderr", "err", "reliable",
+                                                         "silent", "seconds")}}
+                  if r.get("fallback") else r for r in rows]
+        print("\nBefore the PT fallback (its first run), and how often it fired:\n")
+        print("| method | target | dim | runs | fired | med abs err | coverage | silent | "
+              "flagged | warm s |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for s in summarise(before):
+            n = sum(bool(r.get("fallback")) for r in rows
+                    if r["method"] == s["method"] and r["target"] == s["target"])
+            print(f"| {s['method']} | {s['target']} | {s['dim']} | {s['runs']} | {n} | "
+                  f"{s['med_abs_err']:.3f} | {s['coverage']:.2f} | {s['silent']} | "
+                  f"{s['flagged']} | {s['warm_s']:.1f} |")
     total_silent = sum(r["silent"] for r in rows)
     print(f"\n{len(rows)} runs, {total_silent} silent misses, "
           f"{sum(not r['reliable'] for r in rows)} flagged.")
@@ -231,6 +264,9 @@ def main(argv=None):
                       f"{r['mode_check'].get('unreached')} "
                       f"{r['mode_check'].get('status', '')[:30]} "
                       f"depth {r['mode_check'].get('depth', float('nan')):.1f}"
+                      + ("" if not r.get("fallback") else
+                         f"  PT fallback (first: err {r['fallback']['err']:+.3f} "
+                         f"stderr {r['fallback']['stderr']:.3f})")
                       + ("" if r["lower"] is None else
                          f"  bounds [{r['lower'] - r['truth']:+.3f}, "
                          f"{r['upper'] - r['truth']:+.3f}] from truth"), flush=True)

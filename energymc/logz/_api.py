@@ -260,7 +260,7 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         mesh = None  # a model's own path runs on the default device (docs/devices.md)
     ctx = dataclasses.replace(ctx, mesh=mesh, ticks=meter.active)
     call = _Call(m, target, method, options, ctx, fixed_replicates, replicates, budget,
-                 (budget_s, budget_evals), checks, meter)
+                 (budget_s, budget_evals), checks, meter, devices)
     t_call = time.perf_counter()
     est = _estimate(call, ref, key, ckpt, spent=pilot_cost)
     if mode_fit is not None:
@@ -275,6 +275,10 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     if isinstance(base, str) and base == "auto" and checks and needs_bound(est):
         est = bound_by_bdmc(call, est, est.info["reference"], key, ckpt,
                             time.perf_counter() - t_call, _estimate)
+    # Exclusive with the outskirts bound: that takes unflagged AIS runs only, and a
+    # run the mode check flags low carries the check's problem.
+    if isinstance(base, str) and base == "auto" and _modes_flagged(est):
+        est = _fallback(call, est, key, ckpt, time.perf_counter() - t_call)
     if est.problems:
         warnings.warn(f"log_partition(method={method!r}): " + " ".join(est.problems),
                       EnergymcWarning, stacklevel=2)
@@ -296,6 +300,7 @@ class _Call:
     budget_pair: tuple  # (seconds, grad_evals), one of them None
     checks: bool
     meter: Any
+    devices: Any = None  # devices= as given (a fallback's method splits its own way)
 
 
 def _estimate(call: _Call, ref, key, ckpt, spent=0.0, label="") -> LogZ:
@@ -399,45 +404,145 @@ def _escalate(call: _Call, first: LogZ, key, ckpt, first_s: float) -> LogZ:
     tails = first.info["checks"]["tails"]
     scale = ESCALATION_SCALE * np.asarray(tails["sd"], dtype=float)
     ref = student_t_reference(tails["mean"], scale, ESCALATION_DF)
-    budget_s, budget_evals = call.budget_pair
-    if budget_s is not None:
-        # One budget for the call: the second run gets what the first left
-        # (at least 2 replicates, as any budgeted run).
-        call = dataclasses.replace(call, budget_pair=(max(budget_s - first_s, 1e-9), None))
-    sub = None
-    if ckpt is not None:
-        # Its own directory and fingerprint: resuming replays the first run
-        # from the checkpoint, the (deterministic) tail check reads heavy
-        # again, and the second run resumes from here.
-        sub = LogZCheckpoint(os.path.join(ckpt.path, ESCALATION_DIR),
-                             save_every=ckpt.save_every)
-    t0 = time.perf_counter()
-    est = _estimate(call, ref, jax.random.fold_in(key, _ESCALATION_KEY), sub,
-                    spent=first.num_grad_evals if budget_evals is not None else 0.0,
-                    label=", Student-t base: the first run's tails read heavy")
-    second_s = time.perf_counter() - t0
+    est, second_s = _rerun(call, first, ref, jax.random.fold_in(key, _ESCALATION_KEY), ckpt,
+                           first_s, ESCALATION_DIR,
+                           ", Student-t base: the first run's tails read heavy")
     est.info["escalation"] = {
         "reason": "the tail check read the target's tails heavier than the base's "
                   f"(median growth exponent {tails['median_exponent']:.2f}, a Gaussian's 2)",
         "base": f"StudentT({ESCALATION_DF:g}, loc, scale).to_event(1), loc the first run's "
                 f"weighted particle mean, scale {ESCALATION_SCALE:g} x their sd",
         "loc": list(tails["mean"]), "scale": [float(v) for v in scale], "df": ESCALATION_DF,
-        "first": {"log_z": first.log_z, "stderr": first.stderr,
-                  "replicates": None if first.replicates is None
-                  else [float(v) for v in first.replicates],
-                  "problems": list(first.problems), "base": first.info.get("base"),
-                  "num_grad_evals": int(first.num_grad_evals), "seconds": first_s,
-                  "reliable": first.reliable},
-        "second_num_grad_evals": int(est.num_grad_evals), "second_s": second_s}
-    for name in ("mode_fit", "pilot_grad_evals"):
+        "first": _run_record(first, first_s),
+        "second_num_grad_evals": int(est.num_grad_evals - first.num_grad_evals),
+        "second_s": second_s}
+    est.timing["escalation_first_s"] = first_s
+    return est
+
+
+def _run_record(est: LogZ, seconds: float) -> dict:
+    """What ``info`` keeps of a run that a rerun replaced: its estimate, problems and cost."""
+    return {"method": est.method, "log_z": est.log_z, "stderr": est.stderr,
+            "replicates": None if est.replicates is None
+            else [float(v) for v in est.replicates],
+            "problems": list(est.problems), "base": est.info.get("base"),
+            "num_grad_evals": int(est.num_grad_evals), "seconds": seconds,
+            "reliable": est.reliable}
+
+
+def _rerun(call: _Call, first: LogZ, ref, key, ckpt, first_s: float, subdir: str,
+           label: str) -> tuple[LogZ, float]:
+    """Run ``call`` from ``ref`` on ``key`` after ``first`` (``first_s`` seconds into the
+    call), as one call: the estimate, checked, and its own seconds.
+
+    The run gets what the first left of ``budget=`` (at least 2 replicates, as
+    any budgeted run), its checkpoint lives in ``ckpt``'s ``subdir``, and the
+    returned record counts both runs' gradient evaluations and time and keeps
+    the first run's base-fit report (``mode_fit``, ``pilot_grad_evals``,
+    ``escalation``).
+    """
+    budget_s, budget_evals = call.budget_pair
+    if budget_s is not None:
+        call = dataclasses.replace(call, budget_pair=(max(budget_s - first_s, 1e-9), None))
+    sub = None
+    if ckpt is not None:
+        # Its own directory and fingerprint: resuming replays the first run
+        # from the checkpoint, its (deterministic or saved) checks ask for the
+        # rerun again, and the rerun resumes from here.
+        sub = LogZCheckpoint(os.path.join(ckpt.path, subdir), save_every=ckpt.save_every)
+    t0 = time.perf_counter()
+    est = _estimate(call, ref, key, sub,
+                    spent=first.num_grad_evals if budget_evals is not None else 0.0,
+                    label=label)
+    second_s = time.perf_counter() - t0
+    for name in ("mode_fit", "pilot_grad_evals", "escalation"):
         if name in first.info:
             est.info[name] = first.info[name]
-    if "mode_fit_s" in first.timing:
-        est.timing["mode_fit_s"] = first.timing["mode_fit_s"]
+    for name in ("mode_fit_s", "escalation_first_s"):
+        if name in first.timing:
+            est.timing[name] = first.timing[name]
     est.num_grad_evals += int(first.num_grad_evals)
     # Both runs' replicates; the first run's whole time (its checks too) on its own.
     est.timing["total_s"] = est.timing["total_s"] + first.timing["total_s"]
-    est.timing["escalation_first_s"] = first_s
+    return est, second_s
+
+
+#: ``fold_in`` index of the parallel-tempering fallback's key (after the
+#: escalation's ``10**6 + 4``).
+_FALLBACK_KEY = 10**6 + 5
+
+#: A checkpoint's subdirectory holding the fallback's parallel-tempering run.
+FALLBACK_DIR = "fallback_pt"
+
+#: The mode check's flags that send ``base="auto"`` to parallel tempering.
+FALLBACK_FLAGS = ("low",)
+
+
+def _modes_flagged(est) -> bool:
+    """Whether the mode check says the particles missed or under-weighted modes.
+
+    Its ``"low"`` flag: the importance-sampling estimate from the minima the
+    descents found is above the run's beyond 3 combined stderrs. Not the
+    "unverified" depth rule (a funnel's neck, which PT does not reach either),
+    and not a skipped check.
+    """
+    return est.info.get("checks", {}).get("modes", {}).get("flag") in FALLBACK_FLAGS
+
+
+def _fallback(call: _Call, first: LogZ, key, ckpt, first_s: float) -> LogZ:
+    """``base="auto"``: parallel tempering where the mode check flagged the AIS/SMC run.
+
+    PT with its default options (``scale=`` passed on: it sets the base), its
+    default replicates, on ``fold_in(key, _FALLBACK_KEY)``. Its base is PT's
+    default Gaussian, or the Student-t base where the tail check escalated
+    the first run (the target's tails read heavier than a Gaussian's). PT's
+    estimate is returned, checked as any other, with ``info["fallback"]``
+    describing the first run. The two runs also check each other: the first
+    run's ``Z`` and the mode check's are unbiased estimates, so each of their
+    logs rarely reads high; PT's estimate more than 3 combined stderrs below
+    either is flagged (PT lost mass that they found).
+    """
+    pt = _method.get("pt")
+    options = {k: v for k, v in call.options.items() if k == "scale"}
+    ctx = pt.validate(options, call.target)
+    ctx = dataclasses.replace(ctx, mesh=pt.mesh(call.devices, ctx.options),
+                              ticks=call.meter.active)
+    pt_call = dataclasses.replace(call, m=pt, method="pt", options=options, ctx=ctx,
+                                  fixed_replicates=None, replicates=pt.replicates)
+    if "escalation" in first.info:
+        ref = first.info["reference"]
+    else:
+        ref = _reference(call.target, None, options, key, "pt")[0]
+    modes = first.info["checks"]["modes"]
+    est, second_s = _rerun(pt_call, first, ref, jax.random.fold_in(key, _FALLBACK_KEY), ckpt,
+                           first_s, FALLBACK_DIR,
+                           ", parallel tempering: the mode check flagged the first run")
+    own = list(est.problems)
+    disagree = []
+    for name, lz, se in ((f"the first run's ({first.method})", first.log_z, first.stderr),
+                         ("the mode check's", modes["log_z"], modes["stderr"])):
+        gap = lz - est.log_z
+        if gap > 3.0 * math.hypot(se, est.stderr):
+            disagree.append(name)
+            est.problems.append(
+                f"parallel tempering's log Z ({est.log_z:.3f} ± {est.stderr:.3f}) lies "
+                f"{gap:.2f} nats below {name} estimate ({lz:.3f} ± {se:.3f}), beyond their "
+                "combined error bars; that one estimates Z without bias, so its log rarely "
+                "reads high: parallel tempering lost mass (a mode its chains did not visit "
+                "enough). Use more draws= and replicas= for method='pt', or a budget=.")
+    est.info["fallback"] = {
+        "reason": f"the mode check flagged the {first.method} run: its importance-sampling "
+                  f"estimate from {modes.get('modes')} local minima is "
+                  f"{modes['log_z'] - first.log_z:.2f} nats higher ({modes['log_z']:.3f} ± "
+                  f"{modes['stderr']:.3f}; {modes.get('unreached', 0)} modes held no particle)",
+        "method": "pt", "base": repr(ref),
+        "first": {**_run_record(first, first_s), "mode_check": {
+            k: modes.get(k) for k in ("log_z", "stderr", "ess", "modes", "unreached", "flag")}},
+        "disagree": disagree,
+        "pt": {"log_z": est.log_z, "stderr": est.stderr, "problems": own,
+               "num_grad_evals": int(est.num_grad_evals - first.num_grad_evals),
+               "seconds": second_s}}
+    est.timing["fallback_first_s"] = first_s
     return est
 
 

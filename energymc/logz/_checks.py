@@ -367,7 +367,10 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
         the draws), lies more than 3 combined standard errors below it.
     info : dict
         ``log_z``, ``stderr``, ``ess`` of the mixture estimate, ``modes``
-        (count), ``unreached``, ``status`` (``"compared"`` or why not), and
+        (count), ``unreached``, ``status`` (``"compared"`` or why not),
+        ``flag`` where ``problem`` is set (``"low"``: the mixture estimate is
+        the higher, modes missed or under-weighted; ``"high"``: below a
+        well-fitting mixture, a few over-weighted particles), and
         :func:`_depth`'s ``deepest``, ``energy_q01``, ``depth`` and
         ``depth_limit`` (read by :func:`unverified_problem`).
     """
@@ -432,6 +435,7 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
     gap = is_log_z - log_z
     shape = "Gaussian" if df is None else f"Student-t ({float(df):g} d.o.f.)"
     if gap > 3.0 * math.hypot(stderr, is_se):
+        info["flag"] = "low"
         why = (f"{unreached} of them hold importance mass but no particle: the annealing lost "
                "those modes entirely" if unreached else
                "the annealing under-weighted modes it had found (typical of unequal "
@@ -444,6 +448,7 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
     if -gap > 3.0 * math.hypot(stderr, is_se) and ess >= 0.5 * draws:
         # The mixture fits well, and it is unbiased whatever the annealing did:
         # an estimate far above it came from a few overweighted particles.
+        info["flag"] = "high"
         return (f"a second estimate, by importance sampling from a {shape} at each of {k} "
                 f"local minima (importance ESS {ess:.0f} of {draws}), is "
                 f"{-gap:.2f} nats lower ({is_log_z:.3f} ± {is_se:.3f}): the two disagree beyond "
