@@ -102,7 +102,15 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         with the first run's weighted particle mean ``loc`` and sd ``sd``, and
         returns that run, checked as any other: ``info["escalation"]`` holds
         the first run's ``log_z``, ``stderr``, ``problems`` and cost; see
-        ``budget``, ``progress`` and ``checkpoint`` for the second run),
+        ``budget``, ``progress`` and ``checkpoint`` for the second run; and
+        where the mode check then flags that run low, modes missed or
+        under-weighted (``info["checks"]["modes"]["flag"] == "low"``), the
+        call runs ``method="pt"`` with PT's default options from PT's default
+        Gaussian (the Student-t base if escalated) and returns PT's run,
+        checked as any other and flagged where it lies 3 combined stderrs
+        below the first run's or the mode check's estimate:
+        ``info["fallback"]`` holds the first run; an explicit base or
+        ``checks=False`` opts out; saved in the checkpoint's ``fallback_pt``),
         ``"uniform"``, ``"bernoulli"`` (with ``probs=``), or a NumPyro
         distribution with draws ``(dim,)``.
     seed
@@ -213,7 +221,8 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         ``to_arviz()``, ``plot()``; ``info["devices"]``: how many devices
         the particles or PT's chains were split over (1: the default device);
         ``info["escalation"]`` where ``base="auto"`` ran again from a
-        Student-t base (see ``base``).
+        Student-t base, ``info["fallback"]`` where it fell back to PT (see
+        ``base``; ``method`` is then ``"pt"``).
 
     Warns
     -----
@@ -534,7 +543,8 @@ def _fallback(call: _Call, first: LogZ, key, ckpt, first_s: float) -> LogZ:
         "reason": f"the mode check flagged the {first.method} run: its importance-sampling "
                   f"estimate from {modes.get('modes')} local minima is "
                   f"{modes['log_z'] - first.log_z:.2f} nats higher ({modes['log_z']:.3f} ± "
-                  f"{modes['stderr']:.3f}; {modes.get('unreached', 0)} modes held no particle)",
+                  f"{modes['stderr']:.3f}; modes holding importance mass but no particle: "
+                  f"{modes.get('unreached', 0)})",
         "method": "pt", "base": repr(ref),
         "first": {**_run_record(first, first_s), "mode_check": {
             k: modes.get(k) for k in ("log_z", "stderr", "ess", "modes", "unreached", "flag")}},

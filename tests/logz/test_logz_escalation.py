@@ -77,15 +77,19 @@ def test_heavy_target_under_defaults_is_escalated_reliable_and_right(method, see
 
 
 def test_light_target_is_not_escalated(monkeypatch):
-    """Negative control: the tail check reads light, and the call never reaches a second run
+    """Negative control: the tail check reads light (and the mode check does not flag),
+    and the call never reaches a second run
     (so its estimate is the one-run estimate of before, which the golden file pins)."""
 
     def boom(*a, **k):
         raise AssertionError("a light target was escalated")
 
     monkeypatch.setattr(_api, "_escalate", boom)
+    # Nor the parallel-tempering fallback: the mode check does not flag a Gaussian.
+    monkeypatch.setattr(_api, "_fallback", boom)
     est = emc.log_partition(GAUSSIAN, seed=0, progress=False)
-    assert "escalation" not in est.info
+    assert "escalation" not in est.info and "fallback" not in est.info
+    assert est.method == "ais" and "flag" not in est.info["checks"]["modes"]
     assert est.info["checks"]["tails"]["status"] == "light"
     assert est.reliable, est.problems
 

@@ -1,0 +1,128 @@
+"""``base=None`` ("auto") falls back to parallel tempering when the mode check flags the
+AIS/SMC run low (modes it missed or under-weighted).
+
+* on a 2-d mixture whose narrow mode default AIS loses (-0.69 nats, stderr
+  0.01), the call returns PT's estimate, within 3 stderr of the exact log Z,
+  with the first run, both costs and the reason in ``info["fallback"]``;
+* a checkpointed call interrupted in its PT run resumes to the same estimate;
+* negative controls: PT far below the first run's unbiased estimate is
+  flagged (the rule that keeps the fallback from adding a silent miss);
+  ``checks=False`` and an explicit base never fall back; a Gaussian never
+  reaches the fallback (``test_logz_escalation.py``'s light-target test, so
+  that its compiled call is shared).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.scipy.special import logsumexp
+
+import energymc as emc
+from energymc.logz import _api
+
+pytestmark = pytest.mark.filterwarnings("ignore::energymc.EnergymcWarning")
+
+# Equal weights, sds 1 and 0.25, 8.5 apart: default AIS's particles stay in the
+# broad mode and its log Z is log(0.5) low, which the mode check's descents
+# from draws of the base see (TUNING-free: a test target, not a zoo one).
+_W, _S = np.array([0.5, 0.5]), np.array([1.0, 0.25])
+_MU = np.array([[-4.0, 0.0], [4.0, 3.0]])
+_LOG_Z = 1.5
+
+
+def _mixture():
+    la = jnp.asarray(np.log(_W) - (np.log(2 * np.pi) + 2 * np.log(_S)) + _LOG_Z)
+    mu, s = jnp.asarray(_MU), jnp.asarray(_S)
+    return emc.Energy(lambda x: -logsumexp(la - 0.5 * jnp.sum((x - mu) ** 2, axis=1) / s**2),
+                      init=jnp.zeros(2), name="mixture2_narrow")
+
+
+MIXTURE = _mixture()
+
+
+class _Meter:
+    """Counts finished replicates (a ``log_z`` postfix); raises at ``stop_at``."""
+
+    def __init__(self, stop_at=None):
+        self.bars, self.finished, self.stop_at = [], 0, stop_at
+
+    def start(self, total, description):
+        self.bars.append(description)
+
+    def update(self, n, postfix):
+        if "log_z" in postfix:
+            self.finished += 1
+            if self.finished == self.stop_at:
+                raise KeyboardInterrupt
+
+    def close(self):
+        pass
+
+
+def test_a_flagged_mixture_falls_back_to_pt_is_right_and_resumes(tmp_path, monkeypatch):
+    """One test, so that one worker compiles the target's programs once (AIS with stage
+    ticks, the mode fit and check, PT) for every call below. Seed 1: ``"auto"``'s mode
+    fit finds only the broad mode (32 descents), AIS anneals from it and loses the
+    narrow one."""
+    ckpt = tmp_path / "logz"
+    # 4 replicates of the first run, then PT's one: stopped while PT's estimate is
+    # shown (it was saved first).
+    with pytest.raises(KeyboardInterrupt):
+        emc.log_partition(MIXTURE, seed=1, progress=_Meter(stop_at=5), checkpoint=ckpt)
+    assert (ckpt / _api.FALLBACK_DIR).is_dir()
+    est = emc.log_partition(MIXTURE, seed=1, progress=_Meter())
+    fb = est.info["fallback"]
+    first = fb["first"]
+    # The first run lost the narrow mode (half the mass) and said so.
+    assert first["method"] == "ais" and not first["reliable"]
+    assert first["mode_check"]["flag"] == "low" and first["mode_check"]["unreached"] >= 1
+    assert first["log_z"] < _LOG_Z - 0.5 < first["mode_check"]["log_z"]
+    assert "nats higher" in " ".join(first["problems"])
+    # PT's estimate comes back, checked, and right within 3 of its stderrs.
+    assert est.method == "pt" and fb["method"] == "pt" and "Gaussian" in fb["base"]
+    assert est.info["checks"]["modes"]["status"] == "compared" and fb["disagree"] == []
+    assert est.reliable, est.problems
+    assert abs(est.log_z - _LOG_Z) < 3 * est.stderr
+    # Both runs are paid for, and said so; the first run's base fit is kept.
+    assert est.num_grad_evals == first["num_grad_evals"] + fb["pt"]["num_grad_evals"]
+    assert first["num_grad_evals"] > 0 and fb["pt"]["num_grad_evals"] > 0
+    assert est.timing["fallback_first_s"] == first["seconds"] > 0
+    assert fb["pt"]["seconds"] > 0 and "mode check flagged" in fb["reason"]
+    assert est.info["mode_fit"]["used"]
+
+    # Resumed from the checkpoint: nothing runs again, the same estimate.
+    meter = _Meter()
+    got = emc.log_partition(MIXTURE, seed=1, progress=meter, checkpoint=ckpt)
+    assert meter.finished == 0  # every replicate read back
+    assert got.timing["resumed_replicates"] == 1  # PT's
+    assert got.log_z == est.log_z and got.stderr == est.stderr
+    assert np.array_equal(got.particles, est.particles)
+    assert got.num_grad_evals == est.num_grad_evals and got.problems == est.problems
+    assert got.info["fallback"]["first"]["log_z"] == first["log_z"]
+
+    # Negative control for the disagreement rule: the same call with the first run's
+    # estimate moved 1 nat above PT's (its stderr, under 0.1, unchanged) flags PT's.
+    real = _api._rerun
+
+    def rerun(call, first_est, *args, **kw):
+        first_est.log_z = est.log_z + 1.0
+        return real(call, first_est, *args, **kw)
+
+    monkeypatch.setattr(_api, "_rerun", rerun)
+    moved = emc.log_partition(MIXTURE, seed=1, progress=_Meter())
+    assert moved.log_z == est.log_z and first["stderr"] < 0.1  # the same PT run
+    assert moved.info["fallback"]["disagree"] == ["the first run's (ais)"]
+    assert not moved.reliable and "parallel tempering lost mass" in " ".join(moved.problems)
+    monkeypatch.undo()
+
+    # An explicit base is kept: no fallback.
+    est = emc.log_partition(MIXTURE, seed=1, base="gaussian", progress=_Meter())
+    assert "fallback" not in est.info and est.method == "ais"
+
+
+def test_without_checks_there_is_no_fallback():
+    est = emc.log_partition(MIXTURE, seed=1, checks=False, progress=False)
+    assert "fallback" not in est.info and est.method == "ais"
+    assert "checks" not in est.info or "modes" not in est.info["checks"]
