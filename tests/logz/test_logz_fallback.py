@@ -4,7 +4,8 @@ AIS/SMC run low (modes it missed or under-weighted).
 * on a 2-d mixture whose narrow mode default AIS loses (-0.69 nats, stderr
   0.01), the call returns PT's estimate, within 3 stderr of the exact log Z,
   with the first run, both costs and the reason in ``info["fallback"]``;
-* a checkpointed call interrupted in its PT run resumes to the same estimate;
+* a checkpointed call interrupted in its PT run resumes to the same estimate
+  (slow tier);
 * negative controls: PT far below the first run's unbiased estimate is
   flagged (the rule that keeps the fallback from adding a silent miss);
   ``checks=False`` and an explicit base never fall back; a Gaussian never
@@ -61,18 +62,11 @@ class _Meter:
         pass
 
 
-def test_a_flagged_mixture_falls_back_to_pt_is_right_and_resumes(tmp_path, monkeypatch):
-    """One test, so that one worker compiles the target's programs once (AIS with stage
-    ticks, the mode fit and check, PT) for every call below. Seed 1: ``"auto"``'s mode
-    fit finds only the broad mode (32 descents), AIS anneals from it and loses the
-    narrow one."""
-    ckpt = tmp_path / "logz"
-    # 4 replicates of the first run, then PT's one: stopped while PT's estimate is
-    # shown (it was saved first).
-    with pytest.raises(KeyboardInterrupt):
-        emc.log_partition(MIXTURE, seed=1, progress=_Meter(stop_at=5), checkpoint=ckpt)
-    assert (ckpt / _api.FALLBACK_DIR).is_dir()
-    est = emc.log_partition(MIXTURE, seed=1, progress=_Meter())
+def test_a_flagged_mixture_falls_back_to_pt_and_is_right(monkeypatch):
+    """One test, so that one worker compiles the target's programs once (AIS, the mode
+    fit and check, PT) for every call below. Seed 1: ``"auto"``'s mode fit finds only
+    the broad mode (32 descents), AIS anneals from it and loses the narrow one."""
+    est = emc.log_partition(MIXTURE, seed=1, progress=False)
     fb = est.info["fallback"]
     first = fb["first"]
     # The first run lost the narrow mode (half the mass) and said so.
@@ -92,16 +86,6 @@ def test_a_flagged_mixture_falls_back_to_pt_is_right_and_resumes(tmp_path, monke
     assert fb["pt"]["seconds"] > 0 and "mode check flagged" in fb["reason"]
     assert est.info["mode_fit"]["used"]
 
-    # Resumed from the checkpoint: nothing runs again, the same estimate.
-    meter = _Meter()
-    got = emc.log_partition(MIXTURE, seed=1, progress=meter, checkpoint=ckpt)
-    assert meter.finished == 0  # every replicate read back
-    assert got.timing["resumed_replicates"] == 1  # PT's
-    assert got.log_z == est.log_z and got.stderr == est.stderr
-    assert np.array_equal(got.particles, est.particles)
-    assert got.num_grad_evals == est.num_grad_evals and got.problems == est.problems
-    assert got.info["fallback"]["first"]["log_z"] == first["log_z"]
-
     # Negative control for the disagreement rule: the same call with the first run's
     # estimate moved 1 nat above PT's (its stderr, under 0.1, unchanged) flags PT's.
     real = _api._rerun
@@ -111,12 +95,30 @@ def test_a_flagged_mixture_falls_back_to_pt_is_right_and_resumes(tmp_path, monke
         return real(call, first_est, *args, **kw)
 
     monkeypatch.setattr(_api, "_rerun", rerun)
-    moved = emc.log_partition(MIXTURE, seed=1, progress=_Meter())
+    moved = emc.log_partition(MIXTURE, seed=1, progress=False)
     assert moved.log_z == est.log_z and first["stderr"] < 0.1  # the same PT run
     assert moved.info["fallback"]["disagree"] == ["the first run's (ais)"]
     assert not moved.reliable and "parallel tempering lost mass" in " ".join(moved.problems)
-    monkeypatch.undo()
 
+
+@pytest.mark.slow
+def test_a_call_interrupted_in_its_pt_run_resumes_exactly(tmp_path):
+    """Slow tier: a meter (to interrupt the call) compiles stage ticks into every run."""
+    ckpt = tmp_path / "logz"
+    # 4 replicates of the first run, then PT's one: stopped while PT's estimate is
+    # shown (it was saved first).
+    with pytest.raises(KeyboardInterrupt):
+        emc.log_partition(MIXTURE, seed=1, progress=_Meter(stop_at=5), checkpoint=ckpt)
+    assert (ckpt / _api.FALLBACK_DIR).is_dir()
+    want = emc.log_partition(MIXTURE, seed=1, progress=_Meter())
+    meter = _Meter()
+    got = emc.log_partition(MIXTURE, seed=1, progress=meter, checkpoint=ckpt)
+    assert meter.finished == 0  # every replicate read back
+    assert got.timing["resumed_replicates"] == 1  # PT's
+    assert got.info["fallback"]["first"]["log_z"] == want.info["fallback"]["first"]["log_z"]
+    assert got.log_z == want.log_z and got.stderr == want.stderr
+    assert np.array_equal(got.particles, want.particles)
+    assert got.num_grad_evals == want.num_grad_evals and got.problems == want.problems
     # An explicit base is kept: no fallback.
     est = emc.log_partition(MIXTURE, seed=1, base="gaussian", progress=_Meter())
     assert "fallback" not in est.info and est.method == "ais"
