@@ -22,7 +22,7 @@ from energymc.errors import EnergyError, EnergymcWarning, OptionError
 from energymc.logz import _method
 from energymc.logz._bounds import bdmc_bounds, bracket_stderr
 from energymc.logz._checkpoint import LogZCheckpoint, fingerprint
-from energymc.logz._checks import replicate_check
+from energymc.logz._checks import lower_than_unbiased, replicate_check
 from energymc.logz._method import BaseOptions, Context, Estimate, LogZMethod
 from energymc.logz._outskirts import bound_by_bdmc, needs_bound
 from energymc.logz._path import AnnealingPath, check_path
@@ -527,18 +527,10 @@ def _fallback(call: _Call, first: LogZ, key, ckpt, first_s: float) -> LogZ:
                            first_s, FALLBACK_DIR,
                            ", parallel tempering: the mode check flagged the first run")
     own = list(est.problems)
-    disagree = []
-    for name, lz, se in ((f"the first run's ({first.method})", first.log_z, first.stderr),
-                         ("the mode check's", modes["log_z"], modes["stderr"])):
-        gap = lz - est.log_z
-        if gap > 3.0 * math.hypot(se, est.stderr):
-            disagree.append(name)
-            est.problems.append(
-                f"parallel tempering's log Z ({est.log_z:.3f} ± {est.stderr:.3f}) lies "
-                f"{gap:.2f} nats below {name} estimate ({lz:.3f} ± {se:.3f}), beyond their "
-                "combined error bars; that one estimates Z without bias, so its log rarely "
-                "reads high: parallel tempering lost mass (a mode its chains did not visit "
-                "enough). Use more draws= and replicas= for method='pt', or a budget=.")
+    disagree, problems = lower_than_unbiased(
+        est.log_z, est.stderr, [(f"the first run's ({first.method})", first.log_z, first.stderr),
+                                ("the mode check's", modes["log_z"], modes["stderr"])])
+    est.problems.extend(problems)
     est.info["fallback"] = {
         "reason": f"the mode check flagged the {first.method} run: its importance-sampling "
                   f"estimate from {modes.get('modes')} local minima is "

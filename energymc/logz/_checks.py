@@ -34,6 +34,10 @@ sentence (with a fix) or ``None`` plus the numbers it used, which
   much denser than where they sat, a funnel's neck), or the poorly fitting
   mixture, at most 2 modes, estimates far below the annealing.
 
+* :func:`lower_than_unbiased` — where ``base="auto"`` fell back to parallel
+  tempering, its estimate must not lie clearly below the first run's or the
+  mode check's, whose ``Z`` is unbiased (their logs rarely read high).
+
 Neither check sees a bias that every replicate shares because the run's
 kernel cannot reach part of the target (a funnel's neck); the last marks
 some such runs unverified, not all: see
@@ -55,7 +59,8 @@ from energymc._util import kish_ess, nonfinite_to_neginf
 from energymc.energy import jit_over_target
 
 __all__ = ["base_start_count", "descend", "laplace_modes", "laplace_weights", "laplace_widen",
-           "mode_check", "replicate_check", "unverified_problem", "REPLICATE_LEVEL"]
+           "lower_than_unbiased", "mode_check", "replicate_check", "unverified_problem",
+           "REPLICATE_LEVEL"]
 
 #: The mode check descends from ``BASE_START_BUDGET // dim`` draws of the base
 #: ``q0``, at least ``BASE_STARTS_MIN`` and at most ``BASE_STARTS_MAX``
@@ -431,8 +436,7 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
     info.update(log_z=is_log_z, stderr=is_se, ess=ess, unreached=unreached)
     if ess < min_ess_frac * draws:
         return None, {**info, "status": f"skipped: the mixture fits poorly (ESS {ess:.0f})"}
-    info["status"] = "compared"
-    gap = is_log_z - log_z
+    info["status"], gap = "compared", is_log_z - log_z
     shape = "Gaussian" if df is None else f"Student-t ({float(df):g} d.o.f.)"
     if gap > 3.0 * math.hypot(stderr, is_se):
         info["flag"] = "low"
@@ -456,6 +460,41 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
                 "annealing, or compare with method='pt'."), info
     return None, info
 
+
+
+def lower_than_unbiased(log_z, stderr, references):
+    """Where an estimate lies below estimates whose ``Z`` is unbiased, beyond error bars.
+
+    An unbiased ``Z`` estimate (AIS, SMC, importance sampling) reads high in
+    log by ``t`` nats with probability at most ``exp(-t)`` (Markov), so an
+    estimate clearly below one lost mass that the other found.
+
+    Parameters
+    ----------
+    log_z, stderr : float
+        The estimate to check (e.g. parallel tempering's), in nats.
+    references : list of (str, float, float)
+        ``(name, log_z, stderr)`` of each unbiased estimate.
+
+    Returns
+    -------
+    names : list of str
+        The references more than 3 combined stderrs above ``log_z``.
+    problems : list of str
+        One sentence (with a fix) per such reference.
+    """
+    names, problems = [], []
+    for name, ref, se in references:
+        gap = ref - log_z
+        if gap > 3.0 * math.hypot(se, stderr):
+            names.append(name)
+            problems.append(
+                f"parallel tempering's log Z ({log_z:.3f} ± {stderr:.3f}) lies "
+                f"{gap:.2f} nats below {name} estimate ({ref:.3f} ± {se:.3f}), beyond their "
+                "combined error bars; that one estimates Z without bias, so its log rarely "
+                "reads high: parallel tempering lost mass (a mode its chains did not visit "
+                "enough). Use more draws= and replicas= for method='pt', or a budget=.")
+    return names, problems
 
 
 def unverified_problem(info, log_z):
