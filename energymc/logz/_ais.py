@@ -426,7 +426,12 @@ def _reverse(target, ref, fwd: Estimate, key, ctx, x_start):
     """
     _, cfg, _ = _prepare(target, ref, ctx)
     betas_f = np.concatenate([[0.0], fwd.stages["beta"]])
-    betas_r = jnp.asarray(betas_f[::-1].copy(), jnp.result_type(float))
+    # Padded with NaN (where the loop stops) to a length fixed by the options: the
+    # forward runs' stage counts differ, and each new length compiled the reverse
+    # run again (0.5-2 s on every BDMC call, and on every outskirts bound).
+    padded = np.full(max(betas_f.size, cfg.max_stages + 1), np.nan)
+    padded[:betas_f.size] = betas_f[::-1]
+    betas_r = jnp.asarray(padded, jnp.result_type(float))
     # Start with the forward run's tuned step size and mass matrix at beta = 1.
     params = jax.tree.map(jnp.asarray, fwd.info["final_params"])
     # On the bar the reverse run follows the forward one, measured like it.

@@ -261,7 +261,8 @@ def anneal(key, ref, x0, betas, params0, *, target, kernel, options, cfg: Anneal
         target (reverse).
     betas
         ``(K + 1,)`` inverse temperatures; for the adaptive schedule only
-        ``betas[0]`` (= 0) is read.
+        ``betas[0]`` (= 0) is read. A fixed schedule stops before its first
+        NaN (padding, so that schedules of different lengths share a program).
     params0
         Kernel params shared by all particles (``step_size`` ``()``,
         ``inverse_mass_matrix`` ``(dim,)`` for continuous kernels).
@@ -361,7 +362,9 @@ class _Loop:
         i, beta = carry[0], carry[1]
         if self.cfg.adaptive:
             return (i < self.size) & (beta < 1.0)
-        return i < self.size
+        # A fixed schedule may end early at a NaN: BDMC's reverse runs pad theirs
+        # to one length so that one compiled program serves every forward run.
+        return (i < self.size) & ~jnp.isnan(self.betas[jnp.minimum(i + 1, self.size)])
 
     def adapt_beta(self, ll, beta, valid=None):
         b = beta + _next_delta(None, ll, beta, self.cfg.cess, valid)
