@@ -284,7 +284,7 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     if isinstance(base, str) and base == "auto" and checks and needs_bound(est):
         est = bound_by_bdmc(call, est, est.info["reference"], key, ckpt,
                             time.perf_counter() - t_call, _estimate)
-    # Exclusive with the outskirts bound: that takes unflagged AIS runs only, and a
+    # Exclusive with the outskirts bound: that takes unflagged AIS/SMC runs only, and a
     # run the mode check flags low carries the check's problem.
     if isinstance(base, str) and base == "auto" and _modes_flagged(est):
         est = _fallback(call, est, key, ckpt, time.perf_counter() - t_call)
