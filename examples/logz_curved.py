@@ -6,6 +6,8 @@ that drew none of them would be low with a small stderr. ``log_partition``
 sees the weights rise with the particles' radius and bounds log Z from above
 with an independent BDMC run, widening the stderr to reach that bound
 (``est.info["checks"]["outskirts"]``; docs/partition-functions.md, "Checks").
+Tempered SMC (``method="smc"``) takes the same check: its last stage's weights
+rise outward on the same targets.
 
 The banana ``a ~ N(0, 2^2)``, ``b | a ~ N(0.5 (a^2 - 4), 1)`` is a
 volume-preserving twist of a Gaussian, so its exact log Z is known.
@@ -37,15 +39,16 @@ def main():
     target = emc.Energy(energy, init=jnp.zeros(2), name="banana")
     truth = math.log(SCALE) + math.log(2 * math.pi)
     lines = [f"2-d banana, exact log Z = {truth:.4f}",
-             "seed  log Z     error   stderr (own -> with bound)  trend  BDMC upper  in 3 se"]
-    for seed in SEEDS:
+             "method  seed  log Z     error   stderr (own -> with bound)  trend  BDMC upper"
+             "  in 3 se"]
+    for method, seed in [(m, s) for m in ("ais", "smc") for s in SEEDS]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", emc.EnergymcWarning)  # flags are printed below
-            est = emc.log_partition(target, seed=seed)
+            est = emc.log_partition(target, method=method, seed=seed)
         out = est.info["checks"].get("outskirts", {})
         own = out.get("stderr_before", est.stderr)
         err = est.log_z - truth
-        lines.append(f"{seed:4d}  {est.log_z:.4f}  {err:+.4f}  {own:.4f} -> {est.stderr:.4f}"
+        lines.append(f"{method:6s}  {seed:4d}  {est.log_z:.4f}  {err:+.4f}  {own:.4f} -> {est.stderr:.4f}"
                      f"{'':13s}{out.get('trend', float('nan')):+5.1f}  "
                      f"{out.get('upper', float('nan')):10.4f}  "
                      f"{'yes' if abs(err) <= 3 * est.stderr else 'NO'}"
