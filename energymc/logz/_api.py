@@ -39,10 +39,15 @@ METHODS = ("ais", "smc", "bdmc", "nested", "pt")
 
 # Methods whose base=None on a real target is "auto" (the mode fit where it
 # matches, else the default Gaussian), as measured on the zoo's TUNING half
-# (benchmarks/RESULTS.md, "`base='modes'` on the TUNING half"): AIS and SMC.
-# BDMC keeps the Gaussian: with the fit it was precise on gaussian100 but took
-# 54-75 s per run, over the 30 s goal.
-AUTO_BASE_METHODS = ("ais", "smc")
+# (benchmarks/RESULTS.md, "`base='modes'` on the TUNING half"): AIS and SMC,
+# and BDMC since its fitted base dropped the defensive component (it had been
+# precise on gaussian100 but took 54-75 s per run with it; RESULTS, "BDMC from
+# the fitted base").
+AUTO_BASE_METHODS = ("ais", "smc", "bdmc")
+
+# Methods whose flagged run falls back to PT: BDMC keeps its own run, whose
+# bracket says what is known (a PT estimate has no bounds).
+FALLBACK_METHODS = ("ais", "smc")
 
 # Pilot NUTS chains. Many short chains rather than a few long ones: chains
 # that all start in one mode of a multimodal target fit a base that misses
@@ -84,8 +89,8 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         lower and upper bounds), ``"nested"`` (BlackJAX nested slice
         sampling), ``"pt"`` (parallel tempering, stepping-stone estimate).
     base
-        The reference ``q0``: ``None`` (for ``method="ais"`` and ``"smc"`` on
-        a real target ``"auto"``; for other methods a Gaussian ``N(init, scale^2 I)``
+        The reference ``q0``: ``None`` (for ``method="ais"``, ``"smc"`` and
+        ``"bdmc"`` on a real target ``"auto"``; for other methods a Gaussian ``N(init, scale^2 I)``
         on real targets, ``scale=2`` by default; uniform for discrete),
         ``"gaussian"``, ``"pilot"`` (a Gaussian fitted to a short NUTS run),
         ``"modes"`` (a Laplace Gaussian at each mode found by ``mode_starts``
@@ -94,7 +99,7 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         ``num_grad_evals``, its report is ``info["mode_fit"]``), ``"auto"``
         (that fit where it found one mode and matches the target, importance
         ESS at least half its draws; else the default Gaussian:
-        ``info["mode_fit"]["used"]``; where used, AIS anneals from the fit
+        ``info["mode_fit"]["used"]``; where used, AIS and BDMC anneal from the fit
         alone, ``defensive=0``, and the mode check still starts from the
         default Gaussian; and where the tail check then reads the target
         heavier-tailed than that base, the call runs again, same method,
@@ -104,8 +109,8 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         the first run's ``log_z``, ``stderr``, ``problems`` and cost; see
         ``budget``, ``progress`` and ``checkpoint`` for the second run; and
         where the mode check then flags that run low, modes missed or
-        under-weighted (``info["checks"]["modes"]["flag"] == "low"``), the
-        call runs ``method="pt"`` with PT's default options from PT's default
+        under-weighted (``info["checks"]["modes"]["flag"] == "low"``), an AIS
+        or SMC call runs ``method="pt"`` with PT's default options from PT's default
         Gaussian (the Student-t base if escalated) and returns PT's run,
         checked as any other and flagged where it lies 3 combined stderrs
         below the first run's or the mode check's estimate:
@@ -286,7 +291,8 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
                             time.perf_counter() - t_call, _estimate)
     # Exclusive with the outskirts bound: that takes unflagged AIS/SMC runs only, and a
     # run the mode check flags low carries the check's problem.
-    if isinstance(base, str) and base == "auto" and _modes_flagged(est):
+    if isinstance(base, str) and base == "auto" and m.name in FALLBACK_METHODS \
+            and _modes_flagged(est):
         est = _fallback(call, est, key, ckpt, time.perf_counter() - t_call)
     if est.problems:
         warnings.warn(f"log_partition(method={method!r}): " + " ".join(est.problems),
