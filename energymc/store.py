@@ -325,6 +325,7 @@ def lazy_dataset(template, reader: ChunkReader, group: str):
     coords and attrs. Nothing is read."""
     import xarray as xr
     from xarray.core.indexing import LazilyIndexedArray
+    from xarray.indexes import RangeIndex
 
     array_type = _backend_type()
     variables = {}
@@ -332,7 +333,11 @@ def lazy_dataset(template, reader: ChunkReader, group: str):
         shape = (var.shape[0], reader.store.done, *var.shape[2:])
         lazy = array_type(reader, group, name, shape, var.dtype)
         variables[name] = xr.Variable(var.dims, LazilyIndexedArray(lazy), attrs=var.attrs)
-    coords = {k: (("draw",), np.arange(reader.store.done)) if k == "draw" else v
-              for k, v in template.coords.items()}
+    # The draw numbers as a range (xarray's RangeIndex), not an array: an array of
+    # them (int64, copied into a pandas index) was 8 MB a group at 10^6 draws.
+    draw = RangeIndex.arange(0, reader.store.done, 1, coord_name="draw", dim="draw",
+                             dtype=template["draw"].dtype)
+    coords = xr.Coordinates.from_xindex(draw)
+    coords.update({k: v for k, v in template.coords.items() if k != "draw"})
     return xr.Dataset(variables, coords=coords, attrs=template.attrs)
 
