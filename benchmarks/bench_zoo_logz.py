@@ -79,8 +79,9 @@ def run_one(entry, target, method, seed, base=None):
                           if k in ("trend", "upper", "stderr_before", "seconds")},
             "silent": bool(est.reliable and abs(err) > 3 * est.stderr),
             "mode_check": {k: v for k, v in est.info.get("checks", {}).get("modes", {}).items()
-                           if k in ("status", "modes", "unreached", "log_z", "stderr", "ess",
-                                    "draws", "deepest", "energy_q01", "depth", "depth_limit")},
+                           if k in ("status", "flag", "modes", "unreached", "log_z", "stderr",
+                                    "ess", "draws", "deepest", "energy_q01", "depth",
+                                    "depth_limit")},
             "exact_samples": est.info.get("exact_samples"),
             "mode_fit": est.info.get("mode_fit"),
             "replicate_check": est.info.get("checks", {}).get("replicates"),
@@ -107,6 +108,9 @@ def _fallback_record(fb, truth):
             "reliable": first["reliable"], "seconds": first["seconds"],
             "silent": bool(first["reliable"] and abs(err) > 3 * first["stderr"]),
             "mode_check": first["mode_check"], "disagree": fb["disagree"],
+            "trigger": fb.get("trigger"), "problems": list(first["problems"]),
+            "grad_evals": first["num_grad_evals"], "pt_grad_evals": fb["pt"]["num_grad_evals"],
+            "pt_seconds": fb["pt"]["seconds"],
             "pt_problems": [p[:120] for p in fb["pt"]["problems"]]}
 
 
