@@ -109,11 +109,13 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         the first run's ``log_z``, ``stderr``, ``problems`` and cost; see
         ``budget``, ``progress`` and ``checkpoint`` for the second run; and
         where the mode check then flags that run low, modes missed or
-        under-weighted (``info["checks"]["modes"]["flag"] == "low"``), an AIS
-        or SMC call runs ``method="pt"`` with PT's default options from PT's default
-        Gaussian (the Student-t base if escalated) and returns PT's run,
-        checked as any other and flagged where it lies 3 combined stderrs
-        below the first run's or the mode check's estimate:
+        under-weighted (``info["checks"]["modes"]["flag"] == "low"``), or
+        another check flags a run whose mode check's Gaussians at the
+        minima fit the target (importance ESS at least half its draws), an
+        AIS or SMC call runs ``method="pt"`` with PT's default options from
+        PT's default Gaussian (the Student-t base if escalated) and returns
+        PT's run, checked as any other and flagged where it lies 3 combined
+        stderrs below the first run's or the mode check's estimate:
         ``info["fallback"]`` holds the first run; an explicit base or
         ``checks=False`` opts out; saved in the checkpoint's ``fallback_pt``),
         ``"uniform"``, ``"bernoulli"`` (with ``probs=``), or a NumPyro
@@ -292,7 +294,7 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     # Exclusive with the outskirts bound: that takes unflagged AIS/SMC runs only, and a
     # run the mode check flags low carries the check's problem.
     if isinstance(base, str) and base == "auto" and m.name in FALLBACK_METHODS \
-            and _modes_flagged(est):
+            and fallback_trigger(est):
         est = _fallback(call, est, key, ckpt, time.perf_counter() - t_call)
     if est.problems:
         warnings.warn(f"log_partition(method={method!r}): " + " ".join(est.problems),
@@ -492,20 +494,46 @@ FALLBACK_DIR = "fallback_pt"
 #: The mode check's flags that send ``base="auto"`` to parallel tempering.
 FALLBACK_FLAGS = ("low",)
 
+#: The mode check's importance ESS, as a fraction of its draws, from which a
+#: flagged run also falls back: Gaussians at the minima then describe the
+#: target (the bar of the check's own "fits well" and of ``"auto"``'s mode
+#: fit, ``_modes.AUTO_MIN_ESS``), a few modes that PT's ladder connects. On
+#: TUNING the flagged runs whose check compared read 0.73-0.83 on the
+#: mixtures and wells2, where PT came back closer on the whole; 0.006-0.37
+#: on wells32 (PT 0.2-1.6 nats off, flagged), funnel2 (PT once 4 of its
+#: stderrs off and unflagged: a silent miss) and ring2 (benchmarks/
+#: RESULTS.md, "The PT fallback also for flagged runs whose modes fit").
+FALLBACK_MIN_ESS = 0.5
 
-def _modes_flagged(est) -> bool:
-    """Whether the mode check says the particles missed or under-weighted modes.
 
-    Its ``"low"`` flag: the importance-sampling estimate from the minima the
-    descents found is above the run's beyond 3 combined stderrs. Not the
-    "unverified" depth rule (a funnel's neck, which PT does not reach either),
-    and not a skipped check.
+def fallback_trigger(est) -> str | None:
+    """Why a ``base="auto"`` run goes on to parallel tempering, or ``None``.
+
+    ``"modes"``: the mode check's ``"low"`` flag (the importance-sampling
+    estimate from the minima the descents found is above the run's beyond 3
+    combined stderrs: modes missed or under-weighted). ``"flagged"``: any
+    other problem (weight ESS, SMC lineages, replicate spread, the check's
+    ``"high"`` flag) on a run whose mode check compared with an importance
+    ESS of at least ``FALLBACK_MIN_ESS`` of its draws, so that the target
+    is a few modes the check found, where PT's estimate is sound. Never the
+    "unverified" depth rule (a funnel's neck, which PT does not reach
+    either), a skipped check, or, for ``"flagged"``, a run the tail check
+    escalated (PT was not measured there).
     """
-    return est.info.get("checks", {}).get("modes", {}).get("flag") in FALLBACK_FLAGS
+    modes = est.info.get("checks", {}).get("modes", {})
+    if modes.get("flag") in FALLBACK_FLAGS:
+        return "modes"
+    from energymc.logz._checks import unverified_problem
+
+    if (est.problems and "escalation" not in est.info and modes.get("status") == "compared"
+            and modes.get("ess", 0.0) >= FALLBACK_MIN_ESS * modes.get("draws", math.inf)
+            and not unverified_problem(modes, est.log_z)):
+        return "flagged"
+    return None
 
 
 def _fallback(call: _Call, first: LogZ, key, ckpt, first_s: float) -> LogZ:
-    """``base="auto"``: parallel tempering where the mode check flagged the AIS/SMC run.
+    """``base="auto"``: parallel tempering where :func:`fallback_trigger` names a reason.
 
     PT with its default options (``scale=`` passed on: it sets the base), its
     default replicates, on ``fold_in(key, _FALLBACK_KEY)``. Its base is PT's
@@ -529,23 +557,33 @@ def _fallback(call: _Call, first: LogZ, key, ckpt, first_s: float) -> LogZ:
     else:
         ref = _reference(call.target, None, options, key, "pt")[0]
     modes = first.info["checks"]["modes"]
+    trigger = fallback_trigger(first)
     est, second_s = _rerun(pt_call, first, ref, jax.random.fold_in(key, _FALLBACK_KEY), ckpt,
                            first_s, FALLBACK_DIR,
-                           ", parallel tempering: the mode check flagged the first run")
+                           ", parallel tempering: the mode check flagged the first run"
+                           if trigger == "modes" else
+                           ", parallel tempering: the first run was flagged")
     own = list(est.problems)
     disagree, problems = lower_than_unbiased(
         est.log_z, est.stderr, [(f"the first run's ({first.method})", first.log_z, first.stderr),
                                 ("the mode check's", modes["log_z"], modes["stderr"])])
     est.problems.extend(problems)
-    est.info["fallback"] = {
-        "reason": f"the mode check flagged the {first.method} run: its importance-sampling "
+    if trigger == "modes":
+        reason = (f"the mode check flagged the {first.method} run: its importance-sampling "
                   f"estimate from {modes.get('modes')} local minima is "
                   f"{modes['log_z'] - first.log_z:.2f} nats higher ({modes['log_z']:.3f} ± "
                   f"{modes['stderr']:.3f}; modes holding importance mass but no particle: "
-                  f"{modes.get('unreached', 0)})",
-        "method": "pt", "base": repr(ref),
+                  f"{modes.get('unreached', 0)})")
+    else:
+        reason = (f"the {first.method} run was flagged ({len(first.problems)} problem(s)) on "
+                  f"a target that Gaussians at {modes.get('modes')} local minima describe "
+                  f"(the mode check's importance ESS {modes['ess']:.0f} of its "
+                  f"{modes['draws']} draws): a few modes, which parallel tempering connects")
+    est.info["fallback"] = {
+        "reason": reason, "trigger": trigger, "method": "pt", "base": repr(ref),
         "first": {**_run_record(first, first_s), "mode_check": {
-            k: modes.get(k) for k in ("log_z", "stderr", "ess", "modes", "unreached", "flag")}},
+            k: modes.get(k) for k in ("log_z", "stderr", "ess", "draws", "modes", "unreached",
+                                      "status", "flag")}},
         "disagree": disagree,
         "pt": {"log_z": est.log_z, "stderr": est.stderr, "problems": own,
                "num_grad_evals": int(est.num_grad_evals - first.num_grad_evals),

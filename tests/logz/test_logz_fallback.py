@@ -1,11 +1,17 @@
 """``base=None`` ("auto") falls back to parallel tempering when the mode check flags the
-AIS/SMC run low (modes it missed or under-weighted).
+AIS/SMC run low (modes it missed or under-weighted), or when another check flags a run
+whose mode check found Gaussians at the minima that fit the target.
 
 * on a 2-d mixture whose narrow mode default AIS loses (-0.69 nats, stderr
   0.01), the call returns PT's estimate, within 3 stderr of the exact log Z,
   with the first run, both costs and the reason in ``info["fallback"]``;
 * a checkpointed call interrupted in its PT run resumes to the same estimate
   (slow tier);
+* a run flagged by another check (weight ESS, lineages, replicate spread)
+  falls back too where its mode check compared and its Gaussians at the
+  minima fit (importance ESS >= half its draws); not where they fit poorly
+  (wells32, funnel2 on TUNING), the check did not compare, the depth rule
+  called the run unverified, or the tail check escalated it;
 * negative controls: PT far below the first run's unbiased estimate is
   flagged (the rule that keeps the fallback from adding a silent miss);
   ``checks=False`` and an explicit base never fall back; a Gaussian never
@@ -15,6 +21,8 @@ AIS/SMC run low (modes it missed or under-weighted).
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -22,6 +30,7 @@ from jax.scipy.special import logsumexp
 
 import energymc as emc
 from energymc.logz import _api
+from energymc.logz._api import fallback_trigger
 from energymc.logz._checks import lower_than_unbiased
 
 pytestmark = pytest.mark.filterwarnings("ignore::energymc.EnergymcWarning")
@@ -65,7 +74,8 @@ class _Meter:
 
 def test_a_flagged_mixture_falls_back_to_pt_and_is_right():
     """Seed 1: ``"auto"``'s mode fit finds only
-    the broad mode (32 descents), AIS anneals from it and loses the narrow one."""
+    the broad mode (32 descents), AIS anneals from it and loses the narrow one. Then
+    seed 7, a run that another check flagged (below)."""
     est = emc.log_partition(MIXTURE, seed=1, progress=False)
     fb = est.info["fallback"]
     first = fb["first"]
@@ -84,7 +94,10 @@ def test_a_flagged_mixture_falls_back_to_pt_and_is_right():
     assert first["num_grad_evals"] > 0 and fb["pt"]["num_grad_evals"] > 0
     assert est.timing["fallback_first_s"] == first["seconds"] > 0
     assert fb["pt"]["seconds"] > 0 and "mode check flagged" in fb["reason"]
+    assert fb["trigger"] == "modes"
     assert est.info["mode_fit"]["used"]
+    # In the same test, so that the compiled runs are shared (the suite runs in workers).
+    _a_run_flagged_by_its_weight_ess_falls_back_where_its_modes_fit()
 
 
 def test_pt_below_an_unbiased_estimate_is_flagged():
@@ -126,3 +139,55 @@ def test_without_checks_there_is_no_fallback():
     est = emc.log_partition(MIXTURE, seed=1, checks=False, progress=False)
     assert "fallback" not in est.info and est.method == "ais"
     assert "checks" not in est.info or "modes" not in est.info["checks"]
+
+
+def _a_run_flagged_by_its_weight_ess_falls_back_where_its_modes_fit():
+    """Seed 7: AIS found both modes (the mode check passes it) but its weights rest on
+    few particles, so its error bars are in doubt; the check's Gaussians at the two
+    minima fit (importance ESS about 0.8 of the draws), so PT runs, and comes back
+    right within 3 of its stderrs."""
+    est = emc.log_partition(MIXTURE, seed=7, progress=False)
+    fb = est.info["fallback"]
+    first = fb["first"]
+    assert fb["trigger"] == "flagged" and "local minima describe" in fb["reason"]
+    assert not first["reliable"] and first["mode_check"]["flag"] is None
+    assert "weight ESS" in " ".join(first["problems"])
+    assert first["mode_check"]["status"] == "compared"
+    assert first["mode_check"]["ess"] >= _api.FALLBACK_MIN_ESS * first["mode_check"]["draws"]
+    assert est.method == "pt" and fb["disagree"] == [] and est.reliable, est.problems
+    assert abs(est.log_z - _LOG_Z) < 3 * est.stderr
+    assert est.num_grad_evals == first["num_grad_evals"] + fb["pt"]["num_grad_evals"]
+
+
+_ESS_PROBLEM = ("the final weight ESS is 12.0 of 1000 particles (below 100): the estimate "
+                "and its stderr are dominated by a few particles")
+
+
+def _run(problems, **modes):
+    """A run as :func:`fallback_trigger` reads it: its problems and mode-check info."""
+    info = {"status": "compared", "modes": 3, "draws": 4096, "ess": 3000.0, "log_z": 1.5,
+            "stderr": 0.02, "depth": 0.5, "depth_limit": 11.0, "deepest": -1.0,
+            "energy_q01": -0.5, **modes}
+    return SimpleNamespace(problems=list(problems), log_z=1.5, info={"checks": {"modes": info}})
+
+
+def test_flagged_runs_whose_modes_fit_fall_back_too():
+    """The trigger on recorded checks (no run: the end-to-end path is the test above)."""
+    assert fallback_trigger(_run([_ESS_PROBLEM])) == "flagged"
+    assert fallback_trigger(_run([_ESS_PROBLEM], ess=0.5 * 4096)) == "flagged"  # at the bar
+    assert fallback_trigger(_run(["nats higher"], flag="low")) == "modes"
+    assert fallback_trigger(_run(["nats lower"], flag="high")) == "flagged"
+    # Negative controls. Nothing flagged:
+    assert fallback_trigger(_run([])) is None
+    # Gaussians at the minima that miss most of the mass (wells32 read 0.04-0.37):
+    assert fallback_trigger(_run([_ESS_PROBLEM], ess=0.37 * 4096)) is None
+    # A check that did not compare:
+    assert fallback_trigger(_run([_ESS_PROBLEM], ess=100.0,
+                                 status="skipped: the mixture fits poorly (ESS 100)")) is None
+    # The depth rule's funnel neck (PT does not reach it either):
+    assert fallback_trigger(_run([_ESS_PROBLEM], depth=40.0, deepest=-40.0)) is None
+    # A run the tail check escalated (PT was not measured there), and one without checks:
+    escalated = _run([_ESS_PROBLEM])
+    escalated.info["escalation"] = {}
+    assert fallback_trigger(escalated) is None
+    assert fallback_trigger(SimpleNamespace(problems=[_ESS_PROBLEM], log_z=1.5, info={})) is None
