@@ -499,10 +499,12 @@ FALLBACK_FLAGS = ("low",)
 #: target (the bar of the check's own "fits well" and of ``"auto"``'s mode
 #: fit, ``_modes.AUTO_MIN_ESS``), a few modes that PT's ladder connects. On
 #: TUNING the flagged runs whose check compared read 0.73-0.83 on the
-#: mixtures and wells2, where PT came back closer on the whole; 0.006-0.37
-#: on wells32 (PT 0.2-1.6 nats off, flagged), funnel2 (PT once 4 of its
-#: stderrs off and unflagged: a silent miss) and ring2 (benchmarks/
-#: RESULTS.md, "The PT fallback also for flagged runs whose modes fit").
+#: mixtures and wells2, where PT came back closer on the whole; 0.04-0.37
+#: on wells32 (PT 0.2-1.6 nats off, flagged), funnel2 and ring2 (PT no
+#: better). A check that did not compare is no evidence at all: from such a
+#: funnel2 run (ESS 0.006) PT came back 4 of its stderrs low, unflagged
+#: (benchmarks/RESULTS.md, "The PT fallback also for flagged runs whose
+#: modes fit").
 FALLBACK_MIN_ESS = 0.5
 
 
