@@ -43,7 +43,7 @@ def main():
              f"{est.num_grad_evals:,} grad evals, {time.perf_counter() - t0:.1f}s"]
     fb = est.info.get("fallback")
     if fb is None:
-        lines.append("no fallback: the first run passed its mode check")
+        lines.append("no fallback: no check sent the first run to parallel tempering")
     else:
         first = fb["first"]
         lines += [f"fallback: {fb['reason']}",
