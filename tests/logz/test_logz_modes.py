@@ -140,9 +140,11 @@ def test_auto_base_uses_the_fit_where_it_matches(gauss):
 def test_auto_base_keeps_the_default_gaussian_on_a_mixture(mix):
     # Two modes found: "auto" anneals from the default Gaussian, so the
     # estimate is the default base's, bit for bit (same seed, same keys); only
-    # the fit's cost is added.
-    auto = emc.log_partition(mix, base="auto", seed=3, replicates=2)
-    plain = emc.log_partition(mix, base="gaussian", seed=3, replicates=2)
+    # the fit's cost is added. Without checks: this run's weight ESS is low on a
+    # mixture the mode check fits, so with them "auto" would go on to the PT
+    # fallback (test_logz_fallback.py), which is not what this test is about.
+    auto = emc.log_partition(mix, base="auto", seed=3, replicates=2, checks=False)
+    plain = emc.log_partition(mix, base="gaussian", seed=3, replicates=2, checks=False)
     fit = auto.info["mode_fit"]
     assert fit["modes"] == 2 and not fit["used"]
     assert auto.info["base"] == plain.info["base"] == "GaussianReference(dim=4, diagonal)"
