@@ -523,8 +523,9 @@ def fallback_trigger(est) -> str | None:
     24-26 nats low, flagged, 14 s more; this condition was added after that
     was seen and changes nothing on TUNING). Never the "unverified" depth
     rule (a funnel's neck, which PT does not reach either), a skipped check,
-    or, for ``"flagged"``, a run the tail check escalated (PT was not
-    measured there).
+    or, for ``"flagged"``, a run the tail check escalated or one the
+    outskirts check bounded (flagged only by that bound, whose BDMC run is
+    that check's answer; PT was measured on neither).
     """
     modes = est.info.get("checks", {}).get("modes", {})
     if modes.get("flag") in FALLBACK_FLAGS:
@@ -533,6 +534,7 @@ def fallback_trigger(est) -> str | None:
 
     if (est.problems and "escalation" not in est.info and modes.get("status") == "compared"
             and modes.get("modes", 0) >= 2
+            and "upper" not in est.info["checks"].get("outskirts", {})
             and modes.get("ess", 0.0) >= FALLBACK_MIN_ESS * modes.get("draws", math.inf)
             and not unverified_problem(modes, est.log_z)):
         return "flagged"

@@ -12,7 +12,8 @@ whose mode check found Gaussians at the minima that fit the target.
   more minima fit (importance ESS >= half its draws); not one mode (held-out
   gaussian500, where PT is far off), not where they fit poorly
   (wells32, funnel2 on TUNING), the check did not compare, the depth rule
-  called the run unverified, or the tail check escalated it;
+  called the run unverified, the tail check escalated it, or only the
+  outskirts check's bound flagged it;
 * negative controls: PT far below the first run's unbiased estimate is
   flagged (the rule that keeps the fallback from adding a silent miss);
   ``checks=False`` and an explicit base never fall back; a Gaussian never
@@ -193,4 +194,8 @@ def test_flagged_runs_whose_modes_fit_fall_back_too():
     escalated = _run([_ESS_PROBLEM])
     escalated.info["escalation"] = {}
     assert fallback_trigger(escalated) is None
+    # A run flagged only by the outskirts check's BDMC bound (it bounds unflagged runs):
+    bounded = _run(["the final particles may under-cover the target's outskirts"])
+    bounded.info["checks"]["outskirts"] = {"trend": 1.5, "upper": float("inf")}
+    assert fallback_trigger(bounded) is None
     assert fallback_trigger(SimpleNamespace(problems=[_ESS_PROBLEM], log_z=1.5, info={})) is None
