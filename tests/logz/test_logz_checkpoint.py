@@ -23,6 +23,8 @@ from energymc.io import CheckpointError
 from energymc.logz import _ais, _smc, _tempering
 from energymc.logz._checkpoint import LogZCheckpoint
 
+from meters import CountingMeter, Interrupted
+
 KW = dict(method="ais", seed=3, replicates=3, particles=16, schedule="linear", num_temps=4)
 
 
@@ -32,30 +34,6 @@ def _quartic(x):
 
 # One target object for every call: the compiled runs are reused across calls.
 TARGET = emc.Energy(_quartic, init=jnp.zeros(2), name="quartic2")
-
-
-class _Stop(Exception):
-    pass
-
-
-class _Meter:
-    """A progress object counting finished replicates (updates that show a ``log_z``);
-    raises :class:`_Stop` at the ``stop_at``-th one, as a Ctrl-C would."""
-
-    def __init__(self, stop_at=None):
-        self.finished, self.stop_at = 0, stop_at
-
-    def start(self, total, description):
-        pass
-
-    def update(self, n, postfix):
-        if "log_z" in postfix:
-            self.finished += 1
-            if self.finished == self.stop_at:
-                raise _Stop
-
-    def close(self):
-        pass
 
 
 def _assert_same(got, want):
@@ -78,9 +56,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::energymc.EnergymcWarning")
 
 @pytest.fixture(scope="module")
 def uninterrupted():
-    # Every call here reports to a _Meter, so all run the one compiled program
+    # Every call here reports to a CountingMeter, so all run the one compiled program
     # (a progress meter compiles stage ticks in; they change no number).
-    return emc.log_partition(TARGET, progress=_Meter(), **KW)
+    return emc.log_partition(TARGET, progress=CountingMeter(), **KW)
 
 
 def test_an_interrupted_call_resumes_to_exactly_the_uninterrupted_estimate(
@@ -88,18 +66,18 @@ def test_an_interrupted_call_resumes_to_exactly_the_uninterrupted_estimate(
     ckpt = tmp_path / "logz"
     # Interrupted while replicate 1's estimate is shown: it was saved before
     # it was shown, so replicates 0 and 1 are in the directory.
-    with pytest.raises(_Stop):
-        emc.log_partition(TARGET, progress=_Meter(stop_at=2), checkpoint=ckpt, **KW)
+    with pytest.raises(Interrupted):
+        emc.log_partition(TARGET, progress=CountingMeter(stop_at=2), checkpoint=ckpt, **KW)
     with np.load(ckpt / "state.npz") as state:
         assert int(state["done"]) == 2
-    meter = _Meter()
+    meter = CountingMeter()
     resumed = emc.log_partition(TARGET, progress=meter, checkpoint=ckpt, **KW)
     assert meter.finished == 1  # replicate 2 ran; 0 and 1 came from the directory
     assert resumed.timing["resumed_replicates"] == 2
     _assert_same(resumed, uninterrupted)
 
     # Complete: nothing runs again, not even the check, and the estimate is the same.
-    meter = _Meter()
+    meter = CountingMeter()
     again = emc.log_partition(TARGET, progress=meter, checkpoint=ckpt, **KW)
     assert meter.finished == 0 and again.timing["resumed_replicates"] == 3
     _assert_same(again, uninterrupted)
@@ -117,12 +95,12 @@ def test_a_replicate_cut_short_resumes_from_its_last_saved_stage(tmp_path, monke
         # loop over), so replicate 0 is saved whole and replicate 1 at stage 2.
         calls.append(int(args[1]))
         if len(calls) == 8:
-            raise _Stop
+            raise Interrupted
         return chunk(*args, **kwargs)
 
     monkeypatch.setattr(_ais, "anneal_chunk", chunk_then_stop)
-    with pytest.raises(_Stop):
-        emc.log_partition(TARGET, progress=_Meter(),
+    with pytest.raises(Interrupted):
+        emc.log_partition(TARGET, progress=CountingMeter(),
                           checkpoint=LogZCheckpoint(ckpt, save_every=0), **KW)
     assert calls[:5] == [1, 2, 3, 4, 5] and calls[5:] == [1, 2, 3]
     with np.load(ckpt / "replicate-000001" / "state.npz") as state:
@@ -133,11 +111,11 @@ def test_a_replicate_cut_short_resumes_from_its_last_saved_stage(tmp_path, monke
     for name in ("state.npz", "state.prev.npz"):
         (damaged / "replicate-000001" / name).write_bytes(b"PK\x03\x04 cut short")
     with pytest.raises(CheckpointError, match="replicate 1's stages in flight"):
-        emc.log_partition(TARGET, progress=_Meter(), checkpoint=damaged, **KW)
+        emc.log_partition(TARGET, progress=CountingMeter(), checkpoint=damaged, **KW)
 
     monkeypatch.setattr(_ais, "anneal_chunk", chunk)
     with emc.compilations() as compiled:
-        resumed = emc.log_partition(TARGET, progress=_Meter(), checkpoint=ckpt, **KW)
+        resumed = emc.log_partition(TARGET, progress=CountingMeter(), checkpoint=ckpt, **KW)
     # The carry read back is typed as the fresh one: the chunk program is reused.
     assert compiled["anneal_chunk"] == 0 and compiled["anneal_start"] == 0
     assert resumed.timing["resumed_replicates"] == 1 and resumed.timing["resumed_stages"] == 2
@@ -183,11 +161,11 @@ def test_a_growing_record_is_appended_chunk_by_chunk_and_a_damaged_chunk_is_refu
     def chunk_then_stop(carry, stop):
         calls.append(stop)
         if len(calls) == 4:  # stages 0, 1, 2 saved; killed in the 4th
-            raise _Stop
+            raise Interrupted
         return _toy_chunk(carry, stop)
 
     ckpt = tmp_path / "toy"
-    with pytest.raises(_Stop):
+    with pytest.raises(Interrupted):
         _toy_run(ckpt, chunk_then_stop)
     flight = ckpt / "replicate-000000"
     # Each chunk's rows in a file of its own, written once; the state holds no record.
@@ -277,11 +255,11 @@ def test_a_run_cut_short_resumes_from_its_last_saved_stage(tmp_path, monkeypatch
         # has 3 stages: 4 calls).
         calls.append(int(args[1]))
         if len(calls) == stop_at:
-            raise _Stop
+            raise Interrupted
         return chunk(*args, **kwargs)
 
     monkeypatch.setattr(module, name, chunk_then_stop)
-    with pytest.raises(_Stop):
+    with pytest.raises(Interrupted):
         emc.log_partition(target, progress=False,
                           checkpoint=LogZCheckpoint(ckpt, save_every=0), **kw)
     for flight, stage in saved.items():
@@ -296,20 +274,21 @@ def test_a_run_cut_short_resumes_from_its_last_saved_stage(tmp_path, monkeypatch
 
 def test_a_checkpoint_of_another_call_or_a_damaged_one_is_refused(tmp_path, uninterrupted):
     ckpt = tmp_path / "logz"
-    emc.log_partition(TARGET, progress=_Meter(), checkpoint=ckpt, **KW)
+    emc.log_partition(TARGET, progress=CountingMeter(), checkpoint=ckpt, **KW)
     # Negative controls: another seed, another option, another energy body.
     with pytest.raises(CheckpointError, match="seed"):
-        emc.log_partition(TARGET, progress=_Meter(), checkpoint=ckpt, **{**KW, "seed": 4})
+        emc.log_partition(TARGET, progress=CountingMeter(), checkpoint=ckpt, **{**KW, "seed": 4})
     with pytest.raises(CheckpointError, match="option:num_temps"):
-        emc.log_partition(TARGET, progress=_Meter(), checkpoint=ckpt, **{**KW, "num_temps": 5})
+        emc.log_partition(TARGET, progress=CountingMeter(), checkpoint=ckpt,
+                          **{**KW, "num_temps": 5})
     other = emc.Energy(lambda x: 0.5 * jnp.sum(x**2), init=jnp.zeros(2), name="quartic2")
     with pytest.raises(CheckpointError, match="energy's program changed"):
-        emc.log_partition(other, progress=_Meter(), checkpoint=ckpt, **KW)
+        emc.log_partition(other, progress=CountingMeter(), checkpoint=ckpt, **KW)
     # A truncated entry is reported by name; nothing in the directory is changed.
     entry = ckpt / "draws-000000001.npz"
     entry.write_bytes(entry.read_bytes()[:40])
     with pytest.raises(CheckpointError, match="draws-000000001.npz"):
-        emc.log_partition(TARGET, progress=_Meter(), checkpoint=ckpt, **KW)
+        emc.log_partition(TARGET, progress=CountingMeter(), checkpoint=ckpt, **KW)
     assert len(entry.read_bytes()) == 40
 
 
@@ -458,7 +437,7 @@ def test_energymc_resume_explains_a_log_z_started_from_python(tmp_path, capsys):
     from energymc.cli import main
 
     ckpt = tmp_path / "logz"
-    emc.log_partition(TARGET, progress=_Meter(), checkpoint=ckpt, **KW)
+    emc.log_partition(TARGET, progress=CountingMeter(), checkpoint=ckpt, **KW)
     assert main(["resume", str(ckpt)]) == 2
     err = capsys.readouterr().err
     assert "log Z estimate started from Python" in err and "emc.log_partition" in err
@@ -503,7 +482,7 @@ def test_bdmc_reads_its_mcmc_starting_draws_back_on_resume(tmp_path, monkeypatch
         # The forward run's 4 stages take 5 calls; the 6th is the reverse run's first.
         calls.append(int(args[1]))
         if len(calls) == 6:
-            raise _Stop
+            raise Interrupted
         return chunk(*args, **kwargs)
 
     started, start = [], emc.io.Checkpoint.start
@@ -514,7 +493,7 @@ def test_bdmc_reads_its_mcmc_starting_draws_back_on_resume(tmp_path, monkeypatch
 
     monkeypatch.setattr(emc.io.Checkpoint, "start", spy)
     monkeypatch.setattr(_ais, "anneal_chunk", chunk_then_stop)
-    with pytest.raises(_Stop):
+    with pytest.raises(Interrupted):
         emc.log_partition(TARGET, progress=False,
                           checkpoint=LogZCheckpoint(ckpt, save_every=0), **kw)
     mcmc = ckpt / "replicate-000000" / "mcmc"

@@ -28,6 +28,8 @@ import energymc as emc
 from energymc.logz import _api
 from energymc.logz._checks import mode_check
 
+from meters import CountingMeter, Interrupted
+
 _NU = 3.0
 
 pytestmark = pytest.mark.filterwarnings("ignore::energymc.EnergymcWarning")
@@ -51,7 +53,7 @@ GAUSSIAN = emc.Energy(lambda x: 0.5 * jnp.sum((x - 1.0) ** 2 / 4.0), init=jnp.ze
 
 
 # Tiny AIS: one compilation of each base's loop, shared by the calls below that
-# report to a _Meter (a meter compiles stage ticks in).
+# report to a CountingMeter (a meter compiles stage ticks in).
 TINY = dict(method="ais", particles=16, schedule="linear", num_temps=4)
 KW = dict(TINY, seed=3, replicates=3)
 
@@ -109,33 +111,11 @@ def test_without_checks_there_is_no_tail_check_to_follow():
     assert "escalation" not in est.info and "tails" not in est.info.get("checks", {})
 
 
-class _Meter:
-    """Records each bar: its total, description and the units it was moved by."""
-
-    def __init__(self, stop_at=None):
-        self.bars, self.finished, self.stop_at = [], 0, stop_at
-
-    def start(self, total, description):
-        self.bars.append({"total": total, "description": description, "moved": 0})
-
-    def update(self, n, postfix):
-        self.bars[-1]["moved"] += n
-        if "log_z" in postfix:
-            self.finished += 1
-            if self.finished == self.stop_at:
-                raise KeyboardInterrupt
-
-    def close(self):
-        pass
-
-
-
-
 def test_a_grad_evals_budget_covers_both_runs():
     """The second run gets what the first left of the budget (at least 2 replicates)."""
     budget = 16_000  # the mode fit of base="auto" takes about 14,000 of it at 2-d
     est = emc.log_partition(STUDENT[2], seed=2, budget={"grad_evals": budget},
-                            progress=_Meter(), **TINY)
+                            progress=CountingMeter(), **TINY)
     esc = est.info["escalation"]
     first_reps = len(esc["first"]["replicates"])
     assert first_reps >= 2 and len(est.replicates) == 2  # the first left too little: 2
@@ -146,7 +126,7 @@ def test_a_grad_evals_budget_covers_both_runs():
 
 
 def test_the_meter_shows_the_second_run_as_a_second_bar():
-    meter = _Meter()
+    meter = CountingMeter()
     est = emc.log_partition(STUDENT[2], progress=meter, **KW)
     assert "escalation" in est.info
     first, second = meter.bars
@@ -158,14 +138,14 @@ def test_the_meter_shows_the_second_run_as_a_second_bar():
 
 
 def test_an_escalated_call_interrupted_in_its_second_run_resumes_exactly(tmp_path):
-    want = emc.log_partition(STUDENT[2], progress=_Meter(), **KW)
+    want = emc.log_partition(STUDENT[2], progress=CountingMeter(), **KW)
     ckpt = tmp_path / "logz"
     # 3 replicates of the first run, then replicate 0 and 1 of the second: stopped
     # while replicate 1's estimate is shown (it was saved first).
-    with pytest.raises(KeyboardInterrupt):
-        emc.log_partition(STUDENT[2], progress=_Meter(stop_at=5), checkpoint=ckpt, **KW)
+    with pytest.raises(Interrupted):
+        emc.log_partition(STUDENT[2], progress=CountingMeter(stop_at=5), checkpoint=ckpt, **KW)
     assert (ckpt / _api.ESCALATION_DIR).is_dir()
-    meter = _Meter()
+    meter = CountingMeter()
     got = emc.log_partition(STUDENT[2], progress=meter, checkpoint=ckpt, **KW)
     assert meter.finished == 1  # only the second run's replicate 2 ran again
     assert got.timing["resumed_replicates"] == 2  # the second run's, read back

@@ -35,6 +35,8 @@ from energymc.logz import _api
 from energymc.logz._api import fallback_trigger
 from energymc.logz._checks import lower_than_unbiased
 
+from meters import CountingMeter, Interrupted
+
 pytestmark = pytest.mark.filterwarnings("ignore::energymc.EnergymcWarning")
 
 # Equal weights, sds 1 and 0.25, 8.5 apart: default AIS's particles stay in the
@@ -53,25 +55,6 @@ def _mixture():
 
 
 MIXTURE = _mixture()
-
-
-class _Meter:
-    """Counts finished replicates (a ``log_z`` postfix); raises at ``stop_at``."""
-
-    def __init__(self, stop_at=None):
-        self.bars, self.finished, self.stop_at = [], 0, stop_at
-
-    def start(self, total, description):
-        self.bars.append(description)
-
-    def update(self, n, postfix):
-        if "log_z" in postfix:
-            self.finished += 1
-            if self.finished == self.stop_at:
-                raise KeyboardInterrupt
-
-    def close(self):
-        pass
 
 
 def test_a_flagged_mixture_falls_back_to_pt_and_is_right():
@@ -120,11 +103,11 @@ def test_a_call_interrupted_in_its_pt_run_resumes_exactly(tmp_path):
     ckpt = tmp_path / "logz"
     # 4 replicates of the first run, then PT's one: stopped while PT's estimate is
     # shown (it was saved first).
-    with pytest.raises(KeyboardInterrupt):
-        emc.log_partition(MIXTURE, seed=1, progress=_Meter(stop_at=5), checkpoint=ckpt)
+    with pytest.raises(Interrupted):
+        emc.log_partition(MIXTURE, seed=1, progress=CountingMeter(stop_at=5), checkpoint=ckpt)
     assert (ckpt / _api.FALLBACK_DIR).is_dir()
-    want = emc.log_partition(MIXTURE, seed=1, progress=_Meter())
-    meter = _Meter()
+    want = emc.log_partition(MIXTURE, seed=1, progress=CountingMeter())
+    meter = CountingMeter()
     got = emc.log_partition(MIXTURE, seed=1, progress=meter, checkpoint=ckpt)
     assert meter.finished == 0  # every replicate read back
     assert got.timing["resumed_replicates"] == 1  # PT's
@@ -133,7 +116,7 @@ def test_a_call_interrupted_in_its_pt_run_resumes_exactly(tmp_path):
     assert np.array_equal(got.particles, want.particles)
     assert got.num_grad_evals == want.num_grad_evals and got.problems == want.problems
     # An explicit base is kept: no fallback.
-    est = emc.log_partition(MIXTURE, seed=1, base="gaussian", progress=_Meter())
+    est = emc.log_partition(MIXTURE, seed=1, base="gaussian", progress=CountingMeter())
     assert "fallback" not in est.info and est.method == "ais"
 
 
