@@ -613,9 +613,11 @@ def _free_cycles() -> None:
     its schedule, every segment judged stayed in memory until a full collection
     came: the peak RSS of ``summary()`` of a stored 5-d run grew by 105 MB from
     10^5 to 10^6 draws per chain, 8 MB with this (benchmarks/RESULTS.md). ArviZ
-    0.x's ``InferenceData`` makes no cycles; a collection costs ~0.1 s there too.
+    0.x's ``InferenceData`` makes no cycles, so there the collection (~0.1 s a
+    segment, ~1 s a ``diagnose()`` of 10^6 draws) is skipped.
     """
-    gc.collect()
+    if arviz_major() >= 1:
+        gc.collect()
 
 
 def _is_interval(column: str) -> bool:
