@@ -275,3 +275,47 @@ def test_mixture_reference_draws_each_component():
         assert np.allclose(np.cov(xs.T), cov, atol=tol)
         other = chols[(k + 1) % 3] @ chols[(k + 1) % 3].T
         assert not np.allclose(np.cov(xs.T), other, atol=tol)
+
+
+# A smaller dense, off-origin Gaussian for nested sampling and PT, whose
+# defaults are run in full here (nested's cost grows as dim^3 from a dense base).
+_D8 = 8
+_rng8 = np.random.default_rng(5)
+_LAM8 = np.logspace(-1.0, 1.0, _D8)
+_Q8 = np.linalg.qr(_rng8.normal(size=(_D8, _D8)))[0]
+_PREC8 = jnp.asarray((_Q8 / _LAM8) @ _Q8.T)
+_MU8 = jnp.asarray(_rng8.uniform(1.0, 3.0, _D8))
+GAUSS8_LOGZ = 0.5 * _D8 * math.log(2 * math.pi) + 0.5 * float(np.sum(np.log(_LAM8)))
+
+
+def dense_gaussian8(x):
+    r = x - _MU8
+    return 0.5 * r @ (_PREC8 @ r)
+
+
+@pytest.mark.parametrize("method", ["nested", "pt"])
+def test_nested_and_pt_default_to_the_fit_alone(method):
+    # base=None is "auto" for nested sampling and PT too: on a dense Gaussian
+    # away from the origin both run from the single-mode fit, without the
+    # defensive share, and land within Monte Carlo error of the exact log Z.
+    gauss8 = emc.Energy(dense_gaussian8, init=jnp.zeros(_D8), name="dense_gaussian8")
+    est = emc.log_partition(gauss8, method=method, seed=0)
+    fit = est.info["mode_fit"]
+    assert fit["used"] and fit["modes"] == 1 and fit["defensive"] == 0.0
+    assert est.info["base"] == f"MixtureReference(dim={_D8}, modes=1, defensive=0.00)"
+    assert est.reliable, est.problems
+    _covers(est, GAUSS8_LOGZ)
+
+
+@pytest.mark.parametrize("method", ["nested", "pt"])
+def test_nested_and_pt_keep_the_default_gaussian_on_a_mixture(mix, method):
+    # Negative control: two modes found, so the default Gaussian is kept and
+    # the run is the base="gaussian" run bit for bit (only the fit's cost is
+    # added). Without checks, as in the AIS case above: the base is the point.
+    auto = emc.log_partition(mix, method=method, seed=3, checks=False)
+    plain = emc.log_partition(mix, method=method, base="gaussian", seed=3, checks=False)
+    fit = auto.info["mode_fit"]
+    assert fit["modes"] == 2 and not fit["used"]
+    assert auto.info["base"] == plain.info["base"] == "GaussianReference(dim=4, diagonal)"
+    assert auto.log_z == plain.log_z and auto.stderr == plain.stderr
+    assert auto.num_grad_evals == plain.num_grad_evals + int(fit["grad_evals"])
