@@ -187,8 +187,10 @@ def tick(step=None, every: int = 1) -> None:
     Notes
     -----
     ``jax.debug.callback`` rather than ``io_callback``: the tick returns
-    nothing the computation depends on, so it cannot change a single number
-    of the run. Its only operand is the constant step count, never a chain's
+    nothing the computation depends on, so no number of the run depends on
+    it. (The compiler may still arrange the loop around a host call
+    differently: under JAX 0.12 PT's warmup then differs in the last bits of
+    a float32, never more.) Its only operand is the constant step count, never a chain's
     value, so under ``jax.vmap`` over chains it stays one call per step, not
     one per chain; and ``step`` must not depend on the chain either, or the
     ``cond`` would become a ``select`` that calls the host every step.

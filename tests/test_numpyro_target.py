@@ -19,7 +19,10 @@ def normal_model(y):
 def test_numpyro_posterior_in_constrained_space_with_deterministic_sites():
     y = jnp.asarray(np.random.default_rng(0).normal(3.0, 2.0, size=50), jnp.float32)
     target = emc.Energy.from_numpyro(normal_model, y)
-    run = emc.sample(target, "nuts", chains=4, draws=500, warmup=500, seed=0)
+    # 1,000 draws a chain: R-hat < 1.01 (Vehtari et al. 2021) is a test of the
+    # chains only once its own sampling noise is small; at 500 draws, seed 0
+    # read 1.0114 under JAX 0.12 (seeds 0-5: at most 1.0062 at 1,000).
+    run = emc.sample(target, "nuts", chains=4, draws=1000, warmup=500, seed=0)
     draws = run.draws
     assert set(draws) == {"mu", "sigma", "mu_twice"}
     assert draws["sigma"].min() > 0  # constrained: HalfNormal support

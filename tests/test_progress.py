@@ -13,6 +13,24 @@ from energymc import kernels, progress, sampling
 from energymc.errors import OptionError
 
 
+# PT's warmup with ticks is the same program as without, bit for bit under
+# JAX 0.10's XLA. JAX 0.12's XLA compiles PT's round loop around the host
+# callback differently: a step size differs in its last bit from round 16 on
+# and the difference stays at float32 rounding (measured: at most 4e-5
+# relative after 200 rounds, 5e-6 on the draws). A changed key or schedule
+# would differ by whole units.
+_BITWISE_PT_TICKS = tuple(int(p) for p in jax.__version__.split(".")[:2]) < (0, 12)
+
+
+def assert_same_pt_numbers(a, b):
+    """Equal bit for bit where XLA keeps it so, else equal to float32 rounding."""
+    if _BITWISE_PT_TICKS:
+        np.testing.assert_array_equal(a, b)
+    else:
+        np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float),
+                                   rtol=1e-4, atol=1e-6)
+
+
 class Recorder:
     """A user meter (start/update/close) that remembers every call."""
 
@@ -151,7 +169,7 @@ def test_pt_warmup_ticks_every_other_step_and_tunes_the_same():
         on = jax.block_until_ready(warm(progress.tick))
     off = warm(None)
     for a, b in zip(jax.tree.leaves(on[:2]), jax.tree.leaves(off[:2]), strict=True):
-        np.testing.assert_array_equal(a, b)  # state and tuned params
+        assert_same_pt_numbers(a, b)  # state and tuned params
     # Four rounds of 50 steps for 2 chains, a tick every other step: 100 host
     # calls during the compiled warmup, not one per chain.
     assert rec.calls == [("update", 2)] * 100 and listener.count == 200
@@ -163,7 +181,7 @@ def test_pt_warmup_moves_the_sample_bar_and_keeps_the_draws():
     rec = Recorder()
     on = emc.sample(TARGET, "pt", progress=rec, **kw)
     off = emc.sample(TARGET, "pt", progress=False, **kw)
-    np.testing.assert_array_equal(on.flat_draws, off.flat_draws)
+    assert_same_pt_numbers(on.flat_draws, off.flat_draws)
     warm = rec.phases()[0]
     # Four rounds of 50 steps, a tick every other step: the bar moves 100 times
     # during the compiled warmup, not once at its end.

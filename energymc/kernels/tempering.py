@@ -371,7 +371,9 @@ def pt_warmup(key, positions, betas, base_params, path: _Path, base, base_opts, 
 
     ``tick`` (:func:`energymc.progress.tick` or ``None``) is called in
     every round with the round's index, so a progress meter moves during the
-    warmup; it changes no number.
+    warmup; no number depends on it (JAX 0.10: the same bits; JAX 0.12
+    compiles the loop around the host call differently, and step sizes and
+    states differ in the last bits of a float32).
 
     Returns
     -------
