@@ -14,7 +14,7 @@ from jax.scipy.special import logsumexp
 from energymc import _sharding
 from energymc import kernels as _kernels
 from energymc._util import check_option_int as _check_int
-from energymc._util import INITIAL_STEP, default_step, kish_ess
+from energymc._util import kish_ess
 from energymc.errors import OptionError
 from energymc.logz._anneal import (
     AnnealConfig,
@@ -32,7 +32,7 @@ from energymc.logz._path import (
     anneal_path_finish,
     anneal_path_start,
 )
-from energymc.logz._reference import MixtureReference
+from energymc.logz._reference import initial_step
 from energymc.progress import StageTicks
 
 __all__ = ["AIS", "AISContext", "AISOptions", "BDMC", "BDMCOptions", "forward_particles",
@@ -167,15 +167,9 @@ def _initial_params(kernel, options, ref, dim, step_size, target_accept):
     if not tunable:
         return kernel.default_params(dim, options), False, None
     if step_size is None:
-        step_size = default_step(kernel.name, dim)
-        if kernel.name == "mala" and isinstance(ref, MixtureReference):
-            # A fitted base knows the target's curvature: with few stages
-            # (a base that matches) the steered step has no time to shrink
-            # from the default, and the first stage accepted nothing
-            # (benchmarks/RESULTS.md, "gaussian500: the fitted base alone").
-            fitted = ref.mala_step(INITIAL_STEP["mala"][0])
-            if math.isfinite(fitted):
-                step_size = min(step_size, fitted)
+        # From a fitted base, MALA's from its curvature (benchmarks/RESULTS.md,
+        # "gaussian500: the fitted base alone").
+        step_size = initial_step(kernel.name, dim, ref)
     if target_accept is None:
         target_accept = dict(options).get("target_accept", None)
     params = {"step_size": jnp.asarray(step_size, dtype)}

@@ -16,10 +16,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from energymc._util import INITIAL_STEP, default_step
 from energymc.errors import OptionError
 
 __all__ = ["Reference", "GaussianReference", "MixtureReference", "DiscreteReference",
-           "NumpyroReference", "make_reference", "student_t_reference", "student_df"]
+           "NumpyroReference", "make_reference", "student_t_reference", "student_df",
+           "initial_step"]
 
 
 class Reference:
@@ -202,6 +204,24 @@ class MixtureReference(Reference):
         modes = int(np.sum(w[1:] > 0))
         return (f"MixtureReference(dim={np.shape(self.locs)[-1]}, modes={modes}, "
                 f"defensive={w[0]:.2f})")
+
+
+def initial_step(kernel_name: str, dim: int, ref: Reference) -> float:
+    """The step size a tuned kernel starts the annealing with over ``ref``.
+
+    The default ``c dim^p`` (:func:`energymc._util.default_step`), except for
+    MALA over a fitted base (:class:`MixtureReference`), which knows the
+    target's curvature: then :meth:`MixtureReference.mala_step`, never larger
+    than the default. A fitted base close to the target leaves few stages
+    (one or two at 500 dimensions), too few for the per-stage steering to
+    shrink a step that is 20x too large, and those stages accepted nothing.
+    """
+    step = default_step(kernel_name, dim)
+    if kernel_name == "mala" and isinstance(ref, MixtureReference):
+        fitted = ref.mala_step(INITIAL_STEP["mala"][0])
+        if math.isfinite(fitted):
+            step = min(step, fitted)
+    return step
 
 
 @jax.tree_util.register_pytree_node_class

@@ -28,11 +28,12 @@ from blackjax.smc.waste_free import waste_free_smc
 
 from energymc import _sharding
 from energymc._util import check_option_int as _check_int
-from energymc._util import default_step, kish_ess, nonfinite_to_neginf
+from energymc._util import kish_ess, nonfinite_to_neginf
 from energymc.energy import jit_over_target
 from energymc.errors import EnergymcWarning, OptionError
 from energymc.logz._ais import resolve_kernel
 from energymc.logz._method import Context, Estimate, LogZMethod, register
+from energymc.logz._reference import initial_step
 from energymc.progress import StageTicks
 
 __all__ = ["SMC", "SMCContext", "SMCOptions", "genealogy_variance", "run_smc"]
@@ -373,11 +374,18 @@ def _increasing(betas):
     return betas
 
 
-def _step0(target, ctx):
-    """The initial step size, ``()`` in the default float dtype."""
+def _step0(target, ref, ctx):
+    """The initial step size, ``()`` in the default float dtype.
+
+    Without ``step_size=``, the one AIS starts from
+    (:func:`energymc.logz._reference.initial_step`): from a fitted base
+    MALA's follows its curvature. The default step was 20x too large for the
+    fit of a dense 500-d Gaussian, whose one or two stages then accepted
+    nothing (benchmarks/RESULTS.md, "SMC's first step from the fitted base").
+    """
     step = ctx.options.step_size
     if step is None:
-        step = default_step(ctx.kernel.name, target.dim)
+        step = initial_step(ctx.kernel.name, target.dim, ref)
     return jnp.asarray(step, jnp.result_type(float))
 
 
@@ -392,7 +400,7 @@ def pilot_schedule(target, ref, key, ctx: SMCContext):
     ``ctx.stages`` (a checkpoint's saver, or ``None``) saves the pilot's stages.
     """
     cfg = ctx.cfg
-    step = _step0(target, ctx)
+    step = _step0(target, ref, ctx)
     args = (jax.random.fold_in(key, 7919), ref, step, jnp.ones((cfg.max_stages,), step.dtype))
     static = dict(target=target, kernel=ctx.kernel, options=ctx.kernel_options, cfg=cfg,
                   mesh=ctx.mesh)
@@ -417,7 +425,7 @@ def pilot_schedule(target, ref, key, ctx: SMCContext):
 
 def run_smc(target, ref, key, ctx: SMCContext) -> Estimate:
     """One SMC replicate (along the pilot's schedule when :func:`pilot_schedule` set one)."""
-    cfg, step = ctx.cfg, _step0(target, ctx)
+    cfg, step = ctx.cfg, _step0(target, ref, ctx)
     betas, problems = ctx.betas, []
     if ctx.pilot is not None:
         # Every replicate follows the one pilot schedule: given the schedule

@@ -246,6 +246,28 @@ def test_a_fitted_base_sets_malas_first_step(gauss):
     assert any("almost never accepted" in p for p in bad.problems), bad.problems
 
 
+
+def test_smc_starts_malas_step_from_a_fitted_base_as_ais_does(gauss):
+    from energymc._util import default_step
+
+    # A given two-stage schedule: the second stage moves under pi_0.5, which
+    # the acceptance check reads (the first stage's moves are under the base).
+    kw = dict(method="smc", base="modes", defensive=0.0, seed=0, replicates=2,
+              schedule=[0.0, 0.5, 1.0])
+    est = emc.log_partition(gauss, **kw)
+    first = est.stages["step_size"][0]
+    assert default_step("mala", _D) / 100 < first < default_step("mala", _D) / 20
+    assert np.min(est.stages["acceptance"]) > 0.5 and est.reliable, est.problems
+    assert abs(est.log_z - GAUSS_LOGZ) < 4 * est.stderr + 0.02
+    # Negative control: the default step on the same path accepts nothing at
+    # the second stage, and the check still flags it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bad = emc.log_partition(gauss, step_size=default_step("mala", _D), **kw)
+    assert bad.stages["acceptance"][1] < 0.02
+    assert not bad.reliable
+    assert any("almost never accepted" in p for p in bad.problems), bad.problems
+
 def test_mixture_reference_draws_each_component():
     # Draws by component without indexing the factors by draw: each
     # component's share, mean and covariance within Monte Carlo error (4 se),
