@@ -6,6 +6,7 @@ Literal seeds; tolerances in nats against exact log Z; a negative control
 
 import math
 import warnings
+from types import SimpleNamespace
 
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +15,7 @@ from jax.scipy.special import logsumexp
 
 import energymc as emc
 from energymc.errors import OptionError
+from energymc.logz._api import fit_missed_modes
 
 # A dense, ill-conditioned (condition number 1e3) Gaussian with an off-origin
 # mean: the default N(init, 4 I) is far from it.
@@ -341,3 +343,51 @@ def test_nested_and_pt_keep_the_default_gaussian_on_a_mixture(mix, method):
     assert auto.info["base"] == plain.info["base"] == "GaussianReference(dim=4, diagonal)"
     assert auto.log_z == plain.log_z and auto.stderr == plain.stderr
     assert auto.num_grad_evals == plain.num_grad_evals + int(fit["grad_evals"])
+
+
+@pytest.mark.parametrize("method", ["bdmc", "pt"])
+def test_a_one_mode_fit_that_missed_modes_runs_again_from_the_default_gaussian(mix, method):
+    # The negative control above, under "auto" with BDMC and PT (which have no
+    # PT fallback): the run from the one-mode fit is 0.29 nats low and the mode
+    # check flags it low, so the call runs the method again from the default
+    # Gaussian, whose particles or chains reach both modes.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = emc.log_partition(mix, method=method, mode_starts=1, seed=2)
+    assert est.info["mode_fit"]["used"] and est.info["mode_fit"]["modes"] == 1
+    first = est.info["widened"]["first"]
+    assert first["log_z"] - MIX_LOGZ < -0.2 and not first["reliable"]
+    assert first["mode_check"]["flag"] == "low", first["mode_check"]
+    assert est.method == method
+    assert est.info["base"] == "GaussianReference(dim=4, diagonal)"
+    assert est.reliable, est.problems
+    _covers(est, MIX_LOGZ)
+    assert est.num_grad_evals > first["num_grad_evals"]
+    if method == "bdmc":
+        assert est.lower <= MIX_LOGZ <= est.upper
+
+
+def _record(method="pt", used=True, flag="low", escalated=False):
+    info = {"mode_fit": {"used": used}, "checks": {"modes": {"flag": flag}}}
+    if escalated:
+        info["escalation"] = {}
+    return SimpleNamespace(info=info), SimpleNamespace(name=method)
+
+
+@pytest.mark.parametrize("case, runs_again", [
+    ({}, True),
+    ({"method": "nested"}, True),
+    ({"method": "bdmc"}, True),
+    # Negative controls: AIS and SMC have the PT fallback instead; a fit that
+    # was not used, a check that did not flag low, and an escalated run (its
+    # base is the Student-t, no longer the fit) run nothing again.
+    ({"method": "ais"}, False),
+    ({"method": "smc"}, False),
+    ({"used": False}, False),
+    ({"flag": "high"}, False),
+    ({"flag": None}, False),
+    ({"escalated": True}, False),
+])
+def test_which_runs_go_again_from_the_default_gaussian(case, runs_again):
+    est, m = _record(**case)
+    assert fit_missed_modes(m, est) is runs_again
