@@ -94,6 +94,7 @@ def run_one(entry, target, method, seed, base=None):
             # returned without them, so one run gives both sides of a before/after.
             "escalated": "escalation" in est.info,
             "fallback": _fallback_record(est.info.get("fallback"), entry.log_z),
+            "widened": _widened_record(est.info.get("widened"), entry.log_z),
             # Whole sentences: which check fired (the BDMC bound rule reads them).
             "problems_full": list(est.problems)}
 
@@ -112,6 +113,16 @@ def _fallback_record(fb, truth):
             "grad_evals": first["num_grad_evals"], "pt_grad_evals": fb["pt"]["num_grad_evals"],
             "pt_seconds": fb["pt"]["seconds"],
             "pt_problems": [p[:120] for p in fb["pt"]["problems"]]}
+
+
+def _widened_record(widened, truth):
+    """The first run of a call that ran again from the default Gaussian (or ``None``)."""
+    if widened is None:
+        return None
+    first = widened["first"]
+    return {"log_z": first["log_z"], "stderr": first["stderr"], "err": first["log_z"] - truth,
+            "reliable": first["reliable"], "seconds": first["seconds"],
+            "second_s": widened["second_s"]}
 
 
 def summarise(rows):
@@ -221,6 +232,8 @@ def main(argv=None):
     ap.add_argument("--first-seed", type=int, default=0,
                     help="seeds are first-seed .. first-seed + seeds - 1 (fresh seeds for a "
                          "rule chosen after seeing seeds 0-2)")
+    ap.add_argument("--seed-list", default=None,
+                    help="comma list of seeds (instead of --seeds/--first-seed)")
     ap.add_argument("--half", choices=("held_out", "tuning", "all"), default="held_out")
     ap.add_argument("--targets", default=None, help="comma list of zoo names (default: the half)")
     ap.add_argument("--max-dim", type=int, default=None)
@@ -251,13 +264,15 @@ def main(argv=None):
     if args.max_dim:
         entries = [e for e in entries if e.dim <= args.max_dim]
     methods = args.methods.split(",")
+    seeds = ([int(s) for s in args.seed_list.split(",")] if args.seed_list
+             else range(args.first_seed, args.first_seed + args.seeds))
     rows = []
     for entry in entries:
         target = entry.build()
         for method in methods:
             if target.support != "real" and method not in _DISCRETE_OK:
                 continue
-            for seed in range(args.first_seed, args.first_seed + args.seeds):
+            for seed in seeds:
                 r = run_one(entry, target, method, seed,
                             args.base if target.support == "real" else None)
                 rows.append(r)
@@ -271,6 +286,9 @@ def main(argv=None):
                       + ("" if not r.get("fallback") else
                          f"  PT fallback (first: err {r['fallback']['err']:+.3f} "
                          f"stderr {r['fallback']['stderr']:.3f})")
+                      + ("" if not r.get("widened") else
+                         f"  widened (first: err {r['widened']['err']:+.3f} "
+                         f"stderr {r['widened']['stderr']:.3f})")
                       + ("" if r["lower"] is None else
                          f"  bounds [{r['lower'] - r['truth']:+.3f}, "
                          f"{r['upper'] - r['truth']:+.3f}] from truth"), flush=True)
