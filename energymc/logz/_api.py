@@ -307,7 +307,7 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         est = _widen(call, est, key, ckpt, time.perf_counter() - t_call)
     if isinstance(base, str) and base == "auto" and checks and needs_bound(est):
         est = bound_by_bdmc(call, est, est.info["reference"], key, ckpt,
-                            time.perf_counter() - t_call, _estimate)
+                            time.perf_counter() - t_call, run_after)
     # Exclusive with the outskirts bound: that takes unflagged AIS/SMC runs only, and a
     # run the mode check flags low carries the check's problem.
     if isinstance(base, str) and base == "auto" and m.name in FALLBACK_METHODS \
@@ -464,31 +464,39 @@ def _run_record(est: LogZ, seconds: float) -> dict:
             "reliable": est.reliable}
 
 
-def _rerun(call: _Call, first: LogZ, ref, key, ckpt, first_s: float, subdir: str,
-           label: str) -> tuple[LogZ, float]:
-    """Run ``call`` from ``ref`` on ``key`` after ``first`` (``first_s`` seconds into the
-    call), as one call: the estimate, checked, and its own seconds.
+def run_after(call: _Call, first_evals: float, ref, key, ckpt, first_s: float, subdir: str,
+              label: str) -> tuple[LogZ, float]:
+    """Run ``call`` from ``ref`` on ``key`` after a first run (``first_evals`` gradient
+    evaluations, ``first_s`` seconds into the call): its estimate and its own seconds.
 
     The run gets what the first left of ``budget=`` (at least 2 replicates, as
-    any budgeted run), its checkpoint lives in ``ckpt``'s ``subdir``, and the
-    returned record counts both runs' gradient evaluations and time and keeps
-    the first run's base-fit report (``mode_fit``, ``pilot_grad_evals``,
-    ``escalation``).
+    any budgeted run) and its checkpoint lives in ``ckpt``'s ``subdir``: its
+    own directory and fingerprint, so that resuming replays the first run
+    from the checkpoint, its (deterministic or saved) checks ask for this run
+    again, and it resumes there. Shared by the reruns below and the outskirts
+    check's BDMC bound.
     """
     budget_s, budget_evals = call.budget_pair
     if budget_s is not None:
         call = dataclasses.replace(call, budget_pair=(max(budget_s - first_s, 1e-9), None))
     sub = None
     if ckpt is not None:
-        # Its own directory and fingerprint: resuming replays the first run
-        # from the checkpoint, its (deterministic or saved) checks ask for the
-        # rerun again, and the rerun resumes from here.
         sub = LogZCheckpoint(os.path.join(ckpt.path, subdir), save_every=ckpt.save_every)
     t0 = time.perf_counter()
-    est = _estimate(call, ref, key, sub,
-                    spent=first.num_grad_evals if budget_evals is not None else 0.0,
+    est = _estimate(call, ref, key, sub, spent=first_evals if budget_evals is not None else 0.0,
                     label=label)
-    second_s = time.perf_counter() - t0
+    return est, time.perf_counter() - t0
+
+
+def _rerun(call: _Call, first: LogZ, ref, key, ckpt, first_s: float, subdir: str,
+           label: str) -> tuple[LogZ, float]:
+    """:func:`run_after` ``first``, as one call: the estimate, checked, and its own
+    seconds; the returned record counts both runs' gradient evaluations and time
+    and keeps the first run's base-fit report (``mode_fit``, ``pilot_grad_evals``,
+    ``escalation``).
+    """
+    est, second_s = run_after(call, first.num_grad_evals, ref, key, ckpt, first_s, subdir,
+                              label)
     for name in ("mode_fit", "pilot_grad_evals", "escalation"):
         if name in first.info:
             est.info[name] = first.info[name]

@@ -136,43 +136,35 @@ def needs_bound(est) -> bool:
     return bool(trend > OUTSKIRTS_TREND)
 
 
-def bound_by_bdmc(call, est, ref, key, ckpt, first_s: float, estimate):
+def bound_by_bdmc(call, est, ref, key, ckpt, first_s: float, run_after):
     """Widen ``est.stderr`` to reach an independent BDMC run's 95% upper bound.
 
     ``call`` is ``log_partition``'s ``_Call`` for the AIS or SMC run ``est``; BDMC
     runs with the same options, base ``ref``, replicates and devices on
     ``fold_in(key, _OUTSKIRTS_KEY)``, without checks of its own (``est``
     passed them), in the subdirectory ``outskirts`` of ``ckpt``, through
-    ``estimate`` (``log_partition``'s one-estimate runner). A withdrawn
-    (infinite) upper bound flags ``est``. The BDMC run's cost is added to
+    ``run_after`` (``log_partition``'s runner of a run after a first one, which
+    gives it what the first left of ``budget=``). A withdrawn (infinite) upper
+    bound flags ``est``. The BDMC run's cost is added to
     ``est.num_grad_evals`` and ``est.timing["outskirts_s"]``; what it found
     goes to ``est.info["checks"]["outskirts"]``. Returns ``est``.
     """
     import dataclasses
-    import os
-    import time
 
     import jax
 
     from energymc.logz import _method
     from energymc.logz._api import METHODS
-    from energymc.logz._checkpoint import LogZCheckpoint
 
     m = _method.get("bdmc", METHODS)
     options = {k: v for k, v in call.options.items() if k in m.option_names()}
     ctx = dataclasses.replace(m.validate(options, call.target), mesh=call.ctx.mesh,
                               ticks=call.ctx.ticks)
-    budget_s, budget_evals = call.budget_pair
-    pair = (max(budget_s - first_s, 1e-9), None) if budget_s is not None else call.budget_pair
     sub_call = dataclasses.replace(call, m=m, method="bdmc", options=options, ctx=ctx,
-                                   checks=False, budget_pair=pair)
-    sub = None if ckpt is None else LogZCheckpoint(os.path.join(ckpt.path, OUTSKIRTS_DIR),
-                                                   save_every=ckpt.save_every)
-    t0 = time.perf_counter()
-    bdmc = estimate(sub_call, ref, jax.random.fold_in(key, _OUTSKIRTS_KEY), sub,
-                     spent=est.num_grad_evals if budget_evals is not None else 0.0,
-                     label=", BDMC bound: the weights rise outward")
-    seconds = time.perf_counter() - t0
+                                   checks=False)
+    bdmc, seconds = run_after(sub_call, est.num_grad_evals, ref,
+                              jax.random.fold_in(key, _OUTSKIRTS_KEY), ckpt, first_s,
+                              OUTSKIRTS_DIR, ", BDMC bound: the weights rise outward")
     upper = math.inf if bdmc.upper is None else float(bdmc.upper)
     before = est.stderr
     est.stderr = stderr_to_reach(est.log_z, est.stderr, upper)
