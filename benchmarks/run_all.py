@@ -16,7 +16,9 @@ Usage::
     python benchmarks/run_all.py --list                # the commands, without running them
 
 A script that fails or times out is reported as such and the others still
-run; the exit status is non-zero if any failed.
+run; the exit status is non-zero if any failed. The probes (``*probe*.py``:
+one-off investigations, each run with the arguments its RESULTS.md section
+names) are not run.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ RESULTS = HERE / "RESULTS.md"
 
 # Modules the scripts import, not benchmarks of their own.
 LIBRARIES = {"zoo.py", "run_all.py"}
+
+# Probes (``*probe*.py``) are one-off investigations whose commands and
+# findings are in RESULTS.md; they take the arguments of the question they
+# answered, print no tables to regenerate, and are not run here.
+PROBE_MARK = "probe"
 
 # script -> (quick arguments, standard arguments). A script not listed runs
 # with ``--quick`` (if it takes that flag) and ENERGYMC_QUICK=1 in the quick
@@ -58,7 +65,8 @@ OPTIONS: dict[str, tuple[list[str] | None, list[str] | None]] = {
 def scripts(only: list[str] | None = None) -> list[Path]:
     """Every benchmark script, sorted; ``only`` keeps those whose stem is listed."""
     found = sorted(p for p in HERE.glob("*.py")
-                   if p.name not in LIBRARIES and not p.name.startswith("_"))
+                   if p.name not in LIBRARIES and not p.name.startswith("_")
+                   and PROBE_MARK not in p.stem)
     if only:
         unknown = set(only) - {p.stem for p in found}
         if unknown:
