@@ -15,7 +15,10 @@ from jax.scipy.special import logsumexp
 
 import energymc as emc
 from energymc.errors import OptionError
+from energymc.logz import _api
 from energymc.logz._api import fit_missed_modes
+
+from meters import CountingMeter, Interrupted
 
 # A dense, ill-conditioned (condition number 1e3) Gaussian with an off-origin
 # mean: the default N(init, 4 I) is far from it.
@@ -391,3 +394,25 @@ def _record(method="pt", used=True, flag="low", escalated=False):
 def test_which_runs_go_again_from_the_default_gaussian(case, runs_again):
     est, m = _record(**case)
     assert fit_missed_modes(m, est) is runs_again
+
+
+def test_a_widened_call_interrupted_in_its_second_run_resumes_exactly(mix, tmp_path):
+    kw = dict(method="bdmc", mode_starts=1, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = emc.log_partition(mix, progress=CountingMeter(), **kw)
+        assert "widened" in want.info
+        ckpt = tmp_path / "logz"
+        # The first run's 4 replicates, then the second run's first 2: stopped while
+        # the second run's replicate 1 is shown (it was saved first).
+        with pytest.raises(Interrupted):
+            emc.log_partition(mix, progress=CountingMeter(stop_at=6), checkpoint=ckpt, **kw)
+        assert (ckpt / _api.WIDEN_DIR).is_dir()
+        meter = CountingMeter()
+        got = emc.log_partition(mix, progress=meter, checkpoint=ckpt, **kw)
+    assert meter.finished == 2  # only the second run's replicates 2 and 3 ran again
+    assert got.timing["resumed_replicates"] == 2
+    assert (got.log_z, got.stderr, got.lower, got.upper) == \
+        (want.log_z, want.stderr, want.lower, want.upper)
+    assert got.num_grad_evals == want.num_grad_evals and got.problems == want.problems
+    assert got.info["widened"]["first"]["log_z"] == want.info["widened"]["first"]["log_z"]
