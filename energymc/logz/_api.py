@@ -464,6 +464,14 @@ def _run_record(est: LogZ, seconds: float) -> dict:
             "reliable": est.reliable}
 
 
+def _first_with_mode_check(first: LogZ, seconds: float) -> dict:
+    """:func:`_run_record` of a run a rerun replaced, with its mode check's numbers."""
+    modes = first.info["checks"]["modes"]
+    return {**_run_record(first, seconds), "mode_check": {
+        k: modes.get(k) for k in ("log_z", "stderr", "ess", "draws", "modes", "unreached",
+                                  "status", "flag")}}
+
+
 def run_after(call: _Call, first_evals: float, ref, key, ckpt, first_s: float, subdir: str,
               label: str) -> tuple[LogZ, float]:
     """Run ``call`` from ``ref`` on ``key`` after a first run (``first_evals`` gradient
@@ -512,59 +520,6 @@ def _rerun(call: _Call, first: LogZ, ref, key, ckpt, first_s: float, subdir: str
 #: ``fold_in`` index of the parallel-tempering fallback's key (after the
 #: escalation's ``10**6 + 4``).
 _FALLBACK_KEY = 10**6 + 5
-
-#: ``fold_in`` index of the key of the rerun from the default Gaussian where a
-#: one-mode fit missed modes (:func:`_widen`).
-_WIDEN_KEY = 10**6 + 6
-
-#: A checkpoint's subdirectory holding that rerun.
-WIDEN_DIR = "widened"
-
-
-def fit_missed_modes(m: LogZMethod, est) -> bool:
-    """Whether a run from ``"auto"``'s one-mode fit was flagged low by the mode check.
-
-    The fit is used only where its descents found one mode; the mode check's
-    ``"low"`` flag says that the target has mass the run did not reach, so the
-    fit's premise was wrong. AIS and SMC answer that with their PT fallback
-    (whose base is the default Gaussian); BDMC, nested sampling and PT rerun
-    themselves from the default Gaussian (:func:`_widen`). Not after the tail
-    check's escalation: that run's base is no longer the fit.
-    """
-    fit = est.info.get("mode_fit") or {}
-    modes = est.info.get("checks", {}).get("modes", {})
-    return (m.name not in FALLBACK_METHODS and bool(fit.get("used"))
-            and "escalation" not in est.info and modes.get("flag") in FALLBACK_FLAGS)
-
-
-def _widen(call: _Call, first: LogZ, key, ckpt, first_s: float) -> LogZ:
-    """``base="auto"``: the same method again from the default Gaussian base,
-    where :func:`fit_missed_modes` says that the one-mode fit missed modes.
-
-    Same method, options and replicates, on ``fold_in(key, _WIDEN_KEY)``, from
-    the base ``base=None`` gives outside ``"auto"`` (``scale=`` applies). The
-    second run's estimate is returned, checked as any other, with
-    ``info["widened"]`` describing the first run and both runs' gradient
-    evaluations and time in ``num_grad_evals`` and ``timing``.
-    """
-    ref = _reference(call.target, None, call.options, key, call.m.name)[0]
-    modes = first.info["checks"]["modes"]
-    est, second_s = _rerun(call, first, ref, jax.random.fold_in(key, _WIDEN_KEY), ckpt,
-                           first_s, WIDEN_DIR,
-                           ", default Gaussian base: the one-mode fit missed modes")
-    est.info["widened"] = {
-        "reason": f"the base fitted to one mode missed modes: the mode check's "
-                  f"importance-sampling estimate from {modes.get('modes')} local minima is "
-                  f"{modes['log_z'] - first.log_z:.2f} nats above the run's "
-                  f"({modes['log_z']:.3f} ± {modes['stderr']:.3f})",
-        "base": repr(ref),
-        "first": {**_run_record(first, first_s), "mode_check": {
-            k: modes.get(k) for k in ("log_z", "stderr", "ess", "draws", "modes", "unreached",
-                                      "status", "flag")}},
-        "second_num_grad_evals": int(est.num_grad_evals - first.num_grad_evals),
-        "second_s": second_s}
-    est.timing["widened_first_s"] = first_s
-    return est
 
 #: A checkpoint's subdirectory holding the fallback's parallel-tempering run.
 FALLBACK_DIR = "fallback_pt"
@@ -668,14 +623,64 @@ def _fallback(call: _Call, first: LogZ, key, ckpt, first_s: float) -> LogZ:
                   f"{modes['draws']} draws): a few modes, which parallel tempering connects")
     est.info["fallback"] = {
         "reason": reason, "trigger": trigger, "method": "pt", "base": repr(ref),
-        "first": {**_run_record(first, first_s), "mode_check": {
-            k: modes.get(k) for k in ("log_z", "stderr", "ess", "draws", "modes", "unreached",
-                                      "status", "flag")}},
+        "first": _first_with_mode_check(first, first_s),
         "disagree": disagree,
         "pt": {"log_z": est.log_z, "stderr": est.stderr, "problems": own,
                "num_grad_evals": int(est.num_grad_evals - first.num_grad_evals),
                "seconds": second_s}}
     est.timing["fallback_first_s"] = first_s
+    return est
+
+
+#: ``fold_in`` index of the key of the rerun from the default Gaussian where a
+#: one-mode fit missed modes (:func:`_widen`).
+_WIDEN_KEY = 10**6 + 6
+
+#: A checkpoint's subdirectory holding that rerun.
+WIDEN_DIR = "widened"
+
+
+def fit_missed_modes(m: LogZMethod, est) -> bool:
+    """Whether a run from ``"auto"``'s one-mode fit was flagged low by the mode check.
+
+    The fit is used only where its descents found one mode; the mode check's
+    ``"low"`` flag says that the target has mass the run did not reach, so the
+    fit's premise was wrong. AIS and SMC answer that with their PT fallback
+    (whose base is the default Gaussian); BDMC, nested sampling and PT rerun
+    themselves from the default Gaussian (:func:`_widen`). Not after the tail
+    check's escalation: that run's base is no longer the fit.
+    """
+    fit = est.info.get("mode_fit") or {}
+    modes = est.info.get("checks", {}).get("modes", {})
+    return (m.name not in FALLBACK_METHODS and bool(fit.get("used"))
+            and "escalation" not in est.info and modes.get("flag") in FALLBACK_FLAGS)
+
+
+def _widen(call: _Call, first: LogZ, key, ckpt, first_s: float) -> LogZ:
+    """``base="auto"``: the same method again from the default Gaussian base,
+    where :func:`fit_missed_modes` says that the one-mode fit missed modes.
+
+    Same method, options and replicates, on ``fold_in(key, _WIDEN_KEY)``, from
+    the base ``base=None`` gives outside ``"auto"`` (``scale=`` applies). The
+    second run's estimate is returned, checked as any other, with
+    ``info["widened"]`` describing the first run and both runs' gradient
+    evaluations and time in ``num_grad_evals`` and ``timing``.
+    """
+    ref = _reference(call.target, None, call.options, key, call.m.name)[0]
+    modes = first.info["checks"]["modes"]
+    est, second_s = _rerun(call, first, ref, jax.random.fold_in(key, _WIDEN_KEY), ckpt,
+                           first_s, WIDEN_DIR,
+                           ", default Gaussian base: the one-mode fit missed modes")
+    est.info["widened"] = {
+        "reason": f"the base fitted to one mode missed modes: the mode check's "
+                  f"importance-sampling estimate from {modes.get('modes')} local minima is "
+                  f"{modes['log_z'] - first.log_z:.2f} nats above the run's "
+                  f"({modes['log_z']:.3f} ± {modes['stderr']:.3f})",
+        "base": repr(ref),
+        "first": _first_with_mode_check(first, first_s),
+        "second_num_grad_evals": int(est.num_grad_evals - first.num_grad_evals),
+        "second_s": second_s}
+    est.timing["widened_first_s"] = first_s
     return est
 
 
