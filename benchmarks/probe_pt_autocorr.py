@@ -12,6 +12,8 @@ round trips a chain made. Nothing in the library changes: the probe wraps
 
 Run: ``python benchmarks/probe_pt_autocorr.py --half tuning --seeds 3 --out F``
 (RESULTS.md, "A lead, not a change: what PT's autocorrelation check measures").
+Since session 17 the library centres ``ll`` itself, so "bar now" and "bar
+centred" read the same; the tables in RESULTS.md were made before that.
 """
 
 from __future__ import annotations

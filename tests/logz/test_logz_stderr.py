@@ -179,12 +179,50 @@ def test_pt_stderr_is_at_least_the_spread_between_chains():
 def test_pt_flags_slowly_refreshed_mode_configurations():
     # Negative control: 8 double wells with a short default-sized PT run. The
     # mode configurations of the cold rungs change only by round trips, and
-    # the batch-means / between-chain stderr does not see it.
-    with pytest.warns(EnergymcWarning, match="strongly autocorrelated"):
+    # the batch-means / between-chain stderr does not see it: the round-trip
+    # check does (7 a chain in 300 rounds, against 2.5 for each of 10 batches).
+    with pytest.warns(EnergymcWarning, match="round trips"):
         est = emc.log_partition(emc.Energy(_wells, init=jnp.zeros(16)), method="pt", seed=0,
                                 scale=2.0, draws=300, warmup=200)
     assert not est.reliable
-    assert est.info["stderr_autocorr"] > 3 * est.stderr
+    assert np.mean(est.info["round_trips"]) < 25
+    assert any("round trips" in p and "fewer than 25 a chain" in p for p in est.problems)
+
+
+def test_pt_autocorrelation_bar_ignores_a_constant_in_the_energy():
+    # Each chain adapts its own ladder; weights exp(d_k ll) formed about zero
+    # made a constant in the energy (which moves ll's level, not its spread)
+    # read as chains that disagree: before centring, E + 100 on this target
+    # gave a bar of 2.0 nats and a flag (rung ESS 4 of 800), E gave 0.18.
+    def run(c):
+        target = emc.Energy(lambda x: 0.5 * jnp.sum(x**2) + c, init=jnp.zeros(4))
+        return emc.log_partition(target, method="pt", seed=0, draws=200, warmup=100,
+                                 batches=4)
+
+    plain, shifted = run(0.0), run(100.0)
+    assert np.ptp(plain.info["betas"][:, 1]) > 0.05      # the chains' ladders differ
+    assert shifted.log_z + 100.0 == pytest.approx(plain.log_z, abs=1e-3)
+    assert shifted.info["stderr_autocorr"] == pytest.approx(plain.info["stderr_autocorr"],
+                                                            rel=1e-3)
+    assert plain.info["stderr_autocorr"] < 0.05
+    assert shifted.reliable and not shifted.problems
+    assert abs(plain.log_z - 2 * math.log(2 * math.pi)) < 4 * plain.stderr
+
+
+def test_pt_round_trip_check_counts_against_the_batches():
+    # The same draws (batches= only changes how the stderr is read): 19 round
+    # trips a chain in 60 rounds pass with 3 batches (7.5 needed) and are too
+    # few for 30 batches of 2 rounds (75 needed), which the batch-means stderr
+    # would then treat as independent.
+    target = emc.Energy(lambda x: 0.5 * jnp.sum(x**2), init=jnp.zeros(2))
+    kw = dict(method="pt", seed=0, replicas=4, chains=3, draws=60, warmup=40)
+    few = emc.log_partition(target, batches=3, **kw)
+    assert not any("round trips" in p for p in few.problems)
+    with pytest.warns(EnergymcWarning, match="round trips"):
+        many = emc.log_partition(target, batches=30, **kw)
+    np.testing.assert_array_equal(many.info["round_trips"], few.info["round_trips"])
+    assert not many.reliable
+    assert any("fewer than 75 a chain" in p for p in many.problems)
 
 
 @pytest.mark.parametrize("phi", [0.0, 0.5, 0.9])
