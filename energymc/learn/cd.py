@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from energymc import kernels as _kernels
-from energymc._util import langevin_mh_acceptance
 from energymc.errors import EnergyError, OptionError
+from energymc.learn._chains import adapt_init, adapted_step, run_kernel
 from energymc.learn._checks import check_int, check_positive
 from energymc.learn._driver import loop_slows, scan
 from energymc.learn._learner import LearnerBase
@@ -401,25 +401,10 @@ class CD(LearnerBase):
         return loop_slows(self._spec.energy, internal, data[0])
 
     def _adapt_init(self, data):
-        """The adapted step's state: its log and, by default, the data's variances as metric.
-
-        The initial step is ``step_size`` if given, else ``0.5 d^(-1/3)`` in
-        units of the metric (MALA's optimal step shrinks as ``d^(-1/3)``); a
-        few updates of the Robbins-Monro rule in :meth:`_adapt` correct it.
-        """
+        """The adapted step's state (:func:`energymc.learn._chains.adapt_init`), or ``{}``."""
         if not self.adapt_step:
             return {}
-        flat = data.reshape(data.shape[0], -1)
-        dim = flat.shape[1]
-        start = 0.5 * dim ** (-1.0 / 3.0) if self.step_size is None else self.step_size
-        step = jnp.asarray(start, data.dtype)
-        extra = {"log_step": jnp.log(step)}
-        if self._data_metric:
-            var = jnp.var(flat, axis=0)
-            # Constant coordinates get the average variance, never zero.
-            floor = 1e-3 * jnp.mean(var) + 1e-8
-            extra["metric"] = jnp.maximum(var, floor)
-        return extra
+        return adapt_init(data, self.step_size, self._data_metric)
 
     def _check_noise(self, event):
         shape = tuple(self.noise.batch_shape) + tuple(self.noise.event_shape)
@@ -471,45 +456,10 @@ class CD(LearnerBase):
 
     # --------------------------------------------------------- negative phase
     def _run_kernel(self, key, params, x0, extra, k=None):
-        """``k`` kernel steps from every row of ``x0``; returns (x, acceptance, diverging).
-
-        For unadjusted Langevin the acceptance is the one a Metropolis step
-        would have had (the MALA ratio of each move): not used to reject, it
-        measures how far the step is from leaving ``exp(-E)`` invariant.
-        """
-        batch, event = x0.shape[0], x0.shape[1:]
-        kernel, options = self._kernel, self._options
-        dim = int(np.prod(event))
-        kparams = kernel.default_params(dim, options)
-        if "log_step" in extra:
-            kparams = {**kparams, "step_size": jnp.exp(extra["log_step"]).astype(x0.dtype)}
-        if "metric" in extra:
-            kparams = {**kparams, "inverse_mass_matrix": extra["metric"].astype(x0.dtype)}
-        unadjusted = kernel.name == "langevin"
-
-        def logdensity(z):
-            lp = -self._spec.user_energy(params, z.reshape(event))
-            return jnp.where(jnp.isnan(lp), -jnp.inf, lp)  # NaN energy: a rejected move
-
-        def chain(key, z):
-            k_init, k_steps = jax.random.split(key)
-            state = kernel.init(k_init, z, logdensity, kparams, options)
-
-            def one(s, kk):
-                new, st = kernel.step(kk, s, logdensity, kparams, options)
-                acc = st["acceptance_rate"]
-                if unadjusted:
-                    acc = jnp.where(st["diverging"], 0.0, langevin_mh_acceptance(
-                        s, new, kparams["step_size"], kparams["inverse_mass_matrix"]))
-                return new, (acc.astype(x0.dtype), st["diverging"])
-
-            state, (acc, div) = scan(one, state, jax.random.split(
-                k_steps, self.k if k is None else k), unroll=self._unrolled)
-            return state.position, jnp.mean(acc), jnp.any(div)
-
-        flat = x0.reshape(batch, dim)
-        pos, acc, div = jax.vmap(chain)(jax.random.split(key, batch), flat)
-        return pos.reshape(x0.shape), jnp.mean(acc), jnp.mean(div.astype(x0.dtype))
+        """``k`` kernel steps from every row of ``x0``; returns (x, acceptance, diverging)."""
+        return run_kernel(key, self._kernel, self._options,
+                          lambda z: self._spec.user_energy(params, z), x0, extra,
+                          self.k if k is None else k, self._unrolled)
 
     def sample_negatives(self, key, params, x0, state=None, k: int | None = None):
         """Run the negative phase's sampler from ``x0`` under user-form ``params``.
@@ -592,22 +542,10 @@ class CD(LearnerBase):
         return x, nan, jnp.mean(jnp.any(bad, axis=0).astype(x0.dtype))
 
     def _adapt(self, extra, acc):
-        """One Robbins-Monro step of the log step size toward ``target_accept``.
-
-        ``log h <- log h + (acc - target)``, with ``acc`` the mean acceptance
-        over all chains and steps of this update (hundreds of proposals, so
-        little noise). A constant gain keeps tracking the model as it moves,
-        which a decaying gain (dual averaging's) would not. For MALA the
-        acceptance falls from 1 to 0 over about two units of ``log h``, so one
-        update removes most of the error without overshooting.
-        """
+        """One step of the log step size toward ``target_accept`` (:func:`adapted_step`)."""
         if "log_step" not in extra or self.k == 0:
             return extra
-        ok = jnp.isfinite(acc)
-        delta = jnp.where(ok, acc - self.target_accept, 0.0)
-        log_step = jnp.clip(extra["log_step"] + delta, -25.0, 5.0)
-        return {**extra, "log_step": jax.lax.stop_gradient(log_step).astype(
-            extra["log_step"].dtype)}
+        return adapted_step(extra, acc, self.target_accept)
 
     def _starts(self, key, extra, batch):
         """Where the chains start, and how to write their ends back into ``extra``."""

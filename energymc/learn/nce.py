@@ -28,12 +28,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from energymc import kernels as _kernels
 from energymc.errors import EnergyError, OptionError
+from energymc.learn._chains import adapt_init, adapted_step, run_kernel
 from energymc.learn._checks import check_data, check_positive
 from energymc.learn._learner import LearnerBase
 from energymc.learn._state import LearnState
 
 __all__ = ["NCE", "balance_log_z", "chance_loss"]
+
+#: Default weight of the model-following Gaussian in the default noise.
+_MODEL_SHARE = 0.5
+#: MALA steps per update of the chains behind the model-following Gaussian.
+_MODEL_STEPS = 1
 
 
 class NCE(LearnerBase):
@@ -53,6 +60,19 @@ class NCE(LearnerBase):
         :meth:`init` (Gutmann & Hyvarinen advise noise close to the data).
     noise_ratio
         ``nu``, noise points per data point (at least one noise point per batch).
+    model_noise
+        Share of the default noise that follows the model: a Gaussian with the
+        mean and covariance of persistent chains on the current energy (one
+        MALA step each per update, one chain per batch point, started at data
+        points, the step adapted toward MALA's target acceptance), mixed with
+        the data-fitted Gaussian. Default (``None``): 0.5 for real-valued data
+        with the default noise; 0 (the fitted Gaussian alone, no sampling) for
+        0/1 or +-1 data and with ``noise=``. Noise fitted to the data alone
+        says little about a model that starts far from it: the classifier
+        saturates, and the fit can collapse into a flat tilt and stall (86% off
+        on the zoo's off-origin Gaussian); noise where the model puts its mass
+        brings back the restoring signal (``benchmarks/RESULTS.md``, "NCE
+        with noise that follows the model").
     log_z_update
         ``"balance"`` (the default, unless ``init_log_z`` is given): ``log_z``
         starts balanced on (up to 1024 of) the training points and as many
@@ -86,12 +106,28 @@ class NCE(LearnerBase):
     _name = "NCE"
 
     def __init__(self, energy_fn: Callable, optim, noise: Any = None, noise_ratio: float = 1.0,
-                 init_log_z: float | str | None = None, log_z_update: str | None = None):
+                 init_log_z: float | str | None = None, log_z_update: str | None = None,
+                 model_noise: float | None = None):
         super().__init__(energy_fn, optim)
         if noise is not None and not all(hasattr(noise, m) for m in ("sample", "log_prob")):
             raise OptionError("noise must be a NumPyro distribution (with sample and log_prob), "
                               "or None for a Gaussian fitted to the data.")
         self.noise = noise
+        if model_noise is not None:
+            try:
+                model_noise = float(model_noise)
+            except (TypeError, ValueError):
+                raise OptionError(f"model_noise must be a number in [0, 1) or None; got "
+                                  f"{model_noise!r}.") from None
+            if not 0.0 <= model_noise < 1.0:
+                raise OptionError(f"model_noise is the model-following share of the default "
+                                  f"noise and must be in [0, 1) (0: the fitted Gaussian "
+                                  f"alone); got {model_noise!r}.")
+            if noise is not None and model_noise > 0:
+                raise OptionError("model_noise mixes a model-following Gaussian into the "
+                                  "default noise; with noise= your distribution is used as "
+                                  "given. Drop one of them.")
+        self.model_noise = model_noise
         self.noise_ratio = check_positive("noise_ratio", noise_ratio)
         if log_z_update is None:
             # A start for log_z only means something to the optimiser: code written
@@ -180,7 +216,8 @@ class NCE(LearnerBase):
 
     # ------------------------------------------------------------------- noise
     def _extra_init(self, key, data, internal, batch_size):
-        extra = self._noise_init(data)
+        key, k_model = jax.random.split(key)
+        extra = {**self._noise_init(data), **self._model_noise_init(k_model, data, batch_size)}
         if not self._balance:
             return extra
         # The first log_z: balanced on (up to 1024 of) the training points and as
@@ -214,22 +251,13 @@ class NCE(LearnerBase):
                 )
             return {}
         flat = data.reshape(data.shape[0], -1)
-        d = flat.shape[1]
         if flat.shape[0] < 2:
             raise EnergyError("fitting the default Gaussian noise needs at least 2 data points; "
                               "pass noise= a NumPyro distribution.")
-        loc = jnp.mean(flat, 0)
-        cov = jnp.atleast_2d(jnp.cov(flat, rowvar=False))
-        # A small ridge keeps the Cholesky factor finite for degenerate data
-        # (e.g. constant pixels), relative to the average variance.
-        ridge = 1e-3 * jnp.trace(cov) / d + 1e-6
-        chol = jnp.linalg.cholesky(cov + ridge * jnp.eye(d))
+        loc, chol, inv = _gaussian_fit(flat)
         if not isinstance(chol, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(chol))):
             raise EnergyError("could not fit a Gaussian to the data for the NCE noise; pass "
                               "noise= a NumPyro distribution.")
-        # The inverse factor once here: XLA's CPU triangular solve on a batch of
-        # points costs more than the whole rest of an update.
-        inv = jax.scipy.linalg.solve_triangular(chol, jnp.eye(d, dtype=chol.dtype), lower=True)
         return {"loc": loc, "scale_tril": chol, "inv_tril": inv}
 
     def _noise_sample_logp(self, key, extra, num, event):
@@ -238,18 +266,82 @@ class NCE(LearnerBase):
             logp = self.noise.log_prob(x)
             logp = logp.reshape(num, -1).sum(-1) if logp.ndim > 1 else logp
             return x, logp
-        eps = jax.random.normal(key, (num, extra["loc"].shape[0]), extra["loc"].dtype)
+        k_eps, k_pick = jax.random.split(key)
+        eps = jax.random.normal(k_eps, (num, extra["loc"].shape[0]), extra["loc"].dtype)
         z = extra["loc"] + eps @ extra["scale_tril"].T
-        return z.reshape((num, *event)), _gauss_logp(extra, z)
+        if "model_loc" in extra:
+            from_model = jax.random.bernoulli(k_pick, self._model_share, (num, 1))
+            z = jnp.where(from_model, extra["model_loc"] + eps @ extra["model_tril"].T, z)
+        return z.reshape((num, *event)), self._default_logp(extra, z)
+
+    def _default_logp(self, extra, z):
+        """Log-density of the default noise at ``z`` ``(m, d)``: the fitted Gaussian, mixed
+        with the model-following one when there is one."""
+        fitted = _gauss_logp(extra["loc"], extra["scale_tril"], extra["inv_tril"], z)
+        if "model_loc" not in extra:
+            return fitted
+        model = _gauss_logp(extra["model_loc"], extra["model_tril"], extra["model_inv"], z)
+        w = self._model_share
+        return jnp.logaddexp(math.log1p(-w) + fitted, math.log(w) + model)
 
     def _data_logp(self, extra, x):
         if self.noise is not None:
             logp = self.noise.log_prob(x)
             return logp.reshape(x.shape[0], -1).sum(-1) if logp.ndim > 1 else logp
-        return _gauss_logp(extra, x.reshape(x.shape[0], -1))
+        return self._default_logp(extra, x.reshape(x.shape[0], -1))
+
+    # ------------------------------------------------- the model-following noise
+    def _model_noise_init(self, key, data, batch_size):
+        """Chains for the model-following noise, started at data points, and their Gaussian.
+
+        Sets ``self._model_share`` (on the set-up copy of the learner, before
+        any update is traced): ``model_noise`` as given, or by default 0.5
+        for real-valued data under the default noise and 0 otherwise (0/1 or
+        +-1 data, or a user's ``noise=``).
+        """
+        share = self.model_noise
+        if share is None:
+            share = 0.0 if self.noise is not None else _MODEL_SHARE
+            if not isinstance(data, jax.core.Tracer):
+                vals = set(np.unique(np.asarray(data)).tolist())
+                if vals <= {0.0, 1.0} or vals <= {-1.0, 1.0}:
+                    share = 0.0  # no gradient-based chain on discrete states
+        self._model_share = float(share)
+        if self._model_share == 0.0:
+            return {}
+        self._kernel = _kernels.get("mala")
+        self._options = _kernels.resolve_options(self._kernel, {"step_size": 1.0},
+                                                 context="NCE")
+        n = data.shape[0]
+        idx = jax.random.choice(key, n, (batch_size,), replace=batch_size > n)
+        chains = data[idx]
+        loc, chol, inv = _gaussian_fit(chains.reshape(batch_size, -1))
+        return {**adapt_init(data, None, True), "chains": chains, "model_loc": loc,
+                "model_tril": chol, "model_inv": inv}
+
+    def _follow_model(self, internal, extra, key):
+        """One MALA step of every chain on the current energy (a constant for the
+        gradient), the step adapted toward MALA's target acceptance, and the
+        model-following Gaussian refitted to the chains."""
+        fixed = jax.lax.stop_gradient(internal["energy"])
+        x, acc, div = run_kernel(key, self._kernel, self._options,
+                                 lambda z: self._spec.energy(fixed, z), extra["chains"],
+                                 extra, _MODEL_STEPS)
+        x = jax.lax.stop_gradient(x)
+        loc, chol, inv = _gaussian_fit(x.reshape(x.shape[0], -1))
+        target = dict(self._options).get("target_accept", 0.574)
+        extra = adapted_step({**extra, "chains": x, "model_loc": loc, "model_tril": chol,
+                              "model_inv": inv}, acc, target)
+        return extra, acc, div
 
     # -------------------------------------------------------------------- loss
     def _loss(self, internal, extra, batch, key):
+        model_info = {}
+        if "chains" in extra:
+            key, k_chain = jax.random.split(key)
+            extra, acc, div = self._follow_model(internal, extra, k_chain)
+            model_info = {"model_acceptance": acc.astype(batch.dtype),
+                          "model_diverging": div.astype(batch.dtype)}
         b = batch.shape[0]
         num_noise = max(1, int(round(self.noise_ratio * b)))
         nu = num_noise / b  # the ratio actually used in this batch
@@ -276,7 +368,7 @@ class NCE(LearnerBase):
         acc = (jnp.sum(g_data > 0) + jnp.sum(g_noise < 0)) / (b + num_noise)
         info = {"energy_data": jnp.mean(e_data), "energy_noise": jnp.mean(e_noise),
                 "accuracy": acc.astype(batch.dtype), "log_z": log_z,
-                "chance_loss": jnp.asarray(chance_loss(nu), batch.dtype)}
+                "chance_loss": jnp.asarray(chance_loss(nu), batch.dtype), **model_info}
         return loss, (extra, info)
 
     # ------------------------------------------------------------ the verdict
@@ -390,13 +482,30 @@ def _is_data(value) -> bool:
     return isinstance(value, str) and value == "data"
 
 
-def _gauss_logp(extra, z):
+def _gauss_logp(loc, tril, inv, z):
     """log N(z; loc, L L^T) for ``z`` ``(m, d)``, with ``L^-1`` precomputed.
 
     Written out rather than through ``numpyro``'s ``MultivariateNormal``, whose
     per-point triangular solves made the default-noise update 7x slower on CPU.
     """
-    d = extra["loc"].shape[0]
-    white = (z - extra["loc"]) @ extra["inv_tril"].T
-    return (-0.5 * jnp.sum(white**2, axis=-1) - jnp.sum(jnp.log(jnp.diag(extra["scale_tril"])))
+    d = loc.shape[0]
+    white = (z - loc) @ inv.T
+    return (-0.5 * jnp.sum(white**2, axis=-1) - jnp.sum(jnp.log(jnp.diag(tril)))
             - 0.5 * d * jnp.log(2 * jnp.pi))
+
+
+def _gaussian_fit(flat):
+    """``(loc, L, L^-1)`` of a Gaussian with the mean and covariance of ``flat`` ``(n, d)``.
+
+    A small ridge, relative to the average variance, keeps the Cholesky
+    factor finite for degenerate points (e.g. constant pixels).
+    """
+    d = flat.shape[1]
+    loc = jnp.mean(flat, 0)
+    cov = jnp.atleast_2d(jnp.cov(flat, rowvar=False))
+    ridge = 1e-3 * jnp.trace(cov) / d + 1e-6
+    chol = jnp.linalg.cholesky(cov + ridge * jnp.eye(d, dtype=flat.dtype))
+    # The inverse factor once here: XLA's CPU triangular solve on a batch of
+    # points costs more than the whole rest of an update.
+    inv = jax.scipy.linalg.solve_triangular(chol, jnp.eye(d, dtype=chol.dtype), lower=True)
+    return loc, chol, inv
