@@ -216,8 +216,10 @@ class NCE(LearnerBase):
 
     # ------------------------------------------------------------------- noise
     def _extra_init(self, key, data, internal, batch_size):
-        key, k_model = jax.random.split(key)
-        extra = {**self._noise_init(data), **self._model_noise_init(k_model, data, batch_size)}
+        extra = self._noise_init(data)
+        if self._resolve_model_share(data) > 0:
+            key, k_model = jax.random.split(key)
+            extra = {**extra, **self._model_noise_init(k_model, data, batch_size)}
         if not self._balance:
             return extra
         # The first log_z: balanced on (up to 1024 of) the training points and as
@@ -266,10 +268,12 @@ class NCE(LearnerBase):
             logp = self.noise.log_prob(x)
             logp = logp.reshape(num, -1).sum(-1) if logp.ndim > 1 else logp
             return x, logp
-        k_eps, k_pick = jax.random.split(key)
+        with_model = "model_loc" in extra
+        # (The fitted noise alone draws from the whole key, as before the model's share.)
+        k_eps, k_pick = jax.random.split(key) if with_model else (key, None)
         eps = jax.random.normal(k_eps, (num, extra["loc"].shape[0]), extra["loc"].dtype)
         z = extra["loc"] + eps @ extra["scale_tril"].T
-        if "model_loc" in extra:
+        if with_model:
             from_model = jax.random.bernoulli(k_pick, self._model_share, (num, 1))
             z = jnp.where(from_model, extra["model_loc"] + eps @ extra["model_tril"].T, z)
         return z.reshape((num, *event)), self._default_logp(extra, z)
@@ -291,24 +295,26 @@ class NCE(LearnerBase):
         return self._default_logp(extra, x.reshape(x.shape[0], -1))
 
     # ------------------------------------------------- the model-following noise
-    def _model_noise_init(self, key, data, batch_size):
-        """Chains for the model-following noise, started at data points, and their Gaussian.
+    def _resolve_model_share(self, data) -> float:
+        """Set and return ``self._model_share``, the model-following share of the noise.
 
-        Sets ``self._model_share`` (on the set-up copy of the learner, before
-        any update is traced): ``model_noise`` as given, or by default 0.5
-        for real-valued data under the default noise and 0 otherwise (0/1 or
-        +-1 data, or a user's ``noise=``).
+        ``model_noise`` as given, or by default 0.5 for real-valued data under
+        the default noise and 0 otherwise (0/1 or +-1 data, or a user's
+        ``noise=``). Runs on the set-up copy of the learner, before any update
+        is traced.
         """
         share = self.model_noise
         if share is None:
             share = 0.0 if self.noise is not None else _MODEL_SHARE
-            if not isinstance(data, jax.core.Tracer):
+            if share and not isinstance(data, jax.core.Tracer):
                 vals = set(np.unique(np.asarray(data)).tolist())
                 if vals <= {0.0, 1.0} or vals <= {-1.0, 1.0}:
                     share = 0.0  # no gradient-based chain on discrete states
         self._model_share = float(share)
-        if self._model_share == 0.0:
-            return {}
+        return self._model_share
+
+    def _model_noise_init(self, key, data, batch_size):
+        """Chains for the model-following noise, started at data points, and their Gaussian."""
         self._kernel = _kernels.get("mala")
         self._options = _kernels.resolve_options(self._kernel, {"step_size": 1.0},
                                                  context="NCE")
@@ -405,7 +411,8 @@ class NCE(LearnerBase):
             f"(by {excess:.3g}, {excess / max(se, 1e-300):.0f} standard errors), so the "
             "learned energy does not match the data. This happens when the initial energy "
             "puts its mass far from the data (e.g. a mean several sds away): start the "
-            "parameters near the data (a mean at the data's mean), or use CD."
+            "parameters near the data (a mean at the data's mean), leave model_noise unset "
+            "(noise that follows the model) if it was off, or use CD."
         ]
 
 
