@@ -14,8 +14,13 @@ tens of nats from the initial model's level on the data is closed through
 the energy's scale (many parameters, each moving a step per update) faster
 than through ``log_z`` (one), and the model can land mis-scaled or in a flat
 region far from the optimum (``benchmarks/RESULTS.md``, "NCE's stall").
-A model whose mean starts several sds from the data can still stall; the
-run is then flagged (:meth:`NCE._problems`).
+
+The default noise on real-valued data is half a Gaussian fitted to the data
+and half a Gaussian fitted to persistent chains on the current model
+(``model_noise``): noise fitted to the data alone says little about a model
+that starts far from it, and the fit stalls. A model whose mean starts 4 or
+more sds from the data can still stall; the run is then flagged
+(:meth:`NCE._problems`).
 """
 
 from __future__ import annotations
