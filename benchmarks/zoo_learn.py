@@ -414,7 +414,7 @@ def _neural(sample, log_density, n_train=4000, n_test=2000, seed=0):
 
     return {"data": train, "test": test, "energy_fn": energy, "init_params": init,
             "error": error, "log_z": log_z, "optimum": {"test_ll": float(true_test.mean())},
-            "recipe": NEURAL_RECIPE}
+            "log_density": log_density, "grid": _GRID, "recipe": NEURAL_RECIPE}
 
 
 def _gaussian_mixture_density(weights, means, covs):
@@ -631,9 +631,11 @@ def evaluate(names, seeds=(0,), only=None, nce_options=None, steps=None) -> list
                     own = d["dsm_optimum"](float(learner.sigmas[0]))
                     err["vs_own_optimum"] = float(np.linalg.norm(p - own) / np.linalg.norm(own))
                     err["sigma"] = float(learner.sigmas[0])
+                modes = res.checks.get("modes", {})
                 row = {"task": name, "learner": label, "seed": seed, "wall_s": wall,
                        "warned": len(res.problems), "other_warnings": len(caught)
-                       - len(res.problems), **err}
+                       - len(res.problems), **err,
+                       "mode_judged": modes.get("judged"), "mode_kl": modes.get("kl")}
                 rows.append(row)
                 print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                 for k, v in row.items()), flush=True)

@@ -53,6 +53,7 @@ from energymc.learn._checks import (
     select_score,
 )
 from energymc.learn._devices import learner_mesh
+from energymc.learn._modes import mode_weight_check, mode_weight_problem
 from energymc.learn._params import ParamSpec, make_spec
 from energymc.learn._state import (
     LearnResult,
@@ -98,6 +99,8 @@ LEARNER_HOOKS = {
     "_name": "the method's name in messages and fingerprints. Default 'learn'",
     "_energy_extra_args": "positional arguments of energy_fn besides params and x "
                           "(1: a noise level). Default 0",
+    "_judges_mode_weights": "whether run() checks the learned energy's mode weights "
+                            "against the data's (energymc.learn._modes). Default False",
 }
 #: The hooks without a default.
 LEARNER_REQUIRED = ("_loss",)
@@ -154,6 +157,7 @@ class LearnerBase:
     #: Positional arguments of a parameterised energy besides ``params``.
     _energy_extra_args: int = 0
     _name = "learn"
+    _judges_mode_weights = False
 
     def __init__(self, energy_fn: Callable, optim, *, ema: float | None = None):
         if not callable(energy_fn):
@@ -337,7 +341,7 @@ class LearnerBase:
             init_state: LearnState | None = None, eval_every: int | None = None,
             eval_fn: Callable | None = None, restarts: int = 1,
             select: Callable | None = None, checkpoint: Any = None,
-            devices: Any = None, key: Any = None) -> LearnResult:
+            devices: Any = None, checks: bool = True, key: Any = None) -> LearnResult:
         """Train for ``num_steps`` updates on random minibatches of ``data``.
 
         Parameters
@@ -411,6 +415,14 @@ class LearnerBase:
             batch points and negative chains are split over them (as many as
             divide ``batch_size``, with an ``EnergymcWarning`` when that leaves
             some idle); see ``docs/devices.md``.
+        checks
+            Check the learned model against the data after training (default
+            ``True``; CD, NCE, DSM and SSM on real-valued vectors of at most
+            64 dimensions): the shares of probability it gives the separated
+            modes that descents from the training points find, against the
+            data's shares (``result.checks["modes"]``); a gross mismatch is a
+            problem. Score matching and short CD chains cannot see these
+            weights. About a second; ``False`` skips it.
 
         Returns
         -------
@@ -435,21 +447,25 @@ class LearnerBase:
                           eval_every, eval_fn, ckpt, mesh)
         trained = _driver.train(job, self._jit_chunk, state, make_meter(progress))
         if restarts == 1:
-            return LearnResult(params=self.get_params(trained.state),
+            params = self.get_params(trained.state)
+            fit_checks = self._fit_checks(checks, params, data)
+            return LearnResult(params=params,
                                losses=trained.history["loss"], history=trained.history,
                                state=trained.state, log_z=self._result_log_z(trained.state),
-                               timing=trained.timing, problems=self._warn(trained.history))
+                               timing=trained.timing, checks=fit_checks,
+                               problems=self._warn(trained.history, fit_checks))
         states = _driver.each(trained.state, restarts)
         params = [self.get_params(s) for s in states]
         scores, best = self._select(select, params)
         chosen = {k: (v if k == "eval_step" else v[best]) for k, v in trained.history.items()}
+        fit_checks = self._fit_checks(checks, params[best], data)
         return LearnResult(
             params=params[best], losses=chosen["loss"], history=chosen, state=states[best],
             log_z=self._result_log_z(states[best]), timing=trained.timing,
             restarts={"scores": scores, "best": best,
                       "params": jax.tree.map(lambda *xs: np.stack(xs), *params),
                       "history": trained.history},
-            problems=self._warn(chosen),
+            checks=fit_checks, problems=self._warn(chosen, fit_checks),
         )
 
     def _first_state(self, key, num_steps, data, init_params, init_state, batch_size,
@@ -488,8 +504,16 @@ class LearnerBase:
         """Reasons not to trust a finished run, read from its history (host code)."""
         return []
 
-    def _warn(self, history: dict) -> list[str]:
+    def _fit_checks(self, checks: bool, params, data) -> dict:
+        """Checks of the learned model against the data (host code): ``{"modes": ...}``."""
+        if not checks or not self._judges_mode_weights or self._energy_extra_args:
+            return {}
+        return {"modes": mode_weight_check(self._spec.user_energy, params, data)}
+
+    def _warn(self, history: dict, fit_checks: dict | None = None) -> list[str]:
         problems = self._problems(history)
+        if fit_checks and "modes" in fit_checks:
+            problems = problems + mode_weight_problem(fit_checks["modes"], self._name)
         for p in problems:
             warnings.warn(p, EnergymcWarning, stacklevel=3)
         return problems

@@ -85,6 +85,13 @@ class LearnResult:
         Plain-language reasons not to trust the result without a look, each
         with a fix (e.g. persistent chains that lag the model); also issued
         as :class:`energymc.errors.EnergymcWarning`. Empty when none.
+    checks
+        What the checks of the learned model against the data found
+        (``run(..., checks=True)``, the default): ``checks["modes"]``, for CD,
+        NCE, DSM and SSM on real-valued vectors of at most 64 dimensions,
+        compares the shares of probability the model gives its separated
+        modes with the data's (``energymc.learn._modes``; flagged in
+        ``problems``). ``{}`` when none ran.
     """
 
     params: Any
@@ -95,6 +102,7 @@ class LearnResult:
     timing: dict = field(default_factory=dict)
     restarts: dict | None = None
     problems: list = field(default_factory=list)
+    checks: dict = field(default_factory=dict)
 
     def _rows(self) -> list[tuple[str, str]]:
         n = len(self.losses)

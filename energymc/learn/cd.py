@@ -189,6 +189,7 @@ class CD(LearnerBase):
     """
 
     _name = "CD"
+    _judges_mode_weights = True
 
     def __init__(self, energy_fn: Callable, optim, k: int = 10, persistent: bool = False,
                  sampler: str | Callable | None = None, step_size: float | None = None,

@@ -63,6 +63,7 @@ class JEM(CD):
     """
 
     _name = "JEM"
+    _judges_mode_weights = False  # a classifier's energy, on images
 
     def __init__(self, logits_fn: Callable, optim, *, gen_weight: float = 1.0, **cd_options):
         if not callable(logits_fn):

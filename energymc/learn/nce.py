@@ -109,6 +109,7 @@ class NCE(LearnerBase):
     """
 
     _name = "NCE"
+    _judges_mode_weights = True
 
     def __init__(self, energy_fn: Callable, optim, noise: Any = None, noise_ratio: float = 1.0,
                  init_log_z: float | str | None = None, log_z_update: str | None = None,

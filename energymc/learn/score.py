@@ -122,6 +122,7 @@ class DSM(LearnerBase):
     """
 
     _name = "DSM"
+    _judges_mode_weights = True
 
     def __init__(self, energy_fn: Callable, optim, sigma: float | None = None,
                  sigmas: Sequence[float] | None = None, antithetic: bool = True):
@@ -238,6 +239,7 @@ class SSM(LearnerBase):
     """
 
     _name = "SSM"
+    _judges_mode_weights = True
 
     def __init__(self, energy_fn: Callable, optim, n_projections: int = 1,
                  variance_reduced: bool = True, projection: str = "gaussian"):
