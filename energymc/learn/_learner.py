@@ -508,7 +508,12 @@ class LearnerBase:
         """Checks of the learned model against the data (host code): ``{"modes": ...}``."""
         if not checks or not self._judges_mode_weights or self._energy_extra_args:
             return {}
-        return {"modes": mode_weight_check(self._spec.user_energy, params, data)}
+        try:
+            return {"modes": mode_weight_check(self._spec.user_energy, params, data)}
+        except (ArithmeticError, ValueError, np.linalg.LinAlgError) as err:
+            # An advisory check: numerical trouble in it never costs the trained result.
+            return {"modes": {"ran": False, "flag": False,
+                              "reason": f"the check failed: {type(err).__name__}: {err}"}}
 
     def _warn(self, history: dict, fit_checks: dict | None = None) -> list[str]:
         problems = self._problems(history)

@@ -122,3 +122,16 @@ def test_a_small_misweighting_is_not_a_problem():
     # KL((.5, .5) || (.6, .4)) = 0.02 < the floor: reported, not flagged.
     assert out["judged"] == 2 and out["threshold"] >= KL_FLOOR and not out["flag"]
     assert math.isclose(out["kl"], kl([0.5, 0.5], [0.6, 0.4]), abs_tol=0.03)
+
+
+def test_a_failing_check_never_costs_the_result(monkeypatch):
+    def broken(*args, **kwargs):
+        raise np.linalg.LinAlgError("planted")
+
+    monkeypatch.setattr("energymc.learn._learner.mode_weight_check", broken)
+    res = learn.SSM(mixture_energy, optim.Adam(0.05)).run(
+        jax.random.key(0), 5, mixture_data([0.25] * 4), init_params={"a": jnp.zeros(4)},
+        progress=False)
+    assert res.params["a"].shape == (4,)
+    assert not res.checks["modes"]["ran"] and "planted" in res.checks["modes"]["reason"]
+    assert not res.problems
