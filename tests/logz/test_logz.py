@@ -224,8 +224,11 @@ def test_too_short_schedule_is_reported_unreliable():
     assert not est.reliable
     assert est.problems
     assert "NO" in repr(est)
-    # It is indeed wrong: the flag is what keeps a user from trusting it.
-    assert abs(est.log_z - truth) > 0.5
+    # It is indeed wrong: the flag is what keeps a user from trusting it. The
+    # record reports the mode check's estimate (a Laplace Gaussian at the one
+    # minimum: exact here), the run's own is kept beside it.
+    assert abs(est.info["run_estimate"]["log_z"] - truth) > 0.5
+    assert abs(est.log_z - truth) < 0.05
 
 
 # --------------------------------------------------------------------------
