@@ -70,7 +70,8 @@ def log_density_on(params, points):
     xx, yy = np.meshgrid(GRID, GRID)
     batch = jax.jit(jax.vmap(energy, in_axes=(None, 0)))
     e_grid = np.asarray(batch(params, jnp.asarray(np.stack([xx.ravel(), yy.ravel()], 1))), float)
-    log_z = -e_grid.min() + np.log(np.exp(-(e_grid - e_grid.min())).sum() * (GRID[1] - GRID[0]) ** 2)
+    cell = (GRID[1] - GRID[0]) ** 2
+    log_z = -e_grid.min() + np.log(np.exp(-(e_grid - e_grid.min())).sum() * cell)
     return -np.asarray(batch(params, jnp.asarray(points)), float) - log_z, -e_grid - log_z
 
 

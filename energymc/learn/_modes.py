@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -84,12 +83,15 @@ def _assign(ends, locs, chols, widen):
     """Index of the minimum each descent ended at (-1: none within 2 widened sds)."""
     from scipy.linalg import solve_triangular
 
+    from energymc.logz._checks import SAME_MODE_SDS
+
     if not locs:
         return np.full(len(ends), -1)
     dist2 = np.stack([np.sum(solve_triangular(c, (ends - m).T, lower=True) ** 2, axis=0)
                       for m, c in zip(locs, chols, strict=True)], axis=1)
     nearest = np.argmin(dist2, axis=1)
-    inside = dist2[np.arange(len(ends)), nearest] < 4.0 * widen
+    # The rule laplace_modes merges ends by: the end belongs to that minimum.
+    inside = dist2[np.arange(len(ends)), nearest] < SAME_MODE_SDS**2 * widen
     return np.where(inside, nearest, -1)
 
 
@@ -199,11 +201,11 @@ def mode_weight_problem(check: dict, method: str) -> list[str]:
     ]
 
 
+_SCORE_MATCHING = ("Score matching fits the slope of the energy, which says nothing about how "
+                   "mass is shared between modes the data do not connect.")
 _WHY = {
-    "DSM": "Score matching fits the slope of the energy, which says nothing about how mass "
-           "is shared between modes the data do not connect.",
-    "SSM": "Score matching fits the slope of the energy, which says nothing about how mass "
-           "is shared between modes the data do not connect.",
+    "DSM": _SCORE_MATCHING,
+    "SSM": _SCORE_MATCHING,
     "CD": "Its chains (k steps from the data, or persistent ones) do not cross the gaps "
           "between modes, so they cannot weigh them against each other.",
 }

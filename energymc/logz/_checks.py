@@ -58,8 +58,9 @@ from jax.scipy.special import logsumexp
 from energymc._util import kish_ess, nonfinite_to_neginf
 from energymc.energy import jit_over_target
 
-__all__ = ["base_start_count", "descend", "laplace_modes", "laplace_weights", "laplace_widen",
-           "lower_than_unbiased", "mode_check", "replicate_check", "unverified_problem",
+__all__ = ["SAME_MODE_SDS", "base_start_count", "descend", "laplace_modes", "laplace_weights",
+           "laplace_widen", "lower_than_unbiased", "mode_check", "replicate_check",
+           "unverified_problem",
            "REPLICATE_LEVEL"]
 
 #: The mode check descends from ``BASE_START_BUDGET // dim`` draws of the base
@@ -156,6 +157,10 @@ def base_start_count(dim):
     """Draws of the base ``q0`` that :func:`mode_check` descends from, at dimension ``dim``:
     ``BASE_START_BUDGET // dim`` clipped to ``[BASE_STARTS_MIN, BASE_STARTS_MAX]``."""
     return int(min(BASE_STARTS_MAX, max(BASE_STARTS_MIN, BASE_START_BUDGET // max(int(dim), 1))))
+
+
+#: Two descents' ends within this many (widened Laplace) sds are the same mode.
+SAME_MODE_SDS = 2.0
 
 
 def laplace_widen(dim):
@@ -291,7 +296,8 @@ def laplace_modes(target, mins, energies, sd, max_modes, dtype, max_sd=None):
         # Mahalanobis distance by a triangular solve with the kept factor
         # (O(dim^2)); forming and solving c c^T per pair was O(dim^3), 5 of
         # the mode check's 8 CPU-s at 500 dimensions with 64 descents.
-        if any(float(np.sum(solve_triangular(c, m - loc, lower=True) ** 2)) < 4.0 * widen
+        if any(float(np.sum(solve_triangular(c, m - loc, lower=True) ** 2))
+               < SAME_MODE_SDS**2 * widen
                for loc, c in zip(locs, chols, strict=True)):
             continue  # within 2 sd of a kept mode: the same one
         h = np.asarray(_hessian(jnp.asarray(m, dtype), target=target), dtype=float)
