@@ -197,6 +197,19 @@ def check_option_int(name: str, value, minimum: int) -> int:
     return check_int(f"{name}=", value, minimum)
 
 
+def check_bool(name: str, value) -> bool:
+    """``value`` if it is ``True`` or ``False`` (a truthy string or 0/1 is not).
+
+    Raises
+    ------
+    OptionError
+        ``"{name} must be True or False; got {value!r}."``
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise OptionError(f"{name} must be True or False; got {value!r}.")
+    return bool(value)
+
+
 def n_positional(fn) -> int | None:
     """How many positional parameters without defaults ``fn`` takes (``None``: cannot tell)."""
     try:

@@ -29,7 +29,7 @@ import numpy as np
 
 from energymc import _sharding
 from energymc import kernels as _kernels
-from energymc._util import as_key, chunk_lengths
+from energymc._util import as_key, check_bool, chunk_lengths
 from energymc._util import check_int as _check_count
 from energymc.energy import Energy, jit_over_target
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
@@ -556,8 +556,7 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
     draws = _check_count("draws", draws, 1)
     warmup = _check_count("warmup", warmup, 0)
     thin = _check_count("thin", thin, 1)
-    if not isinstance(adapt, bool):
-        raise OptionError(f"adapt must be True or False; got {adapt!r}.")
+    adapt = check_bool("adapt", adapt)
     key = as_key(seed)
     params = None if adapt else _fixed_params(kernel, target.dim, opts, chains)
     if adapt and warmup == 0 and "step_size" in dict(opts) and dict(opts)["step_size"] is None:

@@ -27,7 +27,7 @@ from blackjax.mcmc.diffusions import overdamped_langevin
 from blackjax.mcmc.mala import MALAState
 
 from energymc._base import Kernel, WarmupResult
-from energymc._util import langevin_mh_acceptance, nonfinite_to_neginf
+from energymc._util import check_bool, langevin_mh_acceptance, nonfinite_to_neginf
 from energymc.errors import OptionError
 from energymc.progress import tick_interval
 
@@ -228,8 +228,8 @@ def _check_options(name: str, opts: dict) -> None:
     ta = opts.get("target_accept")
     if ta is not None and not (isinstance(ta, (int, float)) and 0.0 < ta < 1.0):
         raise OptionError(f"target_accept must be a number in (0, 1); got {ta!r}.")
-    if "dense_mass" in opts and not isinstance(opts["dense_mass"], bool):
-        raise OptionError(f"dense_mass must be True or False; got {opts['dense_mass']!r}.")
+    if "dense_mass" in opts:
+        check_bool("dense_mass", opts["dense_mass"])
     for key in ("step_size", "L"):
         v = opts.get(key)
         if v is not None and not (isinstance(v, (int, float)) and v > 0):

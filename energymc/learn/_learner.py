@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from energymc._util import as_key, n_positional, renamed
+from energymc._util import as_key, check_bool, n_positional, renamed
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
 from energymc.learn import _driver
 from energymc.learn._checkpoint import LearnCheckpoint
@@ -436,6 +436,7 @@ class LearnerBase:
         num_steps = check_int("num_steps", num_steps, 1)
         data = check_data(data)
         batch_size = check_batch_size(batch_size, data.shape[0])
+        checks = check_bool("checks", checks)
         eval_every, restarts = check_run_options(
             eval_every=eval_every, eval_fn=eval_fn, restarts=restarts, select=select,
             init_state=init_state, state_type=LearnState)

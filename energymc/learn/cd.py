@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from energymc import kernels as _kernels
+from energymc._util import check_bool
 from energymc.errors import EnergyError, OptionError
 from energymc.learn._chains import adapt_init, adapted_step, run_kernel
 from energymc.learn._checks import check_int, check_positive
@@ -207,9 +208,7 @@ class CD(LearnerBase):
         # What the compiled loops do; decided again from the energy at set-up.
         self._unrolled = bool(unroll)
         self.k = check_int("k", k, 0)
-        if not isinstance(persistent, bool):
-            raise OptionError(f"persistent must be True or False; got {persistent!r}.")
-        self.persistent = persistent
+        self.persistent = check_bool("persistent", persistent)
         self.step_size = None if step_size is None else check_positive("step_size", step_size)
         if adapt_step is not None and not isinstance(adapt_step, bool):
             raise OptionError(f"adapt_step must be None, True or False; got {adapt_step!r}.")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from energymc._util import check_bool
 from energymc.diffusion._dequantize import check_dequantize, dequantise
 from energymc.diffusion.schedules import Schedule, as_schedule
 from energymc.errors import EnergyError, OptionError
@@ -90,8 +91,7 @@ class Diffusion(LearnerBase):
         self.dequantize, self.scale, self.shift = check_dequantize(dequantize, scale, shift)
         if weighting not in ("sigma2", "likelihood"):
             raise OptionError(f"weighting must be 'sigma2' or 'likelihood'; got {weighting!r}.")
-        if not isinstance(antithetic, bool):
-            raise OptionError(f"antithetic must be True or False; got {antithetic!r}.")
+        check_bool("antithetic", antithetic)
         self.weighting = weighting
         self.antithetic = antithetic
         self._static = None

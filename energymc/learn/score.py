@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from energymc import kernels as _kernels
-from energymc._util import static
+from energymc._util import check_bool, static
 from energymc.errors import EnergyError, OptionError
 from energymc.learn._checks import check_int, check_positive
 from energymc.learn._learner import LearnerBase
@@ -129,8 +129,7 @@ class DSM(LearnerBase):
         if sigma is not None and sigmas is not None:
             raise OptionError("DSM takes at most one of sigma= (one noise level) or sigmas= "
                               "(several, with a noise-conditional energy_fn(params, x, sigma)).")
-        if not isinstance(antithetic, bool):
-            raise OptionError(f"antithetic must be True or False; got {antithetic!r}.")
+        check_bool("antithetic", antithetic)
         self.antithetic = antithetic
         self.conditional = sigmas is not None
         # Neither: one level chosen from the data when the learner is initialised.
@@ -245,8 +244,7 @@ class SSM(LearnerBase):
                  variance_reduced: bool = True, projection: str = "gaussian"):
         super().__init__(energy_fn, optim)
         self.n_projections = check_int("n_projections", n_projections, 1)
-        if not isinstance(variance_reduced, bool):
-            raise OptionError(f"variance_reduced must be True or False; got {variance_reduced!r}.")
+        check_bool("variance_reduced", variance_reduced)
         self.variance_reduced = variance_reduced
         if projection not in ("gaussian", "rademacher"):
             raise OptionError(f"projection must be 'gaussian' or 'rademacher'; got {projection!r}.")

@@ -16,7 +16,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from energymc import _sharding
-from energymc._util import kish_ess
+from energymc._util import check_bool, kish_ess
 from energymc.energy import Energy
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
 from energymc.logz import _method
@@ -270,6 +270,7 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
 
     m = _check_method(target, method)
     _check_options(m, options)
+    checks = check_bool("checks=", checks)
     if base is None and m.name in AUTO_BASE_METHODS and target.support == "real":
         base = "auto"
     budget_s, budget_evals = _check_budget(budget, replicates)

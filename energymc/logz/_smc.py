@@ -28,7 +28,7 @@ from blackjax.smc.waste_free import waste_free_smc
 
 from energymc import _sharding
 from energymc._util import check_option_int as _check_int
-from energymc._util import kish_ess, nonfinite_to_neginf
+from energymc._util import check_bool, kish_ess, nonfinite_to_neginf
 from energymc.energy import jit_over_target
 from energymc.errors import EnergymcWarning, OptionError
 from energymc.logz._ais import resolve_kernel
@@ -111,8 +111,7 @@ def validate_smc(target, opts: SMCOptions) -> SMCContext:
     if o.resampling not in _RESAMPLERS:
         raise OptionError(f"unknown resampling {o.resampling!r}; valid: "
                           f"{', '.join(_RESAMPLERS)}.")
-    if not isinstance(o.waste_free, bool):
-        raise OptionError(f"waste_free= must be True or False; got {o.waste_free!r}.")
+    check_bool("waste_free=", o.waste_free)
     if o.waste_free and o.particles % (o.mcmc_steps + 1):
         raise OptionError(
             f"waste_free=True keeps every state of particles/(mcmc_steps+1) chains, so "

@@ -430,6 +430,10 @@ def test_bad_options_raise_before_compiling():
     with pytest.raises(emc.OptionError, match="eval_every and eval_fn"):
         learn.SSM(gauss_energy, optim.Adam(1e-2)).run(jax.random.key(0), 5, X,
                                                       init_params=P0, eval_every=2)
+    # checks="no" is truthy: it must not pass for checks=True
+    with pytest.raises(emc.OptionError, match="checks must be True or False; got 'no'"):
+        learn.SSM(gauss_energy, optim.Adam(1e-2)).run(jax.random.key(0), 5, X,
+                                                      init_params=P0, checks="no")
 
 
 @pytest.mark.parametrize("sampler", ["block_gibbs", pytest.param("gibbs", marks=pytest.mark.slow),

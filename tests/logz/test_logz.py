@@ -116,6 +116,8 @@ def _check(est, truth, tol):
     ({"method": "pt", "replicas": 1}, "replicas= must be"),
     ({"method": "bdmc", "level": 1.0}, "level= must be a number between 0 and 1"),
     ({"method": "bdmc", "level": "95%"}, "level= must be a number between 0 and 1"),
+    ({"checks": "no"}, "checks= must be True or False; got 'no'"),
+    ({"method": "smc", "waste_free": 1}, "waste_free= must be True or False"),
 ])
 def test_bad_input_raises_before_compiling(gauss, kwargs, match):
     with pytest.raises(OptionError, match=match):
