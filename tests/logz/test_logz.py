@@ -666,10 +666,12 @@ def test_pt_log_partition_counts_round_trips_and_flags_none():
     good = emc.log_partition(narrow, method="pt", seed=0, replicas=6, draws=300, warmup=200)
     assert np.all(good.info["round_trips"] > 10)
     assert not any("round trips" in p for p in good.problems)
-    # Negative control: two rungs, base and a far, narrow target, never swap.
+    # Negative control: two rungs, the standard Gaussian base and a far, narrow
+    # target, never swap (the default base="auto" would fit the target and swap).
     far = emc.Energy(lambda x: 0.5 * jnp.sum(((x - 4.0) / 0.1) ** 2), init=jnp.zeros(20))
     with pytest.warns(emc.EnergymcWarning):
-        bad = emc.log_partition(far, method="pt", seed=0, replicas=2, draws=300, warmup=200)
+        bad = emc.log_partition(far, method="pt", base="gaussian", seed=0, replicas=2,
+                                draws=300, warmup=200)
     assert np.all(bad.info["round_trips"] == 0)
     assert any("0 round trips" in p for p in bad.problems) and not bad.reliable
 
