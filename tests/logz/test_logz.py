@@ -465,6 +465,7 @@ def test_smc_nan_energy_reads_as_zero_density():
     _check(est, math.log(2 * math.pi * norm.cdf(1.0)), 0.1)
 
 
+@pytest.mark.slow  # a long statistical run; the default tier keeps the faster ones
 def test_smc_fixed_and_pilot_schedules(gauss):
     # schedule="pilot": an adaptive run on another key sets the betas, a
     # second run follows them. It must equal a fixed-schedule run along the

@@ -213,6 +213,7 @@ def test_log_partition_flags_a_missed_minor_mode_weight():
         assert est.reliable is False or abs(err) <= 3 * est.stderr, (seed, err, est.stderr)
 
 
+@pytest.mark.slow  # a long statistical run; the default tier keeps the faster ones
 def test_smc_acceptance_check_skips_the_first_stage_whose_moves_are_under_the_base():
     """SMC's stage 0 moves under the base from exact base draws: accepting nothing there
     leaves exact draws, and a one-stage run from a close fit is importance sampling. It is

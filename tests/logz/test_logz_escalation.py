@@ -60,6 +60,7 @@ KW = dict(TINY, seed=3, replicates=3)
 # ------------------------------------------------------------- log_partition
 
 
+@pytest.mark.slow  # a long statistical run; the default tier keeps the faster ones
 @pytest.mark.parametrize("method,seed", [("ais", 0), ("smc", 1)])
 def test_heavy_target_under_defaults_is_escalated_reliable_and_right(method, seed):
     est = emc.log_partition(STUDENT[4], method=method, seed=seed, progress=False)
@@ -111,6 +112,7 @@ def test_without_checks_there_is_no_tail_check_to_follow():
     assert "escalation" not in est.info and "tails" not in est.info.get("checks", {})
 
 
+@pytest.mark.slow  # a long statistical run; the default tier keeps the faster ones
 def test_a_grad_evals_budget_covers_both_runs():
     """The second run gets what the first left of the budget (at least 2 replicates)."""
     budget = 16_000  # the mode fit of base="auto" takes about 14,000 of it at 2-d

@@ -57,6 +57,7 @@ def _mixture():
 MIXTURE = _mixture()
 
 
+@pytest.mark.slow  # a long statistical run; the default tier keeps the faster ones
 def test_a_flagged_mixture_falls_back_to_pt_and_is_right():
     """Seed 1: ``"auto"``'s mode fit finds only
     the broad mode (32 descents), AIS anneals from it and loses the narrow one. Then

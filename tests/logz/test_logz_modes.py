@@ -66,6 +66,7 @@ def _covers(est, truth):
     assert abs(err) < 4 * est.stderr + 0.02, f"error {err:.4f} vs stderr {est.stderr:.4f}"
 
 
+@pytest.mark.slow  # a long statistical run; the default tier keeps the faster ones
 def test_modes_base_is_precise_on_a_dense_gaussian(gauss):
     est = emc.log_partition(gauss, base="modes", seed=0, replicates=2)
     _covers(est, GAUSS_LOGZ)
@@ -82,6 +83,7 @@ def test_modes_base_is_precise_on_a_dense_gaussian(gauss):
     assert fit["grad_evals"] > 0 and est.num_grad_evals > fit["grad_evals"] + runs
 
 
+@pytest.mark.slow  # a long statistical run; the default tier keeps the faster ones
 def test_modes_base_recovers_an_unequal_mixture(mix):
     est = emc.log_partition(mix, base="modes", seed=1)
     assert est.info["mode_fit"]["modes"] == 2
@@ -192,6 +194,7 @@ def test_auto_anneals_from_the_fit_alone(gauss):
     np.testing.assert_allclose(np.asarray(start.chol), 2.0 * np.eye(_D))
 
 
+@pytest.mark.slow  # a long statistical run; the default tier keeps the faster ones
 def test_auto_keeps_the_defensive_share_for_smc(gauss):
     # SMC from the fit alone was biased low on a heavy-tailed 2-d target
     # (benchmarks/RESULTS.md): only AIS drops the share. Short runs: only
@@ -324,6 +327,7 @@ def dense_gaussian8(x):
     return 0.5 * r @ (_PREC8 @ r)
 
 
+@pytest.mark.slow  # a long statistical run; the default tier keeps the faster ones
 @pytest.mark.parametrize("method", ["nested", "pt"])
 def test_nested_and_pt_default_to_the_fit_alone(method):
     # base=None is "auto" for nested sampling and PT too: on a dense Gaussian
@@ -338,6 +342,7 @@ def test_nested_and_pt_default_to_the_fit_alone(method):
     _covers(est, GAUSS8_LOGZ)
 
 
+@pytest.mark.slow  # a long statistical run; the default tier keeps the faster ones
 @pytest.mark.parametrize("method", ["nested", "pt"])
 def test_nested_and_pt_keep_the_default_gaussian_on_a_mixture(mix, method):
     # Negative control: two modes found, so the default Gaussian is kept and
@@ -400,6 +405,7 @@ def test_which_runs_go_again_from_the_default_gaussian(case, runs_again):
     assert fit_missed_modes(m, est) is runs_again
 
 
+@pytest.mark.slow  # a long statistical run; the default tier keeps the faster ones
 def test_a_widened_call_interrupted_in_its_second_run_resumes_exactly(mix, tmp_path):
     kw = dict(method="bdmc", mode_starts=1, seed=2)
     with warnings.catch_warnings():

@@ -62,6 +62,7 @@ def test_stderr_reaches_the_upper_bound():
     assert stderr_to_reach(1.0, 0.01, math.inf) == math.inf
 
 
+@pytest.mark.slow  # a long statistical run; the default tier keeps the faster ones
 def test_banana_miss_is_bounded_and_gaussian_is_untouched():
     """TUNING's banana2, seed 2: default AIS 0.07 nats low with stderr 0.015 (z -4.8)
     before the check; with it the stderr reaches BDMC's upper bound, which holds the

@@ -78,6 +78,7 @@ def _smc_wells(wells, seed, **kw):
         return emc.log_partition(wells, seed=seed, **_WELLS_SMC, **kw)
 
 
+@pytest.mark.slow  # a long statistical run; the default tier keeps the faster ones
 def test_smc_genealogy_stderr_covers_where_the_delta_method_did_not(wells):
     # Seed 4 was the worst of 8 (checked): off by 0.49 nats, 3.8 times the
     # per-step delta-method stderr. The genealogy estimate covers it, and
@@ -99,6 +100,7 @@ def test_smc_min_families_option(wells):
         emc.log_partition(wells, method="smc", min_families="many")
 
 
+@pytest.mark.slow  # a long statistical run; the default tier keeps the faster ones
 def test_smc_flags_lineages_that_collapse_faster_than_resampling_explains(wells):
     # Seed 1 keeps 5.6 effective lineages of 256 after 8 stages: the wells'
     # proportions are set by selection alone. With min_families off, the
@@ -156,6 +158,7 @@ def test_smc_hmc_moves_and_slow_tempering_on_wells(wells):
 # --------------------------------------------------------------------------
 # PT: log of the chains' mean Z, stderr at least their spread
 # --------------------------------------------------------------------------
+@pytest.mark.slow  # a long statistical run; the default tier keeps the faster ones
 def test_pt_stderr_is_at_least_the_spread_between_chains():
     target = emc.Energy(lambda x: 0.5 * jnp.sum(x**2), init=jnp.zeros(2))
     with warnings.catch_warnings():
@@ -189,6 +192,7 @@ def test_pt_flags_slowly_refreshed_mode_configurations():
     assert any("round trips" in p and "fewer than 25 a chain" in p for p in est.problems)
 
 
+@pytest.mark.slow  # a long statistical run; the default tier keeps the faster ones
 def test_pt_autocorrelation_bar_ignores_a_constant_in_the_energy():
     # Each chain adapts its own ladder; weights exp(d_k ll) formed about zero
     # made a constant in the energy (which moves ll's level, not its spread)
@@ -209,6 +213,7 @@ def test_pt_autocorrelation_bar_ignores_a_constant_in_the_energy():
     assert abs(plain.log_z - 2 * math.log(2 * math.pi)) < 4 * plain.stderr
 
 
+@pytest.mark.slow  # a long statistical run; the default tier keeps the faster ones
 def test_pt_round_trip_check_counts_against_the_batches():
     # The same draws (batches= only changes how the stderr is read): 19 round
     # trips a chain in 60 rounds pass with 3 batches (7.5 needed) and are too

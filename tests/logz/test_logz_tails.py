@@ -121,6 +121,7 @@ def test_heavy_base_follows_heavy_target():
     assert problem is not None and info["base_heavy_share"] == 0.0
 
 
+@pytest.mark.slow  # a long statistical run; the default tier keeps the faster ones
 def test_log_partition_flags_heavy_target_and_not_gaussian():
     # An explicit Gaussian base: base=None would follow the check's advice
     # itself (tests/logz/test_logz_escalation.py).
