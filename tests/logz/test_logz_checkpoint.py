@@ -221,12 +221,15 @@ CUT_SHORT = {
     # ladder was re-spaced, 39 rounds read back, none of the rounds after it.
     "pt-warmup": (_tempering, "_warm_chunk", 40, dict(_PT, warmup=60), None, 39,
                   {"replicate-000000/warmup": 39}),
+    # SMC from the default Gaussian: the stage counts here are its adaptive
+    # schedule's (base=None's fitted base would take fewer stages).
     "smc": (_smc, "_smc_chunk", 6,
-            dict(method="smc", seed=5, replicates=2, particles=32, mcmc_steps=2), None, 1, {}),
+            dict(method="smc", seed=5, replicates=2, particles=32, mcmc_steps=2,
+                 base="gaussian"), None, 1, {}),
     # schedule="pilot": cut inside the pilot run (the replicates' shared schedule).
     "smc-pilot": (_smc, "_smc_chunk", 3,
                   dict(method="smc", seed=5, replicates=2, particles=32, mcmc_steps=2,
-                       schedule="pilot"), None, 2, {}),
+                       schedule="pilot", base="gaussian"), None, 2, {}),
     # BDMC: the forward run's 4 stages take 5 calls; cut in the reverse run's
     # 2nd stage. Resumed: the forward's 4 saved stages and the reverse's 1.
     "bdmc": (_ais, "anneal_chunk", 7,
