@@ -1,19 +1,27 @@
-"""Threefry-2x32 written out, not rolled into a loop, while energymc's learners compile (CPU).
+"""Threefry-2x32 written out, not rolled into a loop, while energymc compiles (CPU).
 
 On the CPU backend JAX lowers every Threefry-2x32 hash (each key split,
 ``fold_in`` and random draw) as a ``while`` loop of five trips, for smaller
 programs that compile faster; on the other backends it writes the twenty
 rounds out. Inside a training loop of small updates those loops are a large
 part of the fixed cost of an update: ``RBM(64, 16).fit`` ran five per update
-and spent about half its time in them (``benchmarks/RESULTS.md``). The hash
-is the same arithmetic on ``uint32`` either way, so every key, every draw and
-every result stays the same bit for bit; only the compiled program changes.
+and spent about half its time in them; a MALA, HMC or NUTS step of a cheap
+energy ran 1.5-1.9x slower with them, at no saving in compilation
+(``benchmarks/RESULTS.md``). The hash
+is the same arithmetic on ``uint32`` either way, so every key and every
+random draw stays the same bit for bit; only the compiled program changes.
 
 :func:`unrolled_threefry` swaps JAX's CPU lowering of the hash for JAX's own
 written-out one for the duration of a block (where a learner's compiled
-chunk is traced and compiled), and puts the original back after the last
-block open in any thread. It reaches into JAX internals (``jax._src``): where
-they are not as expected it does nothing, and programs are only slower.
+chunk is traced and compiled, and where ``sample`` and ``log_partition``
+compile their runs), and puts the original back after the last block open in
+any thread: a program another thread compiles meanwhile is written out too.
+The hashes are the same; the rest of a program XLA fuses around them may
+round floats differently in the last bit, which an adaptive run (a tuned step
+size, an adaptive schedule) can carry into different draws: a change of
+arithmetic, as between JAX builds, not of the distribution sampled. It
+reaches into JAX internals (``jax._src``): where they are not as expected it
+does nothing, and programs are only slower.
 """
 
 from __future__ import annotations
@@ -70,3 +78,4 @@ def unrolled_threefry():
             if _open == 0:
                 _CPU_RULES[_PRIM] = _saved
                 _saved = None
+

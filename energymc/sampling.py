@@ -29,6 +29,7 @@ import numpy as np
 
 from energymc import _sharding
 from energymc import kernels as _kernels
+from energymc._threefry import unrolled_threefry
 from energymc._util import as_key, check_bool, chunk_lengths
 from energymc._util import check_int as _check_count
 from energymc.energy import Energy, jit_over_target
@@ -581,19 +582,23 @@ def sample(target: Energy, method: str = "nuts", *, chains: int = 4, draws: int 
     ckpt = _as_checkpoint(checkpoint)
     chunked = meter.active or callback is not None or ckpt is not None
     t0 = time.perf_counter()
-    if not chunked:
-        # Nothing to report between steps: one compiled call, no host round trips.
-        states, params, warmup_trace, pos, stats = _whole_run(key, init, params, draws=draws,
-                                                               thin=thin, **static)
-        jax.block_until_ready(states)
-        timing = {"total_s": time.perf_counter() - t0}
-        run = _new_run(target, method, seed, opts, chains, warmup, thin, params, warmup_trace)
-        run._append(pos, stats)
-        run._finish(states, timing)
-    else:
-        run = _chunked_run(key, init, params, static, ckpt, meter, callback,
-                           method=method, seed=seed, draws=draws, thin=thin, t0=t0,
-                           stream=store is not None)
+    # On the CPU, compiled with Threefry written out (energymc._threefry): the
+    # same hashes, 1.5-1.9x faster steps of a cheap energy.
+    with unrolled_threefry():
+        if not chunked:
+            # Nothing to report between steps: one compiled call, no host round trips.
+            states, params, warmup_trace, pos, stats = _whole_run(
+                key, init, params, draws=draws, thin=thin, **static)
+            jax.block_until_ready(states)
+            timing = {"total_s": time.perf_counter() - t0}
+            run = _new_run(target, method, seed, opts, chains, warmup, thin, params,
+                           warmup_trace)
+            run._append(pos, stats)
+            run._finish(states, timing)
+        else:
+            run = _chunked_run(key, init, params, static, ckpt, meter, callback,
+                               method=method, seed=seed, draws=draws, thin=thin, t0=t0,
+                               stream=store is not None)
     if run.num_divergent and kernel.warns_divergences:
         warnings.warn(f"{run.num_divergent} divergent transitions after warmup; "
                       "see emc.diagnose(run).", EnergymcWarning, stacklevel=2)

@@ -16,6 +16,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from energymc import _sharding
+from energymc._threefry import unrolled_threefry
 from energymc._util import check_bool, kish_ess
 from energymc.energy import Energy
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
@@ -278,48 +279,52 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
     replicates = _check_replicates(m, base, replicates)
     ckpt = LogZCheckpoint.coerce(checkpoint)
     key = as_key(seed)
-    if isinstance(base, AnnealingPath):
-        check_path(base, target, method, options)
-        ctx = m.validate(options, target)
-        ref, pilot_cost, mode_fit = base, 0.0, None
-    else:
-        # The method's options are checked before a base is fitted: a wrong
-        # option must fail before the fit compiles or runs anything.
-        ctx = m.validate(options, target)
-        ref, pilot_cost, mode_fit = _reference(target, base, options, key, m.name)
-    meter = make_meter(progress)
-    # AIS/SMC particles or PT chains split over the devices (docs/devices.md); the argument
-    # is checked for every method. With a meter on, the compiled runs report
-    # their stages; with it off they are compiled without any callback.
-    mesh = m.mesh(devices, ctx.options)
-    if isinstance(ref, AnnealingPath):
-        mesh = None  # a model's own path runs on the default device (docs/devices.md)
-    ctx = dataclasses.replace(ctx, mesh=mesh, ticks=meter.active)
-    call = _Call(m, target, method, options, ctx, fixed_replicates, replicates, budget,
-                 (budget_s, budget_evals), checks, meter, devices)
-    t_call = time.perf_counter()
-    est = _estimate(call, ref, key, ckpt, spent=pilot_cost)
-    if mode_fit is not None:
-        est.info["mode_fit"] = mode_fit
-        est.timing["mode_fit_s"] = mode_fit["seconds"]
-        est.num_grad_evals += int(pilot_cost)
-    elif pilot_cost:
-        est.info["pilot_grad_evals"] = int(pilot_cost)
-        est.num_grad_evals += int(pilot_cost)
-    if isinstance(base, str) and base == "auto" and _tails_heavy(est):
-        est = _escalate(call, est, key, ckpt, time.perf_counter() - t_call)
-    if isinstance(base, str) and base == "auto" and fit_missed_modes(m, est):
-        est = _widen(call, est, key, ckpt, time.perf_counter() - t_call)
-    if isinstance(base, str) and base == "auto" and checks and needs_bound(est):
-        est = bound_by_bdmc(call, est, est.info["reference"], key, ckpt,
-                            time.perf_counter() - t_call, run_after)
-    # Exclusive with the outskirts bound: that takes unflagged AIS/SMC runs only, and a
-    # run the mode check flags low carries the check's problem.
-    if isinstance(base, str) and base == "auto" and m.name in FALLBACK_METHODS \
-            and fallback_trigger(est):
-        est = _fallback(call, est, key, ckpt, time.perf_counter() - t_call)
-    if checks and check_estimate_preferred(est):
-        _report_check_estimate(est)
+    # On the CPU, compiled with Threefry written out (energymc._threefry): the same
+    # hashes, faster kernel steps. A block in this frame, not a wrapper, so that
+    # the warnings' stacklevels still name the caller.
+    with unrolled_threefry():
+        if isinstance(base, AnnealingPath):
+            check_path(base, target, method, options)
+            ctx = m.validate(options, target)
+            ref, pilot_cost, mode_fit = base, 0.0, None
+        else:
+            # The method's options are checked before a base is fitted: a wrong
+            # option must fail before the fit compiles or runs anything.
+            ctx = m.validate(options, target)
+            ref, pilot_cost, mode_fit = _reference(target, base, options, key, m.name)
+        meter = make_meter(progress)
+        # AIS/SMC particles or PT chains split over the devices (docs/devices.md); the argument
+        # is checked for every method. With a meter on, the compiled runs report
+        # their stages; with it off they are compiled without any callback.
+        mesh = m.mesh(devices, ctx.options)
+        if isinstance(ref, AnnealingPath):
+            mesh = None  # a model's own path runs on the default device (docs/devices.md)
+        ctx = dataclasses.replace(ctx, mesh=mesh, ticks=meter.active)
+        call = _Call(m, target, method, options, ctx, fixed_replicates, replicates, budget,
+                     (budget_s, budget_evals), checks, meter, devices)
+        t_call = time.perf_counter()
+        est = _estimate(call, ref, key, ckpt, spent=pilot_cost)
+        if mode_fit is not None:
+            est.info["mode_fit"] = mode_fit
+            est.timing["mode_fit_s"] = mode_fit["seconds"]
+            est.num_grad_evals += int(pilot_cost)
+        elif pilot_cost:
+            est.info["pilot_grad_evals"] = int(pilot_cost)
+            est.num_grad_evals += int(pilot_cost)
+        if isinstance(base, str) and base == "auto" and _tails_heavy(est):
+            est = _escalate(call, est, key, ckpt, time.perf_counter() - t_call)
+        if isinstance(base, str) and base == "auto" and fit_missed_modes(m, est):
+            est = _widen(call, est, key, ckpt, time.perf_counter() - t_call)
+        if isinstance(base, str) and base == "auto" and checks and needs_bound(est):
+            est = bound_by_bdmc(call, est, est.info["reference"], key, ckpt,
+                                time.perf_counter() - t_call, run_after)
+        # Exclusive with the outskirts bound: that takes unflagged AIS/SMC runs only, and a
+        # run the mode check flags low carries the check's problem.
+        if isinstance(base, str) and base == "auto" and m.name in FALLBACK_METHODS \
+                and fallback_trigger(est):
+            est = _fallback(call, est, key, ckpt, time.perf_counter() - t_call)
+        if checks and check_estimate_preferred(est):
+            _report_check_estimate(est)
     if est.problems:
         warnings.warn(f"log_partition(method={method!r}): " + " ".join(est.problems),
                       EnergymcWarning, stacklevel=2)
