@@ -5,11 +5,11 @@ On the CPU backend JAX lowers every Threefry-2x32 hash (each key split,
 programs that compile faster; on the other backends it writes the twenty
 rounds out. Inside a training loop of small updates those loops are a large
 part of the fixed cost of an update: ``RBM(64, 16).fit`` ran five per update
-and spent about half its time in them; a MALA, HMC or NUTS step of a cheap
-energy ran 1.5-1.9x slower with them, at no saving in compilation
-(``benchmarks/RESULTS.md``). The hash
-is the same arithmetic on ``uint32`` either way, so every key and every
-random draw stays the same bit for bit; only the compiled program changes.
+and spent about half its time in them; a MALA or HMC step of a cheap energy
+ran 1.7-1.9x slower with them (NUTS less), for little saving in compilation
+(``benchmarks/RESULTS.md``). The hash is the same arithmetic on ``uint32``
+either way, so every key and every random draw stays the same bit for bit;
+only the compiled program changes.
 
 :func:`unrolled_threefry` swaps JAX's CPU lowering of the hash for JAX's own
 written-out one for the duration of a block (where a learner's compiled
