@@ -4,9 +4,37 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("CI", "true")  # progress bars off unless a test asks
-# Hermetic runs: the suite neither reads nor fills the user's compilation cache
-# (tests/test_compilation_cache.py checks the cache in subprocesses of its own).
-os.environ.setdefault("ENERGYMC_COMPILATION_CACHE", "0")
+
+
+def _private_compilation_cache() -> str | None:
+    """A compilation cache of this test run's own, shared by its workers and children.
+
+    Hermetic runs: the suite neither reads nor fills the user's compilation
+    cache (tests/test_compilation_cache.py checks the cache in subprocesses of
+    its own). But most of the suite's time is XLA compiling, and many modules,
+    doc pages, notebooks and example subprocesses compile the same programs
+    again (each module drops its compiled programs, see
+    ``_release_compiled_programs``). A fresh directory per run, set in the
+    environment before the xdist workers start so that they and every child
+    process inherit it, turns those recompilations into reads. It holds only
+    this run's own programs and is removed when the run ends. A caller who sets
+    ``ENERGYMC_COMPILATION_CACHE`` (``0`` for none) keeps their choice.
+
+    Returns
+    -------
+    str or None
+        The directory this process created (and must remove), else None.
+    """
+    if "ENERGYMC_COMPILATION_CACHE" in os.environ:
+        return None  # the caller's choice, or inherited from the run's first process
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="energymc-test-compilation-cache-")
+    os.environ["ENERGYMC_COMPILATION_CACHE"] = path
+    return path
+
+
+_OWN_CACHE = _private_compilation_cache()
 
 import numpy as np
 import pytest
@@ -125,3 +153,11 @@ def sigkill_child(tmp_path):
         return script
 
     return kill
+
+
+def pytest_unconfigure(config):
+    """Remove this run's compilation cache (only the process that created it)."""
+    if _OWN_CACHE is not None:
+        import shutil
+
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
