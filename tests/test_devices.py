@@ -42,10 +42,11 @@ def quad(x):
 
 target = emc.Energy(quad, init=jnp.zeros(3))
 
-def same(a, b, what):
+def same(a, b, what, stats_rtol=0.0):
     np.testing.assert_array_equal(a.flat_draws, b.flat_draws, err_msg=what)
     for k in a.stats:
-        np.testing.assert_array_equal(a.stats[k], b.stats[k], err_msg=f"{what}: {k}")
+        np.testing.assert_allclose(a.stats[k], b.stats[k], rtol=stats_rtol, atol=0,
+                                   err_msg=f"{what}: {k}")
 """
 
 
@@ -123,7 +124,14 @@ def test_three_chains_on_a_list_of_devices_equal_one_device_draws():
         opts = dict(chains=3, draws=12, warmup=6, seed=3, adapt=False, step_size=0.4)
         one = emc.sample(target, "mala", devices=1, **opts)
         many = emc.sample(target, "mala", devices=jax.devices()[1:], **opts)  # one chain each
-        same(one, many, "3 chains on devices 1-3")
+        # Draws bit for bit. A one-chain block rounds the reported acceptance
+        # rate (exp of the log ratio) differently in its last bit (2.7e-7
+        # relative, seen after Threefry was written out in sample, which
+        # changed XLA's fusion); the accept decisions, hence the draws, agree.
+        same(one, many, "3 chains on devices 1-3", stats_rtol=1e-6)
+        # Negative control: another seed is told apart by the same comparison.
+        other = emc.sample(target, "mala", devices=jax.devices()[1:], **{**opts, "seed": 4})
+        assert not np.array_equal(other.flat_draws, one.flat_draws)
         print("ok")
     """)
     assert "ok" in out
