@@ -55,9 +55,13 @@ METHODS = [
 # and the dense mass matrix are covered); the whole table runs with -m slow.
 FAST_CASES = {("nuts", "ill_conditioned"), ("hmc", "correlated"), ("mala", "correlated"),
               ("barker", "ill_conditioned"), ("rwm", "isotropic"), ("mclmc", "isotropic")}
+# MCLMC's tuning on the stiff target with this seed mixes slowly (bulk ESS 421
+# of 8,000 draws, R-hat 1.0105 after the Threefry change; other seeds ~1,100),
+# so its R-hat precondition needs more draws: 4,000 read 1.0034, ESS 719.
+MORE_DRAWS = {("mclmc", "ill_conditioned"): 4000}
 CASES = [
-    pytest.param(m, o, d, t, marks=() if (m, t) in FAST_CASES else pytest.mark.slow,
-                 id=f"{m}-{t}")
+    pytest.param(m, o, MORE_DRAWS.get((m, t), d), t,
+                 marks=() if (m, t) in FAST_CASES else pytest.mark.slow, id=f"{m}-{t}")
     for (m, o, d) in METHODS for t in sorted(TARGETS)
 ]
 
