@@ -33,17 +33,23 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 from functools import partial
 
-import arviz as az
-import blackjax
-import jax
-import jax.numpy as jnp
-import numpy as np
+# First calls are compile times only without a persistent compilation cache
+# (energymc's import turns JAX's on for every contestant in the process): a
+# second run of this script otherwise reads what the first one wrote.
+os.environ.setdefault("ENERGYMC_COMPILATION_CACHE", "0")
 
-import energymc as emc
-from energymc.models import reference
+import arviz as az  # noqa: E402
+import blackjax  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import energymc as emc  # noqa: E402
+from energymc.models import reference  # noqa: E402
 
 
 def min_ess(draws: np.ndarray) -> float:

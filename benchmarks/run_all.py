@@ -103,6 +103,9 @@ def collect(stdout: str, tail: int = 30) -> str:
 def run_one(path: Path, args: list[str], quick: bool, timeout: float) -> dict:
     env = dict(os.environ)
     env.setdefault("CI", "true")  # no progress bars in the captured output
+    # First-call columns are compile times, not reads of what an earlier
+    # script (or run) stored; bench_first_call.py sets the cache per child.
+    env.setdefault("ENERGYMC_COMPILATION_CACHE", "0")
     if quick:
         env["ENERGYMC_QUICK"] = "1"
     cmd = [sys.executable, str(path.relative_to(HERE.parent)), *args]
