@@ -78,4 +78,3 @@ def unrolled_threefry():
             if _open == 0:
                 _CPU_RULES[_PRIM] = _saved
                 _saved = None
-

@@ -280,7 +280,7 @@ class Energy:
                 "(pass another init=)."
             )
         if real:
-            if not bool(jnp.all(jnp.isfinite(grad))):
+            if not np.all(np.isfinite(np.asarray(grad))):  # on the host: no program
                 raise EnergyError(
                     "the gradient of the energy at init is not finite; gradient-based "
                     "methods cannot start there. Pass another init= or use method='rwm'."
