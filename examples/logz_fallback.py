@@ -6,6 +6,9 @@ call's AIS run (``base="auto"``) misses the narrow mode, its mode check says
 so (importance sampling from Gaussians at the minima it found reads higher),
 and the call falls back to ``method="pt"``: the record returned is PT's,
 checked as any other, and ``est.info["fallback"]`` holds the first run.
+``info["precision"]`` (and ``fb["first"]["precision"]``) say how many
+replicates the default effort ran: AIS, and the PT fallback, add replicates
+while the stderr is above 0.05 nats, up to four times their default count.
 
 Run: ``python examples/logz_fallback.py`` (``ENERGYMC_QUICK=1``: the same run;
 it is small already). Writes ``examples/output/logz_fallback.txt``.
@@ -52,6 +55,17 @@ def main():
                   f"{first['num_grad_evals']:,} grad evals, {first['seconds']:.1f}s",
                   f"  PT run: {fb['pt']['num_grad_evals']:,} grad evals, "
                   f"{fb['pt']['seconds']:.1f}s; disagreements: {fb['disagree'] or 'none'}"]
+    # The default effort: AIS (and the PT fallback) add replicates while the
+    # stderr is above 0.05 nats, up to four times their default count.
+    runs = [(est.method, est.info.get("precision"))]
+    if fb is not None:
+        runs.insert(0, (fb["first"]["method"], fb["first"]["precision"]))
+    for method, prec in runs:
+        if prec is not None:
+            lines.append(f"{method} replicates: {prec['replicates']} (default {prec['default']}, "
+                         f"at most {prec['cap']}); stderr {prec['stderr']:.4f}, target "
+                         f"{prec['target_stderr']} "
+                         f"{'reached' if prec['reached'] else 'not reached'}")
     lines += [f"problem: {p}" for p in est.problems]
     print("\n".join(lines))
     os.makedirs(OUT, exist_ok=True)

@@ -143,7 +143,16 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         the log of their mean ``Z``, ``stderr`` the larger of their spread
         and their own stderrs over ``sqrt(R)``,
         and a spread larger than the runs' own stderrs allow is flagged
-        (``replicates``/``spread`` are reported).
+        (``replicates``/``spread`` are reported). Left ``None`` (and without
+        ``budget``), ``ais`` and ``smc`` run more replicates, one at a time,
+        while the pooled ``stderr`` is above 0.05 nats, up to 16 (not along
+        an ``AnnealingPath``); ``info["precision"]`` reports the count, the
+        cap and whether 0.05 was reached. Their replicates estimate ``Z``
+        without bias, so more of them shrink the error; BDMC's bracket, PT's
+        and nested sampling's biases would not shrink, only their error bars
+        (their PT fallback, below, follows the stderr too, up to 4 runs: it
+        is checked against two unbiased estimates). An integer runs exactly
+        that many.
     budget
         Buy precision without touching the method's knobs: independent
         replicates (each with the method's default settings) are run until
@@ -347,6 +356,8 @@ class _Call:
     checks: bool
     meter: Any
     devices: Any = None  # devices= as given (a fallback's method splits its own way)
+    # Whether the default effort follows the stderr (None: the method's own rule).
+    follows_stderr: bool | None = None
 
 
 def _estimate(call: _Call, ref, key, ckpt, spent=0.0, label="") -> LogZ:
@@ -367,13 +378,19 @@ def _estimate(call: _Call, ref, key, ckpt, spent=0.0, label="") -> LogZ:
                 else int(call.replicates) * units + int(bool(checks)),
                 f"log Z ({call.method}{label})")
     t0 = time.perf_counter()
+    more = _more(call, ref, label)
     if end is None:
         results = _replicates(m, target, ref, key, ctx, call.replicates, call.budget_pair,
-                              meter, units, t0, saved, ckpt, spent=spent)
+                              meter, units, t0, saved, ckpt, spent=spent, more=more)
     else:
         results = saved
         meter.update(units * len(saved), {"replicates": f"{len(saved)} (checkpoint)"})
     est = _combine(m, target, results, ctx, time.perf_counter() - t0)
+    if more is not None:
+        se = pooled_stderr(results)
+        est.info["precision"] = {"target_stderr": more[0], "stderr": se,
+                                 "replicates": len(results), "default": call.replicates,
+                                 "cap": more[1], "reached": bool(se <= more[0])}
     if ckpt is not None:
         # Replicates read back from the directory rather than run by this call.
         est.timing["resumed_replicates"] = len(saved)
@@ -402,6 +419,26 @@ def _estimate(call: _Call, ref, key, ckpt, spent=0.0, label="") -> LogZ:
     # How many devices the particles (AIS, BDMC, SMC) or chains (PT) were split over.
     est.info["devices"] = _sharding.mesh_size(ctx.mesh)
     return est
+
+
+def _more(call: _Call, ref, label: str):
+    """The precision target's ``more`` for :func:`_replicates`, or ``None`` where the
+    user fixed the effort (``replicates=`` or ``budget=``) or a model's own path
+    brings its own (one run), and for methods that do not follow the stderr (all
+    but AIS and SMC: :attr:`LogZMethod.follows_stderr`; the PT fallback does,
+    see :func:`_fallback`)."""
+    follows = call.m.follows_stderr if call.follows_stderr is None else call.follows_stderr
+    if call.fixed_replicates is not None or call.budget is not None \
+            or isinstance(ref, AnnealingPath) or not follows:
+        return None
+
+    def on_more():
+        # The first bar was filled to its total; the added replicates (and the
+        # checks' unit) get a bar of their own, whose length is not known.
+        call.meter.close()
+        call.meter.start(None, f"log Z ({call.method}{label}, more replicates)")
+
+    return PRECISION_STDERR, PRECISION_FACTOR * call.replicates, on_more
 
 
 #: Degrees of freedom of the Student-t base that ``base="auto"`` moves to when
@@ -473,7 +510,7 @@ def _run_record(est: LogZ, seconds: float) -> dict:
             else [float(v) for v in est.replicates],
             "problems": list(est.problems), "base": est.info.get("base"),
             "num_grad_evals": int(est.num_grad_evals), "seconds": seconds,
-            "reliable": est.reliable}
+            "reliable": est.reliable, "precision": est.info.get("precision")}
 
 
 def _first_with_mode_check(first: LogZ, seconds: float) -> dict:
@@ -628,7 +665,9 @@ def _fallback(call: _Call, first: LogZ, key, ckpt, first_s: float) -> LogZ:
     """``base="auto"``: parallel tempering where :func:`fallback_trigger` names a reason.
 
     PT with its default options (``scale=`` passed on: it sets the base), its
-    default replicates, on ``fold_in(key, _FALLBACK_KEY)``. Its base is PT's
+    default replicates (more while the stderr is above ``PRECISION_STDERR``,
+    up to ``PRECISION_FACTOR``, where the first call left the replicates to
+    the default), on ``fold_in(key, _FALLBACK_KEY)``. Its base is PT's
     default Gaussian, or the Student-t base where the tail check escalated
     the first run (the target's tails read heavier than a Gaussian's). PT's
     estimate is returned, checked as any other, with ``info["fallback"]``
@@ -642,8 +681,13 @@ def _fallback(call: _Call, first: LogZ, key, ckpt, first_s: float) -> LogZ:
     ctx = pt.validate(options, call.target)
     ctx = dataclasses.replace(ctx, mesh=pt.mesh(call.devices, ctx.options),
                               ticks=call.meter.active)
+    # PT's default effort follows the stderr here (where the first call's did):
+    # its estimate is compared below with two unbiased ones, so a narrower
+    # error bar exposes a bias rather than hiding it (benchmarks/RESULTS.md,
+    # "The default effort follows the stderr").
     pt_call = dataclasses.replace(call, m=pt, method="pt", options=options, ctx=ctx,
-                                  fixed_replicates=None, replicates=pt.replicates)
+                                  fixed_replicates=None, replicates=pt.replicates,
+                                  follows_stderr=call.fixed_replicates is None)
     if "escalation" in first.info:
         ref = first.info["reference"]
     else:
@@ -770,8 +814,13 @@ def _check_replicates(m: LogZMethod, base, replicates) -> int:
 
 
 def _replicates(m: LogZMethod, target, ref, key, ctx: Context, replicates, budget, meter,
-                units, t0, saved, ckpt, spent=0.0) -> list[Estimate]:
+                units, t0, saved, ckpt, spent=0.0, more=None) -> list[Estimate]:
     """Run the independent replicates (``replicates`` of them, or until ``budget`` is spent).
+
+    ``more`` (without a budget) is ``(target_stderr, cap, on_more)``: after the
+    ``replicates``, more run while :func:`pooled_stderr` exceeds
+    ``target_stderr``, up to ``cap`` in all; ``on_more()`` is called before the
+    first of them.
 
     Replicate ``r`` runs on ``fold_in(key, r)``; the method's ``plan`` runs
     once first, on the first replicate's key, and its cost is charged to it.
@@ -813,7 +862,16 @@ def _replicates(m: LogZMethod, target, ref, key, ctx: Context, replicates, budge
         return res
 
     if budget_s is None and budget_evals is None:
-        return results + [one(r) for r in range(len(results), replicates)]
+        results += [one(r) for r in range(len(results), replicates)]
+        if more is not None:
+            # More replicates while the pooled stderr is above the target (the
+            # default effort): one at a time, each on its own fold_in key.
+            target_se, cap, on_more = more
+            while len(results) < cap and target_se < pooled_stderr(results) < math.inf:
+                if len(results) == replicates:
+                    on_more()
+                results.append(one(len(results)))
+        return results
     evals = sum(res.grad_evals for res in results)
     while len(results) < _MAX_BUDGET_REPLICATES:
         # Stop when one more replicate (at the mean cost so far) would overspend.
@@ -829,6 +887,25 @@ def _replicates(m: LogZMethod, target, ref, key, ctx: Context, replicates, budge
 
 
 _MAX_BUDGET_REPLICATES = 1000
+
+#: The default effort's precision target (nats): where neither ``replicates=``
+#: nor ``budget=`` is given, a method that follows the stderr (AIS, SMC) adds
+#: replicates one at a time while the pooled stderr is above it, up to
+#: :data:`PRECISION_FACTOR` times its default count. Chosen on the zoo's
+#: TUNING half (benchmarks/RESULTS.md, "The default effort follows the stderr").
+PRECISION_STDERR = 0.05
+
+#: At most this many times the method's default number of replicates under
+#: the precision target: a deterministic cap (the count does not depend on
+#: the machine's speed, so the same seed gives the same estimate).
+PRECISION_FACTOR = 4
+
+
+def pooled_stderr(results) -> float:
+    """Stderr of the pooled estimate of ``results`` (as :func:`_combine` reports it)."""
+    if len(results) == 1:
+        return float(results[0].stderr)
+    return replicate_check([r.log_z for r in results], [r.stderr for r in results])[0]
 
 
 def _check_budget(budget, replicates):

@@ -106,6 +106,11 @@ class LogZMethod:
         A frozen dataclass instance holding the method's options and defaults.
     replicates
         Independent runs by default (their spread checks each run's stderr).
+    follows_stderr
+        Whether the default effort adds replicates while the pooled stderr is
+        above its target (``energymc.logz._api.PRECISION_STDERR``): for
+        methods whose replicates estimate ``Z`` without bias, so that pooling
+        more of them shrinks the error itself and not only its error bar.
     splits_particles
         Whether its particles are split over the devices (``devices=``).
     """
@@ -114,6 +119,7 @@ class LogZMethod:
     supports: tuple = ("real",)
     defaults: Any = None
     replicates: int = 1
+    follows_stderr: bool = False
     splits_particles: bool = False
 
     def option_names(self) -> list[str]:

@@ -528,6 +528,9 @@ class SMC(LogZMethod):
     supports = ("real",)
     defaults = SMCOptions()
     replicates = 4
+    # Each replicate's Z is unbiased (up to the adaptive schedule's small bias):
+    # pooling more of them shrinks the error, not only its error bar.
+    follows_stderr = True
     splits_particles = True
 
     def mesh(self, devices, options):

@@ -923,6 +923,56 @@ def test_budget_in_grad_evals_runs_replicates_until_spent(gauss):
     assert len(small.replicates) == 2
 
 
+# --------------------------------------------------------------------------
+# The default effort: replicates added while the stderr is above its target
+# --------------------------------------------------------------------------
+_CHEAP = dict(method="ais", scale=2.0, schedule="linear", num_temps=20, checks=False,
+              base="gaussian")
+
+
+def test_default_effort_adds_replicates_until_the_stderr_target(gauss):
+    est = emc.log_partition(gauss, seed=5, particles=128, **_CHEAP)
+    p = est.info["precision"]
+    assert p["target_stderr"] == 0.05 and p["default"] == 4 and p["cap"] == 16
+    r = len(est.replicates)
+    assert p["replicates"] == r and 4 < r < 16 and p["reached"]
+    assert est.stderr == p["stderr"] <= 0.05
+    # The stopping rule: one replicate fewer was still above the target, and the
+    # replicates are those of replicates=r (the same keys), pooled the same way.
+    fewer = emc.log_partition(gauss, seed=5, particles=128, replicates=r - 1, **_CHEAP)
+    assert fewer.stderr > 0.05
+    fixed = emc.log_partition(gauss, seed=5, particles=128, replicates=r, **_CHEAP)
+    np.testing.assert_array_equal(fixed.replicates, est.replicates)
+    assert fixed.log_z == est.log_z and "precision" not in fixed.info
+    _check(est, GAUSS_LOGZ, 0.15)
+
+
+def test_default_effort_stops_at_four_times_the_default_replicates(gauss):
+    est = emc.log_partition(gauss, seed=5, particles=16, **_CHEAP)
+    p = est.info["precision"]
+    assert len(est.replicates) == p["replicates"] == p["cap"] == 16
+    assert not p["reached"] and est.stderr > 0.05
+    # A budget fixes the effort itself: no precision target there; nor for BDMC,
+    # whose bracket does not narrow with replicates.
+    assert "precision" not in emc.log_partition(gauss, seed=5, particles=16,
+                                                budget={"grad_evals": 1.0}, **_CHEAP).info
+    bdmc = emc.log_partition(gauss, seed=5, particles=16, **dict(_CHEAP, method="bdmc"))
+    assert len(bdmc.replicates) == 4 and "precision" not in bdmc.info
+
+
+def test_default_effort_gets_a_second_bar_for_the_added_replicates(gauss):
+    from meters import CountingMeter
+
+    meter = CountingMeter()
+    quiet = emc.log_partition(gauss, seed=5, particles=128, progress=False, **_CHEAP)
+    shown = emc.log_partition(gauss, seed=5, particles=128, progress=meter, **_CHEAP)
+    assert shown.log_z == quiet.log_z
+    first, more = meter.bars
+    assert first["total"] == 4 * 20 and first["moved"] == first["total"]
+    assert more["total"] is None and "more replicates" in more["description"]
+    assert more["moved"] == (len(shown.replicates) - 4) * 20
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"budget": -1.0}, "budget= must be seconds"),
     ({"budget": {"seconds": 3}}, "one key, 'grad_evals'"),

@@ -82,6 +82,12 @@ def test_a_flagged_mixture_falls_back_to_pt_and_is_right():
     assert fb["pt"]["seconds"] > 0 and "mode check flagged" in fb["reason"]
     assert fb["trigger"] == "modes"
     assert est.info["mode_fit"]["used"]
+    # PT's default effort follows its stderr here (up to 4 runs), the first run's too.
+    prec = est.info["precision"]
+    assert prec["default"] == 1 and prec["cap"] == 4
+    assert prec["replicates"] == len(est.replicates if est.replicates is not None else [0])
+    assert prec["reached"] == (prec["stderr"] <= 0.05)
+    assert first["precision"]["default"] == 4 and first["precision"]["cap"] == 16
     # In the same test, so that the compiled runs are shared (the suite runs in workers).
     _a_run_flagged_by_its_weight_ess_falls_back_where_its_modes_fit()
 
@@ -102,7 +108,7 @@ def test_pt_below_an_unbiased_estimate_is_flagged():
 def test_a_call_interrupted_in_its_pt_run_resumes_exactly(tmp_path):
     """Slow tier: a meter (to interrupt the call) compiles stage ticks into every run."""
     ckpt = tmp_path / "logz"
-    # 4 replicates of the first run, then PT's one: stopped while PT's estimate is
+    # 4 replicates of the first run, then PT's first: stopped while PT's estimate is
     # shown (it was saved first).
     with pytest.raises(Interrupted):
         emc.log_partition(MIXTURE, seed=1, progress=CountingMeter(stop_at=5), checkpoint=ckpt)
@@ -110,8 +116,12 @@ def test_a_call_interrupted_in_its_pt_run_resumes_exactly(tmp_path):
     want = emc.log_partition(MIXTURE, seed=1, progress=CountingMeter())
     meter = CountingMeter()
     got = emc.log_partition(MIXTURE, seed=1, progress=meter, checkpoint=ckpt)
-    assert meter.finished == 0  # every replicate read back
-    assert got.timing["resumed_replicates"] == 1  # PT's
+    # Every replicate saved was read back; PT's default effort then ran the ones
+    # that were still to come (more while its stderr was above 0.05 nats).
+    assert got.timing["resumed_replicates"] == 1  # PT's first
+    prec = got.info["precision"]
+    assert prec["default"] == 1 and prec["cap"] == 4
+    assert meter.finished == prec["replicates"] - 1 == len(got.replicates) - 1
     assert got.info["fallback"]["first"]["log_z"] == want.info["fallback"]["first"]["log_z"]
     assert got.log_z == want.log_z and got.stderr == want.stderr
     assert np.array_equal(got.particles, want.particles)
