@@ -78,7 +78,6 @@ def run_one(entry, target, method, seed, base=None):
             "outskirts": {k: v for k, v in est.info.get("checks", {}).get("outskirts", {}).items()
                           if k in ("trend", "upper", "stderr_before", "seconds")},
             "silent": bool(est.reliable and abs(err) > 3 * est.stderr),
-            "replicates": None if est.replicates is None else len(est.replicates),
             "mode_check": {k: v for k, v in est.info.get("checks", {}).get("modes", {}).items()
                            if k in ("status", "flag", "modes", "unreached", "log_z", "stderr",
                                     "ess", "draws", "deepest", "energy_q01", "depth",
