@@ -61,6 +61,23 @@ def uninterrupted():
     return emc.log_partition(TARGET, progress=CountingMeter(), **KW)
 
 
+def test_replicates_the_default_effort_added_resume_exactly(tmp_path):
+    """Without ``replicates=`` AIS adds replicates while the stderr is above 0.05 nats: a
+    call interrupted among the added ones resumes them, to the same count and estimate."""
+    kw = {k: v for k, v in KW.items() if k != "replicates"}
+    want = emc.log_partition(TARGET, progress=CountingMeter(), **kw)
+    total = want.info["precision"]["replicates"]
+    assert total > 6  # a tiny run: far from 0.05 nats, more replicates were added
+    ckpt = tmp_path / "logz"
+    with pytest.raises(Interrupted):  # while the 6th (an added one) is shown: it was saved
+        emc.log_partition(TARGET, progress=CountingMeter(stop_at=6), checkpoint=ckpt, **kw)
+    meter = CountingMeter()
+    got = emc.log_partition(TARGET, progress=meter, checkpoint=ckpt, **kw)
+    assert got.timing["resumed_replicates"] == 6 and meter.finished == total - 6
+    assert got.info["precision"] == want.info["precision"]
+    _assert_same(got, want)
+
+
 def test_an_interrupted_call_resumes_to_exactly_the_uninterrupted_estimate(
         tmp_path, uninterrupted):
     ckpt = tmp_path / "logz"
