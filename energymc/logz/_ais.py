@@ -9,12 +9,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import logsumexp
 
 from energymc import _sharding
 from energymc import kernels as _kernels
 from energymc._util import check_option_int as _check_int
-from energymc._util import kish_ess
+from energymc._util import kish_ess, logsumexp_compiled, weighted_choice
 from energymc.errors import OptionError
 from energymc.logz._anneal import (
     AnnealConfig,
@@ -32,7 +31,7 @@ from energymc.logz._path import (
     anneal_path_finish,
     anneal_path_start,
 )
-from energymc.logz._reference import initial_step
+from energymc.logz._reference import draw, initial_step
 from energymc.progress import StageTicks
 
 __all__ = ["AIS", "AISContext", "AISOptions", "BDMC", "BDMCOptions", "forward_particles",
@@ -211,7 +210,7 @@ def ais_progress_units(o) -> int:
 def _weight_summary(logw):
     logw = np.asarray(logw, dtype=float)
     n = logw.size
-    lse = float(logsumexp(logw)) if np.any(np.isfinite(logw)) else -math.inf
+    lse = float(logsumexp_compiled(logw)) if np.any(np.isfinite(logw)) else -math.inf
     log_z = lse - math.log(n)
     if not math.isfinite(lse):
         return log_z, math.inf, 0.0, np.full(n, 1.0 / n)
@@ -309,7 +308,7 @@ def run_ais(target, ref, key, ctx: AISContext) -> Estimate:
     k_init, k_run = jax.random.split(key)
     static = dict(target=target, kernel=kernel, options=ctx.kernel_options, cfg=cfg,
                   ticks=_stage_ticks(ctx))
-    out = _anneal_on(ctx.mesh, ctx.stages, k_run, ref, ref.sample(k_init, n), betas, params0,
+    out = _anneal_on(ctx.mesh, ctx.stages, k_run, ref, draw(ref, k_init, n), betas, params0,
                      static)
     log_z, stderr, ess, w = _weight_summary(out["logw"])
     stages = _records(out, n)
@@ -437,7 +436,7 @@ def _reverse(target, ref, fwd: Estimate, key, ctx, x_start):
     saver = None if ctx.stages is None else ctx.stages.phase("reverse")
     out = _anneal_on(ctx.mesh, saver, key, ref, x_start, betas_r, params, static)
     logw = np.asarray(out["logw"], dtype=float)
-    upper = -(float(logsumexp(logw)) - math.log(logw.size))
+    upper = -(float(logsumexp_compiled(logw)) - math.log(logw.size))
     _, stderr_r, ess_r, _ = _weight_summary(logw)
     return upper, stderr_r, ess_r, out
 
@@ -448,7 +447,7 @@ def forward_particles(fwd: Estimate, key, n):
     They hold every mode the forward run found, in its proportions.
     """
     w = np.asarray(fwd.weights, dtype=float)
-    idx = jax.random.choice(key, w.size, (n,), p=jnp.asarray(w / w.sum()))
+    idx = weighted_choice(key, w.size, (n,), jnp.asarray(w / w.sum()))
     return jnp.asarray(fwd.particles)[idx]
 
 

@@ -13,11 +13,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import logsumexp
 
 from energymc import _sharding
 from energymc._threefry import unrolled_threefry
-from energymc._util import check_bool, kish_ess
+from energymc._util import check_bool, kish_ess, logsumexp_compiled
 from energymc.energy import Energy
 from energymc.errors import EnergyError, EnergymcWarning, OptionError
 from energymc.logz import _method
@@ -27,7 +26,7 @@ from energymc.logz._checks import lower_than_unbiased, replicate_check
 from energymc.logz._method import BaseOptions, Context, Estimate, LogZMethod
 from energymc.logz._outskirts import bound_by_bdmc, needs_bound
 from energymc.logz._path import AnnealingPath, check_path
-from energymc.logz._reference import (GaussianReference, MixtureReference, Reference,
+from energymc.logz._reference import (GaussianReference, MixtureReference, Reference, draw,
                                       fit_gaussian, make_reference, student_df)
 from energymc.logz._result import LogZ
 from energymc.logz._tails import run_tail_check
@@ -1008,7 +1007,7 @@ def _mode_check(est, target, ref, key) -> dict:
     start_ref = ref.defensive() if isinstance(ref, MixtureReference) else ref
     n_base = (base_start_count(np.shape(est.particles)[-1]) if _MODE_BASE_STARTS is None
               else int(_MODE_BASE_STARTS))
-    base = np.asarray(start_ref.sample(jax.random.fold_in(key, 1), n_base)) if n_base else None
+    base = np.asarray(draw(start_ref, jax.random.fold_in(key, 1), n_base)) if n_base else None
     # A Student-t base (base="auto" after the tail check, or the user's): the
     # mixture's components get its tails, else their light tails read a
     # heavy-tailed target low and the check flags sound runs.
@@ -1092,7 +1091,7 @@ def _combine(m: LogZMethod, target, results: list[Estimate], ctx: Context, total
         particles, weights, ess, reps = first.particles, first.weights, first.ess, None
     else:
         reps = np.array([res.log_z for res in results])
-        log_z = float(logsumexp(reps) - math.log(R))
+        log_z = float(logsumexp_compiled(reps) - math.log(R))
         # The replicates are independent, so their spread measures the error of
         # any one; the mean of R of them has 1/sqrt(R) of it.
         stderr, problem, rinfo = replicate_check(reps, [res.stderr for res in results])
@@ -1132,7 +1131,7 @@ def _pooled_particles(results, reps):
     if not all(res.particles is not None for res in results):
         return None, None, float(sum(res.ess for res in results))
     particles = np.concatenate([res.particles for res in results])
-    scale = np.exp(reps - logsumexp(reps))
+    scale = np.exp(reps - logsumexp_compiled(reps))
     weights = np.concatenate([res.weights * s for res, s in zip(results, scale, strict=True)])
     weights = weights / weights.sum()
     return particles, weights, float(kish_ess(weights))

@@ -55,7 +55,7 @@ import numpy as np
 import optax
 from jax.scipy.special import logsumexp
 
-from energymc._util import kish_ess, nonfinite_to_neginf
+from energymc._util import kish_ess, logsumexp_compiled, nonfinite_to_neginf, weighted_choice
 from energymc.energy import jit_over_target
 
 __all__ = ["SAME_MODE_SDS", "base_start_count", "descend", "laplace_modes", "laplace_weights",
@@ -390,7 +390,7 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
     n, dim = x.shape
     k_pick, k_draw = jax.random.split(key)
     dtype = jnp.result_type(float)
-    idx = np.asarray(jax.random.choice(k_pick, n, (min(starts, n),), p=jnp.asarray(w / w.sum())))
+    idx = np.asarray(weighted_choice(k_pick, n, (min(starts, n),), jnp.asarray(w / w.sum())))
     sd = np.std(x, axis=0)
     sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
     scale = jnp.asarray(sd, dtype)
@@ -408,7 +408,7 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
     k = len(locs)
     pi = laplace_weights(log_mass)
     k_c, k_e = jax.random.split(k_draw)
-    comp = np.asarray(jax.random.choice(k_c, k, (draws,), p=jnp.asarray(pi)))
+    comp = np.asarray(weighted_choice(k_c, k, (draws,), jnp.asarray(pi)))
     locs_a, chols_a = np.stack(locs), np.stack(chols)
     if df is None:
         eps = np.asarray(jax.random.normal(k_e, (draws, dim), dtype), dtype=float)
@@ -433,7 +433,7 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
         info["df"] = float(df)
     if not np.any(np.isfinite(lw)):
         return None, {**info, "status": "skipped: no finite importance weight"}
-    lse = float(logsumexp(lw))
+    lse = float(logsumexp_compiled(lw))
     wn = np.exp(lw - lse)
     ess = float(kish_ess(wn))
     is_log_z = lse - math.log(draws)

@@ -38,7 +38,7 @@ import numpy as np
 from energymc._util import kish_ess, nonfinite_to_neginf
 from energymc.energy import jit_over_target
 from energymc.logz._checks import descend, laplace_modes, laplace_widen, laplace_weights
-from energymc.logz._reference import MixtureReference
+from energymc.logz._reference import MixtureReference, draw
 
 __all__ = ["fit_modes", "fits_well", "max_modes", "AUTO_DEFENSIVE", "AUTO_MAX_MODES",
            "AUTO_MIN_ESS", "DESCENT_STEPS", "ESS_DRAWS", "MODES_DEFENSIVE"]
@@ -204,7 +204,7 @@ def fit_modes(target, key, *, scale, starts=32, defensive=0.15):
         modes_only = MixtureReference(ref.locs, ref.chols, jnp.asarray(
             np.concatenate([[-np.inf], logw[1:] - math.log1p(-defensive)]), dtype), ref.var,
             ref.inv_chols, diagonal0=True)
-        x = modes_only.sample(jax.random.fold_in(key, 1), ESS_DRAWS)
+        x = draw(modes_only, jax.random.fold_in(key, 1), ESS_DRAWS)
         lw = np.asarray(_log_weights(x, modes_only, target=target), dtype=float)
         ess = float(kish_ess(_weights(lw))) / ESS_DRAWS if np.any(np.isfinite(lw)) else 0.0
         cost += ESS_DRAWS
