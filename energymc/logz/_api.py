@@ -386,7 +386,7 @@ def _estimate(call: _Call, ref, key, ckpt, spent=0.0, label="") -> LogZ:
         meter.update(units * len(saved), {"replicates": f"{len(saved)} (checkpoint)"})
     est = _combine(m, target, results, ctx, time.perf_counter() - t0)
     if more is not None:
-        se = pooled_stderr(results)
+        se = est.stderr  # the pooled stderr the replicates were added against
         est.info["precision"] = {"target_stderr": more[0], "stderr": se,
                                  "replicates": len(results), "default": call.replicates,
                                  "cap": more[1], "reached": bool(se <= more[0])}
@@ -866,9 +866,11 @@ def _replicates(m: LogZMethod, target, ref, key, ctx: Context, replicates, budge
             # More replicates while the pooled stderr is above the target (the
             # default effort): one at a time, each on its own fold_in key.
             target_se, cap, on_more = more
+            first_added = True
             while len(results) < cap and target_se < pooled_stderr(results) < math.inf:
-                if len(results) == replicates:
+                if first_added:  # before the first this call runs (a resumed call too)
                     on_more()
+                    first_added = False
                 results.append(one(len(results)))
         return results
     evals = sum(res.grad_evals for res in results)
