@@ -240,7 +240,9 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         independent adaptive run, twice the cost; or betas from 0 to 1 such
         as a previous run's ``est.info["schedule"]``). Nested: ``particles``
         (the live points, 500; ``live_points`` is its deprecated name),
-        ``num_inner_steps``, ``tol``. PT: ``replicas``, ``draws``, ``warmup``,
+        ``num_inner_steps`` (slice steps per new live point; ``5 * dim``, at
+        least 5), ``num_delete`` (points replaced per step; a tenth of
+        ``particles``), ``tol``. PT: ``replicas``, ``draws``, ``warmup``,
         ``kernel``.
 
     Returns

@@ -623,6 +623,19 @@ def test_nested_particles_and_its_deprecated_name_live_points(gauss):
         Nested().validate({"particles": 300, "live_points": 300}, gauss)
 
 
+def test_nested_defaults_follow_the_live_points_and_the_dimension(gauss):
+    # A tenth of the live points replaced per step, 5 slice steps per
+    # dimension (at least 5); given values are kept as they are.
+    from energymc.logz._nested import Nested
+
+    cfg = Nested().validate({}, gauss).cfg
+    assert (cfg.particles, cfg.num_delete, cfg.num_inner_steps) == (500, 50, 5 * gauss.dim)
+    cfg = Nested().validate({"particles": 120, "num_inner_steps": 3}, gauss).cfg
+    assert (cfg.num_delete, cfg.num_inner_steps) == (12, 3)
+    one_d = emc.Energy(lambda x: 0.5 * jnp.sum(x**2), init=jnp.zeros(1))
+    assert Nested().validate({"particles": 5}, one_d).cfg[1:3] == (5, 1)
+
+
 @pytest.mark.slow
 def test_nested_dense_gaussian(gauss):
     est = emc.log_partition(gauss, method="nested", seed=0, scale=2.0, particles=300)
