@@ -1034,7 +1034,7 @@ def _record_check(est, check: dict) -> None:
         est.problems.append(check["problem"])
     # A check that could not be formed, on a funnel-like target, does not
     # vouch for the run: say so rather than leave ``reliable: yes``.
-    unverified = unverified_problem(info, est.log_z)
+    unverified = unverified_problem(info, est.log_z, est.method)
     if unverified:
         est.problems.append(unverified)
 

@@ -503,7 +503,7 @@ def lower_than_unbiased(log_z, stderr, references):
     return names, problems
 
 
-def unverified_problem(info, log_z):
+def unverified_problem(info, log_z, method=None):
     """A problem sentence when the mode check could not vouch for a funnel-like run.
 
     Parameters
@@ -513,6 +513,9 @@ def unverified_problem(info, log_z):
         ``depth``, ``depth_limit``, ``deepest``, ``energy_q01``).
     log_z : float
         The annealing estimate, in nats.
+    method : str, optional
+        The run's method; a nested-sampling record is not told to try
+        ``method='nested'``.
 
     Returns
     -------
@@ -565,12 +568,16 @@ def unverified_problem(info, log_z):
     else:
         return None
     fit = "fits this target poorly" if poor else "agreed with the annealing"
+    try_nested = "" if method == "nested" else (
+        "try method='nested' (up to ~50 dimensions; on the zoo's TUNING funnel20 its median "
+        "error was 0.18 nats against 0.64 for ais and 0.30 for pt, though nothing vouches for "
+        "it either), or ")
     return ("unverified: the second estimate (importance sampling from a Gaussian at each "
             f"of {info['modes']} local minima) {fit} and {why}. "
             "There the annealing's particles lag in every replicate alike, which the replicates' "
             "agreement cannot show, and nothing else checked this log Z (such runs were 0.4-0.8 "
-            "nats low with stderrs near 0.05). To get a checked value, compare with "
-            "method='pt', or reparameterise the target so its scale no longer changes "
+            f"nats low with stderrs near 0.05). To get a closer value, {try_nested}"
+            "reparameterise the target so its scale no longer changes "
             "(non-centred: sample the standardised coordinates). More stages (cess=0.999 for "
             "ais, target_ess=0.9 for smc), budget= or base='pilot' buy precision but did not "
             "remove this lag on the zoo's funnels.")

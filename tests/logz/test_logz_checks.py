@@ -290,7 +290,10 @@ def test_unverified_flags_a_lagging_funnel_run_and_passes_a_sound_one():
                                jax.random.key(4))
     assert problem is None and info["status"].startswith("skipped: the mixture fits poorly")
     text = unverified_problem(info, log_z - 0.6)
-    assert text is not None and text.startswith("unverified") and "method='pt'" in text
+    assert text is not None and text.startswith("unverified") and "method='nested'" in text
+    # A nested run's own record names the other fix only.
+    text = unverified_problem(info, log_z - 0.6, method="nested")
+    assert "method='nested'" not in text and "reparameterise" in text
     # The depth rule alone flags it too: the descents went far below every particle.
     assert info["depth"] > info["depth_limit"] == UNVERIFIED_DEPTH
     assert "denser than anywhere the particles went" in text
