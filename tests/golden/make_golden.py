@@ -13,6 +13,15 @@ and then only for the cases it changed, named on the command line (the
 others keep their stored values):
 
     ... python tests/golden/make_golden.py sample_mala logz_ais
+
+On another CPU (or JAX build) the comparison is skipped, unless this machine
+was vouched for: ``--vouch`` runs every case here, compares it with the
+stored values and records, in ``environment.json`` under ``also_equal``,
+the cases that came out bit for bit equal on this environment; the test then
+compares those here too. Recording a case again drops it from every such
+list (its equality elsewhere is then unknown).
+
+    ... python tests/golden/make_golden.py --vouch
 """
 
 import os
@@ -32,7 +41,39 @@ import numpy as np  # noqa: E402
 from cases import CASES, recording_environment  # noqa: E402
 
 
+ENVIRONMENT = Path(__file__).with_name("environment.json")
+
+
+def _environment_key(env: dict) -> str:
+    return f"{env['cpu']} / jax {env['jax']} / jaxlib {env['jaxlib']}"
+
+
+def vouch() -> None:
+    """Record which cases this environment reproduces bit for bit."""
+    recorded = json.loads(ENVIRONMENT.read_text())
+    here = recording_environment()
+    if {k: recorded[k] for k in here} == here:
+        raise SystemExit("this is the recording environment; nothing to vouch for")
+    equal = []
+    with np.load(Path(__file__).with_name("golden.npz")) as stored:
+        for name, case in CASES.items():
+            got = {k: np.asarray(v) for k, v in case().items()}
+            want = {k.split("/", 1)[1]: stored[k] for k in stored.files
+                    if k.split("/")[0] == name}
+            same = sorted(got) == sorted(want) and all(
+                got[k].shape == want[k].shape and got[k].dtype == want[k].dtype
+                and np.array_equal(got[k], want[k], equal_nan=want[k].dtype.kind in "fc")
+                for k in want)
+            print(f"{name}: {'equal' if same else 'DIFFERS'}")
+            equal += [name] if same else []
+    recorded.setdefault("also_equal", {})[_environment_key(here)] = equal
+    ENVIRONMENT.write_text(json.dumps(recorded, indent=1) + "\n")
+    print(f"{len(equal)} of {len(CASES)} cases equal here; recorded in {ENVIRONMENT}")
+
+
 def main(names: list[str]) -> None:
+    if names == ["--vouch"]:
+        return vouch()
     unknown = sorted(set(names) - set(CASES))
     if unknown:
         raise SystemExit(f"unknown case(s) {unknown}; the cases are {sorted(CASES)}")
@@ -50,8 +91,13 @@ def main(names: list[str]) -> None:
         for field, value in values.items():
             out[f"{name}/{field}"] = np.asarray(value)
     np.savez(path, **out)
-    Path(__file__).with_name("environment.json").write_text(
-        json.dumps(recording_environment(), indent=1) + "\n")
+    env = recording_environment()
+    # Cases recorded again are unknown elsewhere until vouched for again.
+    also = json.loads(ENVIRONMENT.read_text()).get("also_equal", {}) if names else {}
+    also = {key: [c for c in cases if c not in names] for key, cases in also.items()}
+    if also:
+        env["also_equal"] = also
+    ENVIRONMENT.write_text(json.dumps(env, indent=1) + "\n")
     print(f"wrote {len(out)} arrays to {path}")
 
 
