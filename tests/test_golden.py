@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).with_name("golden")))
-from cases import CASES, recording_environment  # noqa: E402
+from cases import CASES, environment_key, recording_environment  # noqa: E402
 
 GOLDEN = np.load(Path(__file__).with_name("golden") / "golden.npz")
 RECORDED_ON = json.loads((Path(__file__).with_name("golden") / "environment.json").read_text())
@@ -53,8 +53,7 @@ HERE = recording_environment()
 RECORDING = {k: v for k, v in RECORDED_ON.items() if k != "also_equal"}
 SAME_ENVIRONMENT = HERE == RECORDING
 # Cases seen bit for bit equal on this environment too (make_golden.py --vouch).
-ALSO_EQUAL_HERE = set(RECORDED_ON.get("also_equal", {}).get(
-    f"{HERE['cpu']} / jax {HERE['jax']} / jaxlib {HERE['jaxlib']}", ()))
+ALSO_EQUAL_HERE = set(RECORDED_ON.get("also_equal", {}).get(environment_key(HERE), ()))
 
 # The default tier (mala, gibbs, cd, dsm: about 15 s of CPU in all, one
 # compilation each) must stay within the suite's budget. NUTS's warmup and log Z

@@ -128,6 +128,11 @@ CASES = {
 }
 
 
+def environment_key(env: dict) -> str:
+    """The `also_equal` key in environment.json for an environment dict."""
+    return f"{env['cpu']} / jax {env['jax']} / jaxlib {env['jaxlib']}"
+
+
 def recording_environment() -> dict:
     """What XLA's arithmetic depends on beyond energymc's code: the JAX build and the CPU.
 

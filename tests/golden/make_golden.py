@@ -38,14 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import json  # noqa: E402
 
 import numpy as np  # noqa: E402
-from cases import CASES, recording_environment  # noqa: E402
+from cases import CASES, environment_key, recording_environment  # noqa: E402
 
 
 ENVIRONMENT = Path(__file__).with_name("environment.json")
-
-
-def _environment_key(env: dict) -> str:
-    return f"{env['cpu']} / jax {env['jax']} / jaxlib {env['jaxlib']}"
 
 
 def vouch() -> None:
@@ -66,7 +62,7 @@ def vouch() -> None:
                 for k in want)
             print(f"{name}: {'equal' if same else 'DIFFERS'}")
             equal += [name] if same else []
-    recorded.setdefault("also_equal", {})[_environment_key(here)] = equal
+    recorded.setdefault("also_equal", {})[environment_key(here)] = equal
     ENVIRONMENT.write_text(json.dumps(recorded, indent=1) + "\n")
     print(f"{len(equal)} of {len(CASES)} cases equal here; recorded in {ENVIRONMENT}")
 
