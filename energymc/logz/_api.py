@@ -22,7 +22,7 @@ from energymc.errors import EnergyError, EnergymcWarning, OptionError
 from energymc.logz import _method
 from energymc.logz._bounds import bdmc_bounds, bracket_stderr
 from energymc.logz._checkpoint import LogZCheckpoint, fingerprint
-from energymc.logz._checks import lower_than_unbiased, replicate_check
+from energymc.logz._checks import UNVERIFIED_DEPTH, lower_than_unbiased, replicate_check
 from energymc.logz._method import BaseOptions, Context, Estimate, LogZMethod
 from energymc.logz._outskirts import bound_by_bdmc, needs_bound
 from energymc.logz._path import AnnealingPath, check_path
@@ -331,7 +331,7 @@ def log_partition(target: Energy, method: str = "ais", base: Any = None, seed: A
         # Exclusive with the outskirts bound: that takes unflagged AIS/SMC runs only, and a
         # run the mode check flags low carries the check's problem.
         if isinstance(base, str) and base == "auto" and m.name in FALLBACK_METHODS \
-                and fallback_trigger(est):
+                and fallback_trigger(est, target.dim):
             est = _fallback(call, est, key, ckpt, time.perf_counter() - t_call)
         if checks and check_estimate_preferred(est):
             _report_check_estimate(est)
@@ -571,8 +571,15 @@ def _rerun(call: _Call, first: LogZ, ref, key, ckpt, first_s: float, subdir: str
 #: escalation's ``10**6 + 4``).
 _FALLBACK_KEY = 10**6 + 5
 
+#: ``fold_in`` index of the nested-sampling fallback's key (after the widened
+#: rerun's ``10**6 + 6``).
+_NESTED_FALLBACK_KEY = 10**6 + 7
+
 #: A checkpoint's subdirectory holding the fallback's parallel-tempering run.
 FALLBACK_DIR = "fallback_pt"
+
+#: A checkpoint's subdirectory holding the fallback's nested-sampling run.
+NESTED_FALLBACK_DIR = "fallback_nested"
 
 #: The mode check's flags that send ``base="auto"`` to parallel tempering.
 FALLBACK_FLAGS = ("low",)
@@ -590,36 +597,53 @@ FALLBACK_FLAGS = ("low",)
 #: modes fit").
 FALLBACK_MIN_ESS = 0.5
 
+#: The largest dimension at which a run the depth rule calls unverified (a
+#: funnel's neck) falls back to nested sampling. Nested sampling replaces its
+#: live points by slice steps along contours of the density, so it enters a
+#: neck in order of density instead of annealing past it: on TUNING funnel20
+#: the default AIS run read 0.39-0.70 nats low (every run unverified) and
+#: nested sampling's median error was 0.18 nats in 8-17 s. Its cost grows
+#: with the square of the dimension (5 slice steps per dimension for each
+#: point, over more compression): student50 took 29-45 s a run, so above 50
+#: dimensions the unverified record stays as it is, naming the method
+#: (benchmarks/RESULTS.md, "Funnels fall back to nested sampling").
+NESTED_FALLBACK_MAX_DIM = 50
 
-def fallback_trigger(est) -> str | None:
-    """Why a ``base="auto"`` run goes on to parallel tempering, or ``None``.
 
-    ``"modes"``: the mode check's ``"low"`` flag (the importance-sampling
-    estimate from the minima the descents found is above the run's beyond 3
-    combined stderrs: modes missed or under-weighted). ``"flagged"``: any
-    other problem (weight ESS, SMC lineages, replicate spread, the check's
-    ``"high"`` flag) on a run whose mode check found at least two minima and
-    compared with an importance ESS of at least ``FALLBACK_MIN_ESS`` of its
-    draws, so that the target is a few modes the check found, where PT's
-    estimate is sound. Not one mode: PT is for barriers between modes, and
-    its default ladder fails in high dimension (held-out gaussian500 SMC:
-    24-26 nats low, flagged, 14 s more; this condition was added after that
-    was seen and changes nothing on TUNING). Never the "unverified" depth
-    rule (a funnel's neck, which PT does not reach either), a skipped check,
-    or, for ``"flagged"``, a run the tail check escalated or one the
-    outskirts check bounded (flagged only by that bound, whose BDMC run is
-    that check's answer; PT was measured on neither).
+def fallback_trigger(est, dim: int | None = None) -> str | None:
+    """Why a ``base="auto"`` run goes on to a second method, or ``None``.
+
+    ``"modes"`` (parallel tempering): the mode check's ``"low"`` flag (the
+    importance-sampling estimate from the minima the descents found is above
+    the run's beyond 3 combined stderrs: modes missed or under-weighted).
+    ``"unverified"`` (nested sampling): the depth rule or the poor fit's gap
+    of :func:`energymc.logz._checks.unverified_problem` (a funnel's neck,
+    which the annealing's particles lag behind in every replicate alike and
+    PT does not reach either), on a target of at most
+    ``NESTED_FALLBACK_MAX_DIM`` dimensions (``dim``; ``None``: not capped).
+    ``"flagged"`` (parallel tempering): any other problem (weight ESS, SMC
+    lineages, replicate spread, the check's ``"high"`` flag) on a run whose
+    mode check found at least two minima and compared with an importance ESS
+    of at least ``FALLBACK_MIN_ESS`` of its draws, so that the target is a
+    few modes the check found, where PT's estimate is sound. Not one mode: PT
+    is for barriers between modes, and its default ladder fails in high
+    dimension (held-out gaussian500 SMC: 24-26 nats low, flagged, 14 s more;
+    this condition was added after that was seen and changes nothing on
+    TUNING). Not a skipped check, or, for ``"flagged"``, a run the tail check
+    escalated or one the outskirts check bounded (flagged only by that bound,
+    whose BDMC run is that check's answer; PT was measured on neither).
     """
     modes = est.info.get("checks", {}).get("modes", {})
     if modes.get("flag") in FALLBACK_FLAGS:
         return "modes"
     from energymc.logz._checks import unverified_problem
 
+    if modes and unverified_problem(modes, est.log_z):
+        return "unverified" if dim is None or dim <= NESTED_FALLBACK_MAX_DIM else None
     if (est.problems and "escalation" not in est.info and modes.get("status") == "compared"
             and modes.get("modes", 0) >= 2
             and "upper" not in est.info["checks"].get("outskirts", {})
-            and modes.get("ess", 0.0) >= FALLBACK_MIN_ESS * modes.get("draws", math.inf)
-            and not unverified_problem(modes, est.log_z)):
+            and modes.get("ess", 0.0) >= FALLBACK_MIN_ESS * modes.get("draws", math.inf)):
         return "flagged"
     return None
 
@@ -663,68 +687,132 @@ def _report_check_estimate(est) -> None:
 
 
 def _fallback(call: _Call, first: LogZ, key, ckpt, first_s: float) -> LogZ:
-    """``base="auto"``: parallel tempering where :func:`fallback_trigger` names a reason.
+    """``base="auto"``: a second method where :func:`fallback_trigger` names a reason.
 
-    PT with its default options (``scale=`` passed on: it sets the base), its
-    default replicates (more while the stderr is above ``PRECISION_STDERR``,
-    up to ``PRECISION_FACTOR``, where the first call left the replicates to
-    the default), on ``fold_in(key, _FALLBACK_KEY)``. Its base is PT's
-    default Gaussian, or the Student-t base where the tail check escalated
-    the first run (the target's tails read heavier than a Gaussian's). PT's
-    estimate is returned, checked as any other, with ``info["fallback"]``
-    describing the first run. The two runs also check each other: the first
-    run's ``Z`` and the mode check's are unbiased estimates, so each of their
-    logs rarely reads high; PT's estimate more than 3 combined stderrs below
-    either is flagged (PT lost mass that they found).
+    For ``"modes"`` and ``"flagged"``, parallel tempering with its default
+    options, its default replicates (more while the stderr is above
+    ``PRECISION_STDERR``, up to ``PRECISION_FACTOR``, where the first call
+    left the replicates to the default), on ``fold_in(key, _FALLBACK_KEY)``,
+    from PT's default Gaussian. For ``"unverified"``, nested sampling with
+    its default options and its single run, on ``fold_in(key,
+    _NESTED_FALLBACK_KEY)``, from the base its own call would use
+    (``base="auto"``: the mode fit where it matches one mode, else the
+    default Gaussian). ``scale=`` is passed on (it sets the base); where the
+    tail check escalated the first run, the second starts from that run's
+    Student-t base. The second estimate is returned, checked as any other,
+    with ``info["fallback"]`` describing the first run. The two runs also
+    check each other: the first run's ``Z`` and (where it compared) the mode
+    check's are unbiased estimates, so each of their logs rarely reads high;
+    a second estimate more than 3 combined stderrs below either is flagged
+    (it lost mass that they found).
     """
-    pt = _method.get("pt")
+    trigger = fallback_trigger(first, call.target.dim)
+    name = "nested" if trigger == "unverified" else "pt"
+    second = _method.get(name)
     options = {k: v for k, v in call.options.items() if k == "scale"}
-    ctx = pt.validate(options, call.target)
-    ctx = dataclasses.replace(ctx, mesh=pt.mesh(call.devices, ctx.options),
+    ctx = second.validate(options, call.target)
+    ctx = dataclasses.replace(ctx, mesh=second.mesh(call.devices, ctx.options),
                               ticks=call.meter.active)
     # PT's default effort follows the stderr here (where the first call's did):
     # its estimate is compared below with two unbiased ones, so a narrower
     # error bar exposes a bias rather than hiding it (benchmarks/RESULTS.md,
-    # "The default effort follows the stderr").
-    pt_call = dataclasses.replace(call, m=pt, method="pt", options=options, ctx=ctx,
-                                  fixed_replicates=None, replicates=pt.replicates,
-                                  follows_stderr=call.fixed_replicates is None)
-    if "escalation" in first.info:
-        ref = first.info["reference"]
-    else:
-        ref = _reference(call.target, None, options, key, "pt")[0]
-    modes = first.info["checks"]["modes"]
-    trigger = fallback_trigger(first)
-    est, second_s = _rerun(pt_call, first, ref, jax.random.fold_in(key, _FALLBACK_KEY), ckpt,
-                           first_s, FALLBACK_DIR,
-                           ", parallel tempering: the mode check flagged the first run"
-                           if trigger == "modes" else
-                           ", parallel tempering: the first run was flagged")
+    # "The default effort follows the stderr"). Nested sampling keeps its one
+    # run: on a funnel its stderr is 0.12-0.16, and four runs would cost 30-70 s.
+    follows = call.fixed_replicates is None if name == "pt" else None
+    second_call = dataclasses.replace(call, m=second, method=name, options=options, ctx=ctx,
+                                      fixed_replicates=None, replicates=second.replicates,
+                                      follows_stderr=follows)
+    ref, fit_evals = _fallback_reference(call, first, options, key, name)
+    est, second_s = _rerun(second_call, first, ref,
+                           jax.random.fold_in(key, _FALLBACK_KEYS[name]), ckpt, first_s,
+                           _FALLBACK_DIRS[name], _FALLBACK_LABELS[trigger])
+    est.num_grad_evals += int(fit_evals)  # the second run's base fit, if any
     own = list(est.problems)
-    disagree, problems = lower_than_unbiased(
-        est.log_z, est.stderr, [(f"the first run's ({first.method})", first.log_z, first.stderr),
-                                ("the mode check's", modes["log_z"], modes["stderr"])])
+    modes = first.info["checks"]["modes"]
+    references = [(f"the first run's ({first.method})", first.log_z, first.stderr)]
+    if modes.get("status") == "compared":
+        references.append(("the mode check's", modes["log_z"], modes["stderr"]))
+    disagree, problems = lower_than_unbiased(est.log_z, est.stderr, references, name)
     est.problems.extend(problems)
-    if trigger == "modes":
-        reason = (f"the mode check flagged the {first.method} run: its importance-sampling "
-                  f"estimate from {modes.get('modes')} local minima is "
-                  f"{modes['log_z'] - first.log_z:.2f} nats higher ({modes['log_z']:.3f} ± "
-                  f"{modes['stderr']:.3f}; modes holding importance mass but no particle: "
-                  f"{modes.get('unreached', 0)})")
-    else:
-        reason = (f"the {first.method} run was flagged ({len(first.problems)} problem(s)) on "
-                  f"a target that Gaussians at {modes.get('modes')} local minima describe "
-                  f"(the mode check's importance ESS {modes['ess']:.0f} of its "
-                  f"{modes['draws']} draws): a few modes, which parallel tempering connects")
+    if name == "nested" and not any(p.startswith("unverified") for p in est.problems):
+        # Nested sampling's own check passes where its points went down the neck,
+        # but they lag there too: on a 6-d funnel (examples/logz_funnel.py) such
+        # unflagged fallbacks read 0.12-0.33 nats low with stderrs near 0.08.
+        est.problems.append(_unverified_fallback_problem(first))
     est.info["fallback"] = {
-        "reason": reason, "trigger": trigger, "method": "pt", "base": repr(ref),
-        "first": _first_with_mode_check(first, first_s),
+        "reason": _fallback_reason(first, trigger), "trigger": trigger, "method": name,
+        "base": repr(ref), "first": _first_with_mode_check(first, first_s),
         "disagree": disagree,
-        "pt": {"log_z": est.log_z, "stderr": est.stderr, "problems": own,
+        name: {"log_z": est.log_z, "stderr": est.stderr, "problems": own,
                "num_grad_evals": int(est.num_grad_evals - first.num_grad_evals),
                "seconds": second_s}}
     est.timing["fallback_first_s"] = first_s
     return est
+
+
+_FALLBACK_KEYS = {"pt": _FALLBACK_KEY, "nested": _NESTED_FALLBACK_KEY}
+_FALLBACK_DIRS = {"pt": FALLBACK_DIR, "nested": NESTED_FALLBACK_DIR}
+_FALLBACK_LABELS = {
+    "modes": ", parallel tempering: the mode check flagged the first run",
+    "flagged": ", parallel tempering: the first run was flagged",
+    "unverified": ", nested sampling: the mode check could not vouch for the first run"}
+
+
+def _fallback_reference(call: _Call, first: LogZ, options: dict, key,
+                        name: str) -> tuple[Reference, float]:
+    """The fallback's base and the gradient evaluations its fit cost.
+
+    The escalated first run's Student-t base; else PT's default Gaussian (the
+    first run missed modes, which a one-mode fit would miss too), or nested
+    sampling's ``"auto"`` base: the same descents as the first run's fit
+    (the same key), with nested sampling's own defensive share.
+    """
+    if "escalation" in first.info:
+        return first.info["reference"], 0.0
+    ref, evals, _ = _reference(call.target, "auto" if name == "nested" else None, options,
+                               key, name)
+    return ref, evals
+
+
+def _unverified_fallback_problem(first: LogZ) -> str:
+    """The problem a nested-sampling fallback's record keeps: nothing vouches for it."""
+    return (f"unverified: log_z is nested sampling's estimate, run because the mode check "
+            f"could not vouch for the {first.method} run ({first.log_z:.3f} ± "
+            f"{first.stderr:.3f}, in info['fallback']['first']): part of the target is far "
+            f"denser than where its particles went, as in a funnel's neck. Nested sampling "
+            f"goes further down such a neck than annealing, but its slice steps lag there "
+            f"too and nothing checked its estimate or its stderr (on a 6-d funnel such runs "
+            f"read 0.12-0.33 nats low with stderrs near 0.08). For a verified value, "
+            f"reparameterise the target so its scale no longer changes (non-centred: sample "
+            f"the standardised coordinates).")
+
+
+def _fallback_reason(first: LogZ, trigger: str) -> str:
+    """Why the fallback ran, in one sentence for ``info["fallback"]["reason"]``."""
+    modes = first.info["checks"]["modes"]
+    if trigger == "modes":
+        return (f"the mode check flagged the {first.method} run: its importance-sampling "
+                f"estimate from {modes.get('modes')} local minima is "
+                f"{modes['log_z'] - first.log_z:.2f} nats higher ({modes['log_z']:.3f} ± "
+                f"{modes['stderr']:.3f}; modes holding importance mass but no particle: "
+                f"{modes.get('unreached', 0)})")
+    if trigger == "unverified":
+        deep = modes.get("depth", -math.inf) > modes.get("depth_limit", UNVERIFIED_DEPTH)
+        if deep:
+            sign = (f"the descents from its particles went "
+                    f"{modes['energy_q01'] - modes['deepest']:.0f} nats below their 1% "
+                    f"energy quantile")
+        else:
+            sign = (f"Gaussians at its minima, fitting poorly, estimated "
+                    f"{first.log_z - modes['log_z']:.1f} nats below it")
+        return (f"the mode check could not vouch for the {first.method} run ({sign}): part "
+                f"of the target is far denser than where its particles went, as in a "
+                f"funnel's neck, which annealing lags behind in every replicate alike and "
+                f"nested sampling enters in order of density")
+    return (f"the {first.method} run was flagged ({len(first.problems)} problem(s)) on "
+            f"a target that Gaussians at {modes.get('modes')} local minima describe "
+            f"(the mode check's importance ESS {modes['ess']:.0f} of its "
+            f"{modes['draws']} draws): a few modes, which parallel tempering connects")
 
 
 #: ``fold_in`` index of the key of the rerun from the default Gaussian where a

@@ -35,8 +35,9 @@ sentence (with a fix) or ``None`` plus the numbers it used, which
   mixture, at most 2 modes, estimates far below the annealing.
 
 * :func:`lower_than_unbiased` — where ``base="auto"`` fell back to parallel
-  tempering, its estimate must not lie clearly below the first run's or the
-  mode check's, whose ``Z`` is unbiased (their logs rarely read high).
+  tempering or nested sampling, its estimate must not lie clearly below the
+  first run's or the mode check's, whose ``Z`` is unbiased (their logs rarely
+  read high).
 
 Neither check sees a bias that every replicate shares because the run's
 kernel cannot reach part of the target (a funnel's neck); the last marks
@@ -468,7 +469,7 @@ def mode_check(target, particles, weights, log_z, stderr, key, *, base_starts=No
 
 
 
-def lower_than_unbiased(log_z, stderr, references):
+def lower_than_unbiased(log_z, stderr, references, method="pt"):
     """Where an estimate lies below estimates whose ``Z`` is unbiased, beyond error bars.
 
     An unbiased ``Z`` estimate (AIS, SMC, importance sampling) reads high in
@@ -478,9 +479,11 @@ def lower_than_unbiased(log_z, stderr, references):
     Parameters
     ----------
     log_z, stderr : float
-        The estimate to check (e.g. parallel tempering's), in nats.
+        The estimate to check (parallel tempering's or nested sampling's), in nats.
     references : list of (str, float, float)
         ``(name, log_z, stderr)`` of each unbiased estimate.
+    method : {"pt", "nested"}
+        The method whose estimate is checked (it names the fix).
 
     Returns
     -------
@@ -489,18 +492,27 @@ def lower_than_unbiased(log_z, stderr, references):
     problems : list of str
         One sentence (with a fix) per such reference.
     """
+    what, how = _LOST_MASS[method]
     names, problems = [], []
     for name, ref, se in references:
         gap = ref - log_z
         if gap > 3.0 * math.hypot(se, stderr):
             names.append(name)
             problems.append(
-                f"parallel tempering's log Z ({log_z:.3f} ± {stderr:.3f}) lies "
+                f"{what}'s log Z ({log_z:.3f} ± {stderr:.3f}) lies "
                 f"{gap:.2f} nats below {name} estimate ({ref:.3f} ± {se:.3f}), beyond their "
                 "combined error bars; that one estimates Z without bias, so its log rarely "
-                "reads high: parallel tempering lost mass (a mode its chains did not visit "
-                "enough). Use more draws= and replicas= for method='pt', or a budget=.")
+                f"reads high: {what} lost mass ({how}). Use more {_MORE[method]} for "
+                f"method={method!r}, or a budget=.")
     return names, problems
+
+
+#: How each method that :func:`lower_than_unbiased` checks loses mass, and
+#: the options that buy it more.
+_LOST_MASS = {"pt": ("parallel tempering", "a mode its chains did not visit enough"),
+              "nested": ("nested sampling", "a region its live points left behind or "
+                         "never reached")}
+_MORE = {"pt": "draws= and replicas=", "nested": "particles= and num_inner_steps="}
 
 
 def unverified_problem(info, log_z, method=None):

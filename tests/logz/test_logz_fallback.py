@@ -1,6 +1,7 @@
 """``base=None`` ("auto") falls back to parallel tempering when the mode check flags the
 AIS/SMC run low (modes it missed or under-weighted), or when another check flags a run
-whose mode check found Gaussians at the minima that fit the target.
+whose mode check found Gaussians at the minima that fit the target; and to nested
+sampling where the mode check could not vouch for the run (a funnel's neck).
 
 * on a 2-d mixture whose narrow mode default AIS loses (-0.69 nats, stderr
   0.01), the call returns PT's estimate, within 3 stderr of the exact log Z,
@@ -12,8 +13,10 @@ whose mode check found Gaussians at the minima that fit the target.
   more minima fit (importance ESS >= half its draws); not one mode (held-out
   gaussian500, where PT is far off), not where they fit poorly
   (wells32, funnel2 on TUNING), the check did not compare, the depth rule
-  called the run unverified, the tail check escalated it, or only the
-  outskirts check's bound flagged it;
+  called the run unverified (nested sampling's case, up to 50 dimensions), the
+  tail check escalated it, or only the outskirts check's bound flagged it;
+* a 6-d funnel run that the depth rule calls unverified is run again by nested
+  sampling, whose estimate comes back still flagged (nothing vouches for it);
 * negative controls: PT far below the first run's unbiased estimate is
   flagged (the rule that keeps the fallback from adding a silent miss);
   ``checks=False`` and an explicit base never fall back; a Gaussian never
@@ -102,6 +105,10 @@ def test_pt_below_an_unbiased_estimate_is_flagged():
     assert len(problems) == 2 and "parallel tempering lost mass" in problems[0]
     assert lower_than_unbiased(1.40, 0.05, refs) == ([], [])  # 1.4 se below: within
     assert lower_than_unbiased(2.2, 0.05, refs) == ([], [])   # above: not a loss of mass
+    # Nested sampling's estimate is checked the same way, and the fix names its options.
+    names, problems = lower_than_unbiased(0.5, 0.05, refs[:1], method="nested")
+    assert names == [refs[0][0]] and problems[0].startswith("nested sampling's log Z")
+    assert "particles= and num_inner_steps= for method='nested'" in problems[0]
 
 
 @pytest.mark.slow
@@ -182,8 +189,12 @@ def test_flagged_runs_whose_modes_fit_fall_back_too():
     # A check that did not compare:
     assert fallback_trigger(_run([_ESS_PROBLEM], ess=100.0,
                                  status="skipped: the mixture fits poorly (ESS 100)")) is None
-    # The depth rule's funnel neck (PT does not reach it either):
-    assert fallback_trigger(_run([_ESS_PROBLEM], depth=40.0, deepest=-40.0)) is None
+    # The depth rule's funnel neck goes to nested sampling, not PT (which does not
+    # reach it either), up to 50 dimensions; a flagged run whose modes fit but whose
+    # descents went that deep too:
+    neck = _run([_ESS_PROBLEM], depth=40.0, deepest=-40.0)
+    assert fallback_trigger(neck) == fallback_trigger(neck, 50) == "unverified"
+    assert fallback_trigger(neck, 51) is None
     # A run the tail check escalated (PT was not measured there), and one without checks:
     escalated = _run([_ESS_PROBLEM])
     escalated.info["escalation"] = {}
@@ -193,3 +204,37 @@ def test_flagged_runs_whose_modes_fit_fall_back_too():
     bounded.info["checks"]["outskirts"] = {"trend": 1.5, "upper": float("inf")}
     assert fallback_trigger(bounded) is None
     assert fallback_trigger(SimpleNamespace(problems=[_ESS_PROBLEM], log_z=1.5, info={})) is None
+
+
+def _funnel6():
+    """Neal's funnel in 6-d (``v ~ N(0, 3^2)``, ``x_i | v ~ N(0, e^v)``; not a zoo target)."""
+
+    def energy(z):
+        v, x = z[0], z[1:]
+        return v**2 / 18.0 + 0.5 * jnp.sum(x**2) * jnp.exp(-v) + 2.5 * v
+
+    return emc.Energy(energy, init=jnp.zeros(6), name="funnel6")
+
+
+def test_an_unverified_funnel_run_falls_back_to_nested_sampling_and_stays_flagged():
+    """Seed 1: default AIS's descents go 14 nats below its particles (the depth rule), so
+    nested sampling runs from nested's own "auto" base. Its estimate comes back (here
+    within 3 of its stderrs of the exact log Z), still flagged: on this funnel the same
+    fallback read 0.12-0.33 nats low with stderrs near 0.08 on seeds 0, 2 and 3, with
+    its own check passing (examples/logz_funnel.py)."""
+    truth = 0.5 * np.log(2 * np.pi * 9.0) + 2.5 * np.log(2 * np.pi)
+    est = emc.log_partition(_funnel6(), seed=1, progress=False)
+    fb = est.info["fallback"]
+    first = fb["first"]
+    assert fb["trigger"] == "unverified" and fb["method"] == est.method == "nested"
+    assert first["method"] == "ais" and not first["reliable"]
+    assert any(p.startswith("unverified") for p in first["problems"])
+    assert "funnel's neck" in fb["reason"] and "nats below their 1% energy" in fb["reason"]
+    # Flagged, with the first run named; no midpoint ± stderr is printed.
+    assert not est.reliable and any("nested sampling's estimate" in p for p in est.problems)
+    assert "±" not in est.estimate_text
+    assert abs(est.log_z - truth) < 3 * est.stderr
+    # Both runs (and the second base's fit) are paid for.
+    assert est.num_grad_evals == first["num_grad_evals"] + fb["nested"]["num_grad_evals"]
+    assert fb["nested"]["num_grad_evals"] > 0 and fb["disagree"] == []
+    assert est.timing["fallback_first_s"] == first["seconds"] > 0
