@@ -100,7 +100,8 @@ def run_one(entry, target, method, seed, base=None):
 
 
 def _fallback_record(fb, truth):
-    """The parallel-tempering fallback's first run as a row's ``before`` (or ``None``)."""
+    """A fallback's first run as a row's ``before`` (or ``None``); ``second_*`` describe
+    the fallback's own run (parallel tempering or nested sampling: ``method``)."""
     if fb is None:
         return None
     first = fb["first"]
@@ -110,9 +111,10 @@ def _fallback_record(fb, truth):
             "silent": bool(first["reliable"] and abs(err) > 3 * first["stderr"]),
             "mode_check": first["mode_check"], "disagree": fb["disagree"],
             "trigger": fb.get("trigger"), "problems": list(first["problems"]),
-            "grad_evals": first["num_grad_evals"], "pt_grad_evals": fb["pt"]["num_grad_evals"],
-            "pt_seconds": fb["pt"]["seconds"],
-            "pt_problems": [p[:120] for p in fb["pt"]["problems"]]}
+            "grad_evals": first["num_grad_evals"], "method": fb["method"],
+            "second_grad_evals": fb[fb["method"]]["num_grad_evals"],
+            "second_seconds": fb[fb["method"]]["seconds"],
+            "second_problems": [p[:120] for p in fb[fb["method"]]["problems"]]}
 
 
 def _widened_record(widened, truth):
@@ -284,7 +286,8 @@ def main(argv=None):
                       f"{r['mode_check'].get('status', '')[:30]} "
                       f"depth {r['mode_check'].get('depth', float('nan')):.1f}"
                       + ("" if not r.get("fallback") else
-                         f"  PT fallback (first: err {r['fallback']['err']:+.3f} "
+                         f"  {r['fallback']['method']} fallback (first: err "
+                         f"{r['fallback']['err']:+.3f} "
                          f"stderr {r['fallback']['stderr']:.3f})")
                       + ("" if not r.get("widened") else
                          f"  widened (first: err {r['widened']['err']:+.3f} "
