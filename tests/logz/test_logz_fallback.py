@@ -238,3 +238,17 @@ def test_an_unverified_funnel_run_falls_back_to_nested_sampling_and_stays_flagge
     assert est.num_grad_evals == first["num_grad_evals"] + fb["nested"]["num_grad_evals"]
     assert fb["nested"]["num_grad_evals"] > 0 and fb["disagree"] == []
     assert est.timing["fallback_first_s"] == first["seconds"] > 0
+
+
+@pytest.mark.slow
+def test_a_checkpointed_funnel_call_reads_its_nested_fallback_back(tmp_path):
+    """Slow tier: the nested fallback's run is saved in its own subdirectory, and the
+    same call again reads both runs back instead of running them."""
+    ckpt = tmp_path / "logz"
+    want = emc.log_partition(_funnel6(), seed=1, progress=False, checkpoint=ckpt)
+    assert (ckpt / _api.NESTED_FALLBACK_DIR).is_dir() and want.method == "nested"
+    got = emc.log_partition(_funnel6(), seed=1, progress=False, checkpoint=ckpt)
+    assert got.timing["resumed_replicates"] == 1  # nested sampling's one run
+    assert got.log_z == want.log_z and got.stderr == want.stderr
+    assert got.problems == want.problems and got.num_grad_evals == want.num_grad_evals
+    assert got.info["fallback"]["first"]["log_z"] == want.info["fallback"]["first"]["log_z"]
