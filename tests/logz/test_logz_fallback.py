@@ -243,7 +243,7 @@ def test_an_unverified_funnel_run_falls_back_to_nested_sampling_and_stays_flagge
 @pytest.mark.slow
 def test_a_checkpointed_funnel_call_reads_its_nested_fallback_back(tmp_path):
     """Slow tier: the nested fallback's run is saved in its own subdirectory, and the
-    same call again reads both runs back instead of running them."""
+    same call again reads both runs back instead of running them; PT falls back too."""
     ckpt = tmp_path / "logz"
     want = emc.log_partition(_funnel6(), seed=1, progress=False, checkpoint=ckpt)
     assert (ckpt / _api.NESTED_FALLBACK_DIR).is_dir() and want.method == "nested"
@@ -252,3 +252,10 @@ def test_a_checkpointed_funnel_call_reads_its_nested_fallback_back(tmp_path):
     assert got.log_z == want.log_z and got.stderr == want.stderr
     assert got.problems == want.problems and got.num_grad_evals == want.num_grad_evals
     assert got.info["fallback"]["first"]["log_z"] == want.info["fallback"]["first"]["log_z"]
+    # method="pt" follows the same trigger (and no other): its unverified run is replaced by
+    # the same nested run (same key and base), and PT's estimate is no unbiased reference.
+    pt = emc.log_partition(_funnel6(), method="pt", seed=1, progress=False)
+    fb = pt.info["fallback"]
+    assert fb["first"]["method"] == "pt" and fb["trigger"] == "unverified"
+    assert pt.method == "nested" and pt.log_z == want.log_z and not pt.reliable
+    assert _api.FALLBACK_TRIGGERS["pt"] == ("unverified",)
