@@ -37,7 +37,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).with_name("golden")))
-from cases import CASES, environment_key, recording_environment  # noqa: E402
+from cases import (CASES, also_equal_after_recording, environment_key,  # noqa: E402
+                   recording_environment)
 
 GOLDEN = np.load(Path(__file__).with_name("golden") / "golden.npz")
 RECORDED_ON = json.loads((Path(__file__).with_name("golden") / "environment.json").read_text())
@@ -99,3 +100,15 @@ def test_golden_comparison_can_fail():
     run = emc.sample(_target(), method="mala", chains=2, draws=15, warmup=25, seed=4,
                      progress=False)
     assert not np.array_equal(run.flat_draws, GOLDEN["sample_mala/flat_draws"])
+
+
+def test_recording_cases_again_drops_them_from_every_also_equal_list():
+    """A case recorded again has values no other environment was seen to reproduce."""
+    also = {"cpu A / jax 1": ["sample_mala", "logz_ais", "learn_dsm"],
+            "cpu B / jax 2": ["logz_ais"]}
+    assert also_equal_after_recording(also, ["logz_ais"]) == {
+        "cpu A / jax 1": ["sample_mala", "learn_dsm"], "cpu B / jax 2": []}
+    # Negative control: a case nobody vouched for changes nothing; recording every
+    # case (no names) leaves no list at all.
+    assert also_equal_after_recording(also, ["rbm_fit"]) == also
+    assert also_equal_after_recording(also, []) == {}

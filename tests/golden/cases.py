@@ -133,6 +133,19 @@ def environment_key(env: dict) -> str:
     return f"{env['cpu']} / jax {env['jax']} / jaxlib {env['jaxlib']}"
 
 
+def also_equal_after_recording(also_equal: dict, recorded: list) -> dict:
+    """The `also_equal` lists left after recording the cases ``recorded`` again.
+
+    A case recorded again has new values that no other environment has been
+    seen to reproduce: it leaves every list (until ``--vouch`` runs there
+    again); the other cases stay. Recording every case (``recorded`` empty,
+    as make_golden.py without names) leaves nothing.
+    """
+    if not recorded:
+        return {}
+    return {key: [c for c in cases if c not in recorded] for key, cases in also_equal.items()}
+
+
 def recording_environment() -> dict:
     """What XLA's arithmetic depends on beyond energymc's code: the JAX build and the CPU.
 

@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import json  # noqa: E402
 
 import numpy as np  # noqa: E402
-from cases import CASES, environment_key, recording_environment  # noqa: E402
+from cases import (CASES, also_equal_after_recording, environment_key,  # noqa: E402
+                   recording_environment)
 
 
 ENVIRONMENT = Path(__file__).with_name("environment.json")
@@ -74,6 +75,15 @@ def main(names: list[str]) -> None:
     if unknown:
         raise SystemExit(f"unknown case(s) {unknown}; the cases are {sorted(CASES)}")
     path = Path(__file__).with_name("golden.npz")
+    recorded = json.loads(ENVIRONMENT.read_text()) if ENVIRONMENT.exists() else {}
+    env = recording_environment()
+    if names and {k: recorded.get(k) for k in env} != env:
+        # The kept cases' values come from the recording environment: relabelling the
+        # file with this one would claim bit-identity for values never computed here.
+        raise SystemExit("recording some cases again needs the environment that recorded "
+                         f"the others ({environment_key(recorded)}); this is "
+                         f"{environment_key(env)}. Record every case here (no names), "
+                         "or run --vouch to list the cases this environment reproduces.")
     out = {}
     if names:  # keep every other case's stored values as they are
         with np.load(path) as stored:
@@ -87,10 +97,8 @@ def main(names: list[str]) -> None:
         for field, value in values.items():
             out[f"{name}/{field}"] = np.asarray(value)
     np.savez(path, **out)
-    env = recording_environment()
     # Cases recorded again are unknown elsewhere until vouched for again.
-    also = json.loads(ENVIRONMENT.read_text()).get("also_equal", {}) if names else {}
-    also = {key: [c for c in cases if c not in names] for key, cases in also.items()}
+    also = also_equal_after_recording(recorded.get("also_equal", {}), names)
     if also:
         env["also_equal"] = also
     ENVIRONMENT.write_text(json.dumps(env, indent=1) + "\n")
