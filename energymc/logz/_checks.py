@@ -492,7 +492,7 @@ def lower_than_unbiased(log_z, stderr, references, method="pt"):
     problems : list of str
         One sentence (with a fix) per such reference.
     """
-    what, how = _LOST_MASS[method]
+    what, how, more = _LOST_MASS[method]
     names, problems = [], []
     for name, ref, se in references:
         gap = ref - log_z
@@ -502,17 +502,17 @@ def lower_than_unbiased(log_z, stderr, references, method="pt"):
                 f"{what}'s log Z ({log_z:.3f} ± {stderr:.3f}) lies "
                 f"{gap:.2f} nats below {name} estimate ({ref:.3f} ± {se:.3f}), beyond their "
                 "combined error bars; that one estimates Z without bias, so its log rarely "
-                f"reads high: {what} lost mass ({how}). Use more {_MORE[method]} for "
+                f"reads high: {what} lost mass ({how}). Use more {more} for "
                 f"method={method!r}, or a budget=.")
     return names, problems
 
 
-#: How each method that :func:`lower_than_unbiased` checks loses mass, and
-#: the options that buy it more.
-_LOST_MASS = {"pt": ("parallel tempering", "a mode its chains did not visit enough"),
+#: For each method that :func:`lower_than_unbiased` checks: its name, how it
+#: loses mass, and the options that buy it more.
+_LOST_MASS = {"pt": ("parallel tempering", "a mode its chains did not visit enough",
+                     "draws= and replicas="),
               "nested": ("nested sampling", "a region its live points left behind or "
-                         "never reached")}
-_MORE = {"pt": "draws= and replicas=", "nested": "particles= and num_inner_steps="}
+                         "never reached", "particles= and num_inner_steps=")}
 
 
 def unverified_problem(info, log_z, method=None):
